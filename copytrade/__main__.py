@@ -1,0 +1,3 @@
+from copytrade.cli import main
+
+main()

@@ -1,0 +1,20 @@
+"""The `copytrade` command. Each area's commands live in a module of this package."""
+
+from __future__ import annotations
+
+import typer
+
+from copytrade.cli import db, ledger
+
+app = typer.Typer(
+    name="copytrade",
+    help="Copy-trading platform: leaders, followers, the copy engine, the ledger, settlement and metrics.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(ledger.app, name="ledger")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,30 @@
+"""`copytrade db`: schema migrations of the ledger database."""
+
+from __future__ import annotations
+
+import typer
+
+from copytrade import migrate
+from copytrade.cli.common import console
+from copytrade.config import get_settings
+
+app = typer.Typer(help="Ledger database: migrate and inspect the schema.", no_args_is_help=True)
+
+
+@app.command()
+def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Migrate the ledger database (COPYTRADE_DATABASE_URL; default SQLite under var/) to REVISION."""
+    current = migrate.upgrade(revision=revision)
+    console.print(f"ledger database at revision [bold]{current}[/] ({_where()})")
+
+
+@app.command()
+def current() -> None:
+    """Print the ledger database's current revision."""
+    console.print(migrate.current_revision() or "empty (run `copytrade db upgrade`)")
+
+
+def _where() -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(get_settings().ledger_url).render_as_string(hide_password=True)

@@ -1,0 +1,39 @@
+"""`copytrade ledger`: read balances of the double-entry ledger."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from copytrade.cli.common import console
+from copytrade.db import session_scope
+from copytrade.ledger import Ledger
+
+app = typer.Typer(help="The double-entry ledger: balances and the hash chain.", no_args_is_help=True)
+
+
+@app.command()
+def balances(
+    prefix: str = typer.Option(None, help="Only addresses starting with this (e.g. 'follower:')."),
+    include_zero: bool = typer.Option(False, help="Also list accounts whose balance is zero."),
+) -> None:
+    """Print every account balance (address, asset, amount)."""
+    with session_scope() as session:
+        rows = Ledger(session).balances(prefix)
+    table = Table("address", "asset", "balance", title="Ledger balances")
+    for row in rows:
+        if row.amount or include_zero:
+            table.add_row(row.address, row.asset, f"{row.amount:,.8f}")
+    console.print(table)
+
+
+@app.command("verify-chain")
+def verify_chain() -> None:
+    """Recompute the hash chain of every transfer (R-X-4); exit 1 if history was edited."""
+    with session_scope() as session:
+        report = Ledger(session).verify_chain()
+    if report.ok:
+        console.print(f"hash chain intact: {report.checked} transfers checked")
+        return
+    console.print(f"[bold red]hash chain broken[/] at seq {report.first_broken_seq}: {report.problems[0]}")
+    raise typer.Exit(1)

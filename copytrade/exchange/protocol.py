@@ -1,0 +1,124 @@
+"""The exchange port: what the platform needs from an exchange, whoever implements it.
+
+Implemented by the ccxt gateway (Binance or the paper exchange) and by in-memory fakes in unit
+tests. Domain and engine code depend on this protocol, never on ccxt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+
+class GatewayError(Exception):
+    """Base of the platform's exchange errors (ccxt errors are translated into these once)."""
+
+
+class Retryable(GatewayError):
+    """Transient failure before anything happened (safe to retry a read; never resend an order blindly)."""
+
+
+class RateLimited(Retryable):
+    """429/418: back off for ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UnknownOutcome(GatewayError):
+    """Timeout, network error or 5xx on an order: it may or may not exist; look it up by client id."""
+
+
+class Rejected(GatewayError):
+    """The exchange refused the order for good (filters, balance, bad parameters)."""
+
+    def __init__(self, message: str, code: str | None = None, reason: str = "rejected") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason  # insufficient_funds | invalid_order | auth | …
+
+
+class AuthenticationFailed(Rejected):
+    """Bad API key, signature or timestamp."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    symbol: str  # exchange id, e.g. BTCUSDT
+    side: str  # buy | sell
+    quantity: Decimal
+    client_order_id: str
+    order_type: str = "market"  # market | limit
+    price: Decimal | None = None
+    reduce_only: bool = False
+    position_side: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One execution as the exchange reports it."""
+
+    trade_id: str
+    order_id: str
+    client_order_id: str | None
+    symbol: str
+    side: str
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    fee_asset: str
+    realised_pnl: Decimal | None
+    is_maker: bool
+    traded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrderState:
+    order_id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    status: str  # new | partially_filled | filled | canceled | rejected | expired
+    quantity: Decimal
+    filled_quantity: Decimal
+    average_price: Decimal | None
+    updated_at: datetime | None = None
+    trades: tuple[Trade, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    symbol: str
+    quantity: Decimal  # signed: + long, - short
+    entry_price: Decimal
+    mark_price: Decimal | None
+    unrealised_pnl: Decimal
+    leverage: int
+
+
+class ExchangeGateway(Protocol):
+    """One exchange account (one API key). Order placement is never retried automatically."""
+
+    async def place_order(self, request: OrderRequest) -> OrderState: ...
+
+    async def order_by_client_id(self, symbol: str, client_order_id: str) -> OrderState | None: ...
+
+    async def cancel_order(self, symbol: str, client_order_id: str) -> OrderState: ...
+
+    async def balances(self) -> dict[str, Decimal]: ...
+
+    async def positions(self) -> list[Position]: ...
+
+    async def my_trades(
+        self, symbol: str, from_id: str | None = None, limit: int = 1000
+    ) -> list[Trade]: ...
+
+    async def set_leverage(self, symbol: str, leverage: int) -> None: ...
+
+    def fills(self) -> AsyncIterator[Trade]: ...
+
+    async def close(self) -> None: ...

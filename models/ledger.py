@@ -1,0 +1,136 @@
+"""The double-entry ledger: accounts, transfers and postings (vocabulary of TigerBeetle/Formance).
+
+Every transfer's postings sum to zero per asset (R-LED-1); an account's stored balance equals the
+sum of its postings (R-LED-2); every transfer carries the hash of its content and of the previous
+transfer (R-X-4). History is immutable: corrections are new transfers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    insert,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base
+from models.types import Amount, UtcDateTime, utcnow
+
+
+class LedgerAccount(Base):
+    """One balance of one asset at a segmented address (``follower:<copy_id>:cash``, ``platform:fees``)."""
+
+    __tablename__ = "ledger_accounts"
+    __table_args__ = (UniqueConstraint("address", "asset"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(128))
+    asset: Mapped[str] = mapped_column(String(16))
+    allow_negative: Mapped[bool] = mapped_column(Boolean, default=False)
+    balance: Mapped[Decimal] = mapped_column(Amount, default=Decimal(0))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class LedgerTransfer(Base):
+    """A money movement: its idempotency key, why (``code``), and its place in the hash chain."""
+
+    __tablename__ = "ledger_transfers"
+    __table_args__ = (Index(None, "code", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)
+    code: Mapped[str] = mapped_column(
+        String(32)
+    )  # deposit | copy_fill | trading_fee | fee_rebate | profit_share …
+    memo: Mapped[str] = mapped_column(Text, default="")
+    refs: Mapped[dict | None] = mapped_column(JSON)  # e.g. {"copy_id": 3, "follower_fill_id": 9}
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    digest: Mapped[str] = mapped_column(String(64))  # sha256 of the content; conflict check
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256(prev_hash, seq, digest)
+
+    postings: Mapped[list[LedgerPosting]] = relationship(order_by="LedgerPosting.id")
+
+
+class LedgerPosting(Base):
+    """One entry of a transfer: a signed amount of one asset on one account."""
+
+    __tablename__ = "ledger_postings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    transfer_id: Mapped[int] = mapped_column(ForeignKey("ledger_transfers.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), index=True)
+    asset: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(Amount)
+
+
+class LedgerChainHead(Base):
+    """The single row every posting locks first: the last sequence number and hash of the chain."""
+
+    __tablename__ = "ledger_chain_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+GENESIS_HASH = "0" * 64
+IMMUTABLE_TABLES = ("ledger_transfers", "ledger_postings")
+
+
+def immutability_ddl(dialect: str) -> list[str]:
+    """Return the statements that make ledger history append-only on ``dialect`` (R-X-4)."""
+    statements = []
+    for table in IMMUTABLE_TABLES:
+        if dialect == "postgresql":
+            statements.append(
+                "CREATE OR REPLACE FUNCTION ledger_history_is_immutable() RETURNS trigger AS $$ "
+                "BEGIN RAISE EXCEPTION 'ledger history is immutable: % on %', TG_OP, TG_TABLE_NAME; "
+                "END; $$ LANGUAGE plpgsql"
+            )
+            statements.append(
+                f"CREATE TRIGGER trg_{table}__immutable BEFORE UPDATE OR DELETE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION ledger_history_is_immutable()"
+            )
+        elif dialect == "sqlite":
+            for op in ("UPDATE", "DELETE"):
+                statements.append(
+                    f"CREATE TRIGGER trg_{table}__no_{op.lower()} BEFORE {op} ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, 'ledger history is immutable: {op} on {table}'); END"
+                )
+    return statements
+
+
+def _after_create(table_name: str):
+    def listener(target, connection, **_kw):
+        for statement in immutability_ddl(connection.dialect.name):
+            if f" ON {table_name} " in statement or statement.startswith(
+                "CREATE OR REPLACE FUNCTION"
+            ):
+                connection.execute(text(statement))
+
+    return listener
+
+
+event.listen(LedgerTransfer.__table__, "after_create", _after_create("ledger_transfers"))
+event.listen(LedgerPosting.__table__, "after_create", _after_create("ledger_postings"))
+event.listen(
+    LedgerChainHead.__table__,
+    "after_create",
+    lambda target, connection, **_kw: connection.execute(
+        insert(target).values(id=1, last_seq=0, last_hash=GENESIS_HASH)
+    ),
+)
