@@ -793,6 +793,18 @@ class PaperServer:
             Route("/api/v3/userDataStream", key(SPOT, self._keepalive), methods=["PUT"]),
             Route("/api/v3/userDataStream", key(SPOT, self._close_key), methods=["DELETE"]),
             Route("/fapi/v1/premiumIndex", pub(self._premium_index)),
+            Route(
+                "/dapi/v1/exchangeInfo",
+                pub(
+                    lambda p: {
+                        "timezone": "UTC",
+                        "serverTime": wall_ms(),
+                        "rateLimits": [],
+                        "exchangeFilters": [],
+                        "symbols": [],
+                    }
+                ),
+            ),
             Route("/fapi/v1/userTrades", sig(FUTURES, self._my_trades), methods=["GET"]),
             Route("/fapi/v1/leverage", sig(FUTURES, self._leverage), methods=["POST"]),
             Route("/fapi/v1/marginType", sig(FUTURES, self._margin_type), methods=["POST"]),

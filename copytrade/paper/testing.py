@@ -94,7 +94,7 @@ def _run_in_thread(
         paper.app(),
         log_level="warning",
         lifespan="on",
-        ws="websockets",
+        ws="websockets-sansio",
         timeout_keep_alive=60,
         backlog=2048,
     )
@@ -167,3 +167,25 @@ def _run_in_process(
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def point_at_paper(exchange, base_url: str):
+    """Send an unmodified ccxt client to the paper exchange: only ``urls['api']`` changes."""
+    from copytrade.exchange.urls import paper_urls
+
+    exchange.urls["api"] = {**exchange.urls["api"], **paper_urls(base_url)}
+    return exchange
+
+
+def ccxt_client(kind: str, base_url: str, api_key: str, api_secret: str, **config: object):
+    """Return a plain ccxt async client (binance for spot, binanceusdm for futures) on the paper exchange.
+
+    Spot clients only load spot markets (``options.fetchMarkets``), futures clients only USDⓈ-M.
+    """
+    import ccxt.async_support as ccxt
+
+    cls = ccxt.binance if kind == "spot" else ccxt.binanceusdm
+    client = cls({"apiKey": api_key, "secret": api_secret, **config})
+    if kind == "spot":
+        client.options["fetchMarkets"] = {"types": ["spot"]}
+    return point_at_paper(client, base_url)
