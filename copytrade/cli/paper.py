@@ -35,6 +35,7 @@ def serve(
     import uvicorn
 
     from copytrade.paper.app import PaperServer
+    from copytrade.paper.http_protocol import best_http_protocol
 
     settings = get_settings()
     folder = data_dir or settings.data_dir
@@ -56,7 +57,7 @@ def serve(
         host=host,
         port=port,
         loop=loop,
-        http="httptools" if _has("httptools") else "h11",
+        http=best_http_protocol(),
         ws="websockets-sansio",
         log_level=log_level,
         access_log=False,

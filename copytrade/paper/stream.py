@@ -61,6 +61,9 @@ class StreamHub:
 
     # -- subscribers ---------------------------------------------------------------------------
 
+    def has_subscribers(self, account_id: str, kind: str) -> bool:
+        return bool(self.subscribers.get((account_id, kind)))
+
     def add(self, sub: Subscriber) -> None:
         self.subscribers.setdefault((sub.account_id, sub.kind), set()).add(sub)
 

@@ -34,6 +34,7 @@ class PaperHandle:
     admin_token: str
     admin: AdminClient
     server: object | None = None  # copytrade.paper.app.PaperServer in thread mode
+    pid: int | None = None  # the server's process id in process mode
 
     @property
     def ws_url(self) -> str:
@@ -90,8 +91,11 @@ def _run_in_thread(
     paper = PaperServer(data_dir, admin_token, start=start or DEFAULT_START, speed=speed)
     sock = _bound_socket(host)
     port = sock.getsockname()[1]
+    from copytrade.paper.http_protocol import best_http_protocol
+
     config = uvicorn.Config(
         paper.app(),
+        http=best_http_protocol(),
         log_level="warning",
         lifespan="on",
         ws="websockets-sansio",
@@ -159,7 +163,7 @@ def _run_in_process(
                 if time.monotonic() > deadline:
                     raise RuntimeError("paper exchange did not start") from None
                 time.sleep(0.1)
-        yield PaperHandle(base_url, admin_token, admin, None)
+        yield PaperHandle(base_url, admin_token, admin, None, proc.pid)
     finally:
         admin.close()
         proc.terminate()
@@ -189,3 +193,10 @@ def ccxt_client(kind: str, base_url: str, api_key: str, api_secret: str, **confi
     if kind == "spot":
         client.options["fetchMarkets"] = {"types": ["spot"]}
     return point_at_paper(client, base_url)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """Return the user + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
