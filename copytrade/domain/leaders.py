@@ -256,8 +256,8 @@ def normalise_code(code: str) -> str:
 _ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
 # Chunks glued by separators that people use to dodge filters: "AB12-CD34", "K7.Q2.M9", "ab_12_cd".
 _GLUED = re.compile(r"[A-Za-z0-9]+(?:\s*[-._/:|·•*+]\s*[A-Za-z0-9]+)+")
-# Short chunks spaced apart: "K 7 Q 2 M 9", "AB 12 CD 34".
-_SPACED = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{1,2}(?:\s+[A-Za-z0-9]{1,2}){2,}(?![A-Za-z0-9])")
+# Words of at most 4 letters/digits spaced apart, candidates for "K 7 Q 2 M 9" or "AB12 CD34 EF".
+_SPACED_RUN = re.compile(r"(?<![^\s])[A-Za-z0-9]{1,4}(?:\s+[A-Za-z0-9]{1,4})+(?![^\s])")
 
 
 def _code_shaped(candidate: str) -> bool:
@@ -282,11 +282,41 @@ def find_invitation_code(text: str, own_code: str | None = None) -> str | None:
         squashed = "".join(ch for ch in normal if ch.isalnum()).upper()
         if normalise_code(own_code) and normalise_code(own_code) in squashed:
             return own_code
-    for pattern in (_ALNUM_RUN, _GLUED, _SPACED):
+    for pattern in (_ALNUM_RUN, _GLUED):
         for match in pattern.finditer(normal):
             candidate = re.sub(r"[^A-Za-z0-9]", "", match.group(0))
             if _code_shaped(candidate):
                 return match.group(0)
+    for match in _SPACED_RUN.finditer(normal):
+        found = _spaced_code(match.group(0).split())
+        if found:
+            return found
+    return None
+
+
+def _mixed(word: str) -> bool:
+    return any(c.isdigit() for c in word) and any(c.isalpha() for c in word)
+
+
+def _spaced_code(words: list[str]) -> str | None:
+    """Return a code spelt out in spaced chunks, if any window of ``words`` is one.
+
+    A window counts when its letters and digits together are code-shaped and it is either at
+    least four chunks of one or two characters ("K7 Q2 M9 XA", "K 7 Q 2 M 9") or holds at least
+    two chunks of three or four characters that mix letters and digits ("AB12 CD34"). Ordinary
+    prose ("I am 25 and use 2x") has neither.
+    """
+    for start in range(len(words)):
+        for end in range(start + 2, len(words) + 1):
+            window = words[start:end]
+            joined = "".join(window)
+            if len(joined) > CODE_SHAPE_MAX:
+                break
+            if not _code_shaped(joined):
+                continue
+            short = len(window) >= 4 and all(len(w) <= 2 for w in window)
+            if short or sum(1 for w in window if len(w) >= 3 and _mixed(w)) >= 2:
+                return " ".join(window)
     return None
 
 
@@ -434,7 +464,6 @@ _LOOKALIKE = str.maketrans(
         "1": "l",
         "i": "l",
         "|": "l",
-        "!": "l",
         "2": "z",
         "3": "e",
         "4": "a",
@@ -474,27 +503,36 @@ def _prototypes() -> dict[str, str]:
         if len(source) != 1 or len(targets) != 1:
             continue  # multi-character keys and hubs with many partners are prototypes
         (target,) = targets
+        if _is_latin(source) and not target.isascii():
+            continue  # Latin letters stay themselves unless they fold onto ASCII
         if len(target) > 1 or len(partners.get(target, ())) > 1 or target < source:
             mapping[source] = target
     return mapping
 
 
+def _is_latin(ch: str) -> bool:
+    return ch.isascii() or unicodedata.name(ch, "").startswith("LATIN")
+
+
+def _strip_marks(text: str) -> str:
+    return "".join(
+        ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch)
+    )
+
+
 def skeleton(name: str) -> str:
     """Return the comparison key of a nickname for impersonation (R-LEAD-9).
 
-    Steps: NFKC; map every character to its Unicode confusables prototype; case-fold; strip
-    accents; map again (case-folding can expose new confusables); drop everything that is not a
+    Steps: NFKC; strip accents; map every character to its Unicode confusables prototype;
+    case-fold; strip accents; map again (case-folding can expose new confusables); drop everything that is not a
     letter or digit (whitespace, punctuation, separators, symbols, invisible characters); then
     fold the look-alikes Unicode leaves apart (0/o, 1/l/i, 2/z, 3/e, 4/a, 5/s, 7/t, 8/b, 9/g,
     "rn"/m, "vv"/w).
     """
     protos = _prototypes()
-    text = unicodedata.normalize("NFKC", name or "")
+    text = _strip_marks(unicodedata.normalize("NFKC", name or ""))
     for _ in range(2):
-        text = "".join(protos.get(ch, ch) for ch in text).casefold()
-        text = "".join(
-            ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch)
-        )
+        text = _strip_marks("".join(protos.get(ch, ch) for ch in text).casefold())
     text = text.translate(_LOOKALIKE)
     text = "".join(ch for ch in text if ch.isalnum())
     text = text.translate(_LOOKALIKE)
