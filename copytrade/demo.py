@@ -9,7 +9,8 @@ Later work grows it into the full story (paper exchange, copy engine, settlement
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -17,10 +18,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from copytrade import migrate
 from copytrade.config import get_settings
-from copytrade.db import session_scope
+from copytrade.db import make_engine
 from copytrade.domain.errors import RuleViolation
 from copytrade.domain.fees import leader_rebate, trading_fee
 from copytrade.domain.leaders import LeaderApplication
@@ -101,6 +103,25 @@ def run_demo(
     reset_database(path)
     migrate.upgrade(url)
     result = DemoResult(database_url=url)
+    # An engine of its own, disposed at the end: a cached one would keep the previous run's
+    # (deleted) file open and the next run would not start fresh.
+    engine = make_engine(url)
+    factory = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def session_scope(_url: str = url) -> Iterator[Session]:
+        with factory() as session, session.begin():
+            yield session
+
+    try:
+        _story(console, url, result, session_scope)
+    finally:
+        engine.dispose()
+    console.print(f"demo database: {path}")
+    return result
+
+
+def _story(console: Console, url: str, result: DemoResult, session_scope) -> None:
 
     def step(title: str) -> None:
         console.rule(f"[bold]{title}")
@@ -225,8 +246,6 @@ def run_demo(
         console.print(
             f"hash chain {'intact' if report.ok else 'BROKEN'}: {report.checked} transfers (R-X-4)"
         )
-    console.print(f"demo database: {path}")
-    return result
 
 
 def _spot_round_trip(console: Console, ledger: Ledger, market: Market, result: DemoResult) -> None:
