@@ -235,3 +235,31 @@ async def test_ccxt_pro_watch_my_trades_sees_every_fill(paper, account, kind):
         assert {t["order"] for t in seen.values()} == {o["id"] for o in orders}
     finally:
         await client.close()
+
+
+async def test_leader_bot_replays_real_fills_and_ma_cross_trades(paper):
+    """The demo's leader really trades: the replay fills on the real candles of the fills' times."""
+    from copytrade.config import get_settings
+    from copytrade.paper.leader_bot import replay_leader, run_ma_cross
+
+    data_dir = get_settings().data_dir
+    seen = []
+    report = await replay_leader(
+        paper.base_url,
+        paper.admin_token,
+        data_dir,
+        limit=6,
+        max_wait=0.1,
+        on_fill=lambda f, s: seen.append((f, s)),
+    )
+    assert report.sent == 6 and report.filled == 6
+    assert all(status == "filled" for _, status in seen)
+    report = await run_ma_cross(
+        paper.base_url,
+        paper.admin_token,
+        data_dir / "market" / "spot" / "ETH_BTC-5m.csv",
+        "ETHUSDT",
+        max_trades=2,
+        max_wait=0.05,
+    )
+    assert report.sent == 2 and report.filled == 2
