@@ -44,22 +44,23 @@ async def _drive(base_url: str, accounts: list[dict], seconds: float, warmup: fl
     session = aiohttp.ClientSession(connector=connector)
     loader = new_client("spot", base_url, session=session)
     await loader.load_markets()
-    markets, currencies = loader.markets, loader.currencies
     clients = []
     for acc in accounts:
         client = new_client("spot", base_url, acc["api_key"], acc["api_secret"], session=session)
         client.enableRateLimit = False
-        client.set_markets(markets, currencies)
+        client.set_markets_from_exchange(loader)
         clients.append(client)
     latencies: list[float] = []
     errors = 0
     done = 0
+    total = 0
+    cpu0 = time.process_time()
     start = time.perf_counter()
     measure_from = start + warmup
     stop = measure_from + seconds
 
     async def loop(client, index: int) -> None:
-        nonlocal done, errors
+        nonlocal done, errors, total
         side = "buy"
         n = 0
         while True:
@@ -76,6 +77,7 @@ async def _drive(base_url: str, accounts: list[dict], seconds: float, warmup: fl
                 continue
             t1 = time.perf_counter()
             n += 1
+            total += 1
             side = "sell" if side == "buy" else "buy"
             if t0 >= measure_from:
                 latencies.append(t1 - t0)
@@ -83,11 +85,19 @@ async def _drive(base_url: str, accounts: list[dict], seconds: float, warmup: fl
 
     await asyncio.gather(*(loop(c, i) for i, c in enumerate(clients)))
     elapsed = time.perf_counter() - measure_from
+    cpu = time.process_time() - cpu0
     for c in clients:
         c.session = None  # shared; closed below
     await loader.close()
     await session.close()
-    return {"orders": done, "elapsed": elapsed, "latencies": latencies, "errors": errors}
+    return {
+        "orders": done,
+        "total": total,
+        "cpu": cpu,
+        "elapsed": elapsed,
+        "latencies": latencies,
+        "errors": errors,
+    }
 
 
 def _client_process(
@@ -103,9 +113,16 @@ def _client_process(
 
 
 def run_level(
-    base_url: str, accounts: list[dict], seconds: float, procs: int, warmup: float
+    base_url: str,
+    accounts: list[dict],
+    seconds: float,
+    procs: int,
+    warmup: float,
+    server_pid: int | None,
 ) -> dict:
-    """Drive ``accounts`` from ``procs`` client processes; return throughput and latency."""
+    """Drive ``accounts`` from ``procs`` client processes; return throughput, latency and CPU."""
+    from copytrade.paper.testing import process_cpu_seconds
+
     procs = max(1, min(procs, len(accounts)))
     queue: mp.Queue = mp.get_context("fork").Queue()
     chunks = [accounts[i::procs] for i in range(procs)]
@@ -117,11 +134,17 @@ def run_level(
     ]
     for w in workers:
         w.start()
+    cpu0 = process_cpu_seconds(server_pid) if server_pid else None
     results = [queue.get() for _ in workers]
+    cpu1 = process_cpu_seconds(server_pid) if server_pid else None
     for w in workers:
         w.join()
     orders = sum(r["orders"] for r in results)
+    total = sum(r["total"] for r in results)
     elapsed = max(r["elapsed"] for r in results)
+    # Server CPU over the whole level (warm-up included) per order it served in that time.
+    server_ms = 1000 * (cpu1 - cpu0) / total if cpu0 is not None and total else None
+    client_ms = 1000 * sum(r["cpu"] for r in results) / total if total else None
     latencies = [x for r in results for x in r["latencies"]]
     return {
         "accounts": len(accounts),
@@ -131,6 +154,9 @@ def run_level(
         "p50_ms": round(_percentile(latencies, 0.50) * 1000, 2),
         "p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
         "errors": sum(r["errors"] for r in results),
+        "server_cpu_ms_per_order": round(server_ms, 3) if server_ms else None,
+        "server_capacity_orders_per_second": round(1000 / server_ms) if server_ms else None,
+        "client_cpu_ms_per_order": round(client_ms, 3) if client_ms else None,
     }
 
 
@@ -190,26 +216,32 @@ def main() -> None:
     levels = [int(x) for x in args.accounts.split(",") if x]
     needed = max(levels)
 
-    def bench(base_url: str, admin: AdminClient) -> dict:
+    def bench(base_url: str, admin: AdminClient, pid: int | None) -> dict:
         accounts = []
         for i in range(needed):
             acc = admin.create_account(f"bench-{i}", spot={"USDT": "1000000", "BTC": "10"})
             accounts.append({"api_key": acc.api_key, "api_secret": acc.api_secret})
         idle = asyncio.run(_idle_latency(base_url, accounts[0], args.idle_orders))
         runs = [
-            run_level(base_url, accounts[:n], args.seconds, args.client_procs, args.warmup)
+            run_level(base_url, accounts[:n], args.seconds, args.client_procs, args.warmup, pid)
             for n in levels
         ]
         return {"idle": idle, "runs": runs}
 
     started = time.time()
+    load_at_start = os.getloadavg()[0]
     if args.url:
         admin = AdminClient(args.url, get_settings().paper_admin_token.get_secret_value())
-        result = bench(args.url, admin)
+        result = bench(args.url, admin, None)
     else:
         with run_paper_exchange(mode="process", speed=1.0) as paper:
-            result = bench(paper.base_url, paper.admin)
+            result = bench(paper.base_url, paper.admin, paper.pid)
     best = max(r["orders_per_second"] for r in result["runs"])
+    capacities = [
+        r["server_capacity_orders_per_second"]
+        for r in result["runs"]
+        if r["server_capacity_orders_per_second"]
+    ]
     line = {
         "benchmark": "paper_exchange",
         "cpu_count": os.cpu_count(),
@@ -218,6 +250,8 @@ def main() -> None:
             r["orders_per_second"] >= TARGET_ORDERS_PER_SECOND for r in result["runs"]
         ),
         "best_orders_per_second": best,
+        "server_capacity_orders_per_second": min(capacities) if capacities else None,
+        "load_average_at_start": load_at_start,
         "idle_round_trip": result["idle"],
         "runs": result["runs"],
         "seconds_per_level": args.seconds,
