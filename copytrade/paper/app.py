@@ -26,7 +26,7 @@ from copytrade.domain.money import to_decimal
 from copytrade.paper import errors as E
 from copytrade.paper import views
 from copytrade.paper.accounts import Account
-from copytrade.paper.auth import api_key_account, params_of, verify_signed
+from copytrade.paper.auth import api_key_account, check_timestamp, params_of, verify_signed
 from copytrade.paper.book import BookConfig
 from copytrade.paper.catalog import FUTURES, SPOT, load_catalog
 from copytrade.paper.errors import BinanceError
@@ -582,8 +582,6 @@ class PaperServer:
         expected = hmac.new(account.secret, payload.encode(), "sha256").hexdigest()
         if not hmac.compare_digest(expected, signature):
             raise E.err(E.BAD_SIGNATURE)
-        from copytrade.paper.auth import check_timestamp
-
         check_timestamp({k: str(v) for k, v in params.items()}, wall_ms())
         return account
 
