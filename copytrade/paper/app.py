@@ -28,11 +28,11 @@ from copytrade.paper import views
 from copytrade.paper.accounts import Account
 from copytrade.paper.auth import api_key_account, check_timestamp, params_of, verify_signed
 from copytrade.paper.book import BookConfig
-from copytrade.paper.catalog import FUTURES, SPOT, load_catalog
+from copytrade.paper.catalog import FUTURES, SPOT
 from copytrade.paper.errors import BinanceError
 from copytrade.paper.exchange import PaperExchange, wall_ms
 from copytrade.paper.faults import AFTER, BEFORE, Faults
-from copytrade.paper.market_data import load_market_data
+from copytrade.paper.market_data import load_reference
 from copytrade.paper.prices import SimClock, parse_time_ms
 from copytrade.paper.stream import StreamHub, Subscriber
 
@@ -112,10 +112,10 @@ class PaperServer:
         speed: float = 1.0,
         book: BookConfig | None = None,
     ) -> None:
-        catalog = load_catalog(data_dir)
+        catalog, data = load_reference(Path(data_dir).resolve())
         self.exchange = PaperExchange(
             catalog,
-            load_market_data(data_dir, catalog),
+            data,
             SimClock(parse_time_ms(start), speed),
             book,
         )
