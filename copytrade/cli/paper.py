@@ -61,6 +61,7 @@ def serve(
         ws="websockets-sansio",
         log_level=log_level,
         access_log=False,
+        proxy_headers=False,
         backlog=4096,
         timeout_keep_alive=120,
     )

@@ -187,7 +187,7 @@ class PaperServer:
         async def endpoint(scope: dict, receive, send) -> None:
             self.requests += 1
             query = scope["query_string"].decode()
-            body = await _read_body(receive) if scope["method"] in ("POST", "PUT") else ""
+            body = await _read_body(receive) if scope["method"] != "GET" else ""
             try:
                 account, params = verify_signed(
                     _api_key(scope), query, body, self.exchange.account_by_key, wall_ms()
@@ -204,7 +204,7 @@ class PaperServer:
         async def endpoint(scope: dict, receive, send) -> None:
             self.requests += 1
             query = scope["query_string"].decode()
-            body = await _read_body(receive) if scope["method"] in ("POST", "PUT") else ""
+            body = await _read_body(receive) if scope["method"] != "GET" else ""
             try:
                 account = api_key_account(_api_key(scope), self.exchange.account_by_key)
             except BinanceError as exc:

@@ -96,6 +96,7 @@ def _run_in_thread(
     config = uvicorn.Config(
         paper.app(),
         http=best_http_protocol(),
+        proxy_headers=False,
         log_level="warning",
         lifespan="on",
         ws="websockets-sansio",
