@@ -8,6 +8,7 @@ with ``set_markets``.
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from functools import cache
 
@@ -23,13 +24,22 @@ _CCXT_LOG = logging.getLogger("copytrade.exchange.ccxt")
 
 
 class _RedactHeaders(logging.Filter):
-    """Drop request/response headers from ccxt's debug log (they carry X-MBX-APIKEY)."""
+    """Drop headers (X-MBX-APIKEY) and signatures from ccxt's debug log of requests."""
+
+    _SIGNATURE = re.compile(r"signature=[0-9a-fA-F]+")
+
+    def _clean(self, value: object) -> object:
+        if isinstance(value, dict):
+            return "<headers>"
+        if isinstance(value, str | bytes) and "signature=" in str(value):
+            return self._SIGNATURE.sub("signature=***", str(value))
+        return value
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(isinstance(a, dict) for a in record.args):
-            record.args = tuple("<headers>" if isinstance(a, dict) else a for a in record.args)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._clean(a) for a in record.args)
         if isinstance(record.msg, str) and "signature=" in record.msg:
-            record.msg = record.msg.split("signature=")[0] + "signature=***"
+            record.msg = self._SIGNATURE.sub("signature=***", record.msg)
         return True
 
 

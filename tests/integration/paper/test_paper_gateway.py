@@ -264,3 +264,16 @@ async def test_leader_bot_replays_real_fills_and_ma_cross_trades(paper):
         max_wait=0.05,
     )
     assert report.sent == 2 and report.filled == 2
+
+
+async def test_api_key_and_signatures_never_reach_the_log(spot_factory, account, caplog):
+    """ccxt logs every request and answer at DEBUG; the gateway's logger strips keys and signatures."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    g = spot_factory.gateway(account.api_key, account.api_secret)
+    await g.place_order(OrderRequest("BTCUSDT", "buy", Decimal("0.001"), "log-1"))
+    await g.balances()
+    assert "Request" in caplog.text  # ccxt did log the requests
+    assert account.api_key not in caplog.text and account.api_secret not in caplog.text
+    assert "signature=" not in caplog.text.replace("signature=***", "")
