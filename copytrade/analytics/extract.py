@@ -425,47 +425,51 @@ def _extract_table(conn, sink, spec, table_state, state, upper, batch) -> int:
     high = _max_id(conn, spec.name)
     low = table_state.watermark
     pending = sorted(set(table_state.pending))
-    final_sql = (
-        f"select {cols} from {spec.name} where id > :low and id <= :high and {spec.final_when}"
-    )
-    parts = [final_sql]
-    params: dict = {"low": low, "high": high}
-    if pending:
-        parts.append(
-            f"select {cols} from {spec.name} where {spec.final_when} and id in "
-            f"(select value from ({_values_sql(len(pending))}) as p(value))"
-        )
-        params.update({f"p{i}": v for i, v in enumerate(pending)})
-    sql = " union all ".join(parts) + " order by 1"
-    written = sink.write(spec, batch, _chunks(conn, sql, params, spec, batch))
-    still_pending = [
-        int(r[0])
-        for r in conn.execute(
-            text(
-                f"select id from {spec.name} where id > :low and id <= :high and not ({spec.final_when})"
-            ),
+    final = spec.final_when
+    queries = [
+        (
+            f"select {cols} from {spec.name} where id > :low and id <= :high and {final} order by id",
             {"low": low, "high": high},
         )
     ]
-    if pending:
-        final_now = {
+    for i in range(0, len(pending), _IN_CHUNK):
+        ids = pending[i : i + _IN_CHUNK]
+        marks = ", ".join(f":p{j}" for j in range(len(ids)))
+        queries.append(
+            (
+                f"select {cols} from {spec.name} where {final} and id in ({marks}) order by id",
+                {f"p{j}": v for j, v in enumerate(ids)},
+            )
+        )
+
+    def chunks():
+        for sql, params in queries:
+            yield from _chunks(conn, sql, params, spec, batch)
+
+    written = sink.write(spec, batch, chunks())
+    still_pending = {
+        int(r[0])
+        for r in conn.execute(
+            text(f"select id from {spec.name} where id > :low and id <= :high and not ({final})"),
+            {"low": low, "high": high},
+        )
+    }
+    for i in range(0, len(pending), _IN_CHUNK):
+        ids = pending[i : i + _IN_CHUNK]
+        marks = ", ".join(f":p{j}" for j in range(len(ids)))
+        still_pending |= {
             int(r[0])
             for r in conn.execute(
-                text(
-                    f"select id from {spec.name} where {spec.final_when} and id in "
-                    f"(select value from ({_values_sql(len(pending))}) as p(value))"
-                ),
-                {f"p{i}": v for i, v in enumerate(pending)},
+                text(f"select id from {spec.name} where not ({final}) and id in ({marks})"),
+                {f"p{j}": v for j, v in enumerate(ids)},
             )
         }
-        still_pending += [p for p in pending if p not in final_now]
-    table_state.pending = sorted(set(still_pending))
+    table_state.pending = sorted(still_pending)
     table_state.watermark = max(low, high)
     return written
 
 
-def _values_sql(n: int) -> str:
-    return " union all ".join(f"select :p{i}" for i in range(n))
+_IN_CHUNK = 500
 
 
 # -- sinks -------------------------------------------------------------------------------------

@@ -195,49 +195,41 @@ class SyntheticLedger:
 
 
 def _insert(conn, table: str, frame: pd.DataFrame, chunk: int = 200_000) -> int:
-    """Insert a frame with the driver's executemany (integer units, UTC timestamps)."""
+    """Insert a frame with the driver's executemany (integer units, UTC timestamps), in chunks."""
     if frame.empty:
         return 0
     sqlite = conn.dialect.name == "sqlite"
     columns = list(frame.columns)
     marks = ", ".join("?" if sqlite else "%s" for _ in columns)
     sql = f"insert into {table} ({', '.join(columns)}) values ({marks})"
-    converted = []
-    for name in columns:
-        series = frame[name]
-        if isinstance(series.dtype, pd.DatetimeTZDtype):
-            if sqlite:
-                values = series.dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S.%f")
-                converted.append([None if pd.isna(v) else v for v in values])
-            else:
-                converted.append([None if pd.isna(v) else v.to_pydatetime() for v in series])
-        elif series.dtype == bool:
-            converted.append([int(v) if sqlite else bool(v) for v in series])
-        elif name == "price_date" and sqlite:
-            converted.append([d.isoformat() for d in series])
-        else:
-            converted.append(
-                [
-                    None if _isnull(v) else (int(v) if isinstance(v, np.integer) else v)
-                    for v in series.tolist()
-                ]
-            )
-    rows = list(zip(*converted, strict=True))
     driver = conn.connection.driver_connection
     cursor = driver.cursor()
     try:
-        for i in range(0, len(rows), chunk):
-            cursor.executemany(sql, rows[i : i + chunk])
+        for i in range(0, len(frame), chunk):
+            part = frame.iloc[i : i + chunk]
+            converted = [_column_values(part[name], name, sqlite) for name in columns]
+            cursor.executemany(sql, list(zip(*converted, strict=True)))
     finally:
         cursor.close()
     if not sqlite and "id" in columns:
         # Explicit ids leave the sequence behind; move it so later ORM inserts do not collide.
-        conn.execute(
-            text(
-                f"select setval(pg_get_serial_sequence('{table}', 'id'), (select max(id) from {table}))"
-            )
-        )
-    return len(rows)
+        conn.execute(text(f"select setval(pg_get_serial_sequence('{table}', 'id'), (select max(id) from {table}))"))
+    return len(frame)
+
+
+def _column_values(series: pd.Series, name: str, sqlite: bool) -> list:
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        if sqlite:
+            text_values = series.dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+            return [None if pd.isna(v) else v for v in text_values]
+        return [None if pd.isna(v) else v.to_pydatetime() for v in series]
+    if series.dtype == bool:
+        return [int(v) if sqlite else bool(v) for v in series]
+    if name == "price_date" and sqlite:
+        return [d.isoformat() for d in series]
+    if series.dtype.kind in "iu":
+        return series.tolist()
+    return [None if _isnull(v) else (int(v) if isinstance(v, np.integer) else v) for v in series.tolist()]
 
 
 def _isnull(value) -> bool:
