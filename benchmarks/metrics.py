@@ -23,7 +23,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -54,18 +53,26 @@ def pandas_loop(ledger, leader_ids, as_of) -> float:
         own = fills[fills["portfolio_id"] == pid]
         address = f"leader:{pid}:capital"
         own_flows = flows[(flows["address"] == address) | (flows["source"] == address)].copy()
-        own_flows["amount"] = np.where(own_flows["source"] == address, -own_flows["amount"], own_flows["amount"])
+        own_flows["amount"] = np.where(
+            own_flows["source"] == address, -own_flows["amount"], own_flows["amount"]
+        )
         reference.leader_metrics(own, own_flows, marks, created[pid].date(), as_of)
     return time.perf_counter() - started
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--leaders", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=365)
-    parser.add_argument("--fills", type=int, default=10_000_000, help="leader fills over the first `days` days")
+    parser.add_argument(
+        "--fills", type=int, default=10_000_000, help="leader fills over the first `days` days"
+    )
     parser.add_argument("--copy-share", type=float, default=0.02)
-    parser.add_argument("--pandas-slice", type=int, default=50, help="leaders the pandas loop computes")
+    parser.add_argument(
+        "--pandas-slice", type=int, default=50, help="leaders the pandas loop computes"
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
 
@@ -97,7 +104,9 @@ def main() -> None:
         leaders=args.leaders,
         days=args.days,
         leader_fills=first_fills,
-        follower_fills=int((ledger.follower_fills["traded_at"] < ledger.day_start(args.days)).sum()),
+        follower_fills=int(
+            (ledger.follower_fills["traded_at"] < ledger.day_start(args.days)).sum()
+        ),
         copies=len(ledger.copies),
         generate_s=round(generate_s, 1),
         sqlite_write_s=round(write_s, 1),
@@ -123,7 +132,11 @@ def main() -> None:
     add_day_s = time.perf_counter() - started
     incremental = build(warehouse, url)
     if not incremental.dbt.success:
-        emit(benchmark="metrics.incremental_build", error=incremental.dbt.error, failures=incremental.dbt.failures[:5])
+        emit(
+            benchmark="metrics.incremental_build",
+            error=incremental.dbt.error,
+            failures=incremental.dbt.failures[:5],
+        )
         raise SystemExit(1)
     total = incremental.extract_seconds + incremental.dbt.seconds
     emit(
@@ -140,7 +153,13 @@ def main() -> None:
 
     as_of = (ledger.day_start(days) - timedelta(days=1)).date()
     rng = np.random.default_rng(1)
-    leader_ids = sorted(rng.choice(ledger.portfolios["portfolio_id"].to_numpy(), min(args.pandas_slice, args.leaders), replace=False).tolist())
+    leader_ids = sorted(
+        rng.choice(
+            ledger.portfolios["portfolio_id"].to_numpy(),
+            min(args.pandas_slice, args.leaders),
+            replace=False,
+        ).tolist()
+    )
     loop_s = pandas_loop(ledger, leader_ids, as_of)
     extrapolated = loop_s * args.leaders / len(leader_ids)
     emit(

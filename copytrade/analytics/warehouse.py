@@ -158,7 +158,11 @@ def run_dbt(
         argv += ["--quiet"]
     started = time.perf_counter()
     with _environment(warehouse.environment()):
-        result = dbtRunner().invoke(argv)
+        try:
+            result = dbtRunner().invoke(argv)
+        finally:
+            if warehouse.kind == "duckdb":
+                _release_duckdb()
     seconds = time.perf_counter() - started
     nodes = []
     results = getattr(result.result, "results", None) or []
@@ -167,6 +171,22 @@ def run_dbt(
         nodes.append((getattr(node, "unique_id", "?"), str(r.status), r.message or ""))
     error = None if result.exception is None else str(result.exception)
     return DbtRun(list(args), bool(result.success), seconds, nodes, error)
+
+
+def _release_duckdb() -> None:
+    """Close dbt-duckdb's in-process database, so readers (and other processes) can open the file.
+
+    dbt-duckdb keeps the DuckDB instance of the last run open for the life of the process; a
+    later read-only connection to the same file would then be refused.
+    """
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        if DuckDBConnectionManager._ENV is not None:
+            try:
+                DuckDBConnectionManager._ENV.close()
+            finally:
+                DuckDBConnectionManager._ENV = None
 
 
 @dataclass

@@ -6,7 +6,7 @@
 
 {#- Round a computed amount (e.g. quantity × price) to the ledger's 1e-8 scale. -#}
 {% macro round_money(expression) -%}
-    cast(round({{ expression }}, 8) as decimal(38, 8))
+    cast(round(cast({{ expression }} as decimal(38, 16)), 8) as decimal(38, 8))
 {%- endmacro %}
 
 {#- A floating-point ratio of two amounts; null when the denominator is zero or null.
