@@ -213,7 +213,11 @@ def _insert(conn, table: str, frame: pd.DataFrame, chunk: int = 200_000) -> int:
         cursor.close()
     if not sqlite and "id" in columns:
         # Explicit ids leave the sequence behind; move it so later ORM inserts do not collide.
-        conn.execute(text(f"select setval(pg_get_serial_sequence('{table}', 'id'), (select max(id) from {table}))"))
+        conn.execute(
+            text(
+                f"select setval(pg_get_serial_sequence('{table}', 'id'), (select max(id) from {table}))"
+            )
+        )
     return len(frame)
 
 
@@ -229,7 +233,10 @@ def _column_values(series: pd.Series, name: str, sqlite: bool) -> list:
         return [d.isoformat() for d in series]
     if series.dtype.kind in "iu":
         return series.tolist()
-    return [None if _isnull(v) else (int(v) if isinstance(v, np.integer) else v) for v in series.tolist()]
+    return [
+        None if _isnull(v) else (int(v) if isinstance(v, np.integer) else v)
+        for v in series.tolist()
+    ]
 
 
 def _isnull(value) -> bool:
