@@ -594,7 +594,10 @@ def _copied(rng, fills: pd.DataFrame, portfolios: pd.DataFrame, copies: pd.DataF
             "price": filled["fprice"],
             "quantity": filled["qty"],
             "fee": np.floor(
-                filled["qty"].to_numpy() * filled["fprice"].to_numpy() / UNITS * 0.0004
+                filled["qty"].to_numpy().astype(float)
+                * filled["fprice"].to_numpy()
+                / UNITS
+                * 0.0004
             ).astype(np.int64),
             "fee_asset": "USDT",
             "realised_pnl": realised,

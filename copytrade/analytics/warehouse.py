@@ -204,6 +204,7 @@ def build(
     with_unit_tests: bool = False,
     dbt_vars: dict | None = None,
     select: str | None = None,
+    exclude: str | None = None,
     skip_extract: bool = False,
 ) -> BuildReport:
     """Extract new ledger rows, then ``dbt build`` (models, seeds and data tests) the warehouse."""
@@ -219,6 +220,10 @@ def build(
             if close:
                 close()
     extract_seconds = time.perf_counter() - started
+    # An incremental build tests the rows it wrote; a first or full build tests everything.
+    dbt_vars = dict(dbt_vars or {})
+    if report is not None and not full_refresh and report.batch > 1 and _has_warehouse(warehouse):
+        dbt_vars.setdefault("test_rows_after_batch", report.batch - 1)
     args = ["build"]
     if full_refresh:
         args.append("--full-refresh")
@@ -226,5 +231,13 @@ def build(
         args += list(PRODUCTION_EXCLUDE)
     if select:
         args += ["--select", select]
-    run = run_dbt(warehouse, args, dbt_vars=dbt_vars)
+    if exclude:
+        args += ["--exclude", exclude]
+    run = run_dbt(warehouse, args, dbt_vars=dbt_vars or None)
     return BuildReport(report, extract_seconds, run)
+
+
+def _has_warehouse(warehouse: Warehouse) -> bool:
+    if warehouse.kind == "duckdb":
+        return warehouse.path is not None and warehouse.path.exists()
+    return True

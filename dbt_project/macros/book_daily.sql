@@ -21,24 +21,36 @@ flows as (
 ),
 
 fills as (
-    select book_id, traded_on, realised_pnl_usd, fee_usd, is_opening, _batch_id
-    from {{ ref('int_book_fills_positioned') }}
+    select book_id, traded_on, fills, closing_fills, winning_fills, realised_pnl_usd, fees_usd, _batch_id
+    from {{ ref('int_book_fills_daily') }}
     where book_type = '{{ book_type }}'
 ),
 
 positions as (
-    select book_id, position_date, unrealised_pnl_usd, _batch_id
-    from {{ ref('int_book_positions_daily') }}
+    select book_id, unrealised_date as position_date, unrealised_pnl_usd, _batch_id
+    from {{ ref('int_book_unrealised_daily') }}
     where book_type = '{{ book_type }}'
 ),
 
+first_flows as (
+    select book_id, min(flow_on) as first_on from flows group by book_id
+),
+
+first_fills as (
+    select book_id, min(traded_on) as first_on from fills group by book_id
+),
+
 first_days as (
-    select books.book_id, least(
-        books.opened_on,
-        coalesce((select min(flow_on) from flows where flows.book_id = books.book_id), books.opened_on),
-        coalesce((select min(traded_on) from fills where fills.book_id = books.book_id), books.opened_on)
-    ) as first_on
+    select
+        books.book_id,
+        least(
+            books.opened_on,
+            coalesce(first_flows.first_on, books.opened_on),
+            coalesce(first_fills.first_on, books.opened_on)
+        ) as first_on
     from books
+    left join first_flows on books.book_id = first_flows.book_id
+    left join first_fills on books.book_id = first_fills.book_id
 ),
 
 {% if is_incremental() %}
@@ -102,9 +114,14 @@ spine as (
     where starts.start_on <= as_of.as_of_date
 ),
 
+range_start as (
+    select min(start_on) as start_on from starts
+),
+
 daily_flows as (
     select book_id, flow_on as equity_date, sum(flow_usd) as net_flow_usd
     from flows
+    where flow_on >= (select start_on from range_start)
     group by book_id, flow_on
 ),
 
@@ -112,19 +129,20 @@ daily_fills as (
     select
         book_id,
         traded_on as equity_date,
-        count(*) as fills,
-        sum(case when is_opening = false then 1 else 0 end) as closing_fills,
-        sum(case when is_opening = false and realised_pnl_usd > 0 then 1 else 0 end) as winning_fills,
+        sum(fills) as fills,
+        sum(closing_fills) as closing_fills,
+        sum(winning_fills) as winning_fills,
         sum(realised_pnl_usd) as realised_pnl_usd,
-        sum(fee_usd) as fees_usd
+        sum(fees_usd) as fees_usd
     from fills
+    where traded_on >= (select start_on from range_start)
     group by book_id, traded_on
 ),
 
 daily_positions as (
-    select book_id, position_date as equity_date, sum(unrealised_pnl_usd) as unrealised_pnl_usd
+    select book_id, position_date as equity_date, unrealised_pnl_usd
     from positions
-    group by book_id, position_date
+    where position_date >= (select start_on from range_start)
 ),
 
 joined as (
@@ -208,7 +226,7 @@ batch as (
 ),
 
 carry as (
-    select {{ id_column }}, log_nav
+    select {{ id_column }}, log_nav, peak_log_nav
     from {{ this }}
     where return_date = (select start_date from bounds) - 1
 ),
@@ -218,7 +236,7 @@ batch as (
 ),
 
 carry as (
-    select {{ id_column }}, cast(0 as double precision) as log_nav
+    select {{ id_column }}, cast(0 as double precision) as log_nav, cast(0 as double precision) as peak_log_nav
     from equity
     where 1 = 0
 ),
@@ -255,9 +273,21 @@ indexed as (
         coalesce(carry.log_nav, 0) + sum({{ log_growth('daily_return') }}) over (
             partition by returns.{{ id_column }} order by returns.equity_date
             rows between unbounded preceding and current row
-        ) as log_nav
+        ) as log_nav,
+        coalesce(carry.peak_log_nav, 0) as carry_peak
     from returns
     left join carry on returns.{{ id_column }} = carry.{{ id_column }}
+),
+
+peaked as (
+    -- the running peak of the NAV index since inception (NAV 1 before the first day: log 0)
+    select
+        indexed.*,
+        greatest(carry_peak, max(log_nav) over (
+            partition by {{ id_column }} order by equity_date
+            rows between unbounded preceding and current row
+        ), 0) as peak_log_nav
+    from indexed
 )
 
 select
@@ -272,11 +302,13 @@ select
     daily_return,
     log_nav,
     log_nav - {{ log_growth('daily_return') }} as previous_log_nav,
+    peak_log_nav,
+    exp(log_nav - peak_log_nav) - 1 as drawdown_from_peak,
     realised_pnl_usd,
     fees_usd,
     fills,
     closing_fills,
     winning_fills,
     _batch_id
-from indexed
+from peaked
 {% endmacro %}

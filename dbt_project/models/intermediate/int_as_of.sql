@@ -20,4 +20,5 @@ batches as (
 
 select
     {% if var('as_of_date') %}cast('{{ var("as_of_date") }}' as date){% else %}(select max(last_on) from activity){% endif %} as as_of_date,
-    (select coalesce(max(max_batch_id), 0) from batches) as batch_id
+    (select coalesce(max(max_batch_id), 0) from batches) as batch_id,
+    (select coalesce(max(max_batch_id), 0) from batches) as _batch_id

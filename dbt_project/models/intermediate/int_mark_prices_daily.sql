@@ -8,6 +8,10 @@ as_of as (
     select as_of_date from {{ ref('int_as_of') }}
 ),
 
+as_of_batch as (
+    select batch_id from {{ ref('int_as_of') }}
+),
+
 markets as (
     select symbol, min(price_date) as first_date
     from bars
@@ -47,4 +51,5 @@ filled as (
     from joined
 )
 
-select * from filled
+select filled.*, (select batch_id from as_of_batch) as _batch_id
+from filled

@@ -112,5 +112,6 @@ select
     unioned.*,
     case when scope = 'copy' then subject_id end as copy_id,
     case when scope = 'leader' then subject_id end as portfolio_id,
-    (select as_of_date from as_of) as as_of_date
+    (select as_of_date from as_of) as as_of_date,
+    (select batch_id from {{ ref('int_as_of') }}) as _batch_id
 from unioned

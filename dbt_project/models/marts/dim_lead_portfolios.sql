@@ -25,6 +25,7 @@ select
     portfolios.is_listed,
     coalesce(active_copies.active_copies, 0) >= portfolios.follower_cap as is_full,
     portfolios.created_at,
-    portfolios.closed_at
+    portfolios.closed_at,
+    portfolios._batch_id
 from portfolios
 left join active_copies on portfolios.portfolio_id = active_copies.portfolio_id

@@ -94,6 +94,7 @@ select
     copy_equity_usd,
     greatest(absorbable_usd, 0) as capacity_usd,
     greatest(absorbable_usd - {{ to_double('copy_equity_usd') }}, 0) as headroom_usd,
-    (select as_of_date from as_of) as as_of_date
+    (select as_of_date from as_of) as as_of_date,
+    (select batch_id from {{ ref('int_as_of') }}) as _batch_id
 from absorbable
 where binding_rank = 1

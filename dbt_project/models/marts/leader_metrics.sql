@@ -36,35 +36,65 @@ metric_dates as (
       and greatest(as_of.as_of_date + 1 - {{ var('metric_dates_per_build') }}, changed.first_changed) <= as_of.as_of_date
 ),
 
-windows as (
+windowed as (
+    -- 7, 30 and 90 days: at most 90 rows per portfolio and metric date
     select
         metric_dates.metric_date,
         periods.period,
         periods.period_days,
-        returns.*,
-        row_number() over (
-            partition by returns.portfolio_id, periods.period, metric_dates.metric_date
-            order by returns.return_date
-        ) as day_in_window
+        returns.*
     from metric_dates
     cross join periods
     inner join returns
         on returns.return_date <= metric_dates.metric_date
-        and (periods.period_days is null or returns.return_date > metric_dates.metric_date - periods.period_days)
+        and returns.return_date > metric_dates.metric_date - periods.period_days
+    where periods.period_days is not null
 ),
 
-drawdowns as (
+windowed_drawdowns as (
+    -- the peak includes the NAV just before the window (previous_log_nav of its first day)
     select
-        windows.*,
+        windowed.*,
         exp(log_nav - greatest(
             max(previous_log_nav) over (
                 partition by portfolio_id, period, metric_date
                 order by return_date rows between unbounded preceding and current row
             ),
             log_nav
-        )) - 1 as drawdown,
-        {{ log_growth('daily_return') }} as log_growth
-    from windows
+        )) - 1 as drawdown
+    from windowed
+),
+
+all_time as (
+    -- all time: every day since the first; the running peak since inception is precomputed
+    select
+        metric_dates.metric_date,
+        periods.period,
+        periods.period_days,
+        returns.*,
+        returns.drawdown_from_peak as drawdown
+    from metric_dates
+    cross join periods
+    inner join returns on returns.return_date <= metric_dates.metric_date
+    where periods.period_days is null
+),
+
+drawdowns as (
+    select
+        windowed_drawdowns.*,
+        {{ log_growth('daily_return') }} as log_growth,
+        case
+            when history_days = 1 or return_date = metric_date - period_days + 1 then 1 else 0
+        end as is_window_start
+    from windowed_drawdowns
+
+    union all
+
+    select
+        all_time.*,
+        {{ log_growth('daily_return') }} as log_growth,
+        case when history_days = 1 then 1 else 0 end as is_window_start
+    from all_time
 ),
 
 aggregated as (
@@ -83,7 +113,7 @@ aggregated as (
         sum(closing_fills) as closing_fills,
         sum(winning_fills) as winning_fills,
         sum(case when return_date = metric_date then equity_usd end) as equity_usd,
-        sum(case when day_in_window = 1 then previous_equity_usd else 0 end) as starting_equity_usd,
+        sum(case when is_window_start = 1 then previous_equity_usd else 0 end) as starting_equity_usd,
         sum(net_flow_usd * (metric_date - return_date + 1)) as weighted_flow_usd,
         avg(daily_return) as mean_daily_return,
         stddev_samp(daily_return) as stddev_daily_return,

@@ -47,5 +47,6 @@ select
     row_number() over (
         partition by period
         order by case when sharpe is null then 1 else 0 end, sharpe desc, pnl_usd desc, portfolio_id
-    ) as sharpe_rank
+    ) as sharpe_rank,
+    (select batch_id from {{ ref('int_as_of') }}) as _batch_id
 from listed

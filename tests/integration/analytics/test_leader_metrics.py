@@ -272,8 +272,8 @@ def test_equity_marked_at_real_daily_closes_matches_reference_R_MET_3(
     )
     positions = warehouse_frame(
         built["warehouse"].path,
-        f"select count(*) as open_days from int_book_positions_daily where book_id = {portfolio_id} "
-        "and book_type = 'leader' and position_quantity <> 0 and mark_price is not null",
+        f"select count(*) as open_days from int_book_unrealised_daily where book_id = {portfolio_id} "
+        "and book_type = 'leader' and open_positions > unmarked_positions",
     )
     assert positions["open_days"].iloc[0] > 5  # positions really were held overnight and marked
 

@@ -70,7 +70,7 @@ def test_closes_of_positions_opened_before_the_file_are_prehistory_R_MET_3(built
     frame = warehouse_frame(
         built["warehouse"].path,
         "select min(position_quantity) as lowest, max(prehistory_quantity) as prehistory "
-        "from int_book_fills_positioned where book_type = 'leader' and position_side = 'long'",
+        "from int_book_positions where book_type = 'leader' and position_side = 'long'",
     ).iloc[0]
     assert frame["lowest"] >= 0
     assert frame["prehistory"] > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -23,8 +24,9 @@ CONFIG = SyntheticConfig(
 )
 VARS = {"metric_dates_per_build": 3}
 KEYS = {
-    "int_book_fills_positioned": "book_type, fill_id",
-    "int_book_positions_daily": "book_type, book_id, symbol, position_side, position_date",
+    "int_book_fills_daily": "book_type, book_id, symbol, position_side, traded_on",
+    "int_book_positions": "book_type, book_id, symbol, position_side, traded_on",
+    "int_book_unrealised_daily": "book_type, book_id, unrealised_date",
     "fct_leader_daily_equity": "portfolio_id, equity_date",
     "fct_copy_daily_equity": "copy_id, equity_date",
     "fct_leader_daily_returns": "portfolio_id, return_date",
@@ -218,7 +220,7 @@ def test_postgres_target_builds_the_same_metrics(built):
                     if (
                         x.dtype == object
                         and len(x.dropna())
-                        and not isinstance(x.dropna().iloc[0], str)
+                        and isinstance(x.dropna().iloc[0], Decimal)
                     ):
                         x, y = x.astype(float), y.astype(float)
                     if pd.api.types.is_numeric_dtype(x):

@@ -14,7 +14,8 @@ renamed as (
         started_at,
         stopped_at,
         cast(started_at as date) as started_on,
-        cast(stopped_at as date) as stopped_on
+        cast(stopped_at as date) as stopped_on,
+        _batch_id
     from source
 )
 

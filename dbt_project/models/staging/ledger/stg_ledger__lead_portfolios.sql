@@ -18,7 +18,8 @@ renamed as (
         is_listed,
         created_at,
         closed_at,
-        cast(created_at as date) as created_on
+        cast(created_at as date) as created_on,
+        _batch_id
     from source
 )
 

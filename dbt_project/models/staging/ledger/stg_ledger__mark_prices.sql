@@ -8,7 +8,8 @@ renamed as (
         symbol,
         {{ money('price') }} as close_price,
         {{ money('quote_volume') }} as quote_volume_usd,
-        cast(price_date as date) as price_date
+        cast(price_date as date) as price_date,
+        _batch_id
     from source
 )
 

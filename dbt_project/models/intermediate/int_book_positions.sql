@@ -1,0 +1,193 @@
+{{ config(
+    materialized='incremental',
+    unique_key=['book_type', 'book_id', 'symbol', 'position_side', 'traded_on'],
+    incremental_strategy='delete+insert',
+) }}
+{#- One row per position (book, symbol, position side) and UTC day with fills: the position Q
+    and average-cost basis B at the end of the day (docs/metrics.md, "Positions").
+
+    raw position    S = Σ x (x: the day's side quantity)
+    hedge-mode sides (long, short) are floored at zero: a reduction larger than the known position
+    closed a position opened before our history; the excess X = −min(0, min S) is "prehistory"
+    quantity, injected at its cost (price − realised/q for a long, from the day's reducing fills),
+    so closing it changes equity by exactly its published realised PnL. 'net' positions are not
+    floored.
+    position        Q = side sign × (S + X)
+    basis           B = Σ (fill basis + injected cost), restarted at 0 whenever a position whose
+                    fills all carry a published realised PnL is flat (what is left is rounding).
+    Unrealised PnL at a mark M is Q·M − B (int_book_unrealised_daily).
+
+    Incremental: days from the earliest day of new fills are recomputed, continuing from each
+    position's last earlier row. -#}
+with daily as (
+    select * from {{ ref('int_book_fills_daily') }}
+),
+
+as_of as (
+    select batch_id from {{ ref('int_as_of') }}
+),
+
+{% if is_incremental() %}
+bounds as (
+    select min(traded_on) as start_on from daily where _batch_id > {{ last_batch() }}
+),
+
+recent as (
+    select daily.* from daily where traded_on >= (select start_on from bounds)
+),
+
+touched as (
+    select distinct book_type, book_id, symbol, position_side from recent
+),
+
+last_before as (
+    select t.book_type, t.book_id, t.symbol, t.position_side, max(t.traded_on) as traded_on
+    from {{ this }} as t
+    inner join touched
+        on t.book_type = touched.book_type and t.book_id = touched.book_id
+        and t.symbol = touched.symbol and t.position_side = touched.position_side
+    where t.traded_on < (select start_on from bounds)
+    group by t.book_type, t.book_id, t.symbol, t.position_side
+),
+
+carry as (
+    select t.*
+    from {{ this }} as t
+    inner join last_before
+        on t.book_type = last_before.book_type and t.book_id = last_before.book_id
+        and t.symbol = last_before.symbol and t.position_side = last_before.position_side
+        and t.traded_on = last_before.traded_on
+),
+
+batch as (
+    select
+        recent.*,
+        coalesce(carry.raw_side_position, 0) as carry_raw,
+        coalesce(carry.running_min_position, 0) as carry_min,
+        coalesce(carry.raw_basis_usd, 0) as carry_raw_basis,
+        coalesce(carry.episode, 0) as carry_episode,
+        coalesce(carry.basis_base_usd, 0) as carry_base,
+        coalesce(carry.unpublished_to_date, 0) as carry_unpublished
+    from recent
+    left join carry
+        on recent.book_type = carry.book_type and recent.book_id = carry.book_id
+        and recent.symbol = carry.symbol and recent.position_side = carry.position_side
+),
+{% else %}
+batch as (
+    select
+        daily.*,
+        0 as carry_raw,
+        0 as carry_min,
+        0 as carry_raw_basis,
+        0 as carry_episode,
+        0 as carry_base,
+        0 as carry_unpublished
+    from daily
+),
+{% endif %}
+
+cumulated as (
+    select
+        batch.*,
+        carry_raw + sum(side_quantity) over position_days as raw_side_position,
+        carry_unpublished + sum(unpublished_fills) over position_days as unpublished_to_date
+    from batch
+    window position_days as (
+        partition by book_type, book_id, symbol, position_side
+        order by traded_on rows between unbounded preceding and current row
+    )
+),
+
+floored as (
+    select
+        cumulated.*,
+        case when position_side in ('long', 'short')
+            then least(carry_min, min(raw_side_position) over position_days, 0) else 0
+        end as running_min_position,
+        case when position_side in ('long', 'short')
+            then least(carry_min, coalesce(min(raw_side_position) over previous_days, 0), 0) else 0
+        end as previous_min_position
+    from cumulated
+    window
+        position_days as (
+            partition by book_type, book_id, symbol, position_side
+            order by traded_on rows between unbounded preceding and current row
+        ),
+        previous_days as (
+            partition by book_type, book_id, symbol, position_side
+            order by traded_on rows between unbounded preceding and 1 preceding
+        )
+),
+
+injected as (
+    select
+        floored.*,
+        -running_min_position as prehistory_quantity,
+        previous_min_position - running_min_position as injected_quantity,
+        side_sign * (raw_side_position - running_min_position) as position_quantity,
+        case
+            when previous_min_position = running_min_position then 0
+            when previous_min_position - running_min_position = reduced_quantity
+                then side_sign * reduced_notional_usd - reduced_realised_pnl_usd
+            else {{ round_money(
+                to_double('side_sign * reduced_notional_usd - reduced_realised_pnl_usd')
+                ~ ' * ' ~ ratio('previous_min_position - running_min_position', 'reduced_quantity')) }}
+        end as injected_basis_usd
+    from floored
+),
+
+flagged as (
+    select
+        injected.*,
+        case when position_quantity = 0 and unpublished_to_date = 0 then 1 else 0 end as is_flat
+    from injected
+),
+
+accumulated as (
+    select
+        flagged.*,
+        carry_raw_basis + sum(fill_basis_usd + injected_basis_usd) over position_days as raw_basis_usd,
+        carry_episode + sum(is_flat) over position_days as episode
+    from flagged
+    window position_days as (
+        partition by book_type, book_id, symbol, position_side
+        order by traded_on rows between unbounded preceding and current row
+    )
+),
+
+based as (
+    select
+        accumulated.*,
+        -- a flat, fully published position closes its basis: later rows measure from that day
+        coalesce(
+            max(case when is_flat = 1 then raw_basis_usd end) over (
+                partition by book_type, book_id, symbol, position_side, episode
+            ),
+            carry_base
+        ) as basis_base_usd
+    from accumulated
+)
+
+select
+    book_type,
+    book_id,
+    symbol,
+    position_side,
+    traded_on,
+    fills,
+    side_quantity,
+    raw_side_position,
+    running_min_position,
+    prehistory_quantity,
+    injected_quantity,
+    position_quantity,
+    fill_basis_usd,
+    injected_basis_usd,
+    raw_basis_usd,
+    episode,
+    basis_base_usd,
+    raw_basis_usd - basis_base_usd as basis_usd,
+    unpublished_to_date,
+    (select batch_id from as_of) as _batch_id
+from based
