@@ -34,7 +34,8 @@ class LeaderFill(Base):
 
     __tablename__ = "leader_fills"
     __table_args__ = (
-        UniqueConstraint("portfolio_id", "exchange_trade_id"),
+        # Binance numbers trades per symbol, so the id is unique per portfolio and symbol.
+        UniqueConstraint("portfolio_id", "symbol", "exchange_trade_id"),
         CheckConstraint("side in ('buy', 'sell')", name="side"),
         Index(None, "portfolio_id", "traded_at"),
     )
@@ -77,7 +78,9 @@ class FollowerOrderIntent(Base):
             "outcome is null or outcome in ('filled', 'partially_filled', 'rejected', 'skipped')",
             name="outcome",
         ),
-        CheckConstraint("kind in ('copy', 'resync', 'close', 'stop')", name="kind"),
+        CheckConstraint(
+            "kind in ('copy', 'resync', 'close', 'stop', 'adopted')", name="kind"
+        ),
         Index(None, "status"),
         Index(None, "copy_id", "created_at"),
     )
@@ -131,7 +134,7 @@ class FollowerFill(Base):
 
     __tablename__ = "follower_fills"
     __table_args__ = (
-        UniqueConstraint("exchange_account_id", "exchange_trade_id"),
+        UniqueConstraint("exchange_account_id", "symbol", "exchange_trade_id"),
         Index(None, "copy_id", "traded_at"),
     )
 
