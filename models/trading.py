@@ -53,6 +53,7 @@ class LeaderFill(Base):
     fee: Mapped[Decimal] = mapped_column(Amount, default=Decimal(0))
     fee_asset: Mapped[str | None] = mapped_column(String(16))
     realised_pnl: Mapped[Decimal | None] = mapped_column(Amount)  # as published by the exchange
+    recomputed_pnl: Mapped[Decimal | None] = mapped_column(Amount)  # ours, average cost (imports)
     traded_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # ours
     is_opening: Mapped[bool] = mapped_column(Boolean)  # increases the leader's position
