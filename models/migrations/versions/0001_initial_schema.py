@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 11:06:17.719198
+Create Date: 2026-11-25 11:09:35.268215
 """
 
 from collections.abc import Sequence
@@ -222,6 +222,7 @@ def upgrade() -> None:
     sa.Column('fee', models.types.Amount(), nullable=False),
     sa.Column('fee_asset', sa.String(length=16), nullable=True),
     sa.Column('realised_pnl', models.types.Amount(), nullable=True),
+    sa.Column('recomputed_pnl', models.types.Amount(), nullable=True),
     sa.Column('traded_at', models.types.UtcDateTime(timezone=True), nullable=False),
     sa.Column('is_opening', sa.Boolean(), nullable=False),
     sa.Column('position_before', models.types.Amount(), nullable=False),
