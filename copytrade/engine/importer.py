@@ -216,7 +216,7 @@ def _rows_plain(text: str) -> list[_Raw]:
         except (ValueError, InvalidOperation, KeyError) as exc:
             fields = {"error": str(exc)}
         out.append(_Raw(n, fields, payload))
-    out.sort(key=lambda r: (r.fields.get("time") or datetime.max.replace(tzinfo=UTC)))
+    out.sort(key=lambda r: r.fields.get("time") or datetime.max.replace(tzinfo=UTC))
     return out
 
 
@@ -245,7 +245,9 @@ def read_fills(path: Path, fmt: str | None = None) -> tuple[list[ImportedRow], I
         key = f["raw"]
         if key in seen:
             report.duplicates += 1
-            rejected.append(("duplicate", f"line {raw.line} repeats an earlier row exactly", raw.payload))
+            rejected.append(
+                ("duplicate", f"line {raw.line} repeats an earlier row exactly", raw.payload)
+            )
             continue
         seen.add(key)
         symbol = f["symbol"]
@@ -280,7 +282,9 @@ def read_fills(path: Path, fmt: str | None = None) -> tuple[list[ImportedRow], I
                 )
             )
             continue
-        row = ImportedRow(raw.line, trade, opening, position, f["pnl"], price_decimals=f["price_decimals"])
+        row = ImportedRow(
+            raw.line, trade, opening, position, f["pnl"], price_decimals=f["price_decimals"]
+        )
         if f.get("opens") is False and position == 0:
             row.opening = False  # a close of a position opened before the file starts: no basis
         elif not opening:
@@ -294,7 +298,9 @@ def read_fills(path: Path, fmt: str | None = None) -> tuple[list[ImportedRow], I
         signed = trade.quantity if trade.side == "buy" else -trade.quantity
         if row.opening:
             total = abs(position) + trade.quantity
-            costs[symbol] = (abs(position) * costs.get(symbol, ZERO) + trade.quantity * trade.price) / total
+            costs[symbol] = (
+                abs(position) * costs.get(symbol, ZERO) + trade.quantity * trade.price
+            ) / total
             entry_decimals[symbol] = max(entry_decimals.get(symbol, 0), f["price_decimals"])
             positions[symbol] = position + signed
         elif position != 0:

@@ -18,10 +18,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from copytrade.domain.markets import Market
 from models import ExchangeAccount
 
+SecretSource = Mapping[str, str] | Callable[[str], str | None]
 
-def resolve_secret(ref: str, extra: Mapping[str, str] | None = None) -> str:
-    """Return the secret named by ``ref`` (``env:NAME``, ``file:PATH`` or a key of ``extra``)."""
-    if extra and ref in extra:
+
+def resolve_secret(ref: str, extra: SecretSource | None = None) -> str:
+    """Return the secret named by ``ref``: ``extra`` first (a mapping, or a callable such as a
+    Prefect Secret block loader), then ``env:NAME`` or ``file:PATH``."""
+    if callable(extra):
+        found = extra(ref)
+        if found:
+            return found
+    elif extra and ref in extra:
         return extra[ref]
     scheme, _, name = ref.partition(":")
     if scheme == "env" and name in os.environ:
@@ -39,7 +46,7 @@ class GatewayDirectory:
         session_factory: sessionmaker[Session],
         base_url: str | None,
         *,
-        secrets: Mapping[str, str] | None = None,
+        secrets: SecretSource | None = None,
         timeout_ms: int = 10_000,
         kinds: tuple[str, ...] = ("spot", "futures"),
     ) -> None:
