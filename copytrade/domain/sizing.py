@@ -83,6 +83,9 @@ REASON_TEXT = {
 POLICY_SKIP, POLICY_ROUND_UP, POLICY_ACCUMULATE = 0, 1, 2
 POLICY_CODES = {"skip": POLICY_SKIP, "round_up": POLICY_ROUND_UP, "accumulate": POLICY_ACCUMULATE}
 LEVERAGE_CAP = 5
+# The exchange checks the minimum notional at its own price (mid or mark), which can sit below
+# the leader's fill price: minimums are computed at the reference price less this margin.
+MIN_NOTIONAL_MARGIN = Decimal("0.99")
 
 
 def default_slippage_limit(symbol: str) -> Decimal:
@@ -239,7 +242,7 @@ def _min_steps(market: Market, price: Decimal, step: int, *, reduce_only: bool) 
     if reduce_only and market.kind == "futures":
         qty = max(market.market_min_qty, market.market_step_size)
     else:
-        qty = market.min_order_quantity(price)
+        qty = market.min_order_quantity(price * MIN_NOTIONAL_MARGIN)
     return -(-_units(qty) // step)
 
 
@@ -396,7 +399,7 @@ def size_reference(
             k = min(k, floor_steps(m.market_max_qty))
         return k, None, accumulated
 
-    min_qty = m.min_order_quantity(ref)
+    min_qty = m.min_order_quantity(ref * MIN_NOTIONAL_MARGIN)
     min_qty = (min_qty / step).to_integral_value(rounding=ROUND_CEILING) * step
     gate = None
     if s.symbols is not None and fill.symbol not in s.symbols:

@@ -128,6 +128,7 @@ class CopyEngine:
         self.prices: dict[str, Decimal] = {}
         self._leverage_set: set[tuple[int, str, int]] = set()
         self.reports: list[FillReport] = []
+        self.inflight: set[int] = set()  # intent ids being sent now: sweeps leave them alone
         self.keep_reports = False
 
     # -- state ---------------------------------------------------------------------------------
@@ -341,18 +342,22 @@ class CopyEngine:
                     leader_time=trade.traded_at,
                 )
             )
+        self.inflight.update(it.intent_id for it in intents)
         report.leader_fill_id = fill_id
         report.intents = len(rows)
         report.skipped = len(rows) - len(intents)
         report.sent = len(intents)
 
         # 4-5. send concurrently, record in one transaction
-        results = await self._send(intents)
+        try:
+            results = await self._send(intents)
+            self.record(ps, intents, results)
+        finally:
+            self.inflight.difference_update(it.intent_id for it in intents)
         if results:
             report.first_sent_at = min(r.sent_at for r in results if r.sent_at)
             acks = [r.acked_at for r in results if r.acked_at]
             report.last_ack_at = max(acks) if acks else None
-        self.record(ps, intents, results)
         await self._guards(ps, trade.symbol)
         return report
 
@@ -450,6 +455,7 @@ class CopyEngine:
             )
             order_ids = self._upsert_orders(session, order_rows)
             self._record_fills(session, ps, fill_plans, order_ids)
+        self.inflight.difference_update(it.intent_id for it in intents)
 
     def _upsert_orders(self, session: Session, rows: list[dict]) -> list[int]:
         if not rows:
@@ -879,6 +885,7 @@ class CopyEngine:
                 ),
                 rows,
             ).all()
+        self.inflight.update(ids)
         return [
             Intent(
                 intent_id=iid,

@@ -128,3 +128,96 @@ def make_world(
     if transfers:
         ledger.post_many(transfers)
     return world
+
+
+@dataclass
+class PaperWorld:
+    """A world whose accounts exist on a paper exchange; ``secrets`` maps credentials_ref → secret."""
+
+    world: World
+    secrets: dict[str, str]
+    leader_key: str
+    leader_secret: str
+    paper_ids: dict[int, str]  # exchange account id → paper account id
+
+
+def make_paper_world(
+    session_maker,
+    admin,
+    *,
+    mode: str = "futures",
+    capital: Decimal = Decimal("10000"),
+    copies: list[dict],
+    leader_funds: Decimal = Decimal("100000"),
+    balances: list[Decimal | None] | None = None,
+) -> PaperWorld:
+    """Create the world in the database and one paper account per exchange account.
+
+    ``balances[i]`` funds copy i's paper account (default: its allocation), so a short balance
+    on the exchange can be tested; secrets are referenced as ``env:CT_SECRET_<account id>``.
+    """
+    wallet = "futures" if mode == "futures" else "spot"
+    lead = admin.create_account("leader", **{wallet: {"USDT": str(leader_funds)}})
+    with session_maker() as s, s.begin():
+        world = make_world(s, mode=mode, capital=capital, copies=copies)
+        accounts = {a.id: a for a in s.query(ExchangeAccount).all()}
+        secrets: dict[str, str] = {}
+        paper_ids: dict[int, str] = {}
+        la = accounts[world.leader_account_id]
+        la.api_key_id, la.credentials_ref = lead.api_key, f"env:CT_SECRET_{la.id}"
+        secrets[la.credentials_ref] = lead.api_secret
+        paper_ids[la.id] = lead.account_id
+        for n, copy_id in enumerate(world.copy_ids):
+            acc = accounts[world.copy_accounts[copy_id]]
+            funds = (balances[n] if balances and balances[n] is not None else None) or Decimal(
+                str(copies[n].get("allocation", "1000"))
+            )
+            pa = admin.create_account(f"copy-{copy_id}", **{wallet: {"USDT": str(funds)}})
+            acc.api_key_id, acc.credentials_ref = pa.api_key, f"env:CT_SECRET_{acc.id}"
+            secrets[acc.credentials_ref] = pa.api_secret
+            paper_ids[acc.id] = pa.account_id
+    return PaperWorld(world, secrets, lead.api_key, lead.api_secret, paper_ids)
+
+
+def real_leader_rows(
+    data_dir: Path, symbols: tuple[str, ...] = ("1000PEPEUSDT", "ONDOUSDT")
+) -> list:
+    """Return the real lead trader's fills of ``symbols`` in time order (duplicates dropped)."""
+    from copytrade.engine.importer import read_fills
+
+    kept, _, _ = read_fills(
+        data_dir / "leaders" / "binance-lead-trader-fills-2025-01-27_2025-03-21.csv"
+    )
+    return [r for r in kept if r.trade.symbol in symbols]
+
+
+async def replay_leader(bot, admin, rows, *, prefix: str = "lead", pause: float = 0.0) -> list:
+    """Place the leader's orders on the paper exchange at each fill's time (clock jumped there).
+
+    Closes never exceed what the paper leader holds (the file starts with positions opened
+    before it). Returns the order states.
+    """
+    import asyncio
+
+    from copytrade.exchange.protocol import OrderRequest
+
+    held: dict[str, Decimal] = {}
+    states = []
+    for n, row in enumerate(rows):
+        t = row.trade
+        qty = t.quantity
+        if t.side == "sell":
+            qty = min(qty, held.get(t.symbol, Decimal(0)))
+            if qty <= 0:
+                continue
+        admin.set_clock(time=t.traded_at.strftime("%Y-%m-%dT%H:%M:%SZ"), speed=0)
+        state = await bot.place_order(
+            OrderRequest(t.symbol, t.side, qty, f"{prefix}-{n}", reduce_only=t.side == "sell")
+        )
+        held[t.symbol] = held.get(t.symbol, Decimal(0)) + (
+            state.filled_quantity if t.side == "buy" else -state.filled_quantity
+        )
+        states.append(state)
+        if pause:
+            await asyncio.sleep(pause)
+    return states

@@ -83,6 +83,8 @@ async def resolve_open_intents(
         ).all()
         work = []
         for intent, traded_at, portfolio_id in rows:
+            if intent.id in engine.inflight:
+                continue  # being sent right now by the engine: not ours to resolve
             ps, copy, index = _copy_for(engine, session, intent.copy_id)
             pid = portfolio_id or (ps.portfolio_id if ps else None)
             work.append((intent, traded_at, pid, ps, copy, index))

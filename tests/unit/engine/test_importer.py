@@ -23,7 +23,9 @@ def test_real_leader_file_drops_263_duplicates_keeps_1465_fills_R_IN_1(shared_da
     assert first.symbol in {"XRPUSDT", "SUIUSDT", "1000PEPEUSDT", "ONDOUSDT", "FETUSDT"}
     assert all(a.trade.traded_at <= b.trade.traded_at for a, b in zip(kept, kept[1:], strict=False))
     newest = max(kept, key=lambda r: r.trade.traded_at).trade
-    assert newest.traded_at.isoformat() == "2025-03-21T17:43:25+00:00" and newest.symbol == "SUIUSDT"
+    assert (
+        newest.traded_at.isoformat() == "2025-03-21T17:43:25+00:00" and newest.symbol == "SUIUSDT"
+    )
     assert abs(sum(r.published_pnl for r in kept) - D("1954.79")) < D("0.01")
     # the platform's recomputed PnL is compared on every closing fill that has a basis
     assert report.pnl_compared + report.pnl_no_basis == report.closing
@@ -42,7 +44,9 @@ def test_import_stores_once_and_quarantines_rejected_rows(session, shared_data):
     assert session.scalar(select(func.count()).select_from(LeaderFill)) == 1465
     assert (
         session.scalar(
-            select(func.count()).select_from(QuarantinedEvent).where(QuarantinedEvent.reason_code == "duplicate")
+            select(func.count())
+            .select_from(QuarantinedEvent)
+            .where(QuarantinedEvent.reason_code == "duplicate")
         )
         == 263 * 2
     )
