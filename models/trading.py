@@ -79,9 +79,7 @@ class FollowerOrderIntent(Base):
             "outcome is null or outcome in ('filled', 'partially_filled', 'rejected', 'skipped')",
             name="outcome",
         ),
-        CheckConstraint(
-            "kind in ('copy', 'resync', 'close', 'stop', 'adopted')", name="kind"
-        ),
+        CheckConstraint("kind in ('copy', 'resync', 'close', 'stop', 'adopted')", name="kind"),
         Index(None, "status"),
         Index(None, "copy_id", "created_at"),
     )

@@ -105,6 +105,9 @@ class FillReport:
     skipped: int = 0
     first_sent_at: datetime | None = None
     last_ack_at: datetime | None = None
+    leader_time: datetime | None = None  # the leader fill's exchange time
+    received_at: datetime | None = None  # when the engine got the event
+    sized_at: datetime | None = None  # after sizing and persisting the intents
 
 
 class CopyEngine:
@@ -344,6 +347,9 @@ class CopyEngine:
             )
         self.inflight.update(it.intent_id for it in intents)
         report.leader_fill_id = fill_id
+        report.leader_time = trade.traded_at
+        report.received_at = now
+        report.sized_at = utcnow()
         report.intents = len(rows)
         report.skipped = len(rows) - len(intents)
         report.sent = len(intents)
@@ -500,7 +506,7 @@ class CopyEngine:
         accounts = {it.copy.account_id for it, *_ in plans}
         known = set()
         trades_by_plan = []
-        for it, res, state, oi in plans:
+        for it, _res, state, _oi in plans:
             trades = list(state.trades) or [self._aggregate_trade(it, state)]
             trades_by_plan.append(trades)
         ids = {t.trade_id for trades in trades_by_plan for t in trades}
@@ -520,7 +526,7 @@ class CopyEngine:
                 ).all()
             )
         fill_rows, transfers, touched = [], [], {}
-        for (it, res, state, oi), trades in zip(plans, trades_by_plan, strict=True):
+        for (it, res, _state, oi), trades in zip(plans, trades_by_plan, strict=True):
             copy = it.copy
             market = self.markets_by_kind.get(copy.kind, {}).get(it.symbol)
             base = market.base if market else it.symbol.removesuffix("USDT")

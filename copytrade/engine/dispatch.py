@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from copytrade.engine import fastpath
 from copytrade.exchange.protocol import (
     ExchangeGateway,
     GatewayError,
@@ -72,7 +73,7 @@ async def send_one(gateway: ExchangeGateway, request: OrderRequest) -> SendResul
     while True:
         result.attempts += 1
         try:
-            state = await gateway.place_order(request)
+            state = await fastpath.place(gateway, request)
         except RateLimited as exc:
             rate_limited += 1
             if rate_limited > MAX_RATE_LIMIT_RETRIES:

@@ -87,6 +87,9 @@ class GatewayDirectory:
             kind, key, ref = self._accounts[account_id]
             secret = resolve_secret(ref, self.secrets)
             gateway = self.factories[kind].gateway(key, secret, label=f"account-{account_id}")
+            # One order per account per leader fill: ccxt's client-side leaky bucket only adds
+            # sleeps here; the exchange's 429/418 answers are handled by the dispatcher.
+            gateway.exchange.enableRateLimit = False
             self._gateways[account_id] = gateway
         return gateway
 

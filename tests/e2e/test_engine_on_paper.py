@@ -258,7 +258,7 @@ async def test_kill_9_mid_dispatch_then_restart_keeps_the_invariants_R_COPY_11(
     db_url = str(sm.kw["bind"].url)
     env = _engine_env(db_url, paper.base_url, pw.secrets)
     cmd = [sys.executable, "-m", "copytrade", "engine", "run", "--heartbeat-every", "2"]
-    log = open(tmp_path / "engine.log", "wb")
+    log = open(tmp_path / "engine.log", "wb")  # noqa: SIM115 - shared by two engine processes
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     bot_factory = GatewayFactory("futures", paper.base_url)
     await bot_factory.start()
