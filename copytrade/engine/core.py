@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from copytrade.engine.ledger_posting import fill_transfers, leader_rebate, slipp
 from copytrade.engine.state import (
     CopyState,
     PortfolioState,
+    copies_signature,
     load_copies,
     load_portfolios,
     next_utc_midnight,
@@ -62,7 +64,9 @@ from models.types import utcnow
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 E8 = 100_000_000
-STALE_AFTER_SECONDS = 60.0  # a never-sent intent older than this is not sent after a restart
+STALE_AFTER_SECONDS = 60.0
+LEVERAGE_CONCURRENCY = 64
+LEVERAGE_RETRY_SECONDS = 30.0  # a never-sent intent older than this is not sent after a restart
 
 
 def client_order_id(fill_id: int, copy_id: int, leg: int) -> str:
@@ -130,6 +134,8 @@ class CopyEngine:
         self.portfolios: dict[int, PortfolioState] = {}
         self.prices: dict[str, Decimal] = {}
         self._leverage_set: set[tuple[int, str, int]] = set()
+        self._leverage_retry: dict[tuple[int, str, int], float] = {}
+        self._copies_signature: dict[int, int] = {}
         self.reports: list[FillReport] = []
         self.inflight: set[int] = set()  # intent ids being sent now: sweeps leave them alone
         self.keep_reports = False
@@ -140,16 +146,29 @@ class CopyEngine:
         """Load portfolios and copies from the database."""
         with self.sf() as session:
             self.portfolios = load_portfolios(session, self.markets_by_kind)
+            self._copies_signature = {
+                pid: copies_signature(session, pid) for pid in self.portfolios
+            }
 
-    def refresh_copies(self, portfolio_ids: list[int] | None = None) -> None:
-        """Reload active copies (a copy joined, stopped or changed settings)."""
+    def refresh_copies(
+        self, portfolio_ids: list[int] | None = None, *, force: bool = False
+    ) -> bool:
+        """Reload active copies if any changed (joined, stopped, new settings); return whether."""
         states = {
             pid: ps
             for pid, ps in self.portfolios.items()
             if portfolio_ids is None or pid in portfolio_ids
         }
         with self.sf() as session:
-            load_copies(session, states, self.markets_by_kind)
+            changed = {}
+            for pid in states:
+                signature = copies_signature(session, pid)
+                if force or signature != self._copies_signature.get(pid):
+                    changed[pid] = states[pid]
+                    self._copies_signature[pid] = signature
+            if changed:
+                load_copies(session, changed, self.markets_by_kind)
+        return bool(changed)
 
     def markets(self, ps: PortfolioState) -> dict[str, Market]:
         return self.markets_by_kind.get(ps.mode, {})
@@ -370,27 +389,35 @@ class CopyEngine:
     # -- sending and recording -----------------------------------------------------------------
 
     async def _send(self, intents: list[Intent]) -> list[SendResult]:
-        orders = []
-        for it in intents:
-            gw = self.gateway_for(it.copy.account_id)
-            orders.append((gw, self._request(it), it))
+        orders = [(self.gateway_for(it.copy.account_id), self._request(it), it) for it in intents]
         if not orders:
             return []
-
-        async def one(gw, req, it):
+        now = time.monotonic()
+        pending = []
+        for gw, _, it in orders:
             if it.leverage and not it.reduce_only:
                 key = (it.copy.account_id, it.symbol, it.leverage)
-                if key not in self._leverage_set:
-                    try:
-                        await gw.set_leverage(it.symbol, it.leverage)
-                        self._leverage_set.add(key)
-                    except Exception as exc:  # leverage is re-tried on the next opening
-                        log.warning("set_leverage %s failed: %r", key, exc)
-            return req
-
-        # Leverage first (only on the first opening per account and symbol), then the orders.
-        await asyncio.gather(*(one(gw, req, it) for gw, req, it in orders if it.leverage))
+                if key not in self._leverage_set and self._leverage_retry.get(key, 0.0) <= now:
+                    pending.append((gw, it, key))
+        if pending:
+            # Leverage first, once per account, symbol and leverage, with bounded concurrency:
+            # a thousand at once queue long enough to fall outside Binance's recvWindow.
+            await self._set_leverage(pending)
         return await send_all([(gw, req) for gw, req, _ in orders])
+
+    async def _set_leverage(self, pending) -> None:
+        sem = asyncio.Semaphore(LEVERAGE_CONCURRENCY)
+
+        async def one(gw, it, key):
+            async with sem:
+                try:
+                    await gw.set_leverage(it.symbol, it.leverage)
+                    self._leverage_set.add(key)
+                except Exception as exc:  # the order still goes; leverage is tried again later
+                    self._leverage_retry[key] = time.monotonic() + LEVERAGE_RETRY_SECONDS
+                    log.warning("set_leverage %s failed: %r", key, exc)
+
+        await asyncio.gather(*(one(*p) for p in pending))
 
     @staticmethod
     def _request(it: Intent) -> OrderRequest:

@@ -145,7 +145,9 @@ class EngineRunner:
             await asyncio.sleep(self.sweep_every)
             try:
                 await resolve_open_intents(self.engine)
-                self.engine.refresh_copies()
+                for pid, ps in list(self.engine.portfolios.items()):
+                    async with ps.lock:
+                        self.engine.refresh_copies([pid])
                 self.stats.sweeps += 1
             except Exception:
                 log.exception("sweep failed")

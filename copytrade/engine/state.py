@@ -298,3 +298,31 @@ def next_utc_midnight(now: datetime) -> datetime:
 
 def empty_mask(n: int) -> np.ndarray:
     return np.zeros(n, dtype=bool)
+
+
+def copies_signature(session: Session, portfolio_id: int) -> int:
+    """Return a hash of a portfolio's active copies and their settings (to skip needless reloads)."""
+    rows = session.execute(
+        select(
+            Copy.id,
+            Copy.allocation,
+            Copy.sizing_mode,
+            Copy.fixed_amount,
+            Copy.below_min_policy,
+            Copy.stop_loss_pct,
+            Copy.take_profit_pct,
+            Copy.max_cost_per_order,
+            Copy.slippage_limit_pct,
+            Copy.position_take_profit_pct,
+            Copy.position_stop_loss_pct,
+            Copy.leverage,
+            Copy.symbols,
+            Copy.daily_loss_limit,
+            Copy.close_only,
+            Copy.paused_until,
+            Copy.exchange_account_id,
+        )
+        .where(Copy.portfolio_id == portfolio_id, Copy.status == "active")
+        .order_by(Copy.id)
+    ).all()
+    return hash(tuple(tuple(tuple(v) if isinstance(v, list) else v for v in row) for row in rows))

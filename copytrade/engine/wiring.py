@@ -94,6 +94,9 @@ class GatewayDirectory:
         return gateway
 
     async def close(self) -> None:
+        from copytrade.engine.fastpath import close_pools
+
+        close_pools()
         for factory in self.factories.values():
             await factory.close()
         self.factories.clear()

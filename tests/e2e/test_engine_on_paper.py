@@ -226,6 +226,8 @@ async def test_faults_during_a_run_send_nothing_twice_and_lose_nothing_R_COPY_11
         await asyncio.sleep(4)  # let timed-out answers arrive and sweeps run
         await _settle(sm, engine, runner, expected)
         await reconcile(engine)
+        left = [f["kind"] for f in admin.faults() if f["kind"] != "duplicate_events"]
+        assert left == [], f"faults never triggered: {left}"
     finally:
         runner.stop()
         await task
