@@ -92,14 +92,16 @@ def sizing_throughput(n: int, market, repeats: int) -> float:
     return n * repeats / (time.perf_counter() - start)
 
 
-async def naive_fill(gateways, n_orders: int, tag: str, quantity: Decimal) -> float:
+async def naive_fill(gateways, n_orders: int, tag: str, quantity: Decimal, side: str) -> float:
     """One leader fill the naive way: a Prefect flow with one task per follower order."""
     from prefect import flow, task
 
     @task(name="send-follower-order")
     async def send(index: int) -> str:
         gw = gateways[index]
-        state = await gw.place_order(OrderRequest(SYMBOL, "buy", quantity, f"nv{tag}-{index}"))
+        state = await gw.place_order(
+            OrderRequest(SYMBOL, side, quantity, f"nv{tag}-{index}", reduce_only=side == "sell")
+        )
         return state.status
 
     @flow(name="naive-copy")
@@ -155,14 +157,20 @@ async def run_one(paper, n: int, fills: int, naive_fills: int, db_dir: Path) -> 
     runner.stop()
     await task
 
-    naive = []
+    naive, naive_error = [], None
     if naive_fills:
         from prefect.testing.utilities import prefect_test_harness
 
         gateways = [directory(pw.world.copy_accounts[c]) for c in pw.world.copy_ids]
-        with prefect_test_harness():
-            for k in range(naive_fills):
-                naive.append(await naive_fill(gateways, n, f"{n}-{k}", Decimal("10")) * 1000)
+        try:
+            with prefect_test_harness(server_startup_timeout=120):
+                for k in range(naive_fills):
+                    side = "buy" if k % 2 == 0 else "sell"
+                    naive.append(
+                        await naive_fill(gateways, n, f"{n}-{k}", Decimal("10"), side) * 1000
+                    )
+        except Exception as exc:  # report, do not lose the engine's figures
+            naive_error = f"{type(exc).__name__}: {exc}"[:300]
     await bot_factory.close()
     await directory.close()
     eng.dispose()
@@ -186,6 +194,8 @@ async def run_one(paper, n: int, fills: int, naive_fills: int, db_dir: Path) -> 
     }
     if market is not None:
         result["sizing_orders_per_s"] = round(sizing_throughput(n, market, max(20, 200_000 // n)))
+    if naive_error:
+        result["naive_error"] = naive_error
     if naive:
         result["naive_prefect_ms_p50"] = round(statistics.median(naive), 1)
         result["naive_fills"] = len(naive)
