@@ -38,17 +38,21 @@ class Pool:
         self.ssl = (ssl_context or ssl.create_default_context()) if self.tls else None
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
-    async def _connection(self):
+    def _idle(self):
         while self.idle:
             reader, writer = self.idle.pop()
             if not writer.is_closing() and not reader.at_eof():
                 return reader, writer
             writer.close()
-        return await asyncio.open_connection(self.host, self.port, ssl=self.ssl)
+        return None
 
     async def post(self, path: str, body: bytes, headers: bytes, timeout: float) -> Response:
         """POST ``body`` to ``path``; ``headers`` are pre-encoded ``Name: value\\r\\n`` lines."""
-        reader, writer = await asyncio.wait_for(self._connection(), timeout)
+        # An idle connection is taken without a task or a timer (the common case in the hot path).
+        conn = self._idle() or await asyncio.wait_for(
+            asyncio.open_connection(self.host, self.port, ssl=self.ssl), timeout
+        )
+        reader, writer = conn
         try:
             writer.write(
                 b"POST %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %d\r\n\r\n%s"
