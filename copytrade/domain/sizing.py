@@ -378,7 +378,11 @@ def size_reference(
 
     if not fill.opening:
         reduce_only = futures
-        min_qty = max(m.market_min_qty, step) if reduce_only else m.min_order_quantity(ref)
+        min_qty = (
+            max(m.market_min_qty, step)
+            if reduce_only
+            else m.min_order_quantity(ref * MIN_NOTIONAL_MARGIN)
+        )
         min_qty = (min_qty / step).to_integral_value(rounding=ROUND_CEILING) * step
         held = max(position if fill.side == "sell" else -position, Decimal(0))
         if held <= 0:
