@@ -13,10 +13,13 @@ from models.platform import (
 )
 from models.settlement import SettlementCycle, SettlementPayout
 from models.trading import (
+    CopyPosition,
+    CopyStopEvent,
     FollowerFill,
     FollowerOrder,
     FollowerOrderIntent,
     LeaderFill,
+    LeaderWatermark,
     QuarantinedEvent,
 )
 
@@ -25,12 +28,15 @@ __all__ = [
     "Base",
     "CapacityRequest",
     "Copy",
+    "CopyPosition",
+    "CopyStopEvent",
     "ExchangeAccount",
     "FollowerFill",
     "FollowerOrder",
     "FollowerOrderIntent",
     "LeadPortfolio",
     "LeaderFill",
+    "LeaderWatermark",
     "LedgerAccount",
     "LedgerChainHead",
     "LedgerPosting",

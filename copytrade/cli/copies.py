@@ -108,3 +108,10 @@ def list_(
             status,
         )
     console.print(table)
+
+
+# The copy engine owns these commands (copytrade/cli/engine.py); listed here where users look.
+from copytrade.cli import engine as _engine  # noqa: E402
+
+app.command("resync")(_engine.resync)
+app.command("close-position")(_engine.close_position)

@@ -176,3 +176,9 @@ def scan_impersonation(
             f"{t.imitated_nickname!r} (portfolio {t.imitated_portfolio_id})"
         )
     console.print(f"{len(takedowns)} listings taken offline")
+
+
+# The copy engine owns this command (copytrade/cli/engine.py); listed here where users look.
+from copytrade.cli import engine as _engine  # noqa: E402
+
+app.command("import-fills")(_engine.import_fills)
