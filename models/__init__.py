@@ -10,7 +10,7 @@ from models.platform import (
     LeadPortfolio,
     Person,
 )
-from models.settlement import SettlementCycle, SettlementPayout
+from models.settlement import CopySettlementState, SettlementCycle, SettlementPayout
 from models.trading import (
     FollowerFill,
     FollowerOrder,
@@ -18,12 +18,14 @@ from models.trading import (
     LeaderFill,
     QuarantinedEvent,
 )
+from models.validation import LedgerChainVerification
 
 __all__ = [
     "AuditEntry",
     "Base",
     "CapacityRequest",
     "Copy",
+    "CopySettlementState",
     "ExchangeAccount",
     "FollowerFill",
     "FollowerOrder",
@@ -31,6 +33,7 @@ __all__ = [
     "LeadPortfolio",
     "LeaderFill",
     "LedgerAccount",
+    "LedgerChainVerification",
     "LedgerChainHead",
     "LedgerPosting",
     "LedgerTransfer",

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 10:42:57.239436
+Create Date: 2026-11-25 11:03:43.172961
 """
 
 from collections.abc import Sequence
@@ -57,6 +57,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_chain_head")),
     )
     op.create_table(
+        "ledger_chain_verifications",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("checked", sa.BigInteger(), nullable=False),
+        sa.Column("through_seq", sa.BigInteger(), nullable=False),
+        sa.Column("through_hash", sa.String(length=64), nullable=False),
+        sa.Column("first_broken_seq", sa.BigInteger(), nullable=True),
+        sa.Column("problem", sa.Text(), nullable=True),
+        sa.Column("started_at", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_chain_verifications")),
+    )
+    op.create_table(
         "ledger_transfers",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
@@ -86,25 +98,6 @@ def upgrade() -> None:
         sa.Column("created_at", models.types.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_persons")),
         sa.UniqueConstraint("handle", name=op.f("uq_persons__handle")),
-    )
-    op.create_table(
-        "settlement_cycles",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("cycle_key", sa.String(length=96), nullable=False),
-        sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("trigger", sa.String(length=32), nullable=False),
-        sa.Column("as_of", models.types.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("validation_passed", sa.Boolean(), nullable=True),
-        sa.Column("blocked_reason", sa.Text(), nullable=True),
-        sa.Column("started_at", models.types.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", models.types.UtcDateTime(timezone=True), nullable=True),
-        sa.CheckConstraint(
-            "status in ('running', 'blocked', 'completed')",
-            name=op.f("ck_settlement_cycles__status"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_settlement_cycles")),
-        sa.UniqueConstraint("cycle_key", name=op.f("uq_settlement_cycles__cycle_key")),
     )
     op.create_table(
         "exchange_accounts",
@@ -422,15 +415,98 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "settlement_cycles",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("cycle_key", sa.String(length=96), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("trigger", sa.String(length=32), nullable=False),
+        sa.Column("copy_id", sa.Integer(), nullable=True),
+        sa.Column("as_of", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("validation_passed", sa.Boolean(), nullable=True),
+        sa.Column("blocked_reason", sa.Text(), nullable=True),
+        sa.Column("summary", sa.JSON(), nullable=True),
+        sa.Column("started_at", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", models.types.UtcDateTime(timezone=True), nullable=True),
+        sa.CheckConstraint("kind in ('weekly', 'event')", name=op.f("ck_settlement_cycles__kind")),
+        sa.CheckConstraint(
+            "status in ('running', 'blocked', 'completed')",
+            name=op.f("ck_settlement_cycles__status"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["copy_id"], ["copies.id"], name=op.f("fk_settlement_cycles__copy_id__copies")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_settlement_cycles")),
+        sa.UniqueConstraint("cycle_key", name=op.f("uq_settlement_cycles__cycle_key")),
+    )
+    op.create_table(
+        "copy_settlement_states",
+        sa.Column("copy_id", sa.Integer(), nullable=False),
+        sa.Column("asset", sa.String(length=16), nullable=False),
+        sa.Column("share_paid", models.types.Amount(), nullable=False),
+        sa.Column("peak_profit", models.types.Amount(), nullable=False),
+        sa.Column("outstanding", models.types.Amount(), nullable=False),
+        sa.Column("rebate_paid", models.types.Amount(), nullable=False),
+        sa.Column("last_cycle_id", sa.Integer(), nullable=True),
+        sa.Column("final_cycle_id", sa.Integer(), nullable=True),
+        sa.Column("updated_at", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["copy_id"], ["copies.id"], name=op.f("fk_copy_settlement_states__copy_id__copies")
+        ),
+        sa.ForeignKeyConstraint(
+            ["final_cycle_id"],
+            ["settlement_cycles.id"],
+            name=op.f("fk_copy_settlement_states__final_cycle_id__settlement_cycles"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["last_cycle_id"],
+            ["settlement_cycles.id"],
+            name=op.f("fk_copy_settlement_states__last_cycle_id__settlement_cycles"),
+        ),
+        sa.PrimaryKeyConstraint("copy_id", "asset", name=op.f("pk_copy_settlement_states")),
+    )
+    op.create_table(
+        "follower_orders",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("intent_id", sa.Integer(), nullable=False),
+        sa.Column("copy_id", sa.Integer(), nullable=False),
+        sa.Column("client_order_id", sa.String(length=36), nullable=False),
+        sa.Column("exchange_order_id", sa.String(length=64), nullable=True),
+        sa.Column("exchange_status", sa.String(length=32), nullable=True),
+        sa.Column("filled_quantity", models.types.Amount(), nullable=False),
+        sa.Column("average_price", models.types.Amount(), nullable=True),
+        sa.Column("error_code", sa.String(length=32), nullable=True),
+        sa.Column("error_message", sa.Text(), nullable=True),
+        sa.Column("created_at", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["copy_id"], ["copies.id"], name=op.f("fk_follower_orders__copy_id__copies")
+        ),
+        sa.ForeignKeyConstraint(
+            ["intent_id"],
+            ["follower_order_intents.id"],
+            name=op.f("fk_follower_orders__intent_id__follower_order_intents"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_follower_orders")),
+        sa.UniqueConstraint("client_order_id", name=op.f("uq_follower_orders__client_order_id")),
+        sa.UniqueConstraint("intent_id", name=op.f("uq_follower_orders__intent_id")),
+    )
+    with op.batch_alter_table("follower_orders", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_follower_orders__copy_id"), ["copy_id"], unique=False)
+
+    op.create_table(
         "settlement_payouts",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("cycle_id", sa.Integer(), nullable=False),
         sa.Column("copy_id", sa.Integer(), nullable=False),
         sa.Column("portfolio_id", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("asset", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("amount", models.types.Amount(), nullable=False),
         sa.Column("profit_basis", models.types.Amount(), nullable=False),
+        sa.Column("realised", models.types.Amount(), nullable=True),
+        sa.Column("unrealised", models.types.Amount(), nullable=True),
         sa.Column("ratio", models.types.Amount(), nullable=False),
         sa.Column("paid_before", models.types.Amount(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
@@ -464,7 +540,11 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_settlement_payouts")),
         sa.UniqueConstraint(
-            "cycle_id", "copy_id", "kind", name=op.f("uq_settlement_payouts__cycle_id_copy_id_kind")
+            "cycle_id",
+            "copy_id",
+            "kind",
+            "asset",
+            name=op.f("uq_settlement_payouts__cycle_id_copy_id_kind_asset"),
         ),
     )
     with op.batch_alter_table("settlement_payouts", schema=None) as batch_op:
@@ -474,35 +554,6 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_settlement_payouts__portfolio_id"), ["portfolio_id"], unique=False
         )
-
-    op.create_table(
-        "follower_orders",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("intent_id", sa.Integer(), nullable=False),
-        sa.Column("copy_id", sa.Integer(), nullable=False),
-        sa.Column("client_order_id", sa.String(length=36), nullable=False),
-        sa.Column("exchange_order_id", sa.String(length=64), nullable=True),
-        sa.Column("exchange_status", sa.String(length=32), nullable=True),
-        sa.Column("filled_quantity", models.types.Amount(), nullable=False),
-        sa.Column("average_price", models.types.Amount(), nullable=True),
-        sa.Column("error_code", sa.String(length=32), nullable=True),
-        sa.Column("error_message", sa.Text(), nullable=True),
-        sa.Column("created_at", models.types.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", models.types.UtcDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["copy_id"], ["copies.id"], name=op.f("fk_follower_orders__copy_id__copies")
-        ),
-        sa.ForeignKeyConstraint(
-            ["intent_id"],
-            ["follower_order_intents.id"],
-            name=op.f("fk_follower_orders__intent_id__follower_order_intents"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_follower_orders")),
-        sa.UniqueConstraint("client_order_id", name=op.f("uq_follower_orders__client_order_id")),
-        sa.UniqueConstraint("intent_id", name=op.f("uq_follower_orders__intent_id")),
-    )
-    with op.batch_alter_table("follower_orders", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_follower_orders__copy_id"), ["copy_id"], unique=False)
 
     op.create_table(
         "follower_fills",
@@ -581,15 +632,17 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_follower_fills__copy_id_traded_at"))
 
     op.drop_table("follower_fills")
-    with op.batch_alter_table("follower_orders", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_follower_orders__copy_id"))
-
-    op.drop_table("follower_orders")
     with op.batch_alter_table("settlement_payouts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_settlement_payouts__portfolio_id"))
         batch_op.drop_index(batch_op.f("ix_settlement_payouts__copy_id_kind"))
 
     op.drop_table("settlement_payouts")
+    with op.batch_alter_table("follower_orders", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_follower_orders__copy_id"))
+
+    op.drop_table("follower_orders")
+    op.drop_table("copy_settlement_states")
+    op.drop_table("settlement_cycles")
     with op.batch_alter_table("follower_order_intents", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_follower_order_intents__status"))
         batch_op.drop_index(batch_op.f("ix_follower_order_intents__copy_id_created_at"))
@@ -625,12 +678,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_exchange_accounts__person_id"))
 
     op.drop_table("exchange_accounts")
-    op.drop_table("settlement_cycles")
     op.drop_table("persons")
     with op.batch_alter_table("ledger_transfers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ledger_transfers__code_created_at"))
 
     op.drop_table("ledger_transfers")
+    op.drop_table("ledger_chain_verifications")
     op.drop_table("ledger_chain_head")
     op.drop_table("ledger_accounts")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
