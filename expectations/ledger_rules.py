@@ -3,6 +3,8 @@
 One or more checks per rule (R-LED-1 … R-LED-6, R-X-4, plus R-FEE-4 which settlement relies on).
 Every query runs against the ledger database through GX's SQL datasource and must return no row.
 Amounts are BIGINT 1e-8 units, so every sum and comparison here is exact integer arithmetic.
+PostgreSQL's ``SUM(bigint)`` is ``numeric``: a sum that is then divided is cast back to BIGINT
+so ``/`` stays integer division (rounding down, as R-SET-10 wants) on both databases.
 
 GX substitutes ``{batch}`` with the check's table. In a query with a JOIN it becomes a bare
 parenthesised subquery, so it is always given an alias there; in a query without a JOIN GX aliases
@@ -238,10 +240,12 @@ def _checks(dialect: str) -> list[RuleCheck]:
             "R-LED-6",
             "ledger_transfers",
             "SELECT r.fill_id, r.rebate, COALESCE(f.fee, 0) AS fee FROM "
-            f"(SELECT {fill_ref} AS fill_id, SUM(CASE WHEN p.amount > 0 THEN p.amount ELSE 0 END) "
+            f"(SELECT {fill_ref} AS fill_id, "
+            "CAST(SUM(CASE WHEN p.amount > 0 THEN p.amount ELSE 0 END) AS BIGINT) "
             "AS rebate FROM {batch} t JOIN ledger_postings p ON p.transfer_id = t.id "
             f"WHERE t.code = 'fee_rebate' GROUP BY {fill_ref}) r LEFT JOIN "
-            f"(SELECT {fill_ref} AS fill_id, SUM(CASE WHEN p.amount > 0 THEN p.amount ELSE 0 END) "
+            f"(SELECT {fill_ref} AS fill_id, "
+            "CAST(SUM(CASE WHEN p.amount > 0 THEN p.amount ELSE 0 END) AS BIGINT) "
             "AS fee FROM ledger_transfers t JOIN ledger_postings p ON p.transfer_id = t.id "
             f"WHERE t.code = 'trading_fee' GROUP BY {fill_ref}) f ON f.fill_id = r.fill_id "
             "WHERE r.fill_id IS NULL OR r.rebate <> COALESCE(f.fee, 0) / 10",

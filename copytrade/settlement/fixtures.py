@@ -85,9 +85,10 @@ class Position:
 
 @dataclass
 class Scenario:
-    """Build settlement cases on ``session`` (committed by the caller)."""
+    """Build settlement cases on ``session`` (committed by the caller; may be rebound between
+    transactions, the id counter and positions carry over)."""
 
-    session: Session
+    session: Session | None
     venue: str = "paper"
     poster: Poster = ledger_poster
     now: datetime = EPOCH

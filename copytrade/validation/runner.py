@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -132,14 +133,8 @@ def validate_ledger(
     finally:
         engine.dispose()
 
-    # GX logs every metric it computes at INFO; keep the terminal and the flow logs readable.
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    from expectations.ledger_integrity import build_ledger_checkpoint, make_context
-
     docs = (docs_dir or default_docs_dir()) if data_docs else None
-    context = make_context(docs)
-    checkpoint = build_ledger_checkpoint(context, url)
-    result = checkpoint.run()
+    result = _checkpoint(url, docs).run()
     for suite_result in result.run_results.values():
         for item in suite_result.results:
             meta = item.expectation_config.meta or {}
@@ -161,6 +156,16 @@ def validate_ledger(
         report.data_docs = docs / "index.html"
     report.seconds = time.perf_counter() - clock
     return report
+
+
+@lru_cache(maxsize=8)
+def _checkpoint(url: str, docs: Path | None):
+    """Build the checkpoint of one ledger once per process (building costs as much as a run)."""
+    # GX logs every metric it computes at INFO; keep the terminal and the flow logs readable.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    from expectations.ledger_integrity import build_ledger_checkpoint, make_context
+
+    return build_ledger_checkpoint(make_context(docs), url)
 
 
 def _exception_message(info) -> str | None:
