@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from copytrade.cli import db, ledger
+from copytrade.cli import db, ledger, settle
 
 app = typer.Typer(
     name="copytrade",
@@ -14,6 +14,8 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(ledger.app, name="ledger")
+app.command("settle")(settle.settle)
+app.command("validate")(settle.validate)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from copytrade.settlement.marks import (
     LeaderFillsUnrealised,
     MarkPrices,
     PortfolioUnrealised,
+    SnapshotMarks,
     StaticMarks,
     StaticPortfolioUnrealised,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "SettlementBlocked",
     "SettlementService",
     "ShareDecision",
+    "SnapshotMarks",
     "StaticMarks",
     "StaticPortfolioUnrealised",
     "decide_share",

@@ -16,17 +16,20 @@ towards minus infinity to 1e-8, so a basis is never overstated (R-SET-10).
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from copytrade.domain.money import SCALE, from_units, to_units
+from copytrade.domain.errors import RuleViolation
+from copytrade.domain.money import SCALE, from_units, to_decimal, to_units
 from copytrade.settlement.sqlutil import chunks, raw_units
 from models.trading import LeaderFill
 
@@ -62,6 +65,43 @@ class StaticMarks:
 
 
 NO_MARKS = StaticMarks({})
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotMarks:
+    """Mark prices captured at one instant (by the engine, the paper exchange or an operator).
+
+    A snapshot only answers for settlement instants within ``tolerance`` of when it was taken:
+    a stale price is no price, and the share waits (R-SET-3).
+    """
+
+    taken_at: datetime
+    prices: Mapping[str, Decimal]
+    tolerance: timedelta = timedelta(minutes=15)
+
+    def mark_price(self, symbol: str, at: datetime) -> Decimal | None:
+        if abs(at - self.taken_at) > self.tolerance:
+            return None
+        return self.prices.get(symbol)
+
+    @classmethod
+    def load(cls, path: Path, tolerance: timedelta = timedelta(minutes=15)) -> SnapshotMarks:
+        """Read ``{"taken_at": "<ISO 8601 with zone>", "prices": {"BTCUSDT": "61000.5", …}}``."""
+        try:
+            raw = json.loads(Path(path).read_text())
+            taken_at = datetime.fromisoformat(raw["taken_at"])
+            prices = {str(k): to_decimal(v, f"mark price of {k}") for k, v in raw["prices"].items()}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RuleViolation(
+                "marks_file", str(path), "R-SET-3", f"not a readable mark snapshot: {exc}"
+            ) from None
+        if taken_at.tzinfo is None:
+            raise RuleViolation(
+                "marks_file", str(path), "R-SET-3", "taken_at must carry a time zone"
+            )
+        if any(p <= 0 for p in prices.values()):
+            raise RuleViolation("marks_file", str(path), "R-SET-3", "mark prices must be positive")
+        return cls(taken_at, prices, tolerance)
 
 
 @dataclass(frozen=True, slots=True)

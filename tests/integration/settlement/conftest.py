@@ -73,3 +73,12 @@ class View:
 @pytest.fixture
 def view(session_maker) -> View:
     return View(session_maker)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test server for the whole session (it takes seconds to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield

@@ -11,7 +11,14 @@ from sqlalchemy.orm import Session
 
 import models
 from copytrade.db import make_engine
-from copytrade.ledger import IdempotencyConflict, Leg, Ledger, NegativeBalance, TransferSpec, UnbalancedTransfer
+from copytrade.ledger import (
+    IdempotencyConflict,
+    Ledger,
+    Leg,
+    NegativeBalance,
+    TransferSpec,
+    UnbalancedTransfer,
+)
 from copytrade.settlement.bulk_ledger import post_bulk
 from copytrade.validation import recompute_chain
 from models import LedgerAccount, LedgerPosting, LedgerTransfer
@@ -28,7 +35,10 @@ def specs(n: int = 300) -> list[TransferSpec]:
             TransferSpec(
                 f"dep-{i}",
                 "deposit",
-                (Leg("external:deposits", "USDT", -amount), Leg(f"person:{i % 13}:spot", "USDT", amount)),
+                (
+                    Leg("external:deposits", "USDT", -amount),
+                    Leg(f"person:{i % 13}:spot", "USDT", amount),
+                ),
                 refs={"i": i},
                 at=T0 + timedelta(microseconds=i * 37),
             )
@@ -38,7 +48,10 @@ def specs(n: int = 300) -> list[TransferSpec]:
                 TransferSpec(
                     f"move-{i}",
                     "copy_allocation",
-                    (Leg(f"person:{i % 13}:spot", "USDT", -amount), Leg(f"follower:{i}:cash", "USDT", amount)),
+                    (
+                        Leg(f"person:{i % 13}:spot", "USDT", -amount),
+                        Leg(f"follower:{i}:cash", "USDT", amount),
+                    ),
                     at=T0 + timedelta(seconds=1, microseconds=i),
                 )
             )
@@ -48,13 +61,23 @@ def specs(n: int = 300) -> list[TransferSpec]:
 def snapshot(session: Session):
     transfers = session.execute(
         select(
-            LedgerTransfer.seq, LedgerTransfer.idempotency_key, LedgerTransfer.code, LedgerTransfer.digest,
-            LedgerTransfer.prev_hash, LedgerTransfer.hash, LedgerTransfer.created_at, LedgerTransfer.refs,
+            LedgerTransfer.seq,
+            LedgerTransfer.idempotency_key,
+            LedgerTransfer.code,
+            LedgerTransfer.digest,
+            LedgerTransfer.prev_hash,
+            LedgerTransfer.hash,
+            LedgerTransfer.created_at,
+            LedgerTransfer.refs,
         ).order_by(LedgerTransfer.seq)
     ).all()
     balances = session.execute(
-        select(LedgerAccount.address, LedgerAccount.asset, LedgerAccount.balance, LedgerAccount.allow_negative)
-        .order_by(LedgerAccount.address, LedgerAccount.asset)
+        select(
+            LedgerAccount.address,
+            LedgerAccount.asset,
+            LedgerAccount.balance,
+            LedgerAccount.allow_negative,
+        ).order_by(LedgerAccount.address, LedgerAccount.asset)
     ).all()
     postings = session.execute(
         select(LedgerTransfer.seq, LedgerAccount.address, LedgerPosting.amount)
@@ -88,10 +111,24 @@ def test_bulk_poster_keeps_the_ledger_rules_R_LED_1_R_LED_2_R_SET_9(session):
     with session.begin():
         post_bulk(session, specs(30))
         before = snapshot(session)
-    bad = TransferSpec("bad", "deposit", (Leg("external:x", "USDT", D(-1)), Leg("person:1:spot", "USDT", D("0.5"))))
-    overdraw = TransferSpec("over", "withdrawal", (Leg("person:1:spot", "USDT", D(-10**6)), Leg("external:w", "USDT", D(10**6))))
-    conflict = TransferSpec("dep-0", "deposit", (Leg("external:deposits", "USDT", D(-1)), Leg("person:0:spot", "USDT", D(1))))
-    for spec, error in ((bad, UnbalancedTransfer), (overdraw, NegativeBalance), (conflict, IdempotencyConflict)):
+    bad = TransferSpec(
+        "bad", "deposit", (Leg("external:x", "USDT", D(-1)), Leg("person:1:spot", "USDT", D("0.5")))
+    )
+    overdraw = TransferSpec(
+        "over",
+        "withdrawal",
+        (Leg("person:1:spot", "USDT", D(-(10**6))), Leg("external:w", "USDT", D(10**6))),
+    )
+    conflict = TransferSpec(
+        "dep-0",
+        "deposit",
+        (Leg("external:deposits", "USDT", D(-1)), Leg("person:0:spot", "USDT", D(1))),
+    )
+    for spec, error in (
+        (bad, UnbalancedTransfer),
+        (overdraw, NegativeBalance),
+        (conflict, IdempotencyConflict),
+    ):
         with pytest.raises(error), session.begin():
             post_bulk(session, [specs(40)[-1], spec])
         with session.begin():
@@ -120,5 +157,8 @@ def test_fast_chain_recomputation_agrees_with_verify_chain_R_X_4(session, engine
     with session.begin():
         fast, through, _ = recompute_chain(session, batch=17)
         reference = Ledger(session).verify_chain()
-    assert (fast.first_broken_seq, fast.problems) == (reference.first_broken_seq, reference.problems)
+    assert (fast.first_broken_seq, fast.problems) == (
+        reference.first_broken_seq,
+        reference.problems,
+    )
     assert fast.first_broken_seq == 77 and through == 76

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from copytrade.ledger import Leg, Ledger
+from copytrade.ledger import Ledger, Leg
 from copytrade.ledger.accounts import account_policy
 from copytrade.ledger.service import chain_hash, transfer_digest
 from copytrade.settlement import SettlementBlocked
@@ -77,13 +77,22 @@ def forge_transfer(engine: Engine, key: str, code: str, legs: list[tuple[str, st
     and with balances kept, but without the service's checks."""
     at = datetime.now(UTC)
     with Session(engine) as session, session.begin():
-        head = session.execute(text("select last_seq, last_hash from ledger_chain_head where id = 1")).one()
+        head = session.execute(
+            text("select last_seq, last_hash from ledger_chain_head where id = 1")
+        ).one()
         seq, digest = head.last_seq + 1, transfer_digest(key, code, legs)
         new_hash = chain_hash(head.last_hash, seq, at, digest)
         session.execute(
             LedgerTransfer.__table__.insert().values(
-                seq=seq, idempotency_key=key, code=code, memo="", refs=None, created_at=at,
-                digest=digest, prev_hash=head.last_hash, hash=new_hash,
+                seq=seq,
+                idempotency_key=key,
+                code=code,
+                memo="",
+                refs=None,
+                created_at=at,
+                digest=digest,
+                prev_hash=head.last_hash,
+                hash=new_hash,
             )
         )
         transfer_id = session.scalar(select(LedgerTransfer.id).where(LedgerTransfer.seq == seq))
@@ -98,7 +107,12 @@ def forge_transfer(engine: Engine, key: str, code: str, legs: list[tuple[str, st
                         "insert into ledger_accounts (address, asset, allow_negative, balance, created_at) "
                         "values (:a, :s, :n, 0, :t)"
                     ),
-                    {"a": address, "s": asset, "n": account_policy(address).allow_negative, "t": at},
+                    {
+                        "a": address,
+                        "s": asset,
+                        "n": account_policy(address).allow_negative,
+                        "t": at,
+                    },
                 )
                 account = session.execute(
                     text("select id from ledger_accounts where address = :a and asset = :s"),
@@ -127,7 +141,9 @@ def sql(engine: Engine, *statements: str) -> None:
             conn.exec_driver_sql(statement)
 
 
-def through_ledger(engine: Engine, key: str, code: str, legs: list[tuple[str, str, str]], refs=None):
+def through_ledger(
+    engine: Engine, key: str, code: str, legs: list[tuple[str, str, str]], refs=None
+):
     with Session(engine) as session, session.begin():
         Ledger(session).transfer(key, code, [Leg(a, s, D(v)) for a, s, v in legs], refs=refs)
 
@@ -148,7 +164,9 @@ class Corruption:
 
 def _unbalanced(engine, w):
     forge_transfer(
-        engine, "forged-unbalanced", "deposit",
+        engine,
+        "forged-unbalanced",
+        "deposit",
         [("external:deposits", "USDT", -900_000_000), ("person:999:spot", "USDT", 1_000_000_000)],
     )
 
@@ -158,23 +176,32 @@ def _one_posting(engine, w):
 
 
 def _balance_edit(engine, w):
-    sql(engine, f"update ledger_accounts set balance = balance + 1 where address = 'person:{w.spot_leader}:spot'")
+    sql(
+        engine,
+        f"update ledger_accounts set balance = balance + 1 where address = 'person:{w.spot_leader}:spot'",
+    )
 
 
 def _negative(engine, w):
     address = f"follower:{w.futures_copy}:cash"
     with Session(engine) as session:
         units = session.execute(
-            text("select balance from ledger_accounts where address = :a and asset = 'USDT'"), {"a": address}
+            text("select balance from ledger_accounts where address = :a and asset = 'USDT'"),
+            {"a": address},
         ).scalar()
     forge_transfer(
-        engine, "forged-overdraft", "copy_withdrawal",
+        engine,
+        "forged-overdraft",
+        "copy_withdrawal",
         [(address, "USDT", -(units + 1)), ("external:withdrawals", "USDT", units + 1)],
     )
 
 
 def _policy(engine, w):
-    sql(engine, f"update ledger_accounts set allow_negative = true where address = 'person:{w.spot_leader}:spot'")
+    sql(
+        engine,
+        f"update ledger_accounts set allow_negative = true where address = 'person:{w.spot_leader}:spot'",
+    )
 
 
 def _duplicate_fill(engine, w):
@@ -200,21 +227,34 @@ def _orphan_intent(engine, w):
 
 
 def _order_client_id(engine, w):
-    sql(engine, "update follower_orders set client_order_id = 'tampered-1' where id = (select min(id) from follower_orders)")
+    sql(
+        engine,
+        "update follower_orders set client_order_id = 'tampered-1' where id = (select min(id) from follower_orders)",
+    )
 
 
 def _overpaid_share(engine, w):
     through_ledger(
-        engine, "extra-share", "profit_share",
-        [(f"follower:{w.futures_copy}:cash", "USDT", "-50"), (f"person:{w.futures_leader}:spot", "USDT", "50")],
+        engine,
+        "extra-share",
+        "profit_share",
+        [
+            (f"follower:{w.futures_copy}:cash", "USDT", "-50"),
+            (f"person:{w.futures_leader}:spot", "USDT", "50"),
+        ],
         refs={"copy_id": w.futures_copy},
     )
 
 
 def _refund(engine, w):
     through_ledger(
-        engine, "refund-share", "profit_share",
-        [(f"person:{w.futures_leader}:spot", "USDT", "-5"), (f"follower:{w.futures_copy}:cash", "USDT", "5")],
+        engine,
+        "refund-share",
+        "profit_share",
+        [
+            (f"person:{w.futures_leader}:spot", "USDT", "-5"),
+            (f"follower:{w.futures_copy}:cash", "USDT", "5"),
+        ],
         refs={"copy_id": w.futures_copy},
     )
 
@@ -222,14 +262,19 @@ def _refund(engine, w):
 def _extra_fee(engine, w):
     fill = first_fill(engine, w.spot_copy)
     through_ledger(
-        engine, "extra-fee", "trading_fee",
+        engine,
+        "extra-fee",
+        "trading_fee",
         [(f"follower:{w.spot_copy}:cash", "USDT", "-1"), ("platform:fees", "USDT", "1")],
         refs={"copy_id": w.spot_copy, "follower_fill_id": fill},
     )
 
 
 def _fill_fee_without_rebate(engine, w):
-    sql(engine, f"update follower_fills set fee = fee + 100 where id = {first_fill(engine, w.spot_copy)}")
+    sql(
+        engine,
+        f"update follower_fills set fee = fee + 100 where id = {first_fill(engine, w.spot_copy)}",
+    )
 
 
 def _rebate_not_in_ledger(engine, w):
@@ -254,7 +299,10 @@ def _edited_posting(engine, w):
 
 def _relinked(engine, w):
     lift_immutability(engine)
-    sql(engine, "update ledger_transfers set prev_hash = (select hash from ledger_transfers where seq = 1) where seq = 3")
+    sql(
+        engine,
+        "update ledger_transfers set prev_hash = (select hash from ledger_transfers where seq = 1) where seq = 3",
+    )
 
 
 def _head(engine, w):
@@ -262,21 +310,39 @@ def _head(engine, w):
 
 
 CORRUPTIONS = {
-    "unbalanced_transfer": Corruption("R-LED-1", "postings_sum_to_zero_per_transfer_and_asset", _unbalanced),
+    "unbalanced_transfer": Corruption(
+        "R-LED-1", "postings_sum_to_zero_per_transfer_and_asset", _unbalanced
+    ),
     "single_posting": Corruption("R-LED-1", "every_transfer_has_two_postings", _one_posting),
     "balance_edited": Corruption("R-LED-2", "balances_equal_sum_of_postings", _balance_edit),
     "guarded_account_negative": Corruption("R-LED-2", "no_forbidden_negative_balance", _negative),
     "negative_policy_flipped": Corruption("R-LED-2", "negative_policy_follows_address", _policy),
-    "fill_recorded_twice": Corruption("R-LED-3", "follower_trade_ids_unique_per_copy", _duplicate_fill),
-    "order_without_leader_fill": Corruption("R-LED-4", "copied_orders_reference_leader_fill_and_copy", _orphan_intent),
+    "fill_recorded_twice": Corruption(
+        "R-LED-3", "follower_trade_ids_unique_per_copy", _duplicate_fill
+    ),
+    "order_without_leader_fill": Corruption(
+        "R-LED-4", "copied_orders_reference_leader_fill_and_copy", _orphan_intent
+    ),
     "order_client_id_changed": Corruption("R-LED-4", "orders_match_their_intent", _order_client_id),
-    "share_above_ratio_of_peak": Corruption("R-LED-5", "shares_within_ratio_of_peak_profit", _overpaid_share),
+    "share_above_ratio_of_peak": Corruption(
+        "R-LED-5", "shares_within_ratio_of_peak_profit", _overpaid_share
+    ),
     "share_refunded": Corruption("R-LED-5", "payout_transfers_flow_to_the_leader", _refund),
-    "ledger_fee_without_rebate": Corruption("R-LED-6", "ledger_rebate_is_ten_percent_of_ledger_fee", _extra_fee),
-    "fill_rebate_not_ten_percent": Corruption("R-LED-6", "fill_rebate_is_ten_percent_of_fee", _fill_fee_without_rebate),
-    "rebate_missing_from_ledger": Corruption("R-FEE-4", "rebates_account_backs_unpaid_rebates", _rebate_not_in_ledger),
-    "posting_edited_in_history": Corruption("R-X-4", "chain_recomputed_without_break", _edited_posting),
-    "transfer_relinked": Corruption("R-X-4", "chain_links_every_transfer_to_the_previous", _relinked),
+    "ledger_fee_without_rebate": Corruption(
+        "R-LED-6", "ledger_rebate_is_ten_percent_of_ledger_fee", _extra_fee
+    ),
+    "fill_rebate_not_ten_percent": Corruption(
+        "R-LED-6", "fill_rebate_is_ten_percent_of_fee", _fill_fee_without_rebate
+    ),
+    "rebate_missing_from_ledger": Corruption(
+        "R-FEE-4", "rebates_account_backs_unpaid_rebates", _rebate_not_in_ledger
+    ),
+    "posting_edited_in_history": Corruption(
+        "R-X-4", "chain_recomputed_without_break", _edited_posting
+    ),
+    "transfer_relinked": Corruption(
+        "R-X-4", "chain_links_every_transfer_to_the_previous", _relinked
+    ),
     "chain_head_rewritten": Corruption("R-X-4", "chain_head_is_the_last_transfer", _head),
 }
 
@@ -287,22 +353,22 @@ def test_corruption_fails_its_rule_only_and_blocks_every_payout_R_LED_7(
 ):
     corruption = CORRUPTIONS[name]
     world = build(make_world)
-    service().settle_weekly(MON1)  # a valid ledger with payouts
+    service().settle_weekly(MON1)  # gated: a valid ledger, now with payouts
     build(next_week(world))  # and something due next week
-    assert validate_ledger(db_url).passed
 
     corruption.apply(engine, world)
-    report = validate_ledger(db_url)
-    assert report.failed_rules() == {corruption.rule}, report.rows()
-    assert corruption.check in report.failed_checks()
-
     transfers, rows = view.transfers(), len(view.payouts())
     with pytest.raises(SettlementBlocked) as blocked:
         service().settle_weekly(MON2)
+    report = blocked.value.report.validation
+    assert report.failed_rules() == {corruption.rule}, report.rows()
+    assert corruption.check in report.failed_checks()
     assert corruption.check in str(blocked.value) and blocked.value.report.blocked
     assert (view.transfers(), len(view.payouts())) == (transfers, rows)  # nothing half-paid
     with session_maker() as session:
-        cycle = session.scalar(select(SettlementCycle).where(SettlementCycle.cycle_key == "weekly:2025-W04"))
+        cycle = session.scalar(
+            select(SettlementCycle).where(SettlementCycle.cycle_key == "weekly:2025-W04")
+        )
         audit = session.scalar(select(AuditEntry).where(AuditEntry.action == "settlement_blocked"))
     assert (cycle.status, cycle.validation_passed) == ("blocked", False)
     assert corruption.check in cycle.blocked_reason and audit.rule == "R-LED-7"

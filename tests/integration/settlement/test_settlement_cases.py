@@ -54,7 +54,11 @@ def test_futures_share_includes_unrealised_at_the_mark_R_SET_3(build, service, v
     (share,) = view.shares(c)
     # open 0.5 @ 60000 marked at 61000: +500; basis = 1000 + 500 − 9.1 = 1490.9; × 10 % = 149.09
     assert (share.status, share.amount) == ("paid", D("149.09"))
-    assert (share.realised, share.unrealised, share.profit_basis) == (D("990.9"), D("500"), D("1490.9"))
+    assert (share.realised, share.unrealised, share.profit_basis) == (
+        D("990.9"),
+        D("500"),
+        D("1490.9"),
+    )
 
 
 def test_futures_loss_at_the_mark_leaves_nothing_due_R_SET_3(build, service, view):
@@ -141,9 +145,7 @@ def test_paused_share_is_carried_and_paid_when_the_balance_returns_R_SET_7_R_FEE
     assert view.balance(f"follower:{c}:cash") == D("87.8") + 200 - D("198.78")
 
 
-def test_deferred_below_minus_20000_then_settled_by_an_event_R_SET_6_R_SET_5(
-    build, service, view
-):
+def test_deferred_below_minus_20000_then_settled_by_an_event_R_SET_6_R_SET_5(build, service, view):
     def case(s):
         pf = s.portfolio(mode="futures", ratio="0.1")
         c = s.copy(pf)
@@ -212,7 +214,16 @@ def test_shares_and_rebates_round_down_to_1e_8_R_SET_10(build, service, view):
         s.fill(a, "BTCUSDT", "sell", "0.001", "60000", realised="33.33333333", at=EPOCH + DAY)
         s.fill(a, "BTCUSDT", "buy", "0.001", "60000", realised="0", at=EPOCH + DAY)
         b = s.copy(s.portfolio(mode="spot", ratio="0.1"))
-        s.fill(b, "BTCUSDT", "buy", "0.00000001", "10", fee="0.00000019", realised="0.00000038", at=EPOCH + DAY)
+        s.fill(
+            b,
+            "BTCUSDT",
+            "buy",
+            "0.00000001",
+            "10",
+            fee="0.00000019",
+            realised="0.00000038",
+            at=EPOCH + DAY,
+        )
         return a, b
 
     a, b = build(case)
@@ -247,9 +258,7 @@ def test_rerunning_a_cycle_pays_nothing_R_SET_9(build, service, view):
     assert len(view.shares(c)) == 1
 
 
-def test_rebates_paid_are_only_those_accrued_since_the_last_cycle_R_FEE_4(
-    build, service, view
-):
+def test_rebates_paid_are_only_those_accrued_since_the_last_cycle_R_FEE_4(build, service, view):
     def fills(start, fee):
         def case(s):
             s.fill(copy_id, "BTCUSDT", "buy", "0.1", "60000", fee=fee, at=start + DAY)

@@ -38,7 +38,9 @@ def test_stopping_a_copy_settles_it_finally_and_weekly_skips_it_R_SET_5_R_COPY_5
     assert [(p.status, p.amount) for p in view.shares(c)] == [("paid", D("100"))]
     with session_maker() as session:
         state = session.get(CopySettlementState, (c, "USDT"))
-        cycle = session.scalar(select(SettlementCycle).where(SettlementCycle.cycle_key == report.cycle_keys[0]))
+        cycle = session.scalar(
+            select(SettlementCycle).where(SettlementCycle.cycle_key == report.cycle_keys[0])
+        )
     assert state.final_cycle_id == cycle.id and cycle.status == "completed"
     service().settle_weekly(MON1)
     assert len(view.shares(c)) == 1  # the stopped, finally settled copy is out of the weekly scope
