@@ -90,7 +90,9 @@ def build_ledger_checkpoint(context, url: str) -> gx.Checkpoint:
         )
     actions = []
     if DOCS_SITE in (context.list_data_docs_sites() or {}):
-        actions.append(gx.checkpoint.UpdateDataDocsAction(name="update_data_docs", site_names=[DOCS_SITE]))
+        actions.append(
+            gx.checkpoint.UpdateDataDocsAction(name="update_data_docs", site_names=[DOCS_SITE])
+        )
     return context.checkpoints.add(
         gx.Checkpoint(
             name=CHECKPOINT_NAME,

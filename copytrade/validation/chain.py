@@ -32,7 +32,9 @@ def recompute_chain(session: Session, batch: int = 50_000) -> tuple[ChainReport,
     t = LedgerTransfer
     while True:
         transfers = session.execute(
-            select(t.id, t.seq, t.idempotency_key, t.code, t.created_at, t.digest, t.prev_hash, t.hash)
+            select(
+                t.id, t.seq, t.idempotency_key, t.code, t.created_at, t.digest, t.prev_hash, t.hash
+            )
             .where(t.seq >= expected)
             .order_by(t.seq)
             .limit(batch)

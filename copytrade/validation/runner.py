@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -181,7 +181,9 @@ def _exception_message(info) -> str | None:
 
 
 def _jsonable(row: dict) -> dict:
-    return {str(k): (v if isinstance(v, int | str | float | None) else str(v)) for k, v in row.items()}
+    return {
+        str(k): (v if isinstance(v, int | str | float | None) else str(v)) for k, v in row.items()
+    }
 
 
 def _rule_order(rule: str) -> tuple:

@@ -7,12 +7,21 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from copytrade.domain.errors import RuleViolation
-from copytrade.settlement.cycles import event_cycle, parse_week, trigger_for_stop_reason, weekly_cycle
+from copytrade.settlement.cycles import (
+    event_cycle,
+    parse_week,
+    trigger_for_stop_reason,
+    weekly_cycle,
+)
 
 
 def test_every_instant_of_a_week_names_the_same_weekly_cycle_R_SET_4_R_SET_9():
     monday = datetime(2025, 1, 13, tzinfo=UTC)
-    for offset in (timedelta(0), timedelta(days=3, hours=5), timedelta(days=7) - timedelta(microseconds=1)):
+    for offset in (
+        timedelta(0),
+        timedelta(days=3, hours=5),
+        timedelta(days=7) - timedelta(microseconds=1),
+    ):
         spec = weekly_cycle(monday + offset)
         assert (spec.key, spec.as_of, spec.kind) == ("weekly:2025-W03", monday, "weekly")
     assert weekly_cycle(monday - timedelta(microseconds=1)).key == "weekly:2025-W02"
@@ -30,7 +39,10 @@ def test_event_keys_and_refusals_R_SET_5_R_IN_2():
     at = datetime(2025, 1, 15, 12, tzinfo=UTC)
     assert event_cycle(7, "stop_loss", at).key == "event:stop_loss:copy:7"
     assert event_cycle(7, "withdraw_profit", at, "w-1").key == "event:withdraw_profit:copy:7:w-1"
-    assert event_cycle(7, "stop_copy", at).is_final and not event_cycle(7, "withdraw_profit", at).is_final
+    assert (
+        event_cycle(7, "stop_copy", at).is_final
+        and not event_cycle(7, "withdraw_profit", at).is_final
+    )
     for kwargs, field in (
         ({"copy_id": 7, "trigger": "weekly", "at": at}, "trigger"),
         ({"copy_id": 0, "trigger": "stop_copy", "at": at}, "copy"),

@@ -15,13 +15,26 @@ from copytrade.settlement.decide import CopyFacts, decide_share, portfolio_defer
 
 
 def facts(**kw) -> CopyFacts:
-    base = dict(copy_id=1, portfolio_id=1, leader_person_id=1, mode="futures", ratio=D("0.1"), asset="USDT", balance=D(10**9))
+    base = dict(
+        copy_id=1,
+        portfolio_id=1,
+        leader_person_id=1,
+        mode="futures",
+        ratio=D("0.1"),
+        asset="USDT",
+        balance=D(10**9),
+    )
     return CopyFacts(**{**base, **kw})
 
 
 def test_spot_basis_is_realised_after_fees_unrealised_ignored_R_SET_2():
     share = decide_share(facts(mode="spot", realised=D(100), fees=D("1.55"), unrealised=D(5000)))
-    assert (share.status, share.amount, share.basis, share.unrealised) == ("paid", D("9.845"), D("98.45"), None)
+    assert (share.status, share.amount, share.basis, share.unrealised) == (
+        "paid",
+        D("9.845"),
+        D("98.45"),
+        None,
+    )
 
 
 def test_futures_basis_adds_unrealised_R_SET_3():
@@ -63,7 +76,9 @@ def test_rebate_is_ten_percent_rounded_down_R_FEE_2_R_SET_10():
     assert leader_rebate(D("0.00000019")) == D("0.00000001")
 
 
-pnl = st.decimals(min_value=D(-10**6), max_value=D(10**6), places=8, allow_nan=False, allow_infinity=False)
+pnl = st.decimals(
+    min_value=D(-(10**6)), max_value=D(10**6), places=8, allow_nan=False, allow_infinity=False
+)
 ratios = st.integers(0, 30).map(lambda r: D(r) / 100)
 
 
@@ -81,12 +96,21 @@ def test_paid_total_is_the_ratio_of_the_peak_and_never_shrinks_R_SET_8_R_LED_5(p
         assert paid <= ratio * peak  # R-LED-5
         assert paid == round_down(ratio * max(D(0), max(path[: k + 1])))
     exact = Fraction(ratio) * Fraction(max(D(0), max(path)))
-    assert Fraction(paid) <= exact < Fraction(paid) + Fraction(1, 10**8)  # R-SET-10: down, by < 1e-8
+    assert (
+        Fraction(paid) <= exact < Fraction(paid) + Fraction(1, 10**8)
+    )  # R-SET-10: down, by < 1e-8
 
 
 @settings(max_examples=200, deadline=None)
-@given(realised=pnl, unrealised=pnl, ratio=ratios, paid=st.decimals(min_value=0, max_value=10**5, places=8))
+@given(
+    realised=pnl,
+    unrealised=pnl,
+    ratio=ratios,
+    paid=st.decimals(min_value=0, max_value=10**5, places=8),
+)
 def test_decision_uses_the_domain_formula_R_SET_2_R_SET_3(realised, unrealised, ratio, paid):
     for mode in ("spot", "futures"):
-        share = decide_share(facts(mode=mode, realised=realised, unrealised=unrealised, ratio=ratio, share_paid=paid))
+        share = decide_share(
+            facts(mode=mode, realised=realised, unrealised=unrealised, ratio=ratio, share_paid=paid)
+        )
         assert share.amount == profit_share(mode, realised, unrealised, ratio, paid)

@@ -34,7 +34,9 @@ def test_open_long_is_marked_and_closed_symbols_need_no_mark_R_SET_3():
 
 def test_short_position_gains_when_the_mark_falls_R_SET_3():
     fills = [("XRPUSDT", "sell", D(1000), D("0.5"), D(0))]
-    assert mark_books(books_from_rows(rows(fills)), StaticMarks({"XRPUSDT": D("0.45")}), AT).unrealised == D(50)
+    assert mark_books(
+        books_from_rows(rows(fills)), StaticMarks({"XRPUSDT": D("0.45")}), AT
+    ).unrealised == D(50)
 
 
 def test_unrealised_rounds_towards_minus_infinity_R_SET_10():
@@ -49,7 +51,12 @@ prices = st.decimals(min_value=D(1), max_value=D(100000), places=2)
 
 
 @settings(max_examples=200, deadline=None)
-@given(trades=st.lists(st.tuples(st.sampled_from(["buy", "sell"]), quantities, prices), min_size=1, max_size=25), mark=prices)
+@given(
+    trades=st.lists(
+        st.tuples(st.sampled_from(["buy", "sell"]), quantities, prices), min_size=1, max_size=25
+    ),
+    mark=prices,
+)
 def test_realised_plus_unrealised_is_the_exact_total_pnl_R_SET_3(trades, mark):
     """Property: whatever the realised PnL booked (average cost, rounded), realised + unrealised at
     the mark is the position's exact total PnL, floored to 1e-8."""
@@ -58,7 +65,9 @@ def test_realised_plus_unrealised_is_the_exact_total_pnl_R_SET_3(trades, mark):
         fills.append(("BTCUSDT", side, q, p, position.apply(side, q, p)))
     marked = mark_books(books_from_rows(rows(fills)), StaticMarks({"BTCUSDT": mark}), AT)
     net = sum((q if s == "buy" else -q) for _, s, q, _, _ in fills)
-    total = Fraction(net) * Fraction(mark) - sum(Fraction(q) * Fraction(p) * (1 if s == "buy" else -1) for _, s, q, p, _ in fills)
+    total = Fraction(net) * Fraction(mark) - sum(
+        Fraction(q) * Fraction(p) * (1 if s == "buy" else -1) for _, s, q, p, _ in fills
+    )
     realised = sum(Fraction(r) for *_, r in fills)
     got = realised + Fraction(marked.unrealised)
     assert got <= total < got + Fraction(1, 10**8)
