@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from copytrade.cli import db, ledger, settle
+from copytrade.cli import copies, db, demo, leaders, ledger, paper, settle, wallets
 
 app = typer.Typer(
     name="copytrade",
@@ -14,6 +14,11 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(ledger.app, name="ledger")
+app.add_typer(leaders.app, name="leaders")
+app.add_typer(copies.app, name="copies")
+app.add_typer(wallets.app, name="wallets")
+app.add_typer(paper.app, name="paper")
+app.command("demo")(demo.demo)
 app.command("settle")(settle.settle)
 app.command("validate")(settle.validate)
 

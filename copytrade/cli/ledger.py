@@ -9,7 +9,9 @@ from copytrade.cli.common import console
 from copytrade.db import session_scope
 from copytrade.ledger import Ledger
 
-app = typer.Typer(help="The double-entry ledger: balances and the hash chain.", no_args_is_help=True)
+app = typer.Typer(
+    help="The double-entry ledger: balances and the hash chain.", no_args_is_help=True
+)
 
 
 @app.command()
@@ -35,5 +37,7 @@ def verify_chain() -> None:
     if report.ok:
         console.print(f"hash chain intact: {report.checked} transfers checked")
         return
-    console.print(f"[bold red]hash chain broken[/] at seq {report.first_broken_seq}: {report.problems[0]}")
+    console.print(
+        f"[bold red]hash chain broken[/] at seq {report.first_broken_seq}: {report.problems[0]}"
+    )
     raise typer.Exit(1)

@@ -27,7 +27,8 @@ def test_deployments_are_scheduled_in_utc_and_entrypoints_import_R_SET_4():
     assert weekly["schedules"][0] == {"cron": "0 0 * * 1", "timezone": "UTC"}
     assert found["validate-ledger-daily"]["schedules"][0]["timezone"] == "UTC"
     names = {
-        load_flow_from_entrypoint(str(PROJECT_ROOT / d["entrypoint"])).name for d in found.values()
+        load_flow_from_entrypoint(str(PROJECT_ROOT / found[name]["entrypoint"])).name
+        for name in ("settle-weekly", "validate-ledger-daily")
     }
     assert names == {"settle", "validate_ledger"}
 
