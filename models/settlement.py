@@ -103,4 +103,7 @@ class CopySettlementState(Base):
     final_cycle_id: Mapped[int | None] = mapped_column(
         ForeignKey("settlement_cycles.id")
     )  # the stop/close settlement, once done
+    cash_released_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime
+    )  # a stopped copy's remaining cash went back to the follower's spot wallet
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -90,7 +90,7 @@ def settle(
     marks_file: Path = typer.Option(
         None, help='Mark snapshot JSON: {"taken_at": "…", "prices": {"BTCUSDT": "61000"}}.'
     ),
-    batch_size: int = typer.Option(5000, min=1, help="Copies per committed batch."),
+    batch_size: int = typer.Option(10_000, min=1, help="Copies per committed batch."),
     data_docs: bool = typer.Option(
         False, help="Also write GX Data Docs of the validation (var/gx/)."
     ),

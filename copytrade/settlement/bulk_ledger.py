@@ -16,14 +16,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, bindparam, select, update
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, select
 from sqlalchemy.orm import Session
 
-from copytrade.domain.money import from_units, to_units
+from copytrade.domain.money import from_units
 from copytrade.ledger import PostResult, TransferSpec
 from copytrade.ledger.accounts import account_policy
 from copytrade.ledger.errors import IdempotencyConflict, NegativeBalance, UnbalancedTransfer
 from copytrade.ledger.service import chain_hash, transfer_digest
+from copytrade.settlement.rawsql import Raw, units
 from copytrade.settlement.sqlutil import chunks
 from models.ledger import LedgerAccount, LedgerChainHead, LedgerTransfer
 
@@ -48,6 +49,17 @@ _postings = Table(
     Column("amount", BigInteger),
 )
 _transfers = LedgerTransfer.__table__
+_TRANSFER_COLUMNS = (
+    "seq",
+    "idempotency_key",
+    "code",
+    "memo",
+    "refs",
+    "created_at",
+    "digest",
+    "prev_hash",
+    "hash",
+)
 
 
 class _Item:
@@ -67,17 +79,17 @@ def _prepare(spec: TransferSpec, policies: dict[str, bool], now: datetime) -> _I
         raise UnbalancedTransfer(
             "legs", len(spec.legs), "R-LED-1", "a transfer needs at least two postings"
         )
-    units = []
+    legs = []
     per_asset: dict[str, int] = defaultdict(int)
     for leg in spec.legs:
         if leg.address not in policies:
             policies[leg.address] = account_policy(leg.address).allow_negative
-        amount = to_units(leg.amount, f"{leg.address} {leg.asset}")
+        amount = units(leg.amount, f"{leg.address} {leg.asset}")
         if amount == 0:
             raise UnbalancedTransfer(
                 "amount", leg.amount, "R-LED-1", f"zero posting on {leg.address}"
             )
-        units.append((leg.address, leg.asset, amount))
+        legs.append((leg.address, leg.asset, amount))
         per_asset[leg.asset] += amount
     unbalanced = {asset: from_units(total) for asset, total in per_asset.items() if total}
     if unbalanced:
@@ -91,7 +103,7 @@ def _prepare(spec: TransferSpec, policies: dict[str, bool], now: datetime) -> _I
     if at.tzinfo is None:
         raise ValueError(f"transfer {spec.key!r}: naive timestamp {at!r}")
     at = at.astimezone(UTC)
-    return _Item(spec, at, units, transfer_digest(spec.key, spec.code, units))
+    return _Item(spec, at, legs, transfer_digest(spec.key, spec.code, legs))
 
 
 def post_bulk(session: Session, specs: Sequence[TransferSpec]) -> list[PostResult]:
@@ -143,6 +155,7 @@ def post_bulk(session: Session, specs: Sequence[TransferSpec]) -> list[PostResul
     accounts = _account_ids(session, wanted, policies)
     _check_balances(session, fresh, accounts, policies)
 
+    raw = Raw(session)
     seq, prev = head.last_seq, head.last_hash
     first_seq = seq + 1
     rows = []
@@ -150,20 +163,20 @@ def post_bulk(session: Session, specs: Sequence[TransferSpec]) -> list[PostResul
         seq += 1
         digest_hash = chain_hash(prev, seq, item.at, item.digest)
         rows.append(
-            {
-                "seq": seq,
-                "idempotency_key": item.spec.key,
-                "code": item.spec.code,
-                "memo": item.spec.memo,
-                "refs": item.spec.refs,
-                "created_at": item.at,
-                "digest": item.digest,
-                "prev_hash": prev,
-                "hash": digest_hash,
-            }
+            (
+                seq,
+                item.spec.key,
+                item.spec.code,
+                item.spec.memo,
+                raw.json(item.spec.refs),
+                raw.stamp(item.at),
+                item.digest,
+                prev,
+                digest_hash,
+            )
         )
         prev = digest_hash
-    session.execute(_transfers.insert(), rows)
+    raw.insert("ledger_transfers", _TRANSFER_COLUMNS, rows, casts={"refs": "json"})
     ids = dict(
         session.execute(
             select(_transfers.c.seq, _transfers.c.id).where(
@@ -175,30 +188,17 @@ def post_bulk(session: Session, specs: Sequence[TransferSpec]) -> list[PostResul
     for offset, item in enumerate(fresh):
         transfer_id = ids[first_seq + offset]
         results[item.spec.key] = PostResult(transfer_id, True)
-        for address, asset, units in item.units:
+        for address, asset, amount in item.units:
             account_id = accounts[(address, asset)]
-            postings.append(
-                {
-                    "transfer_id": transfer_id,
-                    "account_id": account_id,
-                    "asset": asset,
-                    "amount": units,
-                }
-            )
-            deltas[account_id] += units
-    session.execute(_postings.insert(), postings)
-    changed = [{"acc_id": acc, "delta": d} for acc, d in sorted(deltas.items()) if d]
-    if changed:
-        session.execute(
-            update(_accounts)
-            .where(_accounts.c.id == bindparam("acc_id"))
-            .values(balance=_accounts.c.balance + bindparam("delta", type_=BigInteger)),
-            changed,
-            execution_options={"synchronize_session": False},
-        )
-    session.execute(
-        update(LedgerChainHead).where(LedgerChainHead.id == 1).values(last_seq=seq, last_hash=prev),
-        execution_options={"synchronize_session": False},
+            postings.append((transfer_id, account_id, asset, amount))
+            deltas[account_id] += amount
+    raw.insert("ledger_postings", ("transfer_id", "account_id", "asset", "amount"), postings)
+    raw.execute_many(
+        "UPDATE ledger_accounts SET balance = balance + ? WHERE id = ?",
+        [(d, acc) for acc, d in sorted(deltas.items()) if d],
+    )
+    raw.execute_many(
+        "UPDATE ledger_chain_head SET last_seq = ?, last_hash = ? WHERE id = 1", [(seq, prev)]
     )
     session.expire_all()
     return [results[item.spec.key] for item in prepared]
@@ -259,17 +259,17 @@ def _check_balances(
         )
         current.update(dict(rows.all()))
     for item in fresh:
-        for address, asset, units in item.units:
+        for address, asset, amount in item.units:
             acc = accounts[(address, asset)]
             if acc in debited:
-                current[acc] += units
-        for address, asset, units in item.units:
+                current[acc] += amount
+        for address, asset, amount in item.units:
             acc = accounts[(address, asset)]
-            if units < 0 and acc in debited and current[acc] < 0:
+            if amount < 0 and acc in debited and current[acc] < 0:
                 raise NegativeBalance(
                     f"{address} {asset}",
-                    from_units(current[acc] - units),
+                    from_units(current[acc] - amount),
                     "R-LED-2",
-                    f"transfer {item.spec.key!r} takes {from_units(-units)} {asset} and would leave "
+                    f"transfer {item.spec.key!r} takes {from_units(-amount)} {asset} and would leave "
                     f"{from_units(current[acc])}; this account may not go negative",
                 )

@@ -112,6 +112,25 @@ def decide_share(facts: CopyFacts, deferral_reason: str | None = None) -> ShareD
     return ShareDecision(status="paid", amount=due, **common)
 
 
+def cash_to_release(
+    share: ShareDecision, open_positions: tuple[str, ...], cash: Mapping[str, Decimal]
+) -> tuple[dict[str, Decimal], str | None]:
+    """Return what a stopped copy hands back to its follower once settled, or why it waits.
+
+    The copy's remaining cash (every asset, after the share) goes back to the follower's spot
+    wallet when nothing is owed any more (the share is paid or nothing is due) and no futures
+    position is still open (its margin is still at stake).
+    """
+    if share.status not in ("paid", "nothing_due"):
+        return {}, f"the copy's cash stays while its share is {share.status} (R-SET-7)"
+    if open_positions:
+        return (
+            {},
+            f"the copy's cash stays until its open positions are closed: {', '.join(open_positions)}",
+        )
+    return {asset: amount for asset, amount in sorted(cash.items()) if amount > 0}, None
+
+
 def rebates_to_pay(facts: CopyFacts) -> dict[str, Decimal]:
     """Return the rebates accrued since the last payout, per asset; never paused (R-FEE-3/4)."""
     return {asset: due for asset, due in sorted(facts.rebates_due.items()) if due > 0}

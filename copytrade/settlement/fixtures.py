@@ -3,7 +3,8 @@
 ``Scenario`` builds hand-written cases one object at a time, posting every movement through the
 real ``Ledger`` service with the codes the copy engine uses:
 
-- ``deposit`` (external → person spot) and ``copy_allocation`` (person spot → copy cash);
+- ``deposit`` (external → person spot), ``lead_capital`` (leader spot → ``leader:<pid>:capital``)
+  and ``copy_allocation`` (person spot → copy cash);
 - per follower fill: ``copy_fill`` (spot: the asset swap; futures: the realised PnL between the
   exchange and the copy's cash), ``trading_fee`` (copy cash → ``platform:fees``) and
   ``fee_rebate`` (``platform:fees`` → ``leader:<portfolio>:rebates``, 10 % of the fee), each with
@@ -36,6 +37,7 @@ from copytrade.ledger.accounts import (
     exchange,
     external,
     follower_cash,
+    leader_capital,
     leader_rebates,
     person_spot,
 )
@@ -132,6 +134,21 @@ class Scenario:
         )
         self.session.add(portfolio)
         self.session.flush()
+        amount = d(capital)
+        self.post(
+            f"deposit:leader:{portfolio.id}",
+            "deposit",
+            [Leg(external(), asset, -amount), Leg(person_spot(leader), asset, amount)],
+        )
+        self.post(
+            f"lead-capital:{portfolio.id}",
+            "lead_capital",
+            [
+                Leg(person_spot(leader), asset, -amount),
+                Leg(leader_capital(portfolio.id), asset, amount),
+            ],
+            {"portfolio_id": portfolio.id},
+        )
         return portfolio.id
 
     def copy(
@@ -447,11 +464,12 @@ def generate_population(
     """Write ``copies`` copies with ``fills_per_copy`` fills each, in bulk, on an empty database.
 
     Half the portfolios are spot (ratio 10 %), half futures (public 10 % or private 0-30 %). Each
+    object draws from its own random stream, so the first N copies are identical whatever the
+    total (the benchmark's naive slice is the bulk run's first copies). Each
     leader fill is copied by every copy of its portfolio at that copy's scale with random price
     noise; fees are 0.1 % of notional with the 10 % rebate. Fills fall in the week after
     ``start``; the returned ``as_of`` is the Monday after, and ``marks`` the futures marks to use.
     """
-    rng = random.Random(seed)
     n_portfolios = max(1, -(-copies // copies_per_portfolio))
     followers = max(1, copies // 5)
     person_rows = [
@@ -464,6 +482,7 @@ def generate_population(
     for pid in range(1, n_portfolios + 1):
         mode = "spot" if pid % 2 else "futures"
         private = mode == "futures" and pid % 4 == 0
+        rng = _rng(seed, "portfolio", pid)
         ratio = Decimal(rng.randrange(0, 31)) / 100 if private else Decimal("0.1")
         portfolios.append(
             {
@@ -524,6 +543,7 @@ def generate_population(
     leader_fill_id = itertools.count(1)
     step = timedelta(days=6) / max(1, fills_per_copy)
     for p in portfolios:
+        rng = _rng(seed, "leader", p["id"])
         symbol = symbols[p["id"] % len(symbols)]
         base = SYMBOLS[symbol]
         fills = []
@@ -569,6 +589,7 @@ def generate_population(
         symbol, fills = plan[pid]
         unit = (allocation / SYMBOLS[symbol] / 4).quantize(Decimal("0.00001"))
         position = Position()
+        rng = _rng(seed, "copy", cid)
         fill_specs = []
         for k, (lid, side, lprice) in enumerate(fills):
             fid = next(fill_id)
@@ -670,6 +691,11 @@ def generate_population(
         as_of=start + timedelta(days=7),
         marks=marks,
     )
+
+
+def _rng(seed: int, kind: str, number: int) -> random.Random:
+    """Return a random stream per object, so the first N copies are the same whatever the total."""
+    return random.Random(f"{seed}:{kind}:{number}")
 
 
 def _flush(session, raw, intents, orders, fills, specs, poster, chunk) -> int:

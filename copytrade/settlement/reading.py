@@ -35,6 +35,7 @@ class CopyRow:
 
     copy_id: int
     portfolio_id: int
+    follower_person_id: int
     status: str
     stop_reason: str | None
     mode: str
@@ -50,6 +51,7 @@ class StateRow:
     outstanding: Decimal = ZERO
     rebate_paid: Decimal = ZERO
     final_cycle_id: int | None = None
+    cash_released_at: datetime | None = None
     exists: bool = False
 
 
@@ -60,6 +62,8 @@ class Batch:
     facts: dict[int, CopyFacts] = field(default_factory=dict)
     copies: dict[int, CopyRow] = field(default_factory=dict)
     states: dict[tuple[int, str], StateRow] = field(default_factory=dict)
+    cash: dict[int, dict[str, Decimal]] = field(default_factory=dict)  # every asset of the copy
+    open_positions: dict[int, tuple[str, ...]] = field(default_factory=dict)  # futures, net ≠ 0
 
 
 class MarkCache:
@@ -79,9 +83,10 @@ class MarkCache:
 def weekly_candidates(session: Session, cycle_id: int, as_of: datetime) -> list[int]:
     """Return the copies the weekly cycle still has to settle, by id.
 
-    In scope: active copies, stopped copies whose final settlement has not run, and stopped copies
-    still carrying a paused or deferred share (R-SET-7). Out: copies started after the cycle's
-    instant, and copies this cycle already settled (a resumed run skips them, R-SET-9).
+    In scope: active copies, stopped copies whose final settlement has not run, stopped copies
+    still carrying a paused or deferred share (R-SET-7) or whose cash has not gone back to the
+    follower yet. Out: copies started after the cycle's instant, and copies this cycle already
+    settled (a resumed run skips them, R-SET-9).
     """
     state = CopySettlementState
     done = exists().where(
@@ -100,6 +105,7 @@ def weekly_candidates(session: Session, cycle_id: int, as_of: datetime) -> list[
                 state.copy_id.is_(None),
                 state.final_cycle_id.is_(None),
                 raw_units(state.outstanding) > 0,
+                state.cash_released_at.is_(None),
             ),
             ~done,
         )
@@ -134,6 +140,7 @@ def load_batch(
         select(
             Copy.id,
             Copy.portfolio_id,
+            Copy.follower_person_id,
             Copy.status,
             Copy.stop_reason,
             LeadPortfolio.mode,
@@ -151,7 +158,7 @@ def load_batch(
             batch.copies[row[0]] = CopyRow(*row)
 
     st = CopySettlementState
-    for copy_id, asset, share_paid, peak, outstanding, rebate_paid, final_id in session.execute(
+    for copy_id, asset, *values in session.execute(
         select(
             st.copy_id,
             st.asset,
@@ -160,12 +167,11 @@ def load_batch(
             st.outstanding,
             st.rebate_paid,
             st.final_cycle_id,
+            st.cash_released_at,
         ).where(st.copy_id >= lo, st.copy_id <= hi)
     ):
         if copy_id in wanted:
-            batch.states[(copy_id, asset)] = StateRow(
-                share_paid, peak, outstanding, rebate_paid, final_id, True
-            )
+            batch.states[(copy_id, asset)] = StateRow(*values, exists=True)
 
     # Fills summed per copy, symbol and fee asset, in SQL (exact integer sums).
     ff = FollowerFill.__table__
@@ -195,16 +201,14 @@ def load_batch(
         rebates[copy_id][fee_asset] += int(s_rebate or 0)
         net[(copy_id, symbol)] += int(s_qty or 0)
 
-    open_futures = sorted(
-        {
-            copy_id
-            for (copy_id, _), qty in net.items()
-            if qty and batch.copies.get(copy_id) and batch.copies[copy_id].mode == FUTURES
-        }
-    )
-    marked = _mark_open_positions(session, open_futures, as_of, marks)
+    open_symbols: dict[int, list[str]] = defaultdict(list)
+    for (copy_id, symbol), qty in sorted(net.items()):
+        if qty and batch.copies.get(copy_id) and batch.copies[copy_id].mode == FUTURES:
+            open_symbols[copy_id].append(symbol)
+    batch.open_positions = {cid: tuple(symbols) for cid, symbols in open_symbols.items()}
+    marked = _mark_open_positions(session, sorted(open_symbols), as_of, marks)
 
-    balances = _follower_balances(session, batch.copies.values())
+    batch.cash = _follower_cash(session, batch.copies.values())
 
     paid_rebates: dict[int, dict[str, Decimal]] = defaultdict(dict)
     for (copy_id, asset), state in batch.states.items():
@@ -228,7 +232,7 @@ def load_batch(
             missing_marks=pnl.missing,
             share_paid=state.share_paid,
             peak_profit=state.peak_profit,
-            balance=balances.get((copy_id, row.asset), ZERO),
+            balance=batch.cash.get(copy_id, {}).get(row.asset, ZERO),
             rebates_due=due,
         )
     return batch
@@ -258,12 +262,10 @@ def _mark_open_positions(
     return {copy_id: mark_books(books[copy_id], marks, as_of) for copy_id in copy_ids}
 
 
-def _follower_balances(
-    session: Session, copies: Sequence[CopyRow] | object
-) -> dict[tuple[int, str], Decimal]:
-    """Return each copy's cash balance in its settlement asset (R-SET-7's available balance)."""
-    by_address = {follower_cash(row.copy_id): row for row in copies}
-    out: dict[tuple[int, str], Decimal] = {}
+def _follower_cash(session: Session, copies) -> dict[int, dict[str, Decimal]]:
+    """Return each copy's cash per asset (its settlement asset is R-SET-7's available balance)."""
+    by_address = {follower_cash(row.copy_id): row.copy_id for row in copies}
+    out: dict[int, dict[str, Decimal]] = defaultdict(dict)
     for chunk in chunks(sorted(by_address)):
         rows = session.execute(
             select(
@@ -271,7 +273,5 @@ def _follower_balances(
             ).where(LedgerAccount.address.in_(chunk))
         )
         for address, asset, units in rows:
-            row = by_address[address]
-            if asset == row.asset:
-                out[(row.copy_id, asset)] = from_units(units)
+            out[by_address[address]][asset] = from_units(units)
     return out

@@ -50,6 +50,11 @@ class RunReport:
     )
     paused: list[PayoutLine] = field(default_factory=list)
     deferred: list[PayoutLine] = field(default_factory=list)
+    held: list[PayoutLine] = field(default_factory=list)  # cash or capital kept, with the reason
+    cash_returned: dict[str, Decimal] = field(default_factory=dict)  # stopped copies → followers
+    capital_returned: dict[str, Decimal] = field(
+        default_factory=dict
+    )  # closed portfolios → leaders
 
     @property
     def blocked(self) -> bool:
@@ -76,6 +81,9 @@ class RunReport:
             "rebates_paid": str(self.rebates_paid),
             "paused": len(self.paused),
             "deferred": len(self.deferred),
+            "held": len(self.held),
+            "cash_returned": {a: str(v) for a, v in sorted(self.cash_returned.items())},
+            "capital_returned": {a: str(v) for a, v in sorted(self.capital_returned.items())},
         }
 
     def leader_rows(self) -> list[dict]:
@@ -103,7 +111,7 @@ class RunReport:
                 "asset": line.asset,
                 "reason": line.reason or "",
             }
-            for line in [*self.deferred, *self.paused]
+            for line in [*self.deferred, *self.paused, *self.held]
         ]
 
     def to_markdown(self, limit: int = 200) -> str:
@@ -130,7 +138,7 @@ class RunReport:
                 f"{row['rebates_paid']} | {row['copies_paid']} |"
             )
         withheld = self.withheld_rows()
-        lines += ["", f"## Paused and deferred shares ({len(withheld)})", ""]
+        lines += ["", f"## Paused and deferred shares, held cash ({len(withheld)})", ""]
         if withheld:
             lines += ["| copy | status | amount | reason |", "|---|---|---:|---|"]
             for row in withheld[:limit]:

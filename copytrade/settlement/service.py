@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from copytrade.domain.errors import RuleViolation
 from copytrade.domain.money import ZERO
 from copytrade.ledger import Leg, TransferSpec
-from copytrade.ledger.accounts import follower_cash, leader_rebates, person_spot
+from copytrade.ledger.accounts import follower_cash, leader_capital, leader_rebates, person_spot
 from copytrade.settlement.bulk_ledger import post_bulk
 from copytrade.settlement.cycles import (
     FINAL_TRIGGERS,
@@ -41,6 +41,7 @@ from copytrade.settlement.cycles import (
 from copytrade.settlement.decide import (
     R_SET_6_THRESHOLD,
     ShareDecision,
+    cash_to_release,
     decide_share,
     portfolio_deferral,
     rebates_to_pay,
@@ -52,6 +53,7 @@ from copytrade.settlement.marks import (
     MarkPrices,
     PortfolioUnrealised,
 )
+from copytrade.settlement.rawsql import Raw, units
 from copytrade.settlement.reading import (
     MarkCache,
     StateRow,
@@ -60,11 +62,14 @@ from copytrade.settlement.reading import (
     weekly_candidates,
 )
 from copytrade.settlement.report import PayoutLine, RunReport
-from copytrade.settlement.sqlutil import chunks
+from copytrade.settlement.sqlutil import chunks, raw_units
+from models.ledger import LedgerAccount
 from models.platform import AuditEntry, Copy, LeadPortfolio
-from models.settlement import CopySettlementState, SettlementCycle, SettlementPayout
+from models.settlement import CopySettlementState, SettlementCycle
+from models.trading import LeaderFill
 
 SHARE_CODE, REBATE_CODE = "profit_share", "rebate_payout"
+RELEASE_CODE, CAPITAL_CODE = "copy_release", "capital_release"
 
 
 class SettlementBlocked(RuntimeError):
@@ -96,6 +101,11 @@ def rebate_key(cycle_key: str, copy_id: int, asset: str) -> str:
     return f"settle:{cycle_key}:{copy_id}:rebate:{asset}"
 
 
+def release_key(cycle_key: str, copy_id: int, asset: str) -> str:
+    """Return the idempotency key of a stopped copy's cash going back to its follower."""
+    return f"settle:{cycle_key}:{copy_id}:release:{asset}"
+
+
 class SettlementService:
     """Settle copies against the ledger; see the module docstring for the steps."""
 
@@ -106,7 +116,7 @@ class SettlementService:
         gate: Gate | None,
         marks: MarkPrices = NO_MARKS,
         portfolio_unrealised: PortfolioUnrealised | None = None,
-        batch_size: int = 5000,
+        batch_size: int = 10_000,
         deferral_threshold: Decimal = R_SET_6_THRESHOLD,
         on_batch: Callable[[BatchEvent], None] | None = None,
     ) -> None:
@@ -169,16 +179,19 @@ class SettlementService:
 
     def _run(self, specs: Sequence[CycleSpec], trigger: str, as_of: datetime) -> RunReport:
         report = RunReport(trigger=trigger, as_of=as_of, cycle_keys=[s.key for s in specs])
-        if not specs:
-            report.status = "nothing_to_do"
-            return report
-        with self.sessions() as session, session.begin():
-            cycles = _open_cycles(session, specs)
+        cycles: dict[str, tuple[int, str]] = {}
+        if specs:
+            with self.sessions() as session, session.begin():
+                cycles = _open_cycles(session, specs)
         open_specs = [s for s in specs if cycles[s.key][1] != "completed"]
-        if not open_specs:
-            report.status = "already_completed"
-            return report
         open_ids = [cycles[s.key][0] for s in open_specs]
+        release = False
+        if trigger in ("weekly", "pending_events"):
+            with self.sessions() as session:
+                release = _capital_pending(session)
+        if not open_specs and not release:
+            report.status = "already_completed" if specs else "nothing_to_do"
+            return report
 
         if self.gate is not None:
             result = self.gate()
@@ -189,6 +202,10 @@ class SettlementService:
                 report.status = "blocked"
                 report.blocked_reason = result.reason
                 raise SettlementBlocked(report)
+        if not open_specs:
+            with self.sessions() as session, session.begin():
+                _release_capital(session, report)
+            return report
 
         # Work: (copy, cycle) pairs not settled yet in their cycle.
         with self.sessions() as session:
@@ -210,6 +227,9 @@ class SettlementService:
             report.batches += 1
             self._emit("committed", index, len(chunk), start + len(chunk), total)
 
+        if release:
+            with self.sessions() as session, session.begin():
+                _release_capital(session, report)
         with self.sessions() as session, session.begin():
             session.execute(
                 update(SettlementCycle)
@@ -348,14 +368,55 @@ class SettlementService:
                 states[key] = state
                 totals = report.per_leader[(facts.leader_person_id, asset)]
                 totals.rebates += amount
+            copy_row = batch.copies[copy_id]
+            before = batch.states.get((copy_id, facts.asset), StateRow())
+            if (
+                copy_row.status == "stopped"
+                and (spec.is_final or before.final_cycle_id is not None)
+                and before.cash_released_at is None
+            ):
+                cash = dict(batch.cash.get(copy_id, {}))
+                if share.status == "paid":
+                    cash[facts.asset] = cash.get(facts.asset, ZERO) - share.amount
+                release, held = cash_to_release(share, batch.open_positions.get(copy_id, ()), cash)
+                if held:
+                    report.held.append(
+                        PayoutLine(
+                            spec.key,
+                            copy_id,
+                            facts.portfolio_id,
+                            facts.leader_person_id,
+                            "cash_release",
+                            facts.asset,
+                            "held",
+                            cash.get(facts.asset, ZERO),
+                            held,
+                        )
+                    )
+                else:
+                    for asset, amount in release.items():
+                        specs.append(
+                            TransferSpec(
+                                key=release_key(spec.key, copy_id, asset),
+                                code=RELEASE_CODE,
+                                legs=(
+                                    Leg(follower_cash(copy_id), asset, -amount),
+                                    Leg(person_spot(copy_row.follower_person_id), asset, amount),
+                                ),
+                                memo=f"cash of stopped copy {copy_id} back to its follower",
+                                refs=refs,
+                                at=now,
+                            )
+                        )
+                        report.cash_returned[asset] = report.cash_returned.get(asset, ZERO) + amount
+                    states[(copy_id, facts.asset)]["cash_released_at"] = now
             report.copies_settled += 1
         results = post_bulk(session, specs)
         for row, index in pending:
             row["transfer_id"] = results[index].transfer_id
-        if payouts:
-            session.execute(insert(SettlementPayout), payouts)
-        if states:
-            _upsert_states(session, list(states.values()))
+        raw = Raw(session)
+        raw.insert("settlement_payouts", _PAYOUT_COLUMNS, [_payout_values(raw, p) for p in payouts])
+        _upsert_states(raw, list(states.values()))
 
     @staticmethod
     def _tally(report: RunReport, spec: CycleSpec, facts, share: ShareDecision) -> None:
@@ -403,6 +464,7 @@ def _state_row(
         "rebate_paid": before.rebate_paid,
         "last_cycle_id": cycle_id,
         "final_cycle_id": cycle_id if final else before.final_cycle_id,
+        "cash_released_at": before.cash_released_at,
         "updated_at": now,
     }
     if share is not None:
@@ -421,21 +483,75 @@ def _dialect_insert(session: Session):
     return dialect_insert
 
 
-def _upsert_states(session: Session, rows: list[dict]) -> None:
-    stmt = _dialect_insert(session)(CopySettlementState)
-    mutable = (
+_PAYOUT_COLUMNS = (
+    "cycle_id",
+    "copy_id",
+    "portfolio_id",
+    "kind",
+    "asset",
+    "status",
+    "amount",
+    "profit_basis",
+    "realised",
+    "unrealised",
+    "ratio",
+    "paid_before",
+    "reason",
+    "transfer_id",
+    "created_at",
+)
+_STATE_COLUMNS = (
+    "copy_id",
+    "asset",
+    "share_paid",
+    "peak_profit",
+    "outstanding",
+    "rebate_paid",
+    "last_cycle_id",
+    "final_cycle_id",
+    "cash_released_at",
+    "updated_at",
+)
+_AMOUNTS = frozenset(
+    {
+        "amount",
+        "profit_basis",
+        "realised",
+        "unrealised",
+        "ratio",
+        "paid_before",
         "share_paid",
         "peak_profit",
         "outstanding",
         "rebate_paid",
-        "last_cycle_id",
-        "final_cycle_id",
-        "updated_at",
+    }
+)
+_TIMES = frozenset({"created_at", "updated_at", "cash_released_at"})
+
+
+def _value(raw: Raw, column: str, value):
+    if value is None:
+        return None
+    if column in _AMOUNTS:
+        return units(value, column)
+    if column in _TIMES:
+        return raw.stamp(value)
+    return value
+
+
+def _payout_values(raw: Raw, row: dict) -> tuple:
+    return tuple(_value(raw, c, row[c]) for c in _PAYOUT_COLUMNS)
+
+
+def _upsert_states(raw: Raw, rows: list[dict]) -> None:
+    """Insert or update each copy's carried state (one statement, every row)."""
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _STATE_COLUMNS[2:])
+    raw.insert(
+        "copy_settlement_states",
+        _STATE_COLUMNS,
+        [tuple(_value(raw, c, row[c]) for c in _STATE_COLUMNS) for row in rows],
+        suffix=f" ON CONFLICT (copy_id, asset) DO UPDATE SET {updates}",
     )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["copy_id", "asset"], set_={c: stmt.excluded[c] for c in mutable}
-    )
-    session.execute(stmt, rows)
 
 
 def _open_cycles(session: Session, specs: Sequence[CycleSpec]) -> dict[str, tuple[int, str]]:
@@ -444,7 +560,7 @@ def _open_cycles(session: Session, specs: Sequence[CycleSpec]) -> dict[str, tupl
     found = _cycles_by_key(session, keys)
     missing = [s for s in specs if s.key not in found]
     if missing:
-        stmt = _dialect_insert(session)(SettlementCycle).on_conflict_do_nothing(
+        stmt = _dialect_insert(session)(SettlementCycle.__table__).on_conflict_do_nothing(
             index_elements=["cycle_key"]
         )
         now = datetime.now(UTC)
@@ -508,3 +624,75 @@ def _record_gate(
                 details={"cycles": [s.key for s in specs][:1000]},
             )
         )
+
+
+def _closed_capital(session: Session):
+    """Return (address, asset, amount, portfolio id, leader id) of closed portfolios' capital."""
+    closed = dict(
+        session.execute(
+            select(LeadPortfolio.id, LeadPortfolio.leader_person_id).where(
+                LeadPortfolio.status == "closed"
+            )
+        ).all()
+    )
+    by_address = {leader_capital(pid): pid for pid in closed}
+    out = []
+    for chunk in chunks(sorted(by_address)):
+        for address, asset, amount in session.execute(
+            select(LedgerAccount.address, LedgerAccount.asset, LedgerAccount.balance).where(
+                LedgerAccount.address.in_(chunk), raw_units(LedgerAccount.balance) > 0
+            )
+        ):
+            pid = by_address[address]
+            out.append((address, asset, amount, pid, closed[pid]))
+    return out
+
+
+def _capital_pending(session: Session) -> bool:
+    return bool(_closed_capital(session))
+
+
+def _release_capital(session: Session, report: RunReport) -> None:
+    """Hand a closed portfolio's capital back to its leader once the leader holds no position.
+
+    R-LEAD-10 leaves the capital in ``leader:<pid>:capital`` until settlement; an open position
+    (by the leader's own fills) keeps it there, reported, until the next run.
+    """
+    balances = _closed_capital(session)
+    if not balances:
+        return
+    holding = {pid for *_, pid, _ in balances}
+    lf = LeaderFill.__table__
+    qty = raw_units(lf.c.quantity)
+    open_rows = session.execute(
+        select(lf.c.portfolio_id, lf.c.symbol)
+        .where(lf.c.portfolio_id.in_(sorted(holding)))
+        .group_by(lf.c.portfolio_id, lf.c.symbol)
+        .having(func.sum(case((lf.c.side == "buy", qty), else_=-qty)) != 0)
+    ).all()
+    still_open: dict[int, list[str]] = {}
+    for pid, symbol in open_rows:
+        still_open.setdefault(pid, []).append(symbol)
+    specs = []
+    for address, asset, amount, pid, leader in balances:
+        if pid in still_open:
+            reason = (
+                f"the leader still holds {', '.join(still_open[pid])}; capital stays (R-LEAD-10)"
+            )
+            report.held.append(
+                PayoutLine(
+                    "capital", 0, pid, leader, "capital_release", asset, "held", amount, reason
+                )
+            )
+            continue
+        specs.append(
+            TransferSpec(
+                key=f"release:capital:{pid}:{asset}:{amount}",
+                code=CAPITAL_CODE,
+                legs=(Leg(address, asset, -amount), Leg(person_spot(leader), asset, amount)),
+                memo=f"capital of closed portfolio {pid} back to its leader",
+                refs={"portfolio_id": pid},
+            )
+        )
+        report.capital_returned[asset] = report.capital_returned.get(asset, ZERO) + amount
+    post_bulk(session, specs)

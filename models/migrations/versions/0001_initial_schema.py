@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 11:03:43.172961
+Create Date: 2026-11-25 11:32:33.550414
 """
 
 from collections.abc import Sequence
@@ -12,6 +12,7 @@ from alembic import op
 
 import models.ledger
 import models.types
+
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -448,6 +449,7 @@ def upgrade() -> None:
         sa.Column("rebate_paid", models.types.Amount(), nullable=False),
         sa.Column("last_cycle_id", sa.Integer(), nullable=True),
         sa.Column("final_cycle_id", sa.Integer(), nullable=True),
+        sa.Column("cash_released_at", models.types.UtcDateTime(timezone=True), nullable=True),
         sa.Column("updated_at", models.types.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["copy_id"], ["copies.id"], name=op.f("fk_copy_settlement_states__copy_id__copies")

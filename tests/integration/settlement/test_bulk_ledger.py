@@ -162,3 +162,18 @@ def test_fast_chain_recomputation_agrees_with_verify_chain_R_X_4(session, engine
         reference.problems,
     )
     assert fast.first_broken_seq == 77 and through == 76
+
+
+def test_hash_from_stored_text_is_the_ledgers_chain_hash_R_X_4():
+    from copytrade.ledger.service import chain_hash
+    from copytrade.validation.chain import hash_from_stamp
+
+    for at in (
+        T0,
+        T0 + timedelta(microseconds=1),
+        datetime(2031, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ):
+        stamp = at.strftime("%Y-%m-%d %H:%M:%S.%f").replace(" ", "T") + "Z"
+        assert hash_from_stamp("ab" * 32, 42, stamp, "cd" * 32) == chain_hash(
+            "ab" * 32, 42, at, "cd" * 32
+        )

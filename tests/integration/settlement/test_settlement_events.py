@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from copytrade.domain.errors import RuleViolation
+from copytrade.settlement import StaticMarks
 from copytrade.settlement.fixtures import EPOCH
-from models import CopySettlementState, SettlementCycle
+from models import Copy, CopySettlementState, LeadPortfolio, SettlementCycle
 
 DAY = timedelta(days=1)
 MON1 = EPOCH + timedelta(days=7)
@@ -42,8 +43,64 @@ def test_stopping_a_copy_settles_it_finally_and_weekly_skips_it_R_SET_5_R_COPY_5
             select(SettlementCycle).where(SettlementCycle.cycle_key == report.cycle_keys[0])
         )
     assert state.final_cycle_id == cycle.id and cycle.status == "completed"
+    # the rest of the copy's cash goes back to the follower: 1000 + 1000 − 100
+    assert view.balance(f"follower:{c}:cash") == 0
+    assert view.balance(f"person:{follower_of(session_maker, c)}:spot") == D("1900")
+    assert state.cash_released_at is not None
     service().settle_weekly(MON1)
     assert len(view.shares(c)) == 1  # the stopped, finally settled copy is out of the weekly scope
+
+
+def follower_of(session_maker, copy_id: int) -> int:
+    with session_maker() as session:
+        return session.get(Copy, copy_id).follower_person_id
+
+
+def test_open_position_keeps_a_stopped_copys_cash_until_closed_R_SET_5(
+    build, service, view, session_maker
+):
+    def case(s):
+        c = s.copy(s.portfolio(mode="futures", ratio="0.1"))
+        s.fill(c, "BTCUSDT", "buy", "1", "60000", at=EPOCH + DAY)
+        s.stop(c, "stop_loss", at=EPOCH + 2 * DAY)
+        return c
+
+    c = build(case)
+    marks = StaticMarks({"BTCUSDT": D("61000")})
+    report = service(marks=marks).settle_pending_events(at=EPOCH + 2 * DAY)
+    assert view.shares(c)[0].amount == D("100")  # unrealised +1000 at the mark
+    assert [line.reason for line in report.held] == [
+        "the copy's cash stays until its open positions are closed: BTCUSDT"
+    ]
+    assert view.balance(f"follower:{c}:cash") == D("900")
+    # the engine closes the position; the next weekly run hands the cash back
+    build(lambda s: s.fill(c, "BTCUSDT", "sell", "1", "61000", at=EPOCH + 3 * DAY))
+    report = service(marks=marks).settle_weekly(MON1)
+    assert view.shares(c)[-1].status == "nothing_due"
+    assert report.cash_returned == {"USDT": D("1900")}
+    assert view.balance(f"person:{follower_of(session_maker, c)}:spot") == D("1900")
+
+
+def test_closed_portfolio_capital_goes_back_to_the_leader_once_flat_R_LEAD_10(
+    build, service, view, session_maker
+):
+    def case(s):
+        pf = s.portfolio(mode="futures", ratio="0.1", capital="5000")
+        s.leader_fill(pf, "ETHUSDT", "buy", "1", "3000", at=EPOCH + DAY)
+        s.close_portfolio(pf, at=EPOCH + 2 * DAY)
+        return pf
+
+    pf = build(case)
+    with session_maker() as session:
+        leader = session.get(LeadPortfolio, pf).leader_person_id
+    report = service().settle_pending_events(at=EPOCH + 2 * DAY)
+    assert report.held[0].kind == "capital_release" and "ETHUSDT" in report.held[0].reason
+    assert view.balance(f"leader:{pf}:capital") == D("5000")
+    build(lambda s: s.leader_fill(pf, "ETHUSDT", "sell", "1", "3100", at=EPOCH + 3 * DAY))
+    report = service().settle_weekly(MON1)
+    assert report.capital_returned == {"USDT": D("5000")}
+    assert view.balance(f"person:{leader}:spot") == D("5000")
+    assert service().settle_weekly(MON1 + timedelta(days=7)).capital_returned == {}
 
 
 def test_final_trigger_on_an_active_copy_is_refused_and_changes_nothing_R_IN_2(
