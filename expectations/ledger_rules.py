@@ -31,13 +31,6 @@ class RuleCheck:
     description: str
 
 
-def _ref(dialect: str, key: str) -> str:
-    """SQL for an integer member of ``ledger_transfers.refs`` (JSON) aliased ``t``."""
-    if dialect == "postgresql":
-        return f"CAST(t.refs ->> '{key}' AS BIGINT)"
-    return f"CAST(json_extract(t.refs, '$.{key}') AS BIGINT)"
-
-
 _BIND_LIKE = re.compile(r":(?=[A-Za-z_])")
 
 
@@ -51,7 +44,6 @@ def ledger_checks(dialect: str) -> list[RuleCheck]:
 
 
 def _checks(dialect: str) -> list[RuleCheck]:
-    fill_ref = _ref(dialect, "follower_fill_id")
     return [
         # -- R-LED-1: double entry ------------------------------------------------------------
         RuleCheck(
@@ -66,9 +58,8 @@ def _checks(dialect: str) -> list[RuleCheck]:
             "every_transfer_has_two_postings",
             "R-LED-1",
             "ledger_transfers",
-            "SELECT t.id, t.seq, COALESCE(p.n, 0) AS postings FROM {batch} t LEFT JOIN "
-            "(SELECT transfer_id, COUNT(*) AS n FROM ledger_postings GROUP BY transfer_id) p "
-            "ON p.transfer_id = t.id WHERE COALESCE(p.n, 0) < 2",
+            "SELECT t.id, t.seq FROM {batch} t LEFT JOIN ledger_postings p ON p.transfer_id = t.id "
+            "GROUP BY t.id, t.seq HAVING COUNT(p.id) < 2",
             "Every transfer moves money between at least two postings.",
         ),
         # -- R-LED-2: balances ----------------------------------------------------------------
@@ -239,17 +230,21 @@ def _checks(dialect: str) -> list[RuleCheck]:
             "ledger_rebate_is_ten_percent_of_ledger_fee",
             "R-LED-6",
             "ledger_transfers",
-            "SELECT r.fill_id, r.rebate, COALESCE(f.fee, 0) AS fee FROM "
-            f"(SELECT {fill_ref} AS fill_id, "
-            "CAST(SUM(CASE WHEN p.amount > 0 THEN p.amount ELSE 0 END) AS BIGINT) "
-            "AS rebate FROM {batch} t JOIN ledger_postings p ON p.transfer_id = t.id "
-            f"WHERE t.code = 'fee_rebate' GROUP BY {fill_ref}) r LEFT JOIN "
-            f"(SELECT {fill_ref} AS fill_id, "
-            "CAST(SUM(CASE WHEN p.amount > 0 THEN p.amount ELSE 0 END) AS BIGINT) "
-            "AS fee FROM ledger_transfers t JOIN ledger_postings p ON p.transfer_id = t.id "
-            f"WHERE t.code = 'trading_fee' GROUP BY {fill_ref}) f ON f.fill_id = r.fill_id "
-            "WHERE r.fill_id IS NULL OR r.rebate <> COALESCE(f.fee, 0) / 10",
-            "Every rebate posted for a fill is 10 % of the fee posted for it, rounded down.",
+            # A fill's transfers share their key: trading_fee:<fill> and fee_rebate:<fill>; each
+            # is matched to the other through the unique key index, not by grouping.
+            "SELECT f.id, f.idempotency_key, fp.amount AS fee, rp.amount AS rebate FROM {batch} f "
+            "JOIN ledger_postings fp ON fp.transfer_id = f.id AND fp.amount > 0 "
+            "LEFT JOIN ledger_transfers r "
+            "ON r.idempotency_key = 'fee_rebate:' || SUBSTR(f.idempotency_key, 13) "
+            "LEFT JOIN ledger_postings rp ON rp.transfer_id = r.id AND rp.amount > 0 "
+            "WHERE f.code = 'trading_fee' AND COALESCE(rp.amount, 0) <> fp.amount / 10 "
+            "UNION ALL SELECT r.id, r.idempotency_key, NULL, NULL FROM ledger_transfers r "
+            "LEFT JOIN ledger_transfers f "
+            "ON f.idempotency_key = 'trading_fee:' || SUBSTR(r.idempotency_key, 12) "
+            "WHERE r.code = 'fee_rebate' AND f.id IS NULL",
+            "Every rebate posted for a fill is 10 % of the fee posted for it, rounded down, and "
+            "no rebate is posted without its fee (a fill's transfers are keyed "
+            "trading_fee:<fill> and fee_rebate:<fill>).",
         ),
         RuleCheck(
             "rebates_account_backs_unpaid_rebates",

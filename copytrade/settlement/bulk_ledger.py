@@ -25,7 +25,6 @@ from copytrade.ledger.accounts import account_policy
 from copytrade.ledger.errors import IdempotencyConflict, NegativeBalance, UnbalancedTransfer
 from copytrade.ledger.service import chain_hash, transfer_digest
 from copytrade.settlement.rawsql import Raw, units
-from copytrade.settlement.sqlutil import chunks
 from models.ledger import LedgerAccount, LedgerChainHead, LedgerTransfer
 
 # The ledger tables as plain integers: amounts go in and out as stored units, no Decimal trip.
@@ -119,15 +118,16 @@ def post_bulk(session: Session, specs: Sequence[TransferSpec]) -> list[PostResul
         .with_for_update()
     ).one()
 
-    existing: dict[str, tuple[int, str]] = {}
+    raw = Raw(session)
     keys = list(dict.fromkeys(item.spec.key for item in prepared))
-    for chunk in chunks(keys):
-        rows = session.execute(
-            select(_transfers.c.idempotency_key, _transfers.c.id, _transfers.c.digest).where(
-                _transfers.c.idempotency_key.in_(chunk)
-            )
+    existing: dict[str, tuple[int, str]] = {
+        key: (tid, digest)
+        for key, tid, digest in raw.select_in(
+            "SELECT idempotency_key, id, digest FROM ledger_transfers "
+            "WHERE idempotency_key IN ({in_})",
+            keys,
         )
-        existing.update({key: (tid, digest) for key, tid, digest in rows})
+    }
 
     results: dict[str, PostResult] = {}
     in_batch: dict[str, str] = {}
@@ -153,9 +153,8 @@ def post_bulk(session: Session, specs: Sequence[TransferSpec]) -> list[PostResul
 
     wanted = {(a, s) for item in fresh for a, s, _ in item.units}
     accounts = _account_ids(session, wanted, policies)
-    _check_balances(session, fresh, accounts, policies)
+    _check_balances(raw, fresh, accounts, policies)
 
-    raw = Raw(session)
     seq, prev = head.last_seq, head.last_hash
     first_seq = seq + 1
     rows = []
@@ -229,19 +228,15 @@ def _account_ids(
 
 
 def _lookup(session: Session, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    ids: dict[tuple[str, str], int] = {}
-    for chunk in chunks(sorted({a for a, _ in wanted})):
-        rows = session.execute(
-            select(_accounts.c.address, _accounts.c.asset, _accounts.c.id).where(
-                _accounts.c.address.in_(chunk)
-            )
-        )
-        ids.update({(a, s): i for a, s, i in rows if (a, s) in wanted})
-    return ids
+    rows = Raw(session).select_in(
+        "SELECT address, asset, id FROM ledger_accounts WHERE address IN ({in_})",
+        sorted({a for a, _ in wanted}),
+    )
+    return {(a, s): i for a, s, i in rows if (a, s) in wanted}
 
 
 def _check_balances(
-    session: Session,
+    raw: Raw,
     fresh: list[_Item],
     accounts: dict[tuple[str, str], int],
     policies: dict[str, bool],
@@ -252,12 +247,11 @@ def _check_balances(
     }
     if not debited:
         return
-    current: dict[int, int] = {}
-    for chunk in chunks(sorted(debited)):
-        rows = session.execute(
-            select(_accounts.c.id, _accounts.c.balance).where(_accounts.c.id.in_(chunk))
+    current: dict[int, int] = dict(
+        raw.select_in(
+            "SELECT id, balance FROM ledger_accounts WHERE id IN ({in_})", sorted(debited)
         )
-        current.update(dict(rows.all()))
+    )
     for item in fresh:
         for address, asset, amount in item.units:
             acc = accounts[(address, asset)]

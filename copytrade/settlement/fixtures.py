@@ -5,10 +5,10 @@ real ``Ledger`` service with the codes the copy engine uses:
 
 - ``deposit`` (external → person spot), ``lead_capital`` (leader spot → ``leader:<pid>:capital``)
   and ``copy_allocation`` (person spot → copy cash);
-- per follower fill: ``copy_fill`` (spot: the asset swap; futures: the realised PnL between the
-  exchange and the copy's cash), ``trading_fee`` (copy cash → ``platform:fees``) and
-  ``fee_rebate`` (``platform:fees`` → ``leader:<portfolio>:rebates``, 10 % of the fee), each with
-  refs ``{"copy_id", "follower_fill_id", "portfolio_id"}``;
+- per follower fill, keyed ``<code>:<fill key>``: ``copy_fill`` (spot: the asset swap),
+  ``realised_pnl`` (futures: the realised PnL between the exchange and the copy's cash),
+  ``trading_fee`` (copy cash → ``platform:fees``) and ``fee_rebate`` (``platform:fees`` →
+  ``leader:<portfolio>:rebates``, 10 % of the fee), as ``copytrade.engine.ledger_posting`` does;
 
 and writing the leader fill, the follower order intent, the order and the follower fill rows the
 engine writes (client order ids derived from leader fill, copy and leg). Realised PnL is computed
@@ -383,12 +383,12 @@ def fill_transfers(
             Leg(cash, base, sign * quantity),
             Leg(venue_account, base, -sign * quantity),
         ]
-        out.append(TransferSpec(f"fill:{fill_id}", "copy_fill", tuple(legs), refs=refs, at=at))
+        out.append(TransferSpec(f"copy_fill:{fill_id}", "copy_fill", tuple(legs), refs=refs, at=at))
     elif realised:
         out.append(
             TransferSpec(
-                f"fill:{fill_id}",
-                "copy_fill",
+                f"realised_pnl:{fill_id}",
+                "realised_pnl",
                 (Leg(venue_account, quote, -realised), Leg(cash, quote, realised)),
                 refs=refs,
                 at=at,
@@ -397,7 +397,7 @@ def fill_transfers(
     if fee > 0:
         out.append(
             TransferSpec(
-                f"fee:{fill_id}",
+                f"trading_fee:{fill_id}",
                 "trading_fee",
                 (Leg(cash, fee_asset, -fee), Leg(PLATFORM_FEES, fee_asset, fee)),
                 refs=refs,
@@ -407,7 +407,7 @@ def fill_transfers(
     if rebate > 0:
         out.append(
             TransferSpec(
-                f"rebate:{fill_id}",
+                f"fee_rebate:{fill_id}",
                 "fee_rebate",
                 (
                     Leg(PLATFORM_FEES, fee_asset, -rebate),

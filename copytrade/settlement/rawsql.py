@@ -79,3 +79,15 @@ class Raw:
             if self.postgres:
                 sql = sql.replace("?", "%s")
             self.session.connection().exec_driver_sql(sql, list(map(tuple, rows)))
+
+    def select_in(self, sql: str, values: Sequence, chunk: int = 900) -> list[tuple]:
+        """Run ``sql`` — ending in ``IN ({in})`` — for ``values`` in chunks; return every row."""
+        rows: list[tuple] = []
+        values = list(values)
+        for start in range(0, len(values), chunk):
+            part = values[start : start + chunk]
+            marks = ", ".join([self.mark] * len(part))
+            rows += (
+                self.session.connection().exec_driver_sql(sql.format(in_=marks), tuple(part)).all()
+            )
+        return rows

@@ -22,8 +22,8 @@ from copytrade.domain.settlement import FUTURES
 from copytrade.ledger.accounts import follower_cash
 from copytrade.settlement.decide import CopyFacts
 from copytrade.settlement.marks import MarkedPnl, MarkPrices, SymbolBook, mark_books
+from copytrade.settlement.rawsql import Raw
 from copytrade.settlement.sqlutil import chunks, raw_units
-from models.ledger import LedgerAccount
 from models.platform import Copy, LeadPortfolio
 from models.settlement import CopySettlementState, SettlementPayout
 from models.trading import FollowerFill
@@ -244,20 +244,16 @@ def _mark_open_positions(
     """Mark the open futures positions of ``copy_ids`` from their fills (see ``marks``)."""
     if not copy_ids:
         return {}
-    ff = FollowerFill.__table__
     books: dict[int, dict[str, SymbolBook]] = defaultdict(lambda: defaultdict(SymbolBook))
-    for chunk in chunks(copy_ids):
-        rows = session.execute(
-            select(
-                ff.c.copy_id,
-                ff.c.symbol,
-                ff.c.side,
-                raw_units(ff.c.quantity),
-                raw_units(ff.c.price),
-                raw_units(ff.c.realised_pnl),
-            ).where(ff.c.copy_id.in_(chunk), ff.c.traded_at <= as_of)
-        )
-        for copy_id, symbol, side, quantity, price, realised in rows:
+    raw = Raw(session)
+    rows = raw.select_in(
+        "SELECT copy_id, symbol, side, quantity, price, realised_pnl, traded_at FROM follower_fills "
+        "WHERE copy_id IN ({in_})",
+        copy_ids,
+    )
+    cutoff = raw.stamp(as_of)
+    for copy_id, symbol, side, quantity, price, realised, traded_at in rows:
+        if traded_at <= cutoff:  # stored UTC text on SQLite, aware datetimes on PostgreSQL
             books[copy_id][symbol].add(side, quantity, price, realised)
     return {copy_id: mark_books(books[copy_id], marks, as_of) for copy_id in copy_ids}
 
@@ -266,12 +262,9 @@ def _follower_cash(session: Session, copies) -> dict[int, dict[str, Decimal]]:
     """Return each copy's cash per asset (its settlement asset is R-SET-7's available balance)."""
     by_address = {follower_cash(row.copy_id): row.copy_id for row in copies}
     out: dict[int, dict[str, Decimal]] = defaultdict(dict)
-    for chunk in chunks(sorted(by_address)):
-        rows = session.execute(
-            select(
-                LedgerAccount.address, LedgerAccount.asset, raw_units(LedgerAccount.balance)
-            ).where(LedgerAccount.address.in_(chunk))
-        )
-        for address, asset, units in rows:
-            out[by_address[address]][asset] = from_units(units)
+    for address, asset, units in Raw(session).select_in(
+        "SELECT address, asset, balance FROM ledger_accounts WHERE address IN ({in_})",
+        sorted(by_address),
+    ):
+        out[by_address[address]][asset] = from_units(units)
     return out

@@ -50,58 +50,68 @@ def recompute_chain(session: Session, batch: int = 50_000) -> tuple[ChainReport,
     postgres = connection.dialect.name == "postgresql"
     mark = "%s" if postgres else "?"
     hasher = _hasher(postgres)
+    # The driver's own cursor: at millions of rows SQLAlchemy's per-row fetch costs more than the
+    # hashing. It runs inside the session's transaction, so it sees one consistent ledger.
+    cursor = connection.connection.driver_connection.cursor()
     report = ChainReport()
-    addresses = dict(connection.exec_driver_sql("SELECT id, address FROM ledger_accounts").all())
+    cursor.execute("SELECT id, address FROM ledger_accounts")
+    addresses = dict(cursor.fetchall())
     prev, expected = GENESIS_HASH, 1
-    while True:
-        transfers = connection.exec_driver_sql(
-            "SELECT id, seq, idempotency_key, code, created_at, digest, prev_hash, hash "
-            f"FROM ledger_transfers WHERE seq >= {mark} ORDER BY seq LIMIT {mark}",
-            (expected, batch),
-        ).all()
-        if not transfers:
-            return report, expected - 1, prev
-        ids = [row[0] for row in transfers]
-        postings: dict[int, list[tuple[str, str, int]]] = defaultdict(list)
-        rows = connection.exec_driver_sql(
-            "SELECT transfer_id, account_id, asset, amount FROM ledger_postings "
-            f"WHERE transfer_id >= {mark} AND transfer_id <= {mark}",
-            (min(ids), max(ids)),
-        )
-        for transfer_id, account_id, asset, units in rows:
-            postings[transfer_id].append((addresses.get(account_id, "?"), asset, int(units)))
-        for (
-            transfer_id,
-            seq,
-            key,
-            code,
-            created_at,
-            stored_digest,
-            prev_hash,
-            stored_hash,
-        ) in transfers:
-            report.checked += 1
-            digest = transfer_digest(key, code, postings.get(transfer_id, ()))
-            problem = None
-            if seq != expected:
-                problem = f"sequence gap: expected {expected}, found {seq}"
-            elif prev_hash != prev:
-                problem = f"seq {seq}: prev_hash does not match the previous transfer's hash"
-            elif digest != stored_digest:
-                problem = f"seq {seq}: content (postings, key or code) was edited"
-            elif hasher(prev, seq, created_at, digest) != stored_hash:
-                problem = f"seq {seq}: hash does not match its content or time"
-            if problem:
-                report.first_broken_seq = seq
-                report.problems.append(problem)
+    try:
+        while True:
+            cursor.execute(
+                "SELECT id, seq, idempotency_key, code, created_at, digest, prev_hash, hash "
+                f"FROM ledger_transfers WHERE seq >= {mark} ORDER BY seq LIMIT {mark}",
+                (expected, batch),
+            )
+            transfers = cursor.fetchall()
+            if not transfers:
                 return report, expected - 1, prev
-            prev, expected = stored_hash, seq + 1
+            ids = [row[0] for row in transfers]
+            postings: dict[int, list[tuple[str, str, int]]] = defaultdict(list)
+            cursor.execute(
+                "SELECT transfer_id, account_id, asset, amount FROM ledger_postings "
+                f"WHERE transfer_id >= {mark} AND transfer_id <= {mark}",
+                (min(ids), max(ids)),
+            )
+            for transfer_id, account_id, asset, units in cursor.fetchall():
+                postings[transfer_id].append((addresses.get(account_id, "?"), asset, int(units)))
+            for (
+                transfer_id,
+                seq,
+                key,
+                code,
+                created_at,
+                stored,
+                prev_hash,
+                stored_hash,
+            ) in transfers:
+                report.checked += 1
+                digest = transfer_digest(key, code, postings.get(transfer_id, ()))
+                problem = None
+                if seq != expected:
+                    problem = f"sequence gap: expected {expected}, found {seq}"
+                elif prev_hash != prev:
+                    problem = f"seq {seq}: prev_hash does not match the previous transfer's hash"
+                elif digest != stored:
+                    problem = f"seq {seq}: content (postings, key or code) was edited"
+                elif hasher(prev, seq, created_at, digest) != stored_hash:
+                    problem = f"seq {seq}: hash does not match its content or time"
+                if problem:
+                    report.first_broken_seq = seq
+                    report.problems.append(problem)
+                    return report, expected - 1, prev
+                prev, expected = stored_hash, seq + 1
+    finally:
+        cursor.close()
 
 
-def record_chain_verification(session: Session) -> LedgerChainVerification:
-    """Recompute the chain and keep the result as an audit row (the checkpoint gates on it)."""
+def record_chain_verification(
+    session: Session, recomputed: tuple[ChainReport, int, str] | None = None
+) -> LedgerChainVerification:
+    """Keep a recomputation (done now unless given) as an audit row (the checkpoint gates on it)."""
     started = datetime.now(UTC)
-    report, through, last_hash = recompute_chain(session)
+    report, through, last_hash = recomputed or recompute_chain(session)
     row = LedgerChainVerification(
         checked=report.checked,
         through_seq=through,

@@ -259,14 +259,11 @@ def _refund(engine, w):
     )
 
 
-def _extra_fee(engine, w):
-    fill = first_fill(engine, w.spot_copy)
+def _fee_without_rebate(engine, w):
     through_ledger(
-        engine,
-        "extra-fee",
-        "trading_fee",
+        engine, "trading_fee:orphan-1", "trading_fee",
         [(f"follower:{w.spot_copy}:cash", "USDT", "-1"), ("platform:fees", "USDT", "1")],
-        refs={"copy_id": w.spot_copy, "follower_fill_id": fill},
+        refs={"copy_id": w.spot_copy},
     )
 
 
@@ -329,7 +326,7 @@ CORRUPTIONS = {
     ),
     "share_refunded": Corruption("R-LED-5", "payout_transfers_flow_to_the_leader", _refund),
     "ledger_fee_without_rebate": Corruption(
-        "R-LED-6", "ledger_rebate_is_ten_percent_of_ledger_fee", _extra_fee
+        "R-LED-6", "ledger_rebate_is_ten_percent_of_ledger_fee", _fee_without_rebate
     ),
     "fill_rebate_not_ten_percent": Corruption(
         "R-LED-6", "fill_rebate_is_ten_percent_of_fee", _fill_fee_without_rebate
