@@ -11,7 +11,7 @@ from models.platform import (
     LeadPortfolio,
     Person,
 )
-from models.settlement import SettlementCycle, SettlementPayout
+from models.settlement import CopySettlementState, SettlementCycle, SettlementPayout
 from models.trading import (
     CopyPosition,
     CopyStopEvent,
@@ -22,6 +22,7 @@ from models.trading import (
     LeaderWatermark,
     QuarantinedEvent,
 )
+from models.validation import LedgerChainVerification
 
 __all__ = [
     "AuditEntry",
@@ -29,6 +30,7 @@ __all__ = [
     "CapacityRequest",
     "Copy",
     "CopyPosition",
+    "CopySettlementState",
     "CopyStopEvent",
     "ExchangeAccount",
     "FollowerFill",
@@ -38,6 +40,7 @@ __all__ = [
     "LeaderFill",
     "LeaderWatermark",
     "LedgerAccount",
+    "LedgerChainVerification",
     "LedgerChainHead",
     "LedgerPosting",
     "LedgerTransfer",

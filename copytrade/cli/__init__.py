@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from copytrade.cli import copies, db, demo, engine, leaders, ledger, metrics, paper, wallets
+from copytrade.cli import copies, db, demo, engine, leaders, ledger, metrics, paper, settle, wallets
 
 app = typer.Typer(
     name="copytrade",
@@ -22,6 +22,8 @@ app.add_typer(engine.app, name="engine")
 app.add_typer(metrics.app, name="metrics")
 metrics.register(leaders.app)
 app.command("demo")(demo.demo)
+app.command("settle")(settle.settle)
+app.command("validate")(settle.validate)
 
 
 def main() -> None:
