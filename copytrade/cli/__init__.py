@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from copytrade.cli import copies, db, demo, leaders, ledger, paper, wallets
+from copytrade.cli import copies, db, demo, leaders, ledger, paper, stack, wallets
 
 app = typer.Typer(
     name="copytrade",
@@ -19,6 +19,8 @@ app.add_typer(copies.app, name="copies")
 app.add_typer(wallets.app, name="wallets")
 app.add_typer(paper.app, name="paper")
 app.command("demo")(demo.demo)
+app.command("up")(stack.up)
+app.command("down")(stack.down)
 
 
 def main() -> None:
