@@ -149,6 +149,10 @@ def terminate(records: Iterable[ProcessRecord], timeout: float = 15.0) -> list[s
             time.sleep(0.1)
         if _same(pid, ticks):
             _signal(pid, signal.SIGKILL)
+            kill_deadline = time.monotonic() + 5
+            while _same(pid, ticks) and time.monotonic() < kill_deadline:
+                _reap(pid)
+                time.sleep(0.05)
         _reap(pid)
     return [r.name for r in running]
 
