@@ -29,11 +29,16 @@ def up(
         None, "--paper-port", help="Port of the paper exchange [default: COPYTRADE_PAPER_PORT]."
     ),
     paper: bool = typer.Option(True, "--paper/--no-paper", help="Start the paper exchange."),
+    leader_bot: bool = typer.Option(
+        True,
+        "--leader-bot/--no-leader-bot",
+        help="Start a leader bot replaying the real lead trader on the paper exchange.",
+    ),
     engine: bool = typer.Option(
         True, "--engine/--no-engine", help="Start a run of the copy-engine deployment."
     ),
 ) -> None:
-    """Start the local stack: ledger migration, Prefect server, worker, paper exchange, deployments.
+    """Start the local stack: ledger, Prefect server, worker, paper exchange, deployments, bot.
 
     Idempotent: what already runs is left alone. Logs go to var/run/*.log; `copytrade down` stops
     what this started. Exit 3 if a part cannot start (busy port, unreachable database), 1 if
@@ -64,11 +69,13 @@ def up(
         _step(
             "Prefect variables",
             lambda: ops.set_variables(stack),
-            lambda r: ", ".join(r) or "none needed",
+            lambda r: ", ".join(f"{k}={v}" for k, v in r.items()) or "none needed",
         )
         deployed = _step("deployments", lambda: ops.deploy_all(stack), ", ".join)
         if engine:
             _step("copy engine", lambda: ops.start_engine_run(stack), _engine_outcome)
+        if paper and leader_bot:
+            _step("leader bot", lambda: ops.start_leader_bot(stack))
     except ops.StackError as exc:
         err_console.print(f"[bold red]copytrade up failed:[/] {exc}")
         err_console.print("What did start keeps running; `copytrade down` stops it.")

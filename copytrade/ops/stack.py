@@ -29,6 +29,8 @@ from copytrade.ops.processes import ProcessRecord, is_running, spawn, terminate
 WORK_POOL = "copytrade-process"
 WORKER_NAME = "copytrade-local-worker"
 ENGINE_DEPLOYMENT = "copy-engine"
+LEADER_BOT = "leader-bot"
+LEADER_BOT_DEPOSIT = "20000"  # USDT in the bot's futures wallet, as `paper leader-bot` deposits
 DEFAULT_PREFECT_PORT = 4200
 
 
@@ -59,7 +61,10 @@ class Stack:
     def from_settings(cls, prefect_port: int | None = None, paper_port: int | None = None) -> Stack:
         """Return the stack of this environment (COPYTRADE_HOME), ports from options or state."""
         settings = get_settings()
-        stack = cls(home=settings.home.resolve())
+        # A worker host may run the flows of a checkout elsewhere; the pull step of prefect.yaml
+        # reads the same variable.
+        project = Path(os.environ.get("COPYTRADE_PROJECT_DIR") or PROJECT_ROOT)
+        stack = cls(home=settings.home.resolve(), project_dir=project.resolve())
         saved = stack.read_state()
         stack.prefect_port = prefect_port or saved.get("prefect_port") or DEFAULT_PREFECT_PORT
         stack.paper_port = paper_port or saved.get("paper_port") or settings.paper_port
@@ -327,16 +332,100 @@ def start_paper_exchange(stack: Stack, timeout: float = 120) -> str:
     return "started"
 
 
+def leader_bot_available() -> bool:
+    """Return True if this version's CLI has `copytrade paper leader-bot`."""
+    from copytrade.cli import paper
+
+    return any(c.name == "leader-bot" for c in paper.app.registered_commands)
+
+
+def leader_bot_account(stack: Stack, name: str = LEADER_BOT) -> Path:
+    """Return the credentials file of the leader bot's paper account, creating the account if the
+    paper exchange does not have it (it keeps accounts in memory, so after every restart).
+
+    The key pair is generated once and kept under <home>/run (mode 0600), so a lead portfolio
+    linked to it (``api_key_id`` = the key, ``credentials_ref`` = ``file:<name>.secret``) stays
+    valid across restarts of the stack.
+    """
+    import secrets
+
+    import httpx
+
+    path = stack.run_dir / f"{name}.json"
+    secret_path = stack.run_dir / f"{name}.secret"
+    try:
+        creds = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        creds = {"api_key": secrets.token_hex(32), "api_secret": secrets.token_hex(32)}
+    token = get_settings().paper_admin_token.get_secret_value()
+    with httpx.Client(
+        base_url=stack.paper_url, headers={"X-Admin-Token": token}, timeout=10
+    ) as admin:
+        listed = admin.get("/admin/accounts")
+        listed.raise_for_status()
+        known = {a["name"]: a["account_id"] for a in listed.json()["accounts"]}
+        if known.get(name) is None:
+            created = admin.post(
+                "/admin/accounts",
+                json={
+                    "name": name,
+                    "futures": {"USDT": LEADER_BOT_DEPOSIT},
+                    "api_key": creds["api_key"],
+                    "api_secret": creds["api_secret"],
+                },
+            )
+            if created.status_code >= 400:
+                raise StackError(f"paper exchange refused the leader bot's account: {created.text}")
+            known[name] = created.json()["account_id"]
+    creds["account_id"] = known[name]
+    stack.run_dir.mkdir(parents=True, exist_ok=True)
+    for file, text in ((path, json.dumps(creds)), (secret_path, creds["api_secret"])):
+        file.touch(mode=0o600, exist_ok=True)
+        file.chmod(0o600)
+        file.write_text(text)
+    return path
+
+
+def start_leader_bot(stack: Stack) -> str:
+    """Start a leader bot replaying the real lead trader's fills on the paper exchange."""
+    if not leader_bot_available():
+        return "skipped (`copytrade paper leader-bot` is not in this version)"
+    if stack.running(LEADER_BOT):
+        return "running"
+    credentials = leader_bot_account(stack)
+    record = stack.start(
+        LEADER_BOT,
+        stack.copytrade_argv(
+            "paper",
+            "leader-bot",
+            "--strategy",
+            "replay",
+            "--url",
+            stack.paper_url,
+            "--credentials-file",
+            str(credentials),
+        ),
+    )
+    api_key = json.loads(credentials.read_text())["api_key"]
+    return f"started (pid {record.pid}, api key {api_key[:12]}…, credentials {credentials})"
+
+
 def stack_variables(stack: Stack) -> dict[str, Any]:
-    """Return the Prefect variables that prefect.yaml reads (``{{ prefect.variables.<name> }}``)."""
-    return {}
+    """Return the Prefect variables prefect.yaml reads (``{{ prefect.variables.<name> }}``), with
+    the local stack's values."""
+    return {"copytrade_exchange": "paper"}
 
 
 def set_variables(stack: Stack) -> dict[str, Any]:
-    values = stack_variables(stack)
+    """Set the variables prefect.yaml needs, keeping any value an operator has already chosen."""
+    values: dict[str, Any] = {}
     with stack.api() as api:
-        for name, value in values.items():
-            api.set_variable(name, value)
+        for name, default in stack_variables(stack).items():
+            current = api.variable(name)
+            if current is None:
+                api.set_variable(name, default)
+                current = default
+            values[name] = current
     return values
 
 

@@ -1,0 +1,248 @@
+"""The platform as a Prefect deployment, seen through the Prefect UI in headless Chromium.
+
+`copytrade up` (the real CLI, in a subprocess) brings up a Prefect server on a free port with its
+database in a temporary home, the work pool, a process worker and the paper exchange, and deploys
+the real `prefect.yaml`. The test then checks in the browser that the deployments page lists the
+five deployments with their schedules (R-SET-4: settlement Monday 00:00 UTC), runs the
+`settle-weekly` deployment on a small ledger, and checks that the run's `settlement-report`
+artifact is visible in the UI. `copytrade down` must then stop everything `up` started.
+
+With COPYTRADE_UPDATE_SCREENSHOTS=1 the test rewrites docs/prefect-ui-deployments.png and
+docs/prefect-ui-artifact.png.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from copytrade.config import PROJECT_ROOT
+from copytrade.ops.prefect_api import PrefectAPI
+from copytrade.ops.processes import ProcessRecord, is_running
+from copytrade.ops.stack import LEADER_BOT, Stack, leader_bot_available
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+DOCS = PROJECT_ROOT / "docs"
+UPDATE_SCREENSHOTS = os.environ.get("COPYTRADE_UPDATE_SCREENSHOTS") == "1"
+
+# What the UI writes for each deployment's schedule (cron descriptions are in the schedule's own
+# time zone, UTC); copy-engine has none: it is started once and runs until cancelled.
+SCHEDULES = {
+    "copy-engine": None,
+    "ingest-reconcile": re.compile(r"Every (1 )?minute"),
+    "settle-weekly": re.compile(r"At 12:00 AM, only on Monday"),
+    "validate-ledger-daily": re.compile(r"At 11:30 PM"),
+    "build-metrics-hourly": re.compile(r"At 5 minutes past the hour"),
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """Debian's Chromium; installed with apt when missing and we are root, else skip (with why)."""
+    if not CHROMIUM.exists() and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(
+            ["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+            capture_output=True,
+            timeout=600,
+            check=False,
+        )
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"{CHROMIUM} is missing and could not be installed "
+            f"({'apt-get install -y chromium failed' if os.geteuid() == 0 else 'not root'}); "
+            "install Debian's chromium package to run the Prefect UI test"
+        )
+    return CHROMIUM
+
+
+def seed_ledger(url: str) -> None:
+    """Write a small ledger the settlement can pay from: leaders, copies with profit, fees."""
+    from copytrade import migrate
+
+    migrate.upgrade(url)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Run `copytrade up` on free ports in a temporary home; `copytrade down` afterwards."""
+    home = tmp_path_factory.mktemp("stack") / "var"
+    ledger_url = f"sqlite:///{home / 'ledger.db'}"
+    home.mkdir(parents=True)
+    seed_ledger(ledger_url)
+    env = dict(os.environ)
+    env.update(
+        COPYTRADE_HOME=str(home),
+        COPYTRADE_DATABASE_URL=ledger_url,
+        COPYTRADE_WAREHOUSE_PATH=str(home / "warehouse.duckdb"),
+        PYTHONPATH=os.pathsep.join(
+            [str(PROJECT_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        ),
+    )
+    env.pop("PREFECT_API_URL", None)
+    stack = Stack(
+        home=home,
+        project_dir=Path(env.get("COPYTRADE_PROJECT_DIR") or PROJECT_ROOT),
+        prefect_port=free_port(),
+        paper_port=free_port(),
+        ledger_url=ledger_url,
+    )
+    cli = [sys.executable, "-m", "copytrade"]
+    up = subprocess.run(
+        [*cli, "up", "--port", str(stack.prefect_port), "--paper-port", str(stack.paper_port)]
+        + ["--no-engine"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    started = stack.processes()
+    try:
+        assert up.returncode == 0, f"copytrade up failed:\n{up.stdout}\n{up.stderr}"
+        expected = {"prefect-server", "worker", "paper-exchange"}
+        if leader_bot_available():
+            expected.add(LEADER_BOT)
+        assert expected <= set(started), started
+        yield stack
+    finally:
+        down = subprocess.run(
+            [*cli, "down"], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert down.returncode == 0, f"copytrade down failed:\n{down.stdout}\n{down.stderr}"
+        still: list[ProcessRecord] = [r for r in started.values() if is_running(r)]
+        assert not still, f"copytrade down left processes running: {still}"
+
+
+@pytest.fixture(scope="module")
+def ui_base(stack: Stack) -> str:
+    """The URL of the UI that the server serves by default (v1 at /, or v2 under /v2)."""
+    settings = httpx.get(f"{stack.prefect_ui_url}/ui-settings", timeout=10).json()
+    assert settings["api_url"] == stack.prefect_api_url, "the UI would call another server"
+    base = settings.get(f"{settings.get('default_ui', 'v1')}_base_url") or "/"
+    return stack.prefect_ui_url + base.rstrip("/")
+
+
+@pytest.fixture(scope="module")
+def page(chromium: Path) -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        context = browser.new_context(
+            viewport={"width": 1920, "height": 1000}, timezone_id="UTC", locale="en-US"
+        )
+        context.set_default_timeout(30_000)
+        yield context.new_page()
+        browser.close()
+
+
+def screenshot(page: Any, name: str) -> None:
+    if UPDATE_SCREENSHOTS:
+        page.screenshot(path=str(DOCS / name))
+
+
+def run_deployment(stack: Stack, name: str, timeout: float = 240) -> dict[str, Any]:
+    """Start a run of deployment ``name`` through the worker and wait for its final state."""
+    with PrefectAPI(stack.prefect_api_url) as api:
+        (deployment,) = api.deployments([name])
+        run = api.create_flow_run(deployment["id"])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            current = api.flow_run(run["id"])
+            if current["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
+                return current
+            time.sleep(1)
+    worker_log = (stack.run_dir / "worker.log").read_text()[-3000:]
+    raise AssertionError(
+        f"run of {name} did not finish in {timeout:.0f} s; worker log:\n{worker_log}"
+    )
+
+
+def test_deployment_parameters_come_from_prefect_variables(stack: Stack) -> None:
+    """prefect.yaml holds no literal exchange: `up` set the variable, deploying resolved it."""
+    with PrefectAPI(stack.prefect_api_url) as api:
+        assert api.variable("copytrade_exchange") == "paper"
+        deployments = {d["name"]: d for d in api.deployments()}
+    assert set(SCHEDULES) <= set(deployments)
+    for name in ("copy-engine", "ingest-reconcile"):
+        assert deployments[name]["parameters"]["exchange"] == "paper", deployments[name]
+    engine = deployments["copy-engine"]
+    assert (engine.get("global_concurrency_limit") or {}).get("limit") == 1, engine
+    assert (engine.get("concurrency_options") or {}).get("collision_strategy") == "CANCEL_NEW"
+
+
+def test_deployments_page_lists_the_five_deployments_with_schedules_R_SET_4(
+    stack: Stack, ui_base: str, page: Any
+) -> None:
+    page.goto(ui_base + "/")
+    page.get_by_role("link", name="Deployments").first.click()
+    for name in SCHEDULES:
+        page.get_by_text(name, exact=True).first.wait_for()
+    for name, schedule in SCHEDULES.items():
+        row = page.locator("tr", has=page.get_by_text(name, exact=True)).first
+        text = row.inner_text()
+        if schedule is None:
+            assert not re.search(r"Every|At \d", text), f"{name} shows a schedule: {text!r}"
+        else:
+            assert schedule.search(text), f"{name}: schedule {schedule.pattern!r} not in {text!r}"
+    screenshot(page, "prefect-ui-deployments.png")
+
+
+def test_settlement_report_artifact_is_visible_after_a_settle_run(
+    stack: Stack, ui_base: str, page: Any
+) -> None:
+    run = run_deployment(stack, "settle-weekly")
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    with PrefectAPI(stack.prefect_api_url) as api:
+        artifacts = api.artifacts("settlement-report", flow_run_id=run["id"])
+    assert artifacts, "the settle run published no settlement-report artifact"
+    artifact = artifacts[0]
+
+    # The run's page lists the artifact under its stable key ...
+    page.goto(f"{ui_base}/runs/flow-run/{run['id']}")
+    page.get_by_text(run["name"]).first.wait_for()
+    page.get_by_role("tab", name="Artifacts").click()
+    page.get_by_text("settlement-report", exact=True).first.wait_for()
+    # ... and the artifact's page renders the report.
+    page.goto(f"{ui_base}/artifacts/artifact/{artifact['id']}")
+    page.get_by_text("settlement-report", exact=True).first.wait_for()
+    cell = first_table_cell(artifact["data"])
+    page.get_by_role("cell", name=cell, exact=True).first.wait_for()
+    screenshot(page, "prefect-ui-artifact.png")
+
+
+def first_table_cell(markdown: str) -> str:
+    """Return the first non-empty cell of the first data row of a Markdown table."""
+    rows = [line for line in markdown.splitlines() if line.strip().startswith("|")]
+    for row in rows[2:]:  # after the header and its |---| line
+        cells = [c.strip().strip("*`") for c in row.strip().strip("|").split("|")]
+        if any(cells):
+            return next(c for c in cells if c)
+    raise AssertionError(f"the settlement report has no table rows:\n{markdown}")
