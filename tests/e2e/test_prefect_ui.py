@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,28 @@ def seed_ledger(url: str) -> None:
     migrate.upgrade(url)
 
 
+@dataclass
+class LocalStack:
+    """The stack `copytrade up` started for this module, and the environment it runs in."""
+
+    stack: Stack
+    env: dict[str, str]
+    args: list[str]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "copytrade", *args],
+            env=self.env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """Run `copytrade up` on free ports in a temporary home; `copytrade down` afterwards."""
     home = tmp_path_factory.mktemp("stack") / "var"
     ledger_url = f"sqlite:///{home / 'ledger.db'}"
@@ -113,17 +134,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         paper_port=free_port(),
         ledger_url=ledger_url,
     )
-    cli = [sys.executable, "-m", "copytrade"]
-    up = subprocess.run(
-        [*cli, "up", "--port", str(stack.prefect_port), "--paper-port", str(stack.paper_port)]
-        + ["--no-engine"],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    ports = ["--port", str(stack.prefect_port), "--paper-port", str(stack.paper_port)]
+    running = LocalStack(stack, env, [*ports, "--no-engine"])
+    up = running.cli("up", *running.args)
     started = stack.processes()
     try:
         assert up.returncode == 0, f"copytrade up failed:\n{up.stdout}\n{up.stderr}"
@@ -131,14 +144,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         if leader_bot_available():
             expected.add(LEADER_BOT)
         assert expected <= set(started), started
-        yield stack
+        yield running
     finally:
-        down = subprocess.run(
-            [*cli, "down"], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
-        )
+        down = running.cli("down")
         assert down.returncode == 0, f"copytrade down failed:\n{down.stdout}\n{down.stderr}"
         still: list[ProcessRecord] = [r for r in started.values() if is_running(r)]
         assert not still, f"copytrade down left processes running: {still}"
+        again = running.cli("down")
+        assert again.returncode == 0 and "nothing was running" in again.stdout, again.stdout
+
+
+@pytest.fixture(scope="module")
+def stack(local: LocalStack) -> Stack:
+    return local.stack
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +201,16 @@ def run_deployment(stack: Stack, name: str, timeout: float = 240) -> dict[str, A
     raise AssertionError(
         f"run of {name} did not finish in {timeout:.0f} s; worker log:\n{worker_log}"
     )
+
+
+def test_up_again_leaves_the_running_stack_alone(local: LocalStack) -> None:
+    before = local.stack.processes()
+    again = local.cli("up", *local.args)
+    assert again.returncode == 0, f"{again.stdout}\n{again.stderr}"
+    output = " ".join(again.stdout.split())
+    for part in ("Prefect server: running", "worker: running", "paper exchange: running"):
+        assert part in output, output
+    assert local.stack.processes() == before, "a second up must not start anything"
 
 
 def test_deployment_parameters_come_from_prefect_variables(stack: Stack) -> None:
