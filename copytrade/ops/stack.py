@@ -461,11 +461,11 @@ def start_engine_run(stack: Stack) -> tuple[str, bool]:
 def cancel_runs(stack: Stack, timeout: float = 30) -> list[str]:
     """Cancel the executing runs of the pool through the API; return their names.
 
-    Only when the server is ours and answers: the worker then stops each run's process and
-    records it as Cancelled, so the UI shows what happened and the copy engine's concurrency
+    Only when our worker runs and the server answers: the worker then stops each run's process
+    and records it as Cancelled, so the UI shows what happened and the copy engine's concurrency
     slot is free for the next `up`.
     """
-    if not stack.running("prefect-server") or not stack.running("worker"):
+    if not stack.running("worker"):
         return []
     with stack.api() as api:
         if not api.healthy():

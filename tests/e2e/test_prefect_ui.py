@@ -31,7 +31,13 @@ import pytest
 from copytrade.config import PROJECT_ROOT
 from copytrade.ops.prefect_api import PrefectAPI
 from copytrade.ops.processes import ProcessRecord, is_running
-from copytrade.ops.stack import LEADER_BOT, Stack, leader_bot_available
+from copytrade.ops.stack import (
+    LEADER_BOT,
+    Stack,
+    cancel_runs,
+    leader_bot_available,
+    start_engine_run,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -274,3 +280,21 @@ def first_table_cell(markdown: str) -> str:
         if any(cells):
             return next(c for c in cells if c)
     raise AssertionError(f"the settlement report has no table rows:\n{markdown}")
+
+
+def test_engine_runs_one_at_a_time_and_down_cancels_it(stack: Stack) -> None:
+    """`up` starts one copy-engine run (a second request finds it active); `down` cancels it
+    through the API, so the worker stops it and the UI shows it Cancelled, not Running."""
+    name, started = start_engine_run(stack)
+    again, started_again = start_engine_run(stack)
+    assert started and not started_again and again == name
+    with PrefectAPI(stack.prefect_api_url) as api:
+        (deployment,) = api.deployments(["copy-engine"])
+        (run,) = api.flow_runs(deployment_id=deployment["id"])
+        deadline = time.monotonic() + 180
+        while api.flow_run(run["id"])["state"]["type"] != "RUNNING":
+            assert time.monotonic() < deadline, api.flow_run(run["id"])["state"]
+            time.sleep(1)
+        assert name in cancel_runs(stack, timeout=60)
+        final = api.flow_run(run["id"])["state"]
+    assert final["type"] == "CANCELLED", final
