@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +91,40 @@ def chromium() -> Path:
 
 
 def seed_ledger(url: str) -> None:
-    """Write a small ledger the settlement can pay from: leaders, copies with profit, fees."""
+    """Write a small ledger the settlement pays from (through the settlement's own fixtures).
+
+    Leader A (futures, 10 %) has two copies that closed BTCUSDT trades at a profit: shares
+    (1,000 − 12.10) × 10 % = 98.79 and (1,000 − 6.10) × 10 % = 99.39, so 198.18 USDT in all.
+    Leader B's copy closed at a loss: no share, only its fee rebate.
+    """
+    from sqlalchemy.orm import Session
+
     from copytrade import migrate
+    from copytrade.db import make_engine
+    from copytrade.settlement.fixtures import EPOCH, Scenario
 
     migrate.upgrade(url)
+    engine = make_engine(url)
+    day = EPOCH + timedelta(days=1)
+    try:
+        with Session(engine) as session, session.begin():
+            scenario = Scenario(session)
+            leader_a = scenario.portfolio(mode="futures", ratio="0.1")
+            first = scenario.copy(leader_a, allocation="5000")
+            scenario.fill(first, "BTCUSDT", "buy", "1", "60000", fee="6", at=day)
+            scenario.fill(first, "BTCUSDT", "sell", "1", "61000", fee="6.1", at=day)
+            second = scenario.copy(leader_a, allocation="5000")
+            scenario.fill(second, "BTCUSDT", "buy", "0.5", "60000", fee="3", at=day)
+            scenario.fill(second, "BTCUSDT", "sell", "0.5", "62000", fee="3.1", at=day)
+            leader_b = scenario.portfolio(mode="futures", ratio="0.1")
+            third = scenario.copy(leader_b, allocation="5000")
+            scenario.fill(third, "BTCUSDT", "buy", "1", "60000", fee="6", at=day)
+            scenario.fill(third, "BTCUSDT", "sell", "1", "59000", fee="5.9", at=day)
+    finally:
+        engine.dispose()
+
+
+SEEDED_SHARES = "198.18"  # what leader A is paid (see seed_ledger)
 
 
 @dataclass
@@ -267,19 +298,9 @@ def test_settlement_report_artifact_is_visible_after_a_settle_run(
     # ... and the artifact's page renders the report.
     page.goto(f"{ui_base}/artifacts/artifact/{artifact['id']}")
     page.get_by_text("settlement-report", exact=True).first.wait_for()
-    cell = first_table_cell(artifact["data"])
-    page.get_by_role("cell", name=cell, exact=True).first.wait_for()
+    assert SEEDED_SHARES in artifact["data"], artifact["data"]
+    page.get_by_role("cell", name=SEEDED_SHARES).first.wait_for()
     screenshot(page, "prefect-ui-artifact.png")
-
-
-def first_table_cell(markdown: str) -> str:
-    """Return the first non-empty cell of the first data row of a Markdown table."""
-    rows = [line for line in markdown.splitlines() if line.strip().startswith("|")]
-    for row in rows[2:]:  # after the header and its |---| line
-        cells = [c.strip().strip("*`") for c in row.strip().strip("|").split("|")]
-        if any(cells):
-            return next(c for c in cells if c)
-    raise AssertionError(f"the settlement report has no table rows:\n{markdown}")
 
 
 def test_engine_runs_one_at_a_time_and_down_cancels_it(stack: Stack) -> None:
