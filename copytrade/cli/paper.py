@@ -35,6 +35,7 @@ def serve(
     import uvicorn
 
     from copytrade.paper.app import PaperServer
+    from copytrade.paper.http_protocol import best_http_protocol
 
     settings = get_settings()
     folder = data_dir or settings.data_dir
@@ -56,10 +57,11 @@ def serve(
         host=host,
         port=port,
         loop=loop,
-        http="httptools" if _has("httptools") else "h11",
+        http=best_http_protocol(),
         ws="websockets-sansio",
         log_level=log_level,
         access_log=False,
+        proxy_headers=False,
         backlog=4096,
         timeout_keep_alive=120,
     )
@@ -165,3 +167,103 @@ def clear_faults(url: str = typer.Option(None, help="Paper exchange URL.")) -> N
     """Disarm every fault."""
     with _admin(url) as admin:
         console.print(f"cleared {admin.clear_faults()} faults")
+
+
+@app.command("leader-bot")
+@handles_refusals
+def leader_bot(
+    strategy: str = typer.Option(
+        "replay", help="replay (the real lead trader's fills) or ma-cross."
+    ),
+    url: str = typer.Option(None, help="Paper exchange URL (default: COPYTRADE_PAPER_HOST/PORT)."),
+    credentials_file: Path = typer.Option(
+        None, help="Trade from this account (JSON from create-account); default: a new account."
+    ),
+    deposit: str = typer.Option("20000", help="USDT deposited into a new leader account."),
+    limit: int = typer.Option(None, help="replay: only the first N fills."),
+    scale: str = typer.Option("1", help="replay: multiply every fill's quantity."),
+    leverage: int = typer.Option(10, help="replay: leverage on each symbol."),
+    candles: Path = typer.Option(None, help="ma-cross: the candle CSV to trade on."),
+    symbol: str = typer.Option("ETHUSDT", help="ma-cross: the exchange symbol to trade."),
+    kind: str = typer.Option("spot", help="ma-cross: spot or futures."),
+    fast: int = typer.Option(12, help="ma-cross: fast moving average (candles)."),
+    slow: int = typer.Option(48, help="ma-cross: slow moving average (candles)."),
+    notional: str = typer.Option("500", help="ma-cross: quote amount per buy."),
+    max_trades: int = typer.Option(None, help="ma-cross: stop after N orders."),
+    max_wait: float = typer.Option(
+        2.0,
+        help="Longest wall-clock wait for the next trade; longer gaps jump the simulated clock.",
+    ),
+) -> None:
+    """Trade as a leader on the paper exchange: replay the real lead trader, or a moving-average cross.
+
+    replay sends the real Binance lead trader's fills (shared data leaders/, times converted from
+    UTC+3) on 1000PEPEUSDT and ONDOUSDT, moving the exchange's simulated clock to each fill's time
+    so it fills on the real candle of that moment. ma-cross buys when the fast SMA of the candle
+    closes crosses above the slow one and sells when it crosses below.
+    """
+    import asyncio
+
+    import httpx
+
+    from copytrade.exchange.protocol import GatewayError
+    from copytrade.paper import leader_bot as bot
+    from copytrade.paper.client import PaperAccount
+
+    settings = get_settings()
+    base_url = url or settings.paper_url
+    token = settings.paper_admin_token.get_secret_value()
+    credentials = None
+    if credentials_file:
+        data = json.loads(credentials_file.read_text())
+        credentials = PaperAccount(data["account_id"], data["api_key"], data["api_secret"])
+    if strategy not in ("replay", "ma-cross"):
+        raise refuse(f"strategy: {strategy!r} is not replay or ma-cross")
+    if kind not in ("spot", "futures"):
+        raise refuse(f"kind: {kind!r} is not spot or futures")
+    try:
+        if strategy == "replay":
+            report = asyncio.run(
+                bot.replay_leader(
+                    base_url,
+                    token,
+                    settings.data_dir,
+                    credentials=credentials,
+                    deposit=Decimal(deposit),
+                    leverage=leverage,
+                    scale=Decimal(scale),
+                    limit=limit,
+                    max_wait=max_wait,
+                    on_fill=lambda f, status: console.print(
+                        f"{f.time:%Y-%m-%d %H:%M:%S} {f.symbol} {f.action} {f.quantity} → {status}"
+                    ),
+                )
+            )
+        else:
+            if candles is None:
+                raise refuse(
+                    "candles: ma-cross needs --candles FILE (e.g. market/spot/ETH_BTC-5m.csv)"
+                )
+            report = asyncio.run(
+                bot.run_ma_cross(
+                    base_url,
+                    token,
+                    candles,
+                    symbol,
+                    kind=kind,
+                    fast=fast,
+                    slow=slow,
+                    notional=Decimal(notional),
+                    credentials=credentials,
+                    deposit=Decimal(deposit),
+                    max_trades=max_trades,
+                    max_wait=max_wait,
+                    on_trade=lambda signal, status: console.print(f"{symbol} {signal} → {status}"),
+                )
+            )
+    except (httpx.HTTPError, GatewayError) as exc:
+        err_console.print(f"[bold red]paper exchange unreachable at {base_url}:[/] {exc}")
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    console.print(
+        f"sent {report.sent}, filled {report.filled}, refused {report.refused}, skipped {report.skipped}"
+    )

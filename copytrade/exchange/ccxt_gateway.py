@@ -237,6 +237,16 @@ class CcxtGateway:
             trades=trades,
         )
 
+    async def last_price(self, symbol: str) -> Decimal:
+        """Return the last traded price of ``symbol`` (Binance's ticker/price, exact)."""
+        market_id = self.market(symbol).symbol
+        if self.kind == SPOT:
+            coro = self.exchange.publicGetTickerPrice({"symbol": market_id})
+        else:
+            coro = self.exchange.fapiPublicGetTickerPrice({"symbol": market_id})
+        row = await self._call(coro)
+        return _dec(row["price"])
+
     # -- account -----------------------------------------------------------------------------------
 
     async def balances(self) -> dict[str, Decimal]:

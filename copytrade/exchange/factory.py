@@ -8,6 +8,9 @@ with ``set_markets``.
 from __future__ import annotations
 
 import logging
+import re
+import ssl
+from functools import cache
 
 import aiohttp
 import ccxt.async_support as ccxt
@@ -21,17 +24,34 @@ _CCXT_LOG = logging.getLogger("copytrade.exchange.ccxt")
 
 
 class _RedactHeaders(logging.Filter):
-    """Drop request/response headers from ccxt's debug log (they carry X-MBX-APIKEY)."""
+    """Drop headers (X-MBX-APIKEY) and signatures from ccxt's debug log of requests."""
+
+    _SIGNATURE = re.compile(r"signature=[0-9a-fA-F]+")
+
+    def _clean(self, value: object) -> object:
+        if isinstance(value, dict):
+            return "<headers>"
+        if isinstance(value, str | bytes) and "signature=" in str(value):
+            return self._SIGNATURE.sub("signature=***", str(value))
+        return value
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(isinstance(a, dict) for a in record.args):
-            record.args = tuple("<headers>" if isinstance(a, dict) else a for a in record.args)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._clean(a) for a in record.args)
         if isinstance(record.msg, str) and "signature=" in record.msg:
-            record.msg = record.msg.split("signature=")[0] + "signature=***"
+            record.msg = self._SIGNATURE.sub("signature=***", record.msg)
         return True
 
 
 _CCXT_LOG.addFilter(_RedactHeaders())
+
+
+@cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """Return one verifying SSL context (certifi's CA file, as ccxt uses) for every client."""
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def ccxt_config(
@@ -40,6 +60,7 @@ def ccxt_config(
     secret: str | None,
     session: aiohttp.ClientSession | None,
     timeout_ms: int,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> dict:
     """Return the ccxt constructor config: keys, shared session, no retries, our logger."""
     options: dict = {
@@ -61,6 +82,9 @@ def ccxt_config(
         config["secret"] = secret
     if session is not None:
         config["session"] = session
+    if ssl_context is not None:
+        # ccxt otherwise builds an SSL context (loading the CA file, ~30 ms) per client.
+        config["ssl_context"] = ssl_context
     return config
 
 
@@ -71,13 +95,16 @@ def new_client(
     secret: str | None = None,
     session: aiohttp.ClientSession | None = None,
     timeout_ms: int = 10_000,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> ccxt.binance:
     """Return an unmodified ccxt client for spot (binance) or USDⓈ-M (binanceusdm).
 
     ``base_url`` None means Binance itself; otherwise only ``urls['api']`` changes.
     """
     cls = ccxt.binance if kind == SPOT else ccxt.binanceusdm
-    exchange = cls(ccxt_config(kind, api_key, secret, session, timeout_ms))
+    exchange = cls(
+        ccxt_config(kind, api_key, secret, session, timeout_ms, ssl_context or shared_ssl_context())
+    )
     exchange.has["fetchCurrencies"] = False
     if base_url is not None:
         exchange.urls["api"] = {**exchange.urls["api"], **paper_urls(base_url)}
@@ -106,8 +133,7 @@ class GatewayFactory:
         self.connection_limit = connection_limit
         self.session: aiohttp.ClientSession | None = None
         self.markets: dict[str, Market] = {}
-        self._ccxt_markets: dict | None = None
-        self._ccxt_currencies: dict | None = None
+        self._loader: ccxt.binance | None = None
         self._gateways: list[CcxtGateway] = []
 
     async def __aenter__(self) -> GatewayFactory:
@@ -137,8 +163,7 @@ class GatewayFactory:
             ) from None
         finally:
             await loader.close()
-        self._ccxt_markets = loader.markets
-        self._ccxt_currencies = loader.currencies
+        self._loader = loader  # closed, but its parsed markets are shared by every client
         domain_kind = "spot" if self.kind == SPOT else "futures"
         for market in loader.markets.values():
             if self.kind == FUTURES and not market.get("linear"):
@@ -154,12 +179,12 @@ class GatewayFactory:
 
     def gateway(self, api_key: str, secret: str, label: str = "") -> CcxtGateway:
         """Return a gateway for one account (its own ccxt instance and rate limiter)."""
-        if self.session is None or self._ccxt_markets is None:
+        if self.session is None or self._loader is None:
             raise RuntimeError("GatewayFactory.start() first")
         exchange = new_client(
             self.kind, self.base_url, api_key, secret, self.session, self.timeout_ms
         )
-        exchange.set_markets(self._ccxt_markets, self._ccxt_currencies)
+        exchange.set_markets_from_exchange(self._loader)
         stream = stream_urls(self.base_url)["spot" if self.kind == SPOT else "futures"]
         gateway = CcxtGateway(exchange, self.kind, self.markets, stream, label)
         self._gateways.append(gateway)

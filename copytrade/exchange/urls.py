@@ -31,6 +31,10 @@ def paper_urls(base_url: str) -> dict:
         "fapiPrivateV2": f"{http}/fapi/v2",
         "fapiPrivateV3": f"{http}/fapi/v3",
         "fapiData": f"{http}/futures/data",
+        # COIN-M is not simulated; its exchangeInfo answers with no symbols so that a plain
+        # ccxt.binance (which loads spot, linear and inverse) works unchanged.
+        "dapiPublic": f"{http}/dapi/v1",
+        "dapiPrivate": f"{http}/dapi/v1",
         # ccxt.pro: spot user data through the WebSocket API, futures through listenKey streams
         # (ccxt rewrites ".../ws" to ".../private/ws?listenKey=…" for USDⓈ-M).
         "ws": {

@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -26,13 +26,13 @@ from copytrade.domain.money import to_decimal
 from copytrade.paper import errors as E
 from copytrade.paper import views
 from copytrade.paper.accounts import Account
-from copytrade.paper.auth import api_key_account, params_of, verify_signed
+from copytrade.paper.auth import api_key_account, check_timestamp, params_of, verify_signed
 from copytrade.paper.book import BookConfig
-from copytrade.paper.catalog import FUTURES, SPOT, load_catalog
+from copytrade.paper.catalog import FUTURES, SPOT
 from copytrade.paper.errors import BinanceError
 from copytrade.paper.exchange import PaperExchange, wall_ms
 from copytrade.paper.faults import AFTER, BEFORE, Faults
-from copytrade.paper.market_data import load_market_data
+from copytrade.paper.market_data import load_reference
 from copytrade.paper.prices import SimClock, parse_time_ms
 from copytrade.paper.stream import StreamHub, Subscriber
 
@@ -41,6 +41,54 @@ DEFAULT_START = "2025-01-27T00:00:00Z"
 TICK_SECONDS = 0.1
 
 Handler = Callable[[str, Account, dict], object]
+
+
+_JSON = b"application/json"
+
+
+async def _send(
+    send, status: int, body: bytes, extra: list | None = None, content_type: bytes = _JSON
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers += extra
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive) -> str:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks).decode()
+
+
+def _api_key(scope: dict) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-mbx-apikey":
+            return value.decode()
+    return None
+
+
+class RestRouter:
+    """ASGI front: exact (method, path) lookup for the Binance REST routes, else the Starlette app."""
+
+    def __init__(self, routes: dict[tuple[str, str], Callable], fallback) -> None:
+        self.routes = routes
+        self.fallback = fallback
+        self.paths = {path for _, path in routes}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            handler = self.routes.get((scope["method"], scope["path"]))
+            if handler is not None:
+                return await handler(scope, receive, send)
+            if scope["path"] in self.paths:
+                body = orjson.dumps({"code": -1000, "msg": "Method not allowed."})
+                return await _send(send, 405, body)
+        await self.fallback(scope, receive, send)
 
 
 def json_response(body: object, status: int = 200, headers: dict | None = None) -> Response:
@@ -64,117 +112,105 @@ class PaperServer:
         speed: float = 1.0,
         book: BookConfig | None = None,
     ) -> None:
-        catalog = load_catalog(data_dir)
+        catalog, data = load_reference(Path(data_dir).resolve())
         self.exchange = PaperExchange(
             catalog,
-            load_market_data(data_dir, catalog),
+            data,
             SimClock(parse_time_ms(start), speed),
             book,
         )
         self.faults = Faults()
         self.hub = StreamHub(self.faults)
         self.exchange.sinks.append(self.hub.publish)
+        self.exchange.is_listened = self.hub.has_subscribers
         self._admin_token = admin_token.encode()
         self.requests = 0
 
     # -- plumbing --------------------------------------------------------------------------------
+    # REST endpoints are plain ASGI callables dispatched from a dict (RestRouter): no Starlette
+    # Request or route matching on the hot path.
 
     async def _apply(
-        self, request: Request, account: Account | None, run: Callable[[], object]
-    ) -> Response:
-        """Run ``run`` between the armed before/after faults of this request."""
-        path, method = request.scope["path"], request.scope["method"]
-        account_id = account.account_id if account else None
+        self, scope: dict, send, account: Account | None, run: Callable[[], object]
+    ) -> None:
+        """Run ``run`` between the armed before/after faults of this request and answer."""
         if self.faults:
+            path, method = scope["path"], scope["method"]
+            account_id = account.account_id if account else None
             fault = self.faults.take(BEFORE, account_id, path, method)
             if fault is not None:
+                retry = [(b"retry-after", str(fault.retry_after).encode())]
                 if fault.kind == "rate_limit":
-                    return json_response(
-                        {"code": E.TOO_MANY_REQUESTS[0], "msg": E.TOO_MANY_REQUESTS[1]},
-                        429,
-                        {"Retry-After": str(fault.retry_after)},
-                    )
+                    body = {"code": E.TOO_MANY_REQUESTS[0], "msg": E.TOO_MANY_REQUESTS[1]}
+                    return await _send(send, 429, orjson.dumps(body), retry)
                 if fault.kind == "ban":
                     until = wall_ms() + fault.retry_after * 1000
-                    msg = E.IP_BANNED[1].format(until=until)
-                    return json_response(
-                        {"code": -1003, "msg": msg}, 418, {"Retry-After": str(fault.retry_after)}
-                    )
+                    body = {"code": -1003, "msg": E.IP_BANNED[1].format(until=until)}
+                    return await _send(send, 418, orjson.dumps(body), retry)
                 if fault.kind == "error_before":
-                    return self._server_error(fault.status or 503, fault.body)
+                    return await self._server_error(send, fault.status or 503, fault.body)
                 if fault.kind == "slow":
                     await asyncio.sleep(fault.delay)
-        try:
-            body = run()
-        except BinanceError as exc:
-            return error_response(exc)
-        if self.faults:
+            try:
+                result = run()
+            except BinanceError as exc:
+                return await _send(send, exc.status, orjson.dumps(exc.body()))
             fault = self.faults.take(AFTER, account_id, path, method)
             if fault is not None:
                 if fault.kind == "error_after":
-                    return self._server_error(fault.status or 503, fault.body)
+                    return await self._server_error(send, fault.status or 503, fault.body)
                 if fault.kind == "timeout_after":
                     await asyncio.sleep(fault.delay)
-        return json_response(body)
+            return await _send(send, 200, orjson.dumps(result))
+        try:
+            result = run()
+        except BinanceError as exc:
+            return await _send(send, exc.status, orjson.dumps(exc.body()))
+        await _send(send, 200, orjson.dumps(result))
 
     @staticmethod
-    def _server_error(status: int, body: str) -> Response:
+    async def _server_error(send, status: int, body: str) -> None:
         if body == "binance":
-            return json_response(
-                {"code": E.UNKNOWN_EXECUTION[0], "msg": E.UNKNOWN_EXECUTION[1]}, status
-            )
-        return PlainTextResponse("Service Unavailable", status_code=status)
+            payload = {"code": E.UNKNOWN_EXECUTION[0], "msg": E.UNKNOWN_EXECUTION[1]}
+            return await _send(send, status, orjson.dumps(payload))
+        await _send(send, status, b"Service Unavailable", content_type=b"text/plain")
 
     def public(self, fn: Callable[[dict], object]) -> Callable:
-        async def endpoint(request: Request) -> Response:
+        async def endpoint(scope: dict, receive, send) -> None:
             self.requests += 1
-            query = request.scope["query_string"].decode()
-            return await self._apply(request, None, lambda: fn(params_of(query, "")))
+            query = scope["query_string"].decode()
+            await self._apply(scope, send, None, lambda: fn(params_of(query, "")))
 
         return endpoint
 
     def signed(self, kind: str, fn: Handler) -> Callable:
-        async def endpoint(request: Request) -> Response:
+        async def endpoint(scope: dict, receive, send) -> None:
             self.requests += 1
-            query = request.scope["query_string"].decode()
-            body = (
-                (await request.body()).decode()
-                if request.scope["method"] in ("POST", "PUT")
-                else ""
-            )
+            query = scope["query_string"].decode()
+            body = await _read_body(receive) if scope["method"] != "GET" else ""
             try:
                 account, params = verify_signed(
-                    request.headers.get("x-mbx-apikey"),
-                    query,
-                    body,
-                    self.exchange.account_by_key,
-                    wall_ms(),
+                    _api_key(scope), query, body, self.exchange.account_by_key, wall_ms()
                 )
             except BinanceError as exc:
-                return error_response(exc)
-            return await self._apply(request, account, lambda: fn(kind, account, params))
+                return await _send(send, exc.status, orjson.dumps(exc.body()))
+            await self._apply(scope, send, account, lambda: fn(kind, account, params))
 
         return endpoint
 
     def keyed(self, kind: str, fn: Handler) -> Callable:
         """An endpoint that needs the API key but no signature (listenKey management)."""
 
-        async def endpoint(request: Request) -> Response:
+        async def endpoint(scope: dict, receive, send) -> None:
             self.requests += 1
-            query = request.scope["query_string"].decode()
-            body = (
-                (await request.body()).decode()
-                if request.scope["method"] in ("POST", "PUT")
-                else ""
-            )
+            query = scope["query_string"].decode()
+            body = await _read_body(receive) if scope["method"] != "GET" else ""
             try:
-                account = api_key_account(
-                    request.headers.get("x-mbx-apikey"), self.exchange.account_by_key
-                )
+                account = api_key_account(_api_key(scope), self.exchange.account_by_key)
             except BinanceError as exc:
-                return error_response(exc)
-            return await self._apply(
-                request, account, lambda: fn(kind, account, params_of(query, body))
+                return await _send(send, exc.status, orjson.dumps(exc.body()))
+            await self._apply(
+                scope, send, account, lambda: fn(kind, account, params_of(query, body))
             )
 
         return endpoint
@@ -546,8 +582,6 @@ class PaperServer:
         expected = hmac.new(account.secret, payload.encode(), "sha256").hexdigest()
         if not hmac.compare_digest(expected, signature):
             raise E.err(E.BAD_SIGNATURE)
-        from copytrade.paper.auth import check_timestamp
-
         check_timestamp({k: str(v) for k, v in params.items()}, wall_ms())
         return account
 
@@ -751,80 +785,68 @@ class PaperServer:
             except Exception:  # the market must keep ticking whatever one tick hit
                 log.exception("paper exchange tick failed")
 
-    def routes(self) -> list:
-        pub, sig, key, adm = self.public, self.signed, self.keyed, self.admin
-        r: list = []
+    def rest_routes(self) -> dict[tuple[str, str], Callable]:
+        """Return the Binance REST routes as {(method, path): ASGI endpoint}."""
+        pub, sig, key = self.public, self.signed, self.keyed
+        r: dict[tuple[str, str], Callable] = {}
         for prefix, kind in (("/api/v3", SPOT), ("/fapi/v1", FUTURES)):
-            r += [
-                Route(f"{prefix}/ping", pub(lambda p: {})),
-                Route(f"{prefix}/time", pub(self._time)),
-                Route(f"{prefix}/exchangeInfo", pub(self._exchange_info(kind))),
-                Route(f"{prefix}/depth", pub(self._depth(kind))),
-                Route(f"{prefix}/ticker/price", pub(self._ticker_price(kind))),
-                Route(f"{prefix}/ticker/24hr", pub(self._ticker_24hr(kind))),
-                Route(f"{prefix}/ticker/bookTicker", pub(self._book_ticker(kind))),
-                Route(
-                    f"{prefix}/order",
-                    sig(kind, self._new_order),
-                    methods=["POST"],
-                    name=f"{kind}-new",
-                ),
-                Route(
-                    f"{prefix}/order",
-                    sig(kind, self._query_order),
-                    methods=["GET"],
-                    name=f"{kind}-get",
-                ),
-                Route(
-                    f"{prefix}/order",
-                    sig(kind, self._cancel_order),
-                    methods=["DELETE"],
-                    name=f"{kind}-del",
-                ),
-                Route(f"{prefix}/openOrders", sig(kind, self._open_orders), methods=["GET"]),
-                Route(f"{prefix}/allOrders", sig(kind, self._all_orders), methods=["GET"]),
-            ]
-        r += [
-            Route("/api/v3/openOrders", sig(SPOT, self._cancel_all), methods=["DELETE"]),
-            Route("/fapi/v1/allOpenOrders", sig(FUTURES, self._cancel_all), methods=["DELETE"]),
-            Route("/api/v3/account", sig(SPOT, self._spot_account), methods=["GET"]),
-            Route("/api/v3/myTrades", sig(SPOT, self._my_trades), methods=["GET"]),
-            Route("/api/v3/userDataStream", key(SPOT, self._listen_key), methods=["POST"]),
-            Route("/api/v3/userDataStream", key(SPOT, self._keepalive), methods=["PUT"]),
-            Route("/api/v3/userDataStream", key(SPOT, self._close_key), methods=["DELETE"]),
-            Route("/fapi/v1/premiumIndex", pub(self._premium_index)),
-            Route("/fapi/v1/userTrades", sig(FUTURES, self._my_trades), methods=["GET"]),
-            Route("/fapi/v1/leverage", sig(FUTURES, self._leverage), methods=["POST"]),
-            Route("/fapi/v1/marginType", sig(FUTURES, self._margin_type), methods=["POST"]),
-            Route(
-                "/fapi/v1/leverageBracket", sig(FUTURES, self._leverage_bracket), methods=["GET"]
-            ),
-            Route("/fapi/v1/income", sig(FUTURES, self._income), methods=["GET"]),
-            Route(
-                "/fapi/v1/positionSide/dual",
-                sig(FUTURES, lambda k, a, p: {"dualSidePosition": False}),
-                methods=["GET"],
-            ),
-            Route(
-                "/fapi/v1/multiAssetsMargin",
-                sig(FUTURES, lambda k, a, p: {"multiAssetsMargin": False}),
-                methods=["GET"],
-            ),
-            Route("/fapi/v1/listenKey", key(FUTURES, self._listen_key), methods=["POST"]),
-            Route("/fapi/v1/listenKey", key(FUTURES, self._keepalive), methods=["PUT"]),
-            Route("/fapi/v1/listenKey", key(FUTURES, self._close_key), methods=["DELETE"]),
-            Route("/fapi/v2/account", sig(FUTURES, self._futures_account(2)), methods=["GET"]),
-            Route("/fapi/v3/account", sig(FUTURES, self._futures_account(3)), methods=["GET"]),
-            Route("/fapi/v2/balance", sig(FUTURES, self._futures_balance), methods=["GET"]),
-            Route("/fapi/v3/balance", sig(FUTURES, self._futures_balance), methods=["GET"]),
-            Route("/fapi/v2/positionRisk", sig(FUTURES, self._position_risk), methods=["GET"]),
-            Route("/fapi/v3/positionRisk", sig(FUTURES, self._position_risk), methods=["GET"]),
-            # ccxt.binance with an API key asks for these in load_markets unless switched off.
-            Route("/sapi/v1/capital/config/getall", sig(SPOT, lambda k, a, p: []), methods=["GET"]),
-            Route("/sapi/v1/margin/allPairs", sig(SPOT, lambda k, a, p: []), methods=["GET"]),
-            Route(
-                "/sapi/v1/margin/isolated/allPairs", sig(SPOT, lambda k, a, p: []), methods=["GET"]
-            ),
+            r[("GET", f"{prefix}/ping")] = pub(lambda p: {})
+            r[("GET", f"{prefix}/time")] = pub(self._time)
+            r[("GET", f"{prefix}/exchangeInfo")] = pub(self._exchange_info(kind))
+            r[("GET", f"{prefix}/depth")] = pub(self._depth(kind))
+            r[("GET", f"{prefix}/ticker/price")] = pub(self._ticker_price(kind))
+            r[("GET", f"{prefix}/ticker/24hr")] = pub(self._ticker_24hr(kind))
+            r[("GET", f"{prefix}/ticker/bookTicker")] = pub(self._book_ticker(kind))
+            r[("POST", f"{prefix}/order")] = sig(kind, self._new_order)
+            r[("GET", f"{prefix}/order")] = sig(kind, self._query_order)
+            r[("DELETE", f"{prefix}/order")] = sig(kind, self._cancel_order)
+            r[("GET", f"{prefix}/openOrders")] = sig(kind, self._open_orders)
+            r[("GET", f"{prefix}/allOrders")] = sig(kind, self._all_orders)
+        r[("DELETE", "/api/v3/openOrders")] = sig(SPOT, self._cancel_all)
+        r[("DELETE", "/fapi/v1/allOpenOrders")] = sig(FUTURES, self._cancel_all)
+        r[("GET", "/api/v3/account")] = sig(SPOT, self._spot_account)
+        r[("GET", "/api/v3/myTrades")] = sig(SPOT, self._my_trades)
+        r[("POST", "/api/v3/userDataStream")] = key(SPOT, self._listen_key)
+        r[("PUT", "/api/v3/userDataStream")] = key(SPOT, self._keepalive)
+        r[("DELETE", "/api/v3/userDataStream")] = key(SPOT, self._close_key)
+        r[("GET", "/fapi/v1/premiumIndex")] = pub(self._premium_index)
+        r[("GET", "/fapi/v1/userTrades")] = sig(FUTURES, self._my_trades)
+        r[("POST", "/fapi/v1/leverage")] = sig(FUTURES, self._leverage)
+        r[("POST", "/fapi/v1/marginType")] = sig(FUTURES, self._margin_type)
+        r[("GET", "/fapi/v1/leverageBracket")] = sig(FUTURES, self._leverage_bracket)
+        r[("GET", "/fapi/v1/income")] = sig(FUTURES, self._income)
+        r[("GET", "/fapi/v1/positionSide/dual")] = sig(
+            FUTURES, lambda k, a, p: {"dualSidePosition": False}
+        )
+        r[("GET", "/fapi/v1/multiAssetsMargin")] = sig(
+            FUTURES, lambda k, a, p: {"multiAssetsMargin": False}
+        )
+        r[("POST", "/fapi/v1/listenKey")] = key(FUTURES, self._listen_key)
+        r[("PUT", "/fapi/v1/listenKey")] = key(FUTURES, self._keepalive)
+        r[("DELETE", "/fapi/v1/listenKey")] = key(FUTURES, self._close_key)
+        for version in (2, 3):
+            r[("GET", f"/fapi/v{version}/account")] = sig(FUTURES, self._futures_account(version))
+            r[("GET", f"/fapi/v{version}/balance")] = sig(FUTURES, self._futures_balance)
+            r[("GET", f"/fapi/v{version}/positionRisk")] = sig(FUTURES, self._position_risk)
+        # A plain ccxt.binance loads COIN-M markets too (none here) and, with an API key,
+        # currencies and margin pairs; answer them empty so it works unchanged.
+        r[("GET", "/dapi/v1/exchangeInfo")] = pub(
+            lambda p: {
+                "timezone": "UTC",
+                "serverTime": wall_ms(),
+                "rateLimits": [],
+                "exchangeFilters": [],
+                "symbols": [],
+            }
+        )
+        for path in ("capital/config/getall", "margin/allPairs", "margin/isolated/allPairs"):
+            r[("GET", f"/sapi/v1/{path}")] = sig(SPOT, lambda k, a, p: [])
+        return r
+
+    def routes(self) -> list:
+        """Return the Starlette routes: websockets and admin."""
+        adm = self.admin
+        return [
             WebSocketRoute("/ws/{listen_key}", self._ws_listen_key),
             WebSocketRoute("/fws/ws/{listen_key}", self._ws_listen_key),
             WebSocketRoute("/fws/private/ws", self._ws_listen_key),
@@ -848,9 +870,8 @@ class PaperServer:
             Route("/admin/book", adm(self._admin_book), methods=["POST"]),
             Route("/admin/markets", adm(self._admin_markets), methods=["GET"]),
         ]
-        return r
 
-    def app(self) -> Starlette:
+    def app(self) -> RestRouter:
         @asynccontextmanager
         async def lifespan(app: Starlette):
             task = asyncio.create_task(self._ticker())
@@ -864,7 +885,7 @@ class PaperServer:
 
         app = Starlette(routes=self.routes(), lifespan=lifespan)
         app.state.paper = self
-        return app
+        return RestRouter(self.rest_routes(), app)
 
 
 def _amount(value: object, field: str) -> Decimal:

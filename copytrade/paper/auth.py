@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from copytrade.paper import errors as E
 from copytrade.paper.accounts import Account
@@ -32,10 +32,18 @@ def split_signature(raw: str) -> tuple[str, str | None]:
 
 
 def params_of(query: str, body: str) -> dict[str, str]:
-    """Return the request's parameters (query and form body together)."""
-    params = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
-    if body:
-        params.update(parse_qsl(body, keep_blank_values=True))
+    """Return the request's parameters (query and form body together; body wins)."""
+    params: dict[str, str] = {}
+    for raw in (query, body):
+        if not raw:
+            continue
+        for part in raw.split("&"):
+            if not part:
+                continue
+            key, _, value = part.partition("=")
+            if "%" in part or "+" in part:
+                key, value = unquote_plus(key), unquote_plus(value)
+            params[key] = value
     return params
 
 

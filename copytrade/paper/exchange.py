@@ -66,6 +66,8 @@ class PaperExchange:
         self._last_index: dict[tuple[str, str], int] = {}
         self._last_funding_ms = clock.now_ms()
         self.sinks: list[EventSink] = []
+        # Building events costs as much as matching; skip it for accounts nobody listens to.
+        self.is_listened: Callable[[str, str], bool] = lambda account_id, kind: True
 
     # -- accounts ------------------------------------------------------------------------------
 
@@ -444,7 +446,7 @@ class PaperExchange:
     def _emit_order(
         self, account: Account, order: Order, fill: Fill | None, exec_type: str, now: int
     ) -> None:
-        if not self.sinks:
+        if not self.sinks or not self.is_listened(account.account_id, order.kind):
             return
         if order.kind == SPOT:
             event = views.execution_report(order, fill, exec_type, now)
@@ -453,7 +455,7 @@ class PaperExchange:
         self._emit(account.account_id, order.kind, event)
 
     def _emit_balances(self, account: Account, kind: str, pm: PaperMarket, now: int) -> None:
-        if not self.sinks:
+        if not self.sinks or not self.is_listened(account.account_id, kind):
             return
         if kind == SPOT:
             event = views.outbound_account_position(account, [pm.market.base, pm.market.quote], now)

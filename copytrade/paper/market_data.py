@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 
 from copytrade.paper.catalog import FUTURES, SPOT, Catalog
@@ -89,3 +90,12 @@ def load_market_data(data_dir: Path, catalog: Catalog) -> MarketData:
         s: funding_schedule(root / rel) for s, rel in FUNDING_FILES.items() if (root / rel).exists()
     }
     return MarketData(paths=paths, marks=marks, funding=funding)
+
+
+@lru_cache(maxsize=4)
+def load_reference(data_dir: Path) -> tuple[Catalog, MarketData]:
+    """Return the catalog and market data of ``data_dir``, read once per process (read-only)."""
+    from copytrade.paper.catalog import load_catalog
+
+    catalog = load_catalog(data_dir)
+    return catalog, load_market_data(data_dir, catalog)

@@ -42,6 +42,7 @@ class StreamHub:
         self.subscribers: dict[tuple[str, str], set[Subscriber]] = {}
         self._held: dict[tuple[str, str], tuple[float, bytes]] = {}
         self.sent = 0
+        self._closing: set[asyncio.Task] = set()
 
     # -- listenKeys ----------------------------------------------------------------------------
 
@@ -60,6 +61,9 @@ class StreamHub:
             self._keys_by_account.pop(owner, None)
 
     # -- subscribers ---------------------------------------------------------------------------
+
+    def has_subscribers(self, account_id: str, kind: str) -> bool:
+        return bool(self.subscribers.get((account_id, kind)))
 
     def add(self, sub: Subscriber) -> None:
         self.subscribers.setdefault((sub.account_id, sub.kind), set()).add(sub)
@@ -109,15 +113,25 @@ class StreamHub:
                     sub.queue.put_nowait(payload)
 
     async def drop(self, account_id: str | None = None) -> int:
-        """Close the websockets of one account (or all); return how many."""
+        """Close the websockets of one account (or all); return how many.
+
+        The close handshakes run in the background: an admin caller blocked on this answer
+        (a synchronous client on the websocket client's own event loop) must not deadlock it.
+        """
         dropped = 0
         for (acc, _), subs in list(self.subscribers.items()):
             if account_id is not None and acc != account_id:
                 continue
             for sub in list(subs):
                 sub.queue.put_nowait(None)
-                with contextlib.suppress(Exception):
-                    await sub.websocket.close(code=1001)
                 subs.discard(sub)
+                task = asyncio.get_running_loop().create_task(self._close(sub))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
                 dropped += 1
         return dropped
+
+    @staticmethod
+    async def _close(sub: Subscriber) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(sub.websocket.close(code=1001), 5)

@@ -34,6 +34,7 @@ class PaperHandle:
     admin_token: str
     admin: AdminClient
     server: object | None = None  # copytrade.paper.app.PaperServer in thread mode
+    pid: int | None = None  # the server's process id in process mode
 
     @property
     def ws_url(self) -> str:
@@ -90,11 +91,15 @@ def _run_in_thread(
     paper = PaperServer(data_dir, admin_token, start=start or DEFAULT_START, speed=speed)
     sock = _bound_socket(host)
     port = sock.getsockname()[1]
+    from copytrade.paper.http_protocol import best_http_protocol
+
     config = uvicorn.Config(
         paper.app(),
+        http=best_http_protocol(),
+        proxy_headers=False,
         log_level="warning",
         lifespan="on",
-        ws="websockets",
+        ws="websockets-sansio",
         timeout_keep_alive=60,
         backlog=2048,
     )
@@ -159,7 +164,7 @@ def _run_in_process(
                 if time.monotonic() > deadline:
                     raise RuntimeError("paper exchange did not start") from None
                 time.sleep(0.1)
-        yield PaperHandle(base_url, admin_token, admin, None)
+        yield PaperHandle(base_url, admin_token, admin, None, proc.pid)
     finally:
         admin.close()
         proc.terminate()
@@ -167,3 +172,32 @@ def _run_in_process(
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def point_at_paper(exchange, base_url: str):
+    """Send an unmodified ccxt client to the paper exchange: only ``urls['api']`` changes."""
+    from copytrade.exchange.urls import paper_urls
+
+    exchange.urls["api"] = {**exchange.urls["api"], **paper_urls(base_url)}
+    return exchange
+
+
+def ccxt_client(kind: str, base_url: str, api_key: str, api_secret: str, **config: object):
+    """Return a plain ccxt async client (binance for spot, binanceusdm for futures) on the paper exchange.
+
+    Spot clients only load spot markets (``options.fetchMarkets``), futures clients only USDⓈ-M.
+    """
+    import ccxt.async_support as ccxt
+
+    cls = ccxt.binance if kind == "spot" else ccxt.binanceusdm
+    client = cls({"apiKey": api_key, "secret": api_secret, **config})
+    if kind == "spot":
+        client.options["fetchMarkets"] = {"types": ["spot"]}
+    return point_at_paper(client, base_url)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """Return the user + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
