@@ -34,6 +34,9 @@ def up(
         "--leader-bot/--no-leader-bot",
         help="Start a leader bot replaying the real lead trader on the paper exchange.",
     ),
+    redeploy: bool = typer.Option(
+        False, "--redeploy", help="Deploy even if prefect.yaml and the flows are unchanged."
+    ),
     engine: bool = typer.Option(
         True, "--engine/--no-engine", help="Start a run of the copy-engine deployment."
     ),
@@ -66,12 +69,16 @@ def up(
                 lambda: ops.start_paper_exchange(stack),
                 lambda r: f"{r} at {stack.paper_url}",
             )
-        _step(
+        variables = _step(
             "Prefect variables",
             lambda: ops.set_variables(stack),
             lambda r: ", ".join(f"{k}={v}" for k, v in r.items()) or "none needed",
         )
-        deployed = _step("deployments", lambda: ops.deploy_all(stack), ", ".join)
+        deployed, _ = _step(
+            "deployments",
+            lambda: ops.deploy_all(stack, variables, force=redeploy),
+            lambda r: ("deployed " if r[1] else "up to date ") + ", ".join(r[0]),
+        )
         if engine:
             _step("copy engine", lambda: ops.start_engine_run(stack), _engine_outcome)
         if paper and leader_bot:
@@ -120,8 +127,8 @@ def down(
         except Exception as exc:  # the server is going away anyway; stopping must not fail on it
             err_console.print(f"[yellow]could not cancel flow runs:[/] {exc}")
             cancelled = []
-    for name in cancelled:
-        console.print(f"[green]✓[/] cancelled flow run {name}")
+    for run in cancelled:
+        console.print(f"[green]✓[/] cancelled flow run {run['name']}")
     with console.status("stopping processes…"):
         stopped = ops.stop_all(stack, timeout=timeout)
     if not stopped:

@@ -30,6 +30,8 @@ WORK_POOL = "copytrade-process"
 WORKER_NAME = "copytrade-local-worker"
 ENGINE_DEPLOYMENT = "copy-engine"
 LEADER_BOT = "leader-bot"
+# A Prefect variable holding the digest of what was last deployed (see deploy_fingerprint).
+FINGERPRINT = "copytrade_deploy_fingerprint"
 LEADER_BOT_DEPOSIT = "20000"  # USDT in the bot's futures wallet, as `paper leader-bot` deposits
 DEFAULT_PREFECT_PORT = 4200
 
@@ -429,8 +431,43 @@ def set_variables(stack: Stack) -> dict[str, Any]:
     return values
 
 
-def deploy_all(stack: Stack) -> list[str]:
-    """Run `prefect deploy --all` from the project root; return the deployments of the pool."""
+def deploy_fingerprint(stack: Stack, variables: dict[str, Any]) -> str:
+    """Return a digest of what a deployment is made of: prefect.yaml, the flow files it names
+    (their signatures are the parameter schemas), the variables it reads and Prefect's version.
+
+    The flows' code is not part of a deployment (the pull step runs it from the project), so a
+    change elsewhere in the project needs no new deployment.
+    """
+    import hashlib
+    from importlib.metadata import version
+
+    import yaml
+
+    spec_path = stack.project_dir / "prefect.yaml"
+    digest = hashlib.sha256(spec_path.read_bytes())
+    spec = yaml.safe_load(spec_path.read_text())
+    for entry in sorted({d["entrypoint"].split(":")[0] for d in spec.get("deployments", [])}):
+        path = stack.project_dir / entry
+        digest.update(entry.encode() + (path.read_bytes() if path.exists() else b"<missing>"))
+    digest.update(json.dumps(variables, sort_keys=True).encode())
+    digest.update(version("prefect").encode())
+    return digest.hexdigest()
+
+
+def deploy_all(
+    stack: Stack, variables: dict[str, Any] | None = None, force: bool = False
+) -> tuple[list[str], bool]:
+    """Run `prefect deploy --all` from the project root unless the server already has exactly
+    these deployments; return the deployments of the pool and whether it deployed."""
+    variables = set_variables(stack) if variables is None else variables
+    fingerprint = deploy_fingerprint(stack, variables)
+    with stack.api() as api:
+        current = sorted(
+            d["name"] for d in api.deployments() if d.get("work_pool_name") == WORK_POOL
+        )
+        expected = deployment_names(stack)
+        if not force and set(expected) <= set(current) and api.variable(FINGERPRINT) == fingerprint:
+            return current, False
     result = stack.run(stack.prefect_argv("--no-prompt", "deploy", "--all"), timeout=600)
     if result.returncode != 0:
         raise StackError(
@@ -438,7 +475,18 @@ def deploy_all(stack: Stack) -> list[str]:
             exit_code=1,
         )
     with stack.api() as api:
-        return sorted(d["name"] for d in api.deployments() if d.get("work_pool_name") == WORK_POOL)
+        api.set_variable(FINGERPRINT, fingerprint)
+        current = sorted(
+            d["name"] for d in api.deployments() if d.get("work_pool_name") == WORK_POOL
+        )
+    return current, True
+
+
+def deployment_names(stack: Stack) -> list[str]:
+    import yaml
+
+    spec = yaml.safe_load((stack.project_dir / "prefect.yaml").read_text())
+    return sorted(d["name"] for d in spec.get("deployments", []))
 
 
 def start_engine_run(stack: Stack) -> tuple[str, bool]:
@@ -458,8 +506,8 @@ def start_engine_run(stack: Stack) -> tuple[str, bool]:
 # -- `copytrade down` ----------------------------------------------------------------------------
 
 
-def cancel_runs(stack: Stack, timeout: float = 30) -> list[str]:
-    """Cancel the executing runs of the pool through the API; return their names.
+def cancel_runs(stack: Stack, timeout: float = 30) -> list[dict[str, Any]]:
+    """Cancel the executing runs of the pool through the API; return them (id, name, …).
 
     Only when our worker runs and the server answers: the worker then stops each run's process
     and records it as Cancelled, so the UI shows what happened and the copy engine's concurrency
@@ -476,7 +524,7 @@ def cancel_runs(stack: Stack, timeout: float = 30) -> list[str]:
         left = api.wait_for_runs_to_finish([r["id"] for r in runs], timeout)
         for run_id in left:
             api.mark_cancelled(run_id, "stopped by copytrade down (the worker did not confirm)")
-    return [run["name"] for run in runs]
+    return runs
 
 
 def stop_all(stack: Stack, timeout: float = 15) -> list[str]:

@@ -245,7 +245,8 @@ def test_up_again_leaves_the_running_stack_alone(local: LocalStack) -> None:
     again = local.cli("up", *local.args)
     assert again.returncode == 0, f"{again.stdout}\n{again.stderr}"
     output = " ".join(again.stdout.split())
-    for part in ("Prefect server: running", "worker: running", "paper exchange: running"):
+    parts = ("Prefect server: running", "worker: running", "paper exchange: running")
+    for part in (*parts, "deployments: up to date"):
         assert part in output, output
     assert local.stack.processes() == before, "a second up must not start anything"
 
@@ -299,7 +300,10 @@ def test_settlement_report_artifact_is_visible_after_a_settle_run(
     page.goto(f"{ui_base}/artifacts/artifact/{artifact['id']}")
     page.get_by_text("settlement-report", exact=True).first.wait_for()
     assert SEEDED_SHARES in artifact["data"], artifact["data"]
-    page.get_by_role("cell", name=SEEDED_SHARES).first.wait_for()
+    cell = page.get_by_role("cell", name=SEEDED_SHARES).first
+    cell.wait_for()
+    page.set_viewport_size({"width": 1920, "height": 1500})
+    cell.scroll_into_view_if_needed()
     screenshot(page, "prefect-ui-artifact.png")
 
 
@@ -316,6 +320,7 @@ def test_engine_runs_one_at_a_time_and_down_cancels_it(stack: Stack) -> None:
         while api.flow_run(run["id"])["state"]["type"] != "RUNNING":
             assert time.monotonic() < deadline, api.flow_run(run["id"])["state"]
             time.sleep(1)
-        assert name in cancel_runs(stack, timeout=60)
+        cancelled = cancel_runs(stack, timeout=60)
+        assert run["id"] in [r["id"] for r in cancelled], (name, cancelled)
         final = api.flow_run(run["id"])["state"]
     assert final["type"] == "CANCELLED", final
