@@ -23,10 +23,14 @@ def _step(title: str, action: Callable[[], T], describe: Callable[[T], str] = st
 
 def up(
     port: int = typer.Option(
-        None, "--port", help="Port of the Prefect server and UI [default: 4200, or the last one]."
+        None,
+        "--port",
+        help="Port of the Prefect server and UI (default: 4200, or the one of the last up).",
     ),
     paper_port: int = typer.Option(
-        None, "--paper-port", help="Port of the paper exchange [default: COPYTRADE_PAPER_PORT]."
+        None,
+        "--paper-port",
+        help="Port of the paper exchange (default: COPYTRADE_PAPER_PORT, 8765).",
     ),
     paper: bool = typer.Option(True, "--paper/--no-paper", help="Start the paper exchange."),
     leader_bot: bool = typer.Option(
