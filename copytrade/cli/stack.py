@@ -25,11 +25,15 @@ def up(
     port: int = typer.Option(
         None,
         "--port",
+        min=1,
+        max=65535,
         help="Port of the Prefect server and UI (default: 4200, or the one of the last up).",
     ),
     paper_port: int = typer.Option(
         None,
         "--paper-port",
+        min=1,
+        max=65535,
         help="Port of the paper exchange (default: COPYTRADE_PAPER_PORT, 8765).",
     ),
     paper: bool = typer.Option(True, "--paper/--no-paper", help="Start the paper exchange."),
@@ -53,8 +57,8 @@ def up(
     """
     from copytrade.ops import stack as ops
 
-    stack = ops.Stack.from_settings(prefect_port=port, paper_port=paper_port)
     try:
+        stack = ops.Stack.from_settings(prefect_port=port, paper_port=paper_port)
         _step(
             "ledger database",
             lambda: ops.migrate_ledger(stack),

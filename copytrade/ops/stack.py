@@ -70,7 +70,24 @@ class Stack:
         saved = stack.read_state()
         stack.prefect_port = prefect_port or saved.get("prefect_port") or DEFAULT_PREFECT_PORT
         stack.paper_port = paper_port or saved.get("paper_port") or settings.paper_port
+        stack.check_ports(saved)
         return stack
+
+    def check_ports(self, saved: dict[str, Any]) -> None:
+        """Refuse other ports than those of the running stack: its processes would be orphaned."""
+        running = [name for name in self.processes() if self.running(name)]
+        if not running:
+            return
+        for option, key, wanted in (
+            ("--port", "prefect_port", self.prefect_port),
+            ("--paper-port", "paper_port", self.paper_port),
+        ):
+            if saved.get(key) not in (None, wanted):
+                raise StackError(
+                    f"{option}: {wanted} differs from the running stack's port {saved[key]} "
+                    f"({', '.join(running)} running); run `copytrade down` first",
+                    exit_code=2,
+                )
 
     # -- where things are ----------------------------------------------------------------------
 

@@ -3,7 +3,9 @@ port refused with exit code 3 and a message naming it (nothing is started)."""
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from typer.testing import CliRunner
 
 from copytrade.cli import app
 from copytrade.config import get_settings
+from copytrade.ops.processes import spawn, terminate
 from copytrade.ops.stack import Stack
 
 runner = CliRunner()
@@ -58,3 +61,23 @@ def test_up_on_a_port_taken_by_something_else_exits_3(home: Path, busy_port: int
     assert Stack.from_settings().processes() == {}, "nothing may be started"
     # The ledger step ran before the refusal; a second `up` would find it migrated.
     assert (home / "ledger.db").exists()
+
+
+def test_up_on_other_ports_than_the_running_stack_is_refused(home: Path) -> None:
+    """A second stack on other ports would orphan the first one's processes: exit 2."""
+    stack = Stack.from_settings(prefect_port=45001, paper_port=45002)
+    record = spawn(
+        "prefect-server",
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        cwd=home.parent,
+        env=dict(os.environ),
+        log_dir=stack.run_dir,
+    )
+    stack.remember(record)
+    try:
+        result = runner.invoke(app, ["up", "--port", "45003", "--no-paper", "--no-engine"])
+        assert result.exit_code == 2, result.output
+        output = " ".join(result.output.split())
+        assert "--port: 45003 differs from the running stack's port 45001" in output
+    finally:
+        assert terminate([record], timeout=5) == ["prefect-server"]
