@@ -2,6 +2,7 @@
 
 from models.base import Base
 from models.ledger import LedgerAccount, LedgerChainHead, LedgerPosting, LedgerTransfer
+from models.market import MarkPrice
 from models.platform import (
     AuditEntry,
     CapacityRequest,
@@ -34,6 +35,7 @@ __all__ = [
     "LedgerChainHead",
     "LedgerPosting",
     "LedgerTransfer",
+    "MarkPrice",
     "Person",
     "QuarantinedEvent",
     "SettlementCycle",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from copytrade.cli import copies, db, demo, leaders, ledger, paper, stack, wallets
+from copytrade.cli import copies, db, demo, leaders, ledger, metrics, paper, stack, wallets
 
 app = typer.Typer(
     name="copytrade",
@@ -18,6 +18,8 @@ app.add_typer(leaders.app, name="leaders")
 app.add_typer(copies.app, name="copies")
 app.add_typer(wallets.app, name="wallets")
 app.add_typer(paper.app, name="paper")
+app.add_typer(metrics.app, name="metrics")
+metrics.register(leaders.app)
 app.command("demo")(demo.demo)
 app.command("up")(stack.up)
 app.command("down")(stack.down)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 10:42:57.239436
+Create Date: 2026-11-25 12:13:00.073322
 """
 
 from collections.abc import Sequence
@@ -77,6 +77,19 @@ def upgrade() -> None:
             batch_op.f("ix_ledger_transfers__code_created_at"), ["code", "created_at"], unique=False
         )
 
+    op.create_table(
+        "mark_prices",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("symbol", sa.String(length=32), nullable=False),
+        sa.Column("price_date", sa.Date(), nullable=False),
+        sa.Column("price", models.types.Amount(), nullable=False),
+        sa.Column("quote_volume", models.types.Amount(), nullable=False),
+        sa.Column("candles", sa.Integer(), nullable=False),
+        sa.Column("source", sa.String(length=128), nullable=False),
+        sa.Column("loaded_at", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_mark_prices")),
+        sa.UniqueConstraint("symbol", "price_date", name=op.f("uq_mark_prices__symbol_price_date")),
+    )
     op.create_table(
         "persons",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -626,6 +639,7 @@ def downgrade() -> None:
     op.drop_table("exchange_accounts")
     op.drop_table("settlement_cycles")
     op.drop_table("persons")
+    op.drop_table("mark_prices")
     with op.batch_alter_table("ledger_transfers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ledger_transfers__code_created_at"))
 

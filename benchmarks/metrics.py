@@ -1,0 +1,181 @@
+"""Benchmark the metrics warehouse: full and incremental dbt builds against a pandas per-leader loop.
+
+Prints JSON lines: the synthetic ledger (leaders × days, fills), the time to write it, the full
+extract and `dbt build`, the incremental extract and build after one more day of data, and the
+same metrics computed by a straightforward pandas loop per leader (copytrade.analytics.reference)
+on a slice of leaders, extrapolated to all of them, with the ratio.
+
+Targets on the 2-core machine: full build < 60 s; incremental < 10 s; ≥ 10× the pandas loop.
+
+    python benchmarks/metrics.py                       # 10,000 leaders × 365 days, 10,000,000 fills
+    python benchmarks/metrics.py --leaders 200 --days 30 --fills 100000   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import models  # noqa: E402
+from copytrade.analytics import reference  # noqa: E402
+from copytrade.analytics.synthetic import SyntheticConfig, generate  # noqa: E402
+from copytrade.analytics.warehouse import Warehouse, build  # noqa: E402
+from copytrade.db import make_engine  # noqa: E402
+
+
+def emit(**record) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def pandas_loop(ledger, leader_ids, as_of) -> float:
+    """Time the reference computation (daily equity, returns, 4 periods of metrics) per leader."""
+    fills = ledger.leader_fills
+    fills = fills[fills["portfolio_id"].isin(leader_ids)].copy()
+    for column in ("price", "quantity", "fee", "realised_pnl"):
+        fills[column] = fills[column] / 1e8
+    flows = ledger.flows.copy()
+    flows["amount"] = flows["amount"] / 1e8
+    marks = {s: g.set_index("price_date")["price"] / 1e8 for s, g in ledger.bars.groupby("symbol")}
+    created = ledger.portfolios.set_index("portfolio_id")["created_at"]
+    started = time.perf_counter()
+    for pid in leader_ids:
+        own = fills[fills["portfolio_id"] == pid]
+        address = f"leader:{pid}:capital"
+        own_flows = flows[(flows["address"] == address) | (flows["source"] == address)].copy()
+        own_flows["amount"] = np.where(
+            own_flows["source"] == address, -own_flows["amount"], own_flows["amount"]
+        )
+        reference.leader_metrics(own, own_flows, marks, created[pid].date(), as_of)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--leaders", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument(
+        "--fills", type=int, default=10_000_000, help="leader fills over the first `days` days"
+    )
+    parser.add_argument("--copy-share", type=float, default=0.02)
+    parser.add_argument(
+        "--pandas-slice", type=int, default=50, help="leaders the pandas loop computes"
+    )
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="metrics-bench-"))
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    days = args.days + 1  # one more day for the incremental step
+    config = SyntheticConfig(
+        leaders=args.leaders,
+        days=days,
+        fills=int(args.fills * days / args.days),
+        copy_share=args.copy_share,
+        copies_per_leader=3,
+        late_share=0.05,
+        seed=2024,
+    )
+    started = time.perf_counter()
+    ledger = generate(config)
+    generate_s = time.perf_counter() - started
+    url = f"sqlite:///{work / 'ledger.db'}"
+    engine = make_engine(url)
+    models.Base.metadata.create_all(engine)
+    started = time.perf_counter()
+    ledger.write(engine, until=args.days)
+    write_s = time.perf_counter() - started
+    first_fills = int((ledger.leader_fills["traded_at"] < ledger.day_start(args.days)).sum())
+    emit(
+        benchmark="metrics.ledger",
+        leaders=args.leaders,
+        days=args.days,
+        leader_fills=first_fills,
+        follower_fills=int(
+            (ledger.follower_fills["traded_at"] < ledger.day_start(args.days)).sum()
+        ),
+        copies=len(ledger.copies),
+        generate_s=round(generate_s, 1),
+        sqlite_write_s=round(write_s, 1),
+    )
+
+    warehouse = Warehouse.duckdb(work / "warehouse")
+    full = build(warehouse, url)
+    if not full.dbt.success:
+        emit(benchmark="metrics.full_build", error=full.dbt.error, failures=full.dbt.failures[:5])
+        raise SystemExit(1)
+    emit(
+        benchmark="metrics.full_build",
+        extract_s=round(full.extract_seconds, 1),
+        extracted_rows=full.extract.rows if full.extract else 0,
+        dbt_build_s=round(full.dbt.seconds, 1),
+        dbt_nodes=len(full.dbt.nodes),
+        target_s=60,
+        meets_target=full.dbt.seconds < 60,
+    )
+
+    started = time.perf_counter()
+    ledger.write(engine, since=args.days)
+    add_day_s = time.perf_counter() - started
+    incremental = build(warehouse, url)
+    if not incremental.dbt.success:
+        emit(
+            benchmark="metrics.incremental_build",
+            error=incremental.dbt.error,
+            failures=incremental.dbt.failures[:5],
+        )
+        raise SystemExit(1)
+    total = incremental.extract_seconds + incremental.dbt.seconds
+    emit(
+        benchmark="metrics.incremental_build",
+        added_leader_fills=int(len(ledger.leader_fills) - first_fills),
+        write_day_s=round(add_day_s, 1),
+        extract_s=round(incremental.extract_seconds, 2),
+        extracted_rows=incremental.extract.rows if incremental.extract else 0,
+        dbt_build_s=round(incremental.dbt.seconds, 1),
+        extract_plus_build_s=round(total, 1),
+        target_s=10,
+        meets_target=total < 10,
+    )
+
+    as_of = (ledger.day_start(days) - timedelta(days=1)).date()
+    rng = np.random.default_rng(1)
+    leader_ids = sorted(
+        rng.choice(
+            ledger.portfolios["portfolio_id"].to_numpy(),
+            min(args.pandas_slice, args.leaders),
+            replace=False,
+        ).tolist()
+    )
+    loop_s = pandas_loop(ledger, leader_ids, as_of)
+    extrapolated = loop_s * args.leaders / len(leader_ids)
+    emit(
+        benchmark="metrics.pandas_loop",
+        leaders_computed=len(leader_ids),
+        loop_s=round(loop_s, 1),
+        extrapolated_all_leaders_s=round(extrapolated, 1),
+        dbt_full_build_s=round(full.dbt.seconds, 1),
+        ratio=round(extrapolated / full.dbt.seconds, 1),
+        target_ratio=10,
+        meets_target=extrapolated / full.dbt.seconds >= 10,
+    )
+    engine.dispose()
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

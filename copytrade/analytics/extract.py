@@ -1,0 +1,635 @@
+"""Incremental extract: new ledger rows since the last watermark → the warehouse's raw sources.
+
+DuckDB cannot attach SQLite or PostgreSQL here (its scanner extensions cannot be downloaded), so
+the ledger reaches dbt through this extract. It reads the ledger (SQLite or PostgreSQL) with plain
+SQL, so amounts stay the stored integer 1e-8 units, and writes one of two sinks:
+
+* ``ParquetSink`` (DuckDB target): ``<dir>/<table>/batch_<n>_part_<k>.parquet`` files that the dbt
+  sources read with ``read_parquet``, and ``<dir>/_state.json`` with the watermarks;
+* ``PostgresSink`` (PostgreSQL target): ``raw_<table>`` tables in the target schema, with the
+  watermarks in ``raw__extract_state`` written in the same transaction as the rows.
+
+Three kinds of table (``TABLES``):
+
+* ``append``: immutable rows taken by id above the watermark (fills, ledger transfers and
+  postings, accounts);
+* ``settling``: rows that change until they reach a final state (follower order intents, final
+  once they have an outcome). Final rows above the watermark are taken; ids still in flight are
+  remembered and taken once final, so every row is extracted exactly once, in its final state;
+* ``snapshot``: small, mutable tables copied whole every time (portfolios, copies, mark prices).
+
+Every extracted row carries ``_batch_id``, the number of the extract run that took it; incremental
+dbt models use it to find what is new. A run is idempotent: the state is saved last, so a crashed
+run is repeated with the same batch number and overwrites its own partial output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
+from typing import Literal, Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+
+from copytrade.config import get_settings
+from copytrade.db import make_engine
+
+Kind = Literal["append", "settling", "snapshot"]
+CHUNK_ROWS = 500_000
+
+I64, STR, BOOL, TS, DATE, I32 = (
+    pa.int64(),
+    pa.string(),
+    pa.bool_(),
+    pa.timestamp("us"),
+    pa.date32(),
+    pa.int32(),
+)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What to take from one ledger table and how."""
+
+    name: str
+    kind: Kind
+    columns: dict[str, pa.DataType]
+    final_when: str | None = None  # settling tables: SQL condition of a final row
+    bounded_by: tuple[str, str] | None = (
+        None  # append: (fk column, table whose watermark bounds it)
+    )
+
+    @property
+    def select_list(self) -> str:
+        return ", ".join(self.columns)
+
+
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        "lead_portfolios",
+        "snapshot",
+        {
+            "id": I64,
+            "leader_person_id": I64,
+            "mode": STR,
+            "visibility": STR,
+            "nickname": STR,
+            "profit_share_ratio": I64,
+            "capital": I64,
+            "capital_asset": STR,
+            "status": STR,
+            "follower_cap": I64,
+            "is_listed": BOOL,
+            "offline_reason": STR,
+            "created_at": TS,
+            "closed_at": TS,
+        },
+    ),
+    TableSpec(
+        "copies",
+        "snapshot",
+        {
+            "id": I64,
+            "portfolio_id": I64,
+            "follower_person_id": I64,
+            "status": STR,
+            "allocation": I64,
+            "sizing_mode": STR,
+            "stop_reason": STR,
+            "started_at": TS,
+            "stopped_at": TS,
+        },
+    ),
+    TableSpec(
+        "mark_prices",
+        "snapshot",
+        {"id": I64, "symbol": STR, "price_date": DATE, "price": I64, "quote_volume": I64},
+    ),
+    TableSpec("ledger_accounts", "append", {"id": I64, "address": STR, "asset": STR}),
+    TableSpec(
+        "ledger_transfers",
+        "append",
+        {"id": I64, "seq": I64, "code": STR, "created_at": TS},
+    ),
+    TableSpec(
+        "ledger_postings",
+        "append",
+        {"id": I64, "transfer_id": I64, "account_id": I64, "asset": STR, "amount": I64},
+        bounded_by=("transfer_id", "ledger_transfers"),
+    ),
+    TableSpec(
+        "leader_fills",
+        "append",
+        {
+            "id": I64,
+            "portfolio_id": I64,
+            "exchange_trade_id": STR,
+            "symbol": STR,
+            "side": STR,
+            "position_side": STR,
+            "price": I64,
+            "quantity": I64,
+            "fee": I64,
+            "fee_asset": STR,
+            "realised_pnl": I64,
+            "is_opening": BOOL,
+            "source": STR,
+            "traded_at": TS,
+            "received_at": TS,
+        },
+    ),
+    TableSpec(
+        "follower_fills",
+        "append",
+        {
+            "id": I64,
+            "order_id": I64,
+            "copy_id": I64,
+            "leader_fill_id": I64,
+            "symbol": STR,
+            "side": STR,
+            "price": I64,
+            "quantity": I64,
+            "fee": I64,
+            "realised_pnl": I64,
+            "leader_price": I64,
+            "slippage_bps": I64,
+            "rebate": I64,
+            "copy_delay_ms": I64,
+            "traded_at": TS,
+        },
+    ),
+    TableSpec(
+        "follower_order_intents",
+        "settling",
+        {
+            "id": I64,
+            "leader_fill_id": I64,
+            "copy_id": I64,
+            "leg": I64,
+            "kind": STR,
+            "symbol": STR,
+            "side": STR,
+            "quantity": I64,
+            "computed_quantity": I64,
+            "outcome": STR,
+            "reason": STR,
+            "created_at": TS,
+            "sent_at": TS,
+            "acked_at": TS,
+        },
+        final_when="outcome is not null",
+    ),
+)
+TABLES_BY_NAME = {t.name: t for t in TABLES}
+
+
+@dataclass
+class TableState:
+    watermark: int = 0  # highest id taken (append) or highest id seen final-or-pending (settling)
+    pending: list[int] = field(default_factory=list)  # settling: ids seen but not yet final
+
+
+@dataclass
+class ExtractState:
+    source: str = ""  # the ledger this state belongs to (URL without password)
+    batch: int = 0
+    tables: dict[str, TableState] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "source": self.source,
+            "batch": self.batch,
+            "tables": {
+                k: {"watermark": v.watermark, "pending": v.pending} for k, v in self.tables.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> ExtractState:
+        return cls(
+            source=data.get("source", ""),
+            batch=int(data.get("batch", 0)),
+            tables={k: TableState(**v) for k, v in data.get("tables", {}).items()},
+        )
+
+
+@dataclass(frozen=True)
+class TableReport:
+    name: str
+    kind: Kind
+    rows: int
+    watermark: int
+    pending: int
+
+
+@dataclass(frozen=True)
+class ExtractReport:
+    batch: int
+    tables: list[TableReport]
+    sink: str
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+
+class Sink(Protocol):
+    """Where extracted rows go; the state is committed last by ``finish``."""
+
+    def load_state(self) -> ExtractState | None: ...
+
+    def begin(self, batch: int) -> None: ...
+
+    def write(self, spec: TableSpec, batch: int, chunks: Iterator[pa.Table]) -> int: ...
+
+    def finish(self, state: ExtractState) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+def _arrow_chunk(spec: TableSpec, rows: list, batch: int) -> pa.Table:
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in spec.columns]
+    arrays = []
+    for typ, values in zip(spec.columns.values(), columns, strict=True):
+        if typ == TS:
+            arrays.append(_timestamps(values))
+        elif typ == DATE:
+            arrays.append(_dates(values))
+        elif typ == BOOL:
+            arrays.append(pa.array([None if v is None else bool(v) for v in values], BOOL))
+        else:
+            arrays.append(pa.array(values, typ))
+    arrays.append(pa.array([batch] * len(rows), I64))
+    return pa.table(arrays, names=[*spec.columns, "_batch_id"])
+
+
+def _timestamps(values) -> pa.Array:
+    """Return naive UTC timestamps from SQLite text or PostgreSQL timezone-aware datetimes."""
+    sample = next((v for v in values if v is not None), None)
+    if isinstance(sample, str):
+        return pa.array(values, STR).cast(TS)
+    return pa.array(
+        [
+            None if v is None else (v.astimezone(UTC).replace(tzinfo=None) if v.tzinfo else v)
+            for v in values
+        ],
+        TS,
+    )
+
+
+def _dates(values) -> pa.Array:
+    sample = next((v for v in values if v is not None), None)
+    if isinstance(sample, str):
+        return pa.array(values, STR).cast(TS).cast(DATE)
+    return pa.array(values, DATE)
+
+
+def _chunks(conn: Connection, sql: str, params: dict, spec: TableSpec, batch: int):
+    result = conn.execute(text(sql), params)
+    while rows := result.fetchmany(CHUNK_ROWS):
+        yield _arrow_chunk(spec, rows, batch)
+
+
+def _max_id(conn: Connection, table: str) -> int:
+    return int(conn.execute(text(f"select coalesce(max(id), 0) from {table}")).scalar_one())
+
+
+def reader_engine(url: str | None = None) -> Engine:
+    """Return an engine for reading the ledger without taking its write lock.
+
+    ``copytrade.db.make_engine`` starts every SQLite transaction with BEGIN IMMEDIATE (the ledger's
+    writers serialise on it); a reader must not block them, so SQLite gets a deferred BEGIN here.
+    """
+    url = url or get_settings().ledger_url
+    if make_url(url).get_backend_name() != "sqlite":
+        return make_engine(url)
+    engine = create_engine(url, connect_args={"timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """Yield a connection in one read transaction, so every table is read from the same snapshot."""
+    options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
+    with engine.connect().execution_options(**options) as conn, conn.begin():
+        yield conn
+
+
+def source_label(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def extract(
+    sink: Sink,
+    ledger_url: str | None = None,
+    *,
+    engine: Engine | None = None,
+    full: bool = False,
+) -> ExtractReport:
+    """Take every ledger row not yet extracted into ``sink``; ``full`` starts again from zero."""
+    own_engine = engine is None
+    engine = engine or reader_engine(ledger_url)
+    label = source_label(str(engine.url))
+    state = None if full else sink.load_state()
+    if state is not None and state.source and state.source != label:
+        raise ValueError(
+            f"extract state belongs to ledger {state.source!r}, not {label!r}; "
+            "run a full extract (--full) into a fresh folder or schema"
+        )
+    state = state or ExtractState(source=label)
+    state.source = label
+    batch = state.batch + 1
+    reports: list[TableReport] = []
+    sink.begin(batch)
+    try:
+        # One read transaction: every table is read from the same snapshot on PostgreSQL.
+        with _snapshot(engine) as conn:
+            upper = {t.name: _max_id(conn, t.name) for t in TABLES if t.kind == "append"}
+            for spec in TABLES:
+                table_state = state.tables.setdefault(spec.name, TableState())
+                rows = _extract_table(conn, sink, spec, table_state, state, upper, batch)
+                reports.append(
+                    TableReport(
+                        spec.name,
+                        spec.kind,
+                        rows,
+                        table_state.watermark,
+                        len(table_state.pending),
+                    )
+                )
+        state.batch = batch
+        sink.finish(state)
+    except BaseException:
+        sink.abort()
+        raise
+    finally:
+        if own_engine:
+            engine.dispose()
+    return ExtractReport(batch=batch, tables=reports, sink=sink.describe())
+
+
+def _extract_table(conn, sink, spec, table_state, state, upper, batch) -> int:
+    cols = spec.select_list
+    if spec.kind == "snapshot":
+        return sink.write(
+            spec,
+            batch,
+            _chunks(conn, f"select {cols} from {spec.name} order by id", {}, spec, batch),
+        )
+    if spec.kind == "append":
+        low, high = table_state.watermark, upper[spec.name]
+        if spec.bounded_by:
+            fk, parent = spec.bounded_by
+            # Postings are taken with their transfers: everything whose transfer is now extracted.
+            bound = state.tables[parent].watermark
+            sql = f"select {cols} from {spec.name} where id > :low and {fk} <= :bound order by id"
+            params = {"low": low, "bound": bound}
+            written = sink.write(spec, batch, _chunks(conn, sql, params, spec, batch))
+            table_state.watermark = int(
+                conn.execute(
+                    text(
+                        f"select coalesce(max(id), :low) from {spec.name} where id > :low and {fk} <= :bound"
+                    ),
+                    params,
+                ).scalar_one()
+            )
+            return written
+        sql = f"select {cols} from {spec.name} where id > :low and id <= :high order by id"
+        written = sink.write(
+            spec, batch, _chunks(conn, sql, {"low": low, "high": high}, spec, batch)
+        )
+        table_state.watermark = max(low, high)
+        return written
+    # settling
+    assert spec.final_when
+    high = _max_id(conn, spec.name)
+    low = table_state.watermark
+    pending = sorted(set(table_state.pending))
+    final = spec.final_when
+    queries = [
+        (
+            f"select {cols} from {spec.name} where id > :low and id <= :high and {final} order by id",
+            {"low": low, "high": high},
+        )
+    ]
+    for i in range(0, len(pending), _IN_CHUNK):
+        ids = pending[i : i + _IN_CHUNK]
+        marks = ", ".join(f":p{j}" for j in range(len(ids)))
+        queries.append(
+            (
+                f"select {cols} from {spec.name} where {final} and id in ({marks}) order by id",
+                {f"p{j}": v for j, v in enumerate(ids)},
+            )
+        )
+
+    def chunks():
+        for sql, params in queries:
+            yield from _chunks(conn, sql, params, spec, batch)
+
+    written = sink.write(spec, batch, chunks())
+    still_pending = {
+        int(r[0])
+        for r in conn.execute(
+            text(f"select id from {spec.name} where id > :low and id <= :high and not ({final})"),
+            {"low": low, "high": high},
+        )
+    }
+    for i in range(0, len(pending), _IN_CHUNK):
+        ids = pending[i : i + _IN_CHUNK]
+        marks = ", ".join(f":p{j}" for j in range(len(ids)))
+        still_pending |= {
+            int(r[0])
+            for r in conn.execute(
+                text(f"select id from {spec.name} where not ({final}) and id in ({marks})"),
+                {f"p{j}": v for j, v in enumerate(ids)},
+            )
+        }
+    table_state.pending = sorted(still_pending)
+    table_state.watermark = max(low, high)
+    return written
+
+
+_IN_CHUNK = 500
+
+
+# -- sinks -------------------------------------------------------------------------------------
+
+
+class ParquetSink:
+    """Parquet files per table and batch under ``root``, read by the dbt sources on DuckDB."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def describe(self) -> str:
+        return f"parquet:{self.root}"
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / "_state.json"
+
+    def load_state(self) -> ExtractState | None:
+        if not self.state_path.exists():
+            return None
+        return ExtractState.from_json(json.loads(self.state_path.read_text()))
+
+    def begin(self, batch: int) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        # Files of a batch that never committed its state belong to a crashed run: redo them.
+        for path in self.root.glob("*/batch_*.parquet"):
+            if int(path.name.split("_")[1]) >= batch:
+                path.unlink()
+
+    def write(self, spec: TableSpec, batch: int, chunks: Iterator[pa.Table]) -> int:
+        folder = self.root / spec.name
+        folder.mkdir(parents=True, exist_ok=True)
+        total = 0
+        if spec.kind == "snapshot":
+            tables = list(chunks) or [_arrow_chunk(spec, [], batch)]
+            _atomic_parquet(pa.concat_tables(tables), folder / "snapshot.parquet")
+            return sum(t.num_rows for t in tables)
+        part = 0
+        for chunk in chunks:
+            _atomic_parquet(chunk, folder / f"batch_{batch:06d}_part_{part:04d}.parquet")
+            total += chunk.num_rows
+            part += 1
+        if part == 0 and not any(folder.glob("*.parquet")):
+            # An empty file with the schema, so the source's glob always matches.
+            _atomic_parquet(
+                _arrow_chunk(spec, [], batch), folder / f"batch_{batch:06d}_part_0000.parquet"
+            )
+        return total
+
+    def abort(self) -> None:
+        """Leave partial files: the next run reuses the batch number and replaces them."""
+
+    def finish(self, state: ExtractState) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state.to_json(), indent=1))
+        os.replace(tmp, self.state_path)
+
+
+def _atomic_parquet(table: pa.Table, path: Path) -> None:
+    tmp = path.with_suffix(".parquet.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+_PG_TYPES = {
+    I64: "bigint",
+    STR: "text",
+    BOOL: "boolean",
+    TS: "timestamp",
+    DATE: "date",
+    I32: "integer",
+}
+
+
+class PostgresSink:
+    """``raw_<table>`` tables in one PostgreSQL schema; rows and state commit in one transaction."""
+
+    def __init__(self, url: str, schema: str) -> None:
+        self.url = url
+        self.schema = schema
+        self._engine = make_engine(url)
+        self._conn: Connection | None = None
+
+    def describe(self) -> str:
+        return f"postgres:{source_label(self.url)}/{self.schema}"
+
+    def _q(self, name: str) -> str:
+        return f'"{self.schema}"."{name}"'
+
+    def load_state(self) -> ExtractState | None:
+        with self._engine.begin() as conn:
+            self._ensure_state_table(conn)
+            row = conn.execute(
+                text(f"select state from {self._q('raw__extract_state')} where id = 1")
+            ).first()
+        return ExtractState.from_json(json.loads(row[0])) if row else None
+
+    def _ensure_state_table(self, conn: Connection) -> None:
+        conn.execute(text(f'create schema if not exists "{self.schema}"'))
+        conn.execute(
+            text(
+                f"create table if not exists {self._q('raw__extract_state')} (id integer primary key, state text not null)"
+            )
+        )
+
+    def begin(self, batch: int) -> None:
+        self._conn = self._engine.connect()
+        self._conn.begin()
+        self._ensure_state_table(self._conn)
+        for spec in TABLES:
+            cols = ", ".join(f'"{c}" {_PG_TYPES[t]}' for c, t in spec.columns.items())
+            self._conn.execute(
+                text(
+                    f"create table if not exists {self._q('raw_' + spec.name)} ({cols}, _batch_id bigint not null)"
+                )
+            )
+
+    def write(self, spec: TableSpec, batch: int, chunks: Iterator[pa.Table]) -> int:
+        assert self._conn is not None
+        table = self._q("raw_" + spec.name)
+        if spec.kind == "snapshot":
+            self._conn.execute(text(f"truncate {table}"))
+        names = [*spec.columns, "_batch_id"]
+        total = 0
+        raw = self._conn.connection.driver_connection
+        with raw.cursor() as cur:
+            for chunk in chunks:
+                columns = [chunk.column(n).to_pylist() for n in names]
+                with cur.copy(
+                    f"copy {table} ({', '.join(chr(34) + n + chr(34) for n in names)}) from stdin"
+                ) as copy:
+                    for row in zip(*columns, strict=True):
+                        copy.write_row(row)
+                total += chunk.num_rows
+        return total
+
+    def finish(self, state: ExtractState) -> None:
+        assert self._conn is not None
+        payload = json.dumps(state.to_json())
+        self._conn.execute(
+            text(
+                f"insert into {self._q('raw__extract_state')} (id, state) values (1, :s) "
+                "on conflict (id) do update set state = excluded.state"
+            ),
+            {"s": payload},
+        )
+        self._conn.commit()
+        self._conn.close()
+        self._conn = None
+
+    def abort(self) -> None:
+        if self._conn is not None:
+            self._conn.rollback()
+            self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.rollback()
+            self._conn.close()
+            self._conn = None
+        self._engine.dispose()
