@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from copytrade.cli import copies, db, demo, engine, leaders, ledger, metrics, paper, settle, wallets
+from copytrade.cli import (
+    copies,
+    db,
+    demo,
+    engine,
+    leaders,
+    ledger,
+    metrics,
+    paper,
+    settle,
+    stack,
+    wallets,
+)
 
 app = typer.Typer(
     name="copytrade",
@@ -24,6 +36,8 @@ metrics.register(leaders.app)
 app.command("demo")(demo.demo)
 app.command("settle")(settle.settle)
 app.command("validate")(settle.validate)
+app.command("up")(stack.up)
+app.command("down")(stack.down)
 
 
 def main() -> None:
