@@ -163,6 +163,7 @@ async def run_one(paper, n: int, fills: int, naive_fills: int, db_dir: Path) -> 
     orders = sum(r.sent for r in reports)
     runner.stop()
     await task
+    market = directory.markets_by_kind.get("futures", {}).get(SYMBOL)
 
     naive, naive_error = [], None
     if naive_fills:
@@ -181,7 +182,6 @@ async def run_one(paper, n: int, fills: int, naive_fills: int, db_dir: Path) -> 
     await bot_factory.close()
     await directory.close()
     eng.dispose()
-    market = directory.markets_by_kind.get("futures", {}).get(SYMBOL)
     result = {
         "followers": n,
         "leader_fills": len(latencies),
