@@ -213,7 +213,7 @@ class CopyBook:
 
         book = cls(
             copy_ids=col(s.copy_id for s in settings),
-            equity=col(_units(s.equity) for s in settings),
+            equity=col(_units(max(s.equity, Decimal(0))) for s in settings),
             cash=col(_units(max(s.cash, Decimal(0))) for s in settings),
             ratio_mode=col((s.ratio_mode for s in settings), bool),
             fixed_amount=col(_units(s.fixed_amount or Decimal(0)) for s in settings),
@@ -444,7 +444,7 @@ def size_reference(
         if moved > slip:
             gate = "slippage_limit"
     if s.ratio_mode:
-        eq = s.equity.quantize(q1, rounding="ROUND_FLOOR")
+        eq = max(s.equity, Decimal(0)).quantize(q1, rounding="ROUND_FLOOR")
         computed = (fill.quantity * eq / fill.leader_equity).quantize(q1, rounding="ROUND_FLOOR")
     else:
         computed = (s.fixed_amount / fill.price).quantize(q1, rounding="ROUND_FLOOR")
