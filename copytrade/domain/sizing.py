@@ -161,6 +161,16 @@ def _muldiv(a, b, c):
     return np.asarray(out, dtype=np.int64) if np.ndim(out) else np.int64(out)
 
 
+def _scale(a: int, b: np.ndarray, c: int) -> np.ndarray:
+    """Return floor(a × b / c) for a scalar ``a`` ≥ 0 and a column ``b`` ≥ 0, exactly.
+
+    The hot-path variant of ``_muldiv``: one reduction for the overflow check.
+    """
+    if not len(b) or float(a) * float(b.max()) < _SAFE:
+        return (a * b) // c
+    return np.asarray((b.astype(object) * a) // c, dtype=np.int64)
+
+
 @dataclass
 class CopyBook:
     """Active copies of one lead portfolio as columns, plus their positions per symbol (units)."""
@@ -181,7 +191,17 @@ class CopyBook:
     positions: dict[str, np.ndarray] = field(default_factory=dict)  # signed units
     accumulated: dict[str, np.ndarray] = field(default_factory=dict)  # units
     _allow: dict[str, np.ndarray] = field(default_factory=dict)
+    _derived: dict[str, tuple] = field(default_factory=dict)
     index: dict[int, int] = field(default_factory=dict)
+
+    def slippage_columns(self, symbol: str) -> tuple[np.ndarray, np.ndarray]:
+        """Return (slippage limit, 1 + fee + slippage limit) in 1e-8 units for ``symbol`` (cached)."""
+        cached = self._derived.get(symbol)
+        if cached is None:
+            default = _units(default_slippage_limit(symbol))
+            slip = np.where(self.slippage < 0, default, self.slippage)
+            cached = self._derived[symbol] = (slip, E8 + self.fee + slip)
+        return cached
 
     @classmethod
     def build(cls, settings: list[CopySettings]) -> CopyBook:
@@ -193,7 +213,7 @@ class CopyBook:
 
         book = cls(
             copy_ids=col(s.copy_id for s in settings),
-            equity=col(_units(s.equity) for s in settings),
+            equity=col(_units(max(s.equity, Decimal(0))) for s in settings),
             cash=col(_units(max(s.cash, Decimal(0))) for s in settings),
             ratio_mode=col((s.ratio_mode for s in settings), bool),
             fixed_amount=col(_units(s.fixed_amount or Decimal(0)) for s in settings),
@@ -267,18 +287,18 @@ def size_fill(book: CopyBook, fill: FillSpec) -> Sizing:
 
     if fill.opening:
         # R-COPY-1: exact size in 1e-8 units before rounding.
-        ratio = _muldiv(q, book.equity, max(_units(fill.leader_equity), 1))
-        fixed = _muldiv(book.fixed_amount, E8, max(price, 1))
-        computed = np.where(book.ratio_mode, ratio, fixed)
+        computed = _scale(q, book.equity, max(_units(fill.leader_equity), 1))
+        if not book.ratio_mode.all():
+            fixed = _scale(E8, book.fixed_amount, max(price, 1))
+            computed = np.where(book.ratio_mode, computed, fixed)
         if not fill.first_fill_of_order:
             computed = np.where(book.ratio_mode, computed, 0)
         raw = computed // step
         # R-COPY-7 balance and R-COPY-12 maximum cost, at the reference price. The cash cost of
         # one step is buffered by the taker fee and the copy's slippage limit.
-        default_slip = _units(default_slippage_limit(fill.symbol))
-        slip = np.where(book.slippage < 0, default_slip, book.slippage)
+        slip, fee_slip = book.slippage_columns(fill.symbol)
         plain_cost = max((ref * step) // E8, 1)  # one step at the reference price, floor 1e-8
-        unit_cost = np.maximum(_muldiv(plain_cost, E8 + book.fee + slip, E8), 1)
+        unit_cost = np.maximum(_scale(plain_cost, fee_slip, E8), 1)
         budget = book.cash * book.leverage if futures else book.cash
         by_cash = budget // unit_cost
         by_cost = np.where(book.max_cost > 0, book.max_cost // plain_cost, np.iinfo(np.int64).max)
@@ -337,7 +357,7 @@ def size_fill(book: CopyBook, fill: FillSpec) -> Sizing:
     sign = 1 if fill.side == "sell" else -1  # a sell reduces a long (+), a buy reduces a short (-)
     held = np.maximum(pos * sign, 0)
     before = _units(fill.leader_position_before)
-    computed = held.copy() if before <= 0 or q >= before else _muldiv(held, q, before)
+    computed = held.copy() if before <= 0 or q >= before else _scale(q, held, before)
     k = computed // step
     held_steps = held // step
     below = (k < kmin) & (held > 0)
@@ -424,7 +444,7 @@ def size_reference(
         if moved > slip:
             gate = "slippage_limit"
     if s.ratio_mode:
-        eq = s.equity.quantize(q1, rounding="ROUND_FLOOR")
+        eq = max(s.equity, Decimal(0)).quantize(q1, rounding="ROUND_FLOOR")
         computed = (fill.quantity * eq / fill.leader_equity).quantize(q1, rounding="ROUND_FLOOR")
     else:
         computed = (s.fixed_amount / fill.price).quantize(q1, rounding="ROUND_FLOOR")

@@ -150,7 +150,7 @@ class PortfolioState:
         """Push one copy's cash, equity and positions into the sizing columns."""
         c, book = self.copies[index], self.book
         book.cash[index] = _units(c.free())
-        book.equity[index] = _units(c.equity())
+        book.equity[index] = _units(max(c.equity(), ZERO))  # sizing columns are non-negative
         for symbol, pos in c.positions.items():
             book.position(symbol)[index] = _units(pos.quantity)
 
