@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from copytrade.config import get_settings
 from copytrade.db import session_factory
+from copytrade.domain.errors import RuleViolation
 from copytrade.settlement import (
     RunReport,
     SettlementBlocked,
@@ -100,6 +101,13 @@ def settle(
     include_pending_events: bool = True,
 ) -> list[dict]:
     """Validate, settle (``cycle='weekly'`` or ``'event'`` with ``copy_id`` and ``trigger``), report."""
+    if cycle not in ("weekly", "event") or (cycle == "event" and (copy_id is None or not trigger)):
+        raise RuleViolation(
+            "cycle",
+            cycle,
+            "R-SET-5",
+            "settle cycle='weekly', or cycle='event' with copy_id and trigger",
+        )
     validation = validate_ledger(database_url=database_url, data_docs=True, fail_on_problems=False)
     reports = run_settlement(
         cycle,

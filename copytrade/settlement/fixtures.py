@@ -682,7 +682,7 @@ def generate_population(
     if progress:
         progress("fills", written, total)
     _sync_sequences(session, [Person, LeadPortfolio, Copy, LeaderFill, *raw])
-    marks = {s: (p * Decimal("1.02")).quantize(Decimal("0.0001")) for s, p in SYMBOLS.items()}
+    marks = population_marks()
     return Population(
         copies=copies,
         fills=total,
@@ -691,6 +691,11 @@ def generate_population(
         as_of=start + timedelta(days=7),
         marks=marks,
     )
+
+
+def population_marks() -> dict[str, Decimal]:
+    """Return the futures marks a generated population is settled at (2 % above its prices)."""
+    return {s: (p * Decimal("1.02")).quantize(Decimal("0.0001")) for s, p in SYMBOLS.items()}
 
 
 def _rng(seed: int, kind: str, number: int) -> random.Random:

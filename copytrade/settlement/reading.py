@@ -136,7 +136,9 @@ def load_batch(
     lo, hi = copy_ids[0], copy_ids[-1]
     batch = Batch()
 
-    copy_rows = session.execute(
+    # Core results (``connection().execute``): no ORM row machinery for tens of thousands of rows.
+    connection = session.connection()
+    copy_rows = connection.execute(
         select(
             Copy.id,
             Copy.portfolio_id,
@@ -158,7 +160,7 @@ def load_batch(
             batch.copies[row[0]] = CopyRow(*row)
 
     st = CopySettlementState
-    for copy_id, asset, *values in session.execute(
+    for copy_id, asset, *values in connection.execute(
         select(
             st.copy_id,
             st.asset,
@@ -181,7 +183,7 @@ def load_batch(
     fees: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     rebates: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     net: dict[tuple[int, str], int] = defaultdict(int)
-    for copy_id, symbol, fee_asset, s_realised, s_fee, s_rebate, s_qty in session.execute(
+    for copy_id, symbol, fee_asset, s_realised, s_fee, s_rebate, s_qty in connection.execute(
         select(
             ff.c.copy_id,
             ff.c.symbol,

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from copytrade.domain.errors import RuleViolation
-from copytrade.domain.money import ZERO
+from copytrade.domain.money import ZERO, from_units
 from copytrade.ledger import Leg, TransferSpec
 from copytrade.ledger.accounts import follower_cash, leader_capital, leader_rebates, person_spot
 from copytrade.settlement.bulk_ledger import post_bulk
@@ -65,7 +65,7 @@ from copytrade.settlement.report import PayoutLine, RunReport
 from copytrade.settlement.sqlutil import chunks, raw_units
 from models.ledger import LedgerAccount
 from models.platform import AuditEntry, Copy, LeadPortfolio
-from models.settlement import CopySettlementState, SettlementCycle
+from models.settlement import CopySettlementState, SettlementCycle, SettlementPayout
 from models.trading import LeaderFill
 
 SHARE_CODE, REBATE_CODE = "profit_share", "rebate_payout"
@@ -222,6 +222,7 @@ class SettlementService:
         for index, start in enumerate(range(0, total, self.batch_size)):
             chunk = items[start : start + self.batch_size]
             with self.sessions() as session, session.begin():
+                _roomy_cache(session)
                 self._settle_batch(session, chunk, cycles, as_of, marks, deferrals, report)
                 self._emit("posted", index, len(chunk), start + len(chunk), total)
             report.batches += 1
@@ -231,12 +232,17 @@ class SettlementService:
             with self.sessions() as session, session.begin():
                 _release_capital(session, report)
         with self.sessions() as session, session.begin():
+            totals = _cycle_totals(session, open_ids)
+            finished = datetime.now(UTC)
+            cycles_table = SettlementCycle.__table__
             session.execute(
-                update(SettlementCycle)
-                .where(SettlementCycle.id.in_(open_ids))
-                .values(
-                    status="completed", finished_at=datetime.now(UTC), summary=report.summary()
-                ),
+                update(cycles_table)
+                .where(cycles_table.c.id == bindparam("cid"))
+                .values(status="completed", finished_at=finished, summary=bindparam("summary")),
+                [
+                    {"cid": cid, "summary": {"cycle": totals.get(cid, {}), "run": report.summary()}}
+                    for cid in open_ids
+                ],
                 execution_options={"synchronize_session": False},
             )
         return report
@@ -512,35 +518,41 @@ _STATE_COLUMNS = (
     "cash_released_at",
     "updated_at",
 )
-_AMOUNTS = frozenset(
-    {
-        "amount",
-        "profit_basis",
-        "realised",
-        "unrealised",
-        "ratio",
-        "paid_before",
-        "share_paid",
-        "peak_profit",
-        "outstanding",
-        "rebate_paid",
-    }
-)
-_TIMES = frozenset({"created_at", "updated_at", "cash_released_at"})
 
 
-def _value(raw: Raw, column: str, value):
-    if value is None:
-        return None
-    if column in _AMOUNTS:
-        return units(value, column)
-    if column in _TIMES:
-        return raw.stamp(value)
-    return value
+def _roomy_cache(session: Session) -> None:
+    """Give SQLite a 256 MB page cache for the batch (its default is 2 MB).
+
+    A batch inserts tens of thousands of transfers whose unique keys and hashes land on random
+    pages of indexes that grow with the ledger; with the default cache every insert rereads them.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection().exec_driver_sql("PRAGMA cache_size = -262144")
 
 
-def _payout_values(raw: Raw, row: dict) -> tuple:
-    return tuple(_value(raw, c, row[c]) for c in _PAYOUT_COLUMNS)
+def _opt(value):
+    return None if value is None else units(value)
+
+
+def _payout_values(raw: Raw, r: dict) -> tuple:
+    """Return a payout row in ``_PAYOUT_COLUMNS`` order, as the columns store it."""
+    return (
+        r["cycle_id"],
+        r["copy_id"],
+        r["portfolio_id"],
+        r["kind"],
+        r["asset"],
+        r["status"],
+        units(r["amount"], "amount"),
+        units(r["profit_basis"], "profit_basis"),
+        _opt(r["realised"]),
+        _opt(r["unrealised"]),
+        units(r["ratio"], "ratio"),
+        units(r["paid_before"], "paid_before"),
+        r["reason"],
+        r["transfer_id"],
+        raw.stamp(r["created_at"]),
+    )
 
 
 def _upsert_states(raw: Raw, rows: list[dict]) -> None:
@@ -549,7 +561,21 @@ def _upsert_states(raw: Raw, rows: list[dict]) -> None:
     raw.insert(
         "copy_settlement_states",
         _STATE_COLUMNS,
-        [tuple(_value(raw, c, row[c]) for c in _STATE_COLUMNS) for row in rows],
+        [
+            (
+                r["copy_id"],
+                r["asset"],
+                units(r["share_paid"]),
+                units(r["peak_profit"]),
+                units(r["outstanding"]),
+                units(r["rebate_paid"]),
+                r["last_cycle_id"],
+                r["final_cycle_id"],
+                raw.stamp(r["cash_released_at"]),
+                raw.stamp(r["updated_at"]),
+            )
+            for r in rows
+        ],
         suffix=f" ON CONFLICT (copy_id, asset) DO UPDATE SET {updates}",
     )
 
@@ -624,6 +650,31 @@ def _record_gate(
                 details={"cycles": [s.key for s in specs][:1000]},
             )
         )
+
+
+def _cycle_totals(session: Session, cycle_ids: list[int]) -> dict[int, dict]:
+    """Return each cycle's payouts by kind and status (count, amount), whatever run wrote them."""
+    table = SettlementPayout.__table__
+    out: dict[int, dict] = {}
+    for chunk in chunks(cycle_ids):
+        rows = session.execute(
+            select(
+                table.c.cycle_id,
+                table.c.kind,
+                table.c.status,
+                table.c.asset,
+                func.count(),
+                func.sum(raw_units(table.c.amount)),
+            )
+            .where(table.c.cycle_id.in_(chunk))
+            .group_by(table.c.cycle_id, table.c.kind, table.c.status, table.c.asset)
+        )
+        for cid, kind, status, asset, count, total in rows:
+            out.setdefault(cid, {})[f"{kind}:{status}:{asset}"] = {
+                "count": count,
+                "amount": str(from_units(int(total or 0))),
+            }
+    return out
 
 
 def _closed_capital(session: Session):

@@ -15,6 +15,7 @@ import hashlib
 from collections import defaultdict
 from datetime import UTC, datetime
 
+from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from copytrade.ledger import ChainReport
@@ -104,6 +105,20 @@ def recompute_chain(session: Session, batch: int = 50_000) -> tuple[ChainReport,
                 prev, expected = stored_hash, seq + 1
     finally:
         cursor.close()
+
+
+def recompute_chain_at(url: str, batch: int = 50_000) -> tuple[ChainReport, int, str]:
+    """Recompute the chain of the ledger at ``url`` on a plain reading connection.
+
+    Not ``make_engine``'s connection: on SQLite it takes the write lock at BEGIN, and the copy
+    engine must keep posting while the history is read.
+    """
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection, Session(bind=connection) as session:
+            return recompute_chain(session, batch)
+    finally:
+        engine.dispose()
 
 
 def record_chain_verification(

@@ -17,14 +17,13 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from copytrade.config import get_settings
 from copytrade.db import make_engine
 from copytrade.settlement.gate import GateResult
-from copytrade.validation.chain import recompute_chain, record_chain_verification
+from copytrade.validation.chain import recompute_chain_at, record_chain_verification
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,13 +152,8 @@ def validate_ledger(
 def _recompute_and_record(url: str) -> tuple[int, str | None, float]:
     """Recompute the chain on a plain reading connection, then record it in a short write."""
     started = time.perf_counter()
-    reader = create_engine(url)  # no write lock while reading: the engine keeps posting
-    try:
-        with Session(reader) as session:
-            report, through, last_hash = recompute_chain(session)
-            session.rollback()
-    finally:
-        reader.dispose()
+    # a plain reading connection, not make_engine's write-locking one: the engine keeps posting
+    report, through, last_hash = recompute_chain_at(url)
     writer = make_engine(url)
     try:
         with Session(writer) as session, session.begin():
