@@ -11,27 +11,36 @@ from models.platform import (
     LeadPortfolio,
     Person,
 )
-from models.settlement import SettlementCycle, SettlementPayout
+from models.settlement import CopySettlementState, SettlementCycle, SettlementPayout
 from models.trading import (
+    CopyPosition,
+    CopyStopEvent,
     FollowerFill,
     FollowerOrder,
     FollowerOrderIntent,
     LeaderFill,
+    LeaderWatermark,
     QuarantinedEvent,
 )
+from models.validation import LedgerChainVerification
 
 __all__ = [
     "AuditEntry",
     "Base",
     "CapacityRequest",
     "Copy",
+    "CopyPosition",
+    "CopySettlementState",
+    "CopyStopEvent",
     "ExchangeAccount",
     "FollowerFill",
     "FollowerOrder",
     "FollowerOrderIntent",
     "LeadPortfolio",
     "LeaderFill",
+    "LeaderWatermark",
     "LedgerAccount",
+    "LedgerChainVerification",
     "LedgerChainHead",
     "LedgerPosting",
     "LedgerTransfer",

@@ -34,7 +34,8 @@ class LeaderFill(Base):
 
     __tablename__ = "leader_fills"
     __table_args__ = (
-        UniqueConstraint("portfolio_id", "exchange_trade_id"),
+        # Binance numbers trades per symbol, so the id is unique per portfolio and symbol.
+        UniqueConstraint("portfolio_id", "symbol", "exchange_trade_id"),
         CheckConstraint("side in ('buy', 'sell')", name="side"),
         Index(None, "portfolio_id", "traded_at"),
     )
@@ -52,6 +53,7 @@ class LeaderFill(Base):
     fee: Mapped[Decimal] = mapped_column(Amount, default=Decimal(0))
     fee_asset: Mapped[str | None] = mapped_column(String(16))
     realised_pnl: Mapped[Decimal | None] = mapped_column(Amount)  # as published by the exchange
+    recomputed_pnl: Mapped[Decimal | None] = mapped_column(Amount)  # ours, average cost (imports)
     traded_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # ours
     is_opening: Mapped[bool] = mapped_column(Boolean)  # increases the leader's position
@@ -77,7 +79,7 @@ class FollowerOrderIntent(Base):
             "outcome is null or outcome in ('filled', 'partially_filled', 'rejected', 'skipped')",
             name="outcome",
         ),
-        CheckConstraint("kind in ('copy', 'resync', 'close', 'stop')", name="kind"),
+        CheckConstraint("kind in ('copy', 'resync', 'close', 'stop', 'adopted')", name="kind"),
         Index(None, "status"),
         Index(None, "copy_id", "created_at"),
     )
@@ -99,6 +101,7 @@ class FollowerOrderIntent(Base):
     leader_price: Mapped[Decimal | None] = mapped_column(Amount)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     outcome: Mapped[str | None] = mapped_column(String(20))
+    reason_code: Mapped[str | None] = mapped_column(String(32))  # machine-readable, for R-X-1
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -130,7 +133,7 @@ class FollowerFill(Base):
 
     __tablename__ = "follower_fills"
     __table_args__ = (
-        UniqueConstraint("exchange_account_id", "exchange_trade_id"),
+        UniqueConstraint("exchange_account_id", "symbol", "exchange_trade_id"),
         Index(None, "copy_id", "traded_at"),
     )
 
@@ -171,3 +174,65 @@ class QuarantinedEvent(Base):
     reason: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict | str | None] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class CopyPosition(Base):
+    """A copy's position in one symbol as the engine tracks it (average-cost basis, signed quantity).
+
+    Spot positions are base-asset holdings bought by the copy (never negative); futures positions
+    are signed contracts (+ long, - short). ``accumulated`` is the unsent remainder of the
+    ``accumulate`` below-minimum policy (R-COPY-6), in base units.
+    """
+
+    __tablename__ = "copy_positions"
+    __table_args__ = (UniqueConstraint("copy_id", "symbol"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    copy_id: Mapped[int] = mapped_column(ForeignKey("copies.id"))
+    symbol: Mapped[str] = mapped_column(String(32))
+    quantity: Mapped[Decimal] = mapped_column(Amount, default=Decimal(0))
+    average_price: Mapped[Decimal] = mapped_column(Amount, default=Decimal(0))
+    realised_pnl: Mapped[Decimal] = mapped_column(Amount, default=Decimal(0))
+    fees_paid: Mapped[Decimal] = mapped_column(Amount, default=Decimal(0))  # in the quote asset
+    accumulated: Mapped[Decimal] = mapped_column(Amount, default=Decimal(0))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class LeaderWatermark(Base):
+    """The highest exchange trade id stored per lead portfolio and symbol: where backfill resumes."""
+
+    __tablename__ = "leader_watermarks"
+    __table_args__ = (UniqueConstraint("portfolio_id", "symbol"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    portfolio_id: Mapped[int] = mapped_column(ForeignKey("lead_portfolios.id"))
+    symbol: Mapped[str] = mapped_column(String(32))
+    last_trade_id: Mapped[int] = mapped_column(BigInteger)
+    position: Mapped[Decimal] = mapped_column(Amount, default=Decimal(0))  # leader's, signed
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class CopyStopEvent(Base):
+    """Why and when a copy stopped copying: the settlement trigger the settlement service acts on.
+
+    ``trigger``: stop_loss | take_profit (R-COPY-3), stop_copy (R-COPY-5), portfolio_closed
+    (R-LEAD-10). ``settled_at`` is set by settlement once the event cycle ran (R-SET-5).
+    """
+
+    __tablename__ = "copy_stop_events"
+    __table_args__ = (
+        CheckConstraint(
+            "trigger in ('stop_loss', 'take_profit', 'stop_copy', 'portfolio_closed')",
+            name="trigger",
+        ),
+        UniqueConstraint("copy_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    copy_id: Mapped[int] = mapped_column(ForeignKey("copies.id"))
+    trigger: Mapped[str] = mapped_column(String(32))
+    cumulative_pnl: Mapped[Decimal | None] = mapped_column(Amount)  # marked, after fees
+    threshold: Mapped[Decimal | None] = mapped_column(Amount)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    settled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from copytrade.cli import db, ledger, metrics
+from copytrade.cli import (
+    copies,
+    db,
+    demo,
+    engine,
+    leaders,
+    ledger,
+    metrics,
+    paper,
+    settle,
+    stack,
+    wallets,
+)
 
 app = typer.Typer(
     name="copytrade",
@@ -14,7 +26,18 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(ledger.app, name="ledger")
+app.add_typer(leaders.app, name="leaders")
+app.add_typer(copies.app, name="copies")
+app.add_typer(wallets.app, name="wallets")
+app.add_typer(paper.app, name="paper")
+app.add_typer(engine.app, name="engine")
 app.add_typer(metrics.app, name="metrics")
+metrics.register(leaders.app)
+app.command("demo")(demo.demo)
+app.command("settle")(settle.settle)
+app.command("validate")(settle.validate)
+app.command("up")(stack.up)
+app.command("down")(stack.down)
 
 
 def main() -> None:

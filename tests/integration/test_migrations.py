@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 import models
 from copytrade import migrate
 from copytrade.db import make_engine
-from copytrade.ledger import Leg, Ledger
+from copytrade.ledger import Ledger, Leg
 
 
 def test_upgrade_matches_models_and_ledger_works(db_url):

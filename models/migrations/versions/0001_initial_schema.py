@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 10:51:40.267856
+Create Date: 2026-11-25 12:30:31.297740
 """
 
 from collections.abc import Sequence
@@ -56,6 +56,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_chain_head")),
     )
     op.create_table(
+        "ledger_chain_verifications",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("checked", sa.BigInteger(), nullable=False),
+        sa.Column("through_seq", sa.BigInteger(), nullable=False),
+        sa.Column("through_hash", sa.String(length=64), nullable=False),
+        sa.Column("first_broken_seq", sa.BigInteger(), nullable=True),
+        sa.Column("problem", sa.Text(), nullable=True),
+        sa.Column("started_at", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_chain_verifications")),
+    )
+    op.create_table(
         "ledger_transfers",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
@@ -98,25 +110,6 @@ def upgrade() -> None:
         sa.Column("created_at", models.types.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_persons")),
         sa.UniqueConstraint("handle", name=op.f("uq_persons__handle")),
-    )
-    op.create_table(
-        "settlement_cycles",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("cycle_key", sa.String(length=96), nullable=False),
-        sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("trigger", sa.String(length=32), nullable=False),
-        sa.Column("as_of", models.types.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("validation_passed", sa.Boolean(), nullable=True),
-        sa.Column("blocked_reason", sa.Text(), nullable=True),
-        sa.Column("started_at", models.types.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", models.types.UtcDateTime(timezone=True), nullable=True),
-        sa.CheckConstraint(
-            "status in ('running', 'blocked', 'completed')",
-            name=op.f("ck_settlement_cycles__status"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_settlement_cycles")),
-        sa.UniqueConstraint("cycle_key", name=op.f("uq_settlement_cycles__cycle_key")),
     )
     op.create_table(
         "exchange_accounts",
@@ -323,6 +316,7 @@ def upgrade() -> None:
         sa.Column("fee", models.types.Amount(), nullable=False),
         sa.Column("fee_asset", sa.String(length=16), nullable=True),
         sa.Column("realised_pnl", models.types.Amount(), nullable=True),
+        sa.Column("recomputed_pnl", models.types.Amount(), nullable=True),
         sa.Column("traded_at", models.types.UtcDateTime(timezone=True), nullable=False),
         sa.Column("is_opening", sa.Boolean(), nullable=False),
         sa.Column("position_before", models.types.Amount(), nullable=False),
@@ -337,8 +331,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_leader_fills")),
         sa.UniqueConstraint(
             "portfolio_id",
+            "symbol",
             "exchange_trade_id",
-            name=op.f("uq_leader_fills__portfolio_id_exchange_trade_id"),
+            name=op.f("uq_leader_fills__portfolio_id_symbol_exchange_trade_id"),
         ),
     )
     with op.batch_alter_table("leader_fills", schema=None) as batch_op:
@@ -348,6 +343,24 @@ def upgrade() -> None:
             unique=False,
         )
 
+    op.create_table(
+        "leader_watermarks",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("portfolio_id", sa.Integer(), nullable=False),
+        sa.Column("symbol", sa.String(length=32), nullable=False),
+        sa.Column("last_trade_id", sa.BigInteger(), nullable=False),
+        sa.Column("position", models.types.Amount(), nullable=False),
+        sa.Column("updated_at", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["portfolio_id"],
+            ["lead_portfolios.id"],
+            name=op.f("fk_leader_watermarks__portfolio_id__lead_portfolios"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_leader_watermarks")),
+        sa.UniqueConstraint(
+            "portfolio_id", "symbol", name=op.f("uq_leader_watermarks__portfolio_id_symbol")
+        ),
+    )
     op.create_table(
         "quarantined_events",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -372,6 +385,43 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "copy_positions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("copy_id", sa.Integer(), nullable=False),
+        sa.Column("symbol", sa.String(length=32), nullable=False),
+        sa.Column("quantity", models.types.Amount(), nullable=False),
+        sa.Column("average_price", models.types.Amount(), nullable=False),
+        sa.Column("realised_pnl", models.types.Amount(), nullable=False),
+        sa.Column("fees_paid", models.types.Amount(), nullable=False),
+        sa.Column("accumulated", models.types.Amount(), nullable=False),
+        sa.Column("updated_at", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["copy_id"], ["copies.id"], name=op.f("fk_copy_positions__copy_id__copies")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_copy_positions")),
+        sa.UniqueConstraint("copy_id", "symbol", name=op.f("uq_copy_positions__copy_id_symbol")),
+    )
+    op.create_table(
+        "copy_stop_events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("copy_id", sa.Integer(), nullable=False),
+        sa.Column("trigger", sa.String(length=32), nullable=False),
+        sa.Column("cumulative_pnl", models.types.Amount(), nullable=True),
+        sa.Column("threshold", models.types.Amount(), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("at", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("settled_at", models.types.UtcDateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "trigger in ('stop_loss', 'take_profit', 'stop_copy', 'portfolio_closed')",
+            name=op.f("ck_copy_stop_events__trigger"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["copy_id"], ["copies.id"], name=op.f("fk_copy_stop_events__copy_id__copies")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_copy_stop_events")),
+        sa.UniqueConstraint("copy_id", name=op.f("uq_copy_stop_events__copy_id")),
+    )
+    op.create_table(
         "follower_order_intents",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("leader_fill_id", sa.Integer(), nullable=True),
@@ -388,12 +438,13 @@ def upgrade() -> None:
         sa.Column("leader_price", models.types.Amount(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("outcome", sa.String(length=20), nullable=True),
+        sa.Column("reason_code", sa.String(length=32), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("created_at", models.types.UtcDateTime(timezone=True), nullable=False),
         sa.Column("sent_at", models.types.UtcDateTime(timezone=True), nullable=True),
         sa.Column("acked_at", models.types.UtcDateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
-            "kind in ('copy', 'resync', 'close', 'stop')",
+            "kind in ('copy', 'resync', 'close', 'stop', 'adopted')",
             name=op.f("ck_follower_order_intents__kind"),
         ),
         sa.CheckConstraint(
@@ -434,15 +485,99 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "settlement_cycles",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("cycle_key", sa.String(length=96), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("trigger", sa.String(length=32), nullable=False),
+        sa.Column("copy_id", sa.Integer(), nullable=True),
+        sa.Column("as_of", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("validation_passed", sa.Boolean(), nullable=True),
+        sa.Column("blocked_reason", sa.Text(), nullable=True),
+        sa.Column("summary", sa.JSON(), nullable=True),
+        sa.Column("started_at", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", models.types.UtcDateTime(timezone=True), nullable=True),
+        sa.CheckConstraint("kind in ('weekly', 'event')", name=op.f("ck_settlement_cycles__kind")),
+        sa.CheckConstraint(
+            "status in ('running', 'blocked', 'completed')",
+            name=op.f("ck_settlement_cycles__status"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["copy_id"], ["copies.id"], name=op.f("fk_settlement_cycles__copy_id__copies")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_settlement_cycles")),
+        sa.UniqueConstraint("cycle_key", name=op.f("uq_settlement_cycles__cycle_key")),
+    )
+    op.create_table(
+        "copy_settlement_states",
+        sa.Column("copy_id", sa.Integer(), nullable=False),
+        sa.Column("asset", sa.String(length=16), nullable=False),
+        sa.Column("share_paid", models.types.Amount(), nullable=False),
+        sa.Column("peak_profit", models.types.Amount(), nullable=False),
+        sa.Column("outstanding", models.types.Amount(), nullable=False),
+        sa.Column("rebate_paid", models.types.Amount(), nullable=False),
+        sa.Column("last_cycle_id", sa.Integer(), nullable=True),
+        sa.Column("final_cycle_id", sa.Integer(), nullable=True),
+        sa.Column("cash_released_at", models.types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["copy_id"], ["copies.id"], name=op.f("fk_copy_settlement_states__copy_id__copies")
+        ),
+        sa.ForeignKeyConstraint(
+            ["final_cycle_id"],
+            ["settlement_cycles.id"],
+            name=op.f("fk_copy_settlement_states__final_cycle_id__settlement_cycles"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["last_cycle_id"],
+            ["settlement_cycles.id"],
+            name=op.f("fk_copy_settlement_states__last_cycle_id__settlement_cycles"),
+        ),
+        sa.PrimaryKeyConstraint("copy_id", "asset", name=op.f("pk_copy_settlement_states")),
+    )
+    op.create_table(
+        "follower_orders",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("intent_id", sa.Integer(), nullable=False),
+        sa.Column("copy_id", sa.Integer(), nullable=False),
+        sa.Column("client_order_id", sa.String(length=36), nullable=False),
+        sa.Column("exchange_order_id", sa.String(length=64), nullable=True),
+        sa.Column("exchange_status", sa.String(length=32), nullable=True),
+        sa.Column("filled_quantity", models.types.Amount(), nullable=False),
+        sa.Column("average_price", models.types.Amount(), nullable=True),
+        sa.Column("error_code", sa.String(length=32), nullable=True),
+        sa.Column("error_message", sa.Text(), nullable=True),
+        sa.Column("created_at", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", models.types.UtcDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["copy_id"], ["copies.id"], name=op.f("fk_follower_orders__copy_id__copies")
+        ),
+        sa.ForeignKeyConstraint(
+            ["intent_id"],
+            ["follower_order_intents.id"],
+            name=op.f("fk_follower_orders__intent_id__follower_order_intents"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_follower_orders")),
+        sa.UniqueConstraint("client_order_id", name=op.f("uq_follower_orders__client_order_id")),
+        sa.UniqueConstraint("intent_id", name=op.f("uq_follower_orders__intent_id")),
+    )
+    with op.batch_alter_table("follower_orders", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_follower_orders__copy_id"), ["copy_id"], unique=False)
+
+    op.create_table(
         "settlement_payouts",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("cycle_id", sa.Integer(), nullable=False),
         sa.Column("copy_id", sa.Integer(), nullable=False),
         sa.Column("portfolio_id", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("asset", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("amount", models.types.Amount(), nullable=False),
         sa.Column("profit_basis", models.types.Amount(), nullable=False),
+        sa.Column("realised", models.types.Amount(), nullable=True),
+        sa.Column("unrealised", models.types.Amount(), nullable=True),
         sa.Column("ratio", models.types.Amount(), nullable=False),
         sa.Column("paid_before", models.types.Amount(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
@@ -476,7 +611,11 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_settlement_payouts")),
         sa.UniqueConstraint(
-            "cycle_id", "copy_id", "kind", name=op.f("uq_settlement_payouts__cycle_id_copy_id_kind")
+            "cycle_id",
+            "copy_id",
+            "kind",
+            "asset",
+            name=op.f("uq_settlement_payouts__cycle_id_copy_id_kind_asset"),
         ),
     )
     with op.batch_alter_table("settlement_payouts", schema=None) as batch_op:
@@ -486,35 +625,6 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_settlement_payouts__portfolio_id"), ["portfolio_id"], unique=False
         )
-
-    op.create_table(
-        "follower_orders",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("intent_id", sa.Integer(), nullable=False),
-        sa.Column("copy_id", sa.Integer(), nullable=False),
-        sa.Column("client_order_id", sa.String(length=36), nullable=False),
-        sa.Column("exchange_order_id", sa.String(length=64), nullable=True),
-        sa.Column("exchange_status", sa.String(length=32), nullable=True),
-        sa.Column("filled_quantity", models.types.Amount(), nullable=False),
-        sa.Column("average_price", models.types.Amount(), nullable=True),
-        sa.Column("error_code", sa.String(length=32), nullable=True),
-        sa.Column("error_message", sa.Text(), nullable=True),
-        sa.Column("created_at", models.types.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", models.types.UtcDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["copy_id"], ["copies.id"], name=op.f("fk_follower_orders__copy_id__copies")
-        ),
-        sa.ForeignKeyConstraint(
-            ["intent_id"],
-            ["follower_order_intents.id"],
-            name=op.f("fk_follower_orders__intent_id__follower_order_intents"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_follower_orders")),
-        sa.UniqueConstraint("client_order_id", name=op.f("uq_follower_orders__client_order_id")),
-        sa.UniqueConstraint("intent_id", name=op.f("uq_follower_orders__intent_id")),
-    )
-    with op.batch_alter_table("follower_orders", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_follower_orders__copy_id"), ["copy_id"], unique=False)
 
     op.create_table(
         "follower_fills",
@@ -557,8 +667,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_follower_fills")),
         sa.UniqueConstraint(
             "exchange_account_id",
+            "symbol",
             "exchange_trade_id",
-            name=op.f("uq_follower_fills__exchange_account_id_exchange_trade_id"),
+            name=op.f("uq_follower_fills__exchange_account_id_symbol_exchange_trade_id"),
         ),
     )
     with op.batch_alter_table("follower_fills", schema=None) as batch_op:
@@ -593,24 +704,29 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_follower_fills__copy_id_traded_at"))
 
     op.drop_table("follower_fills")
-    with op.batch_alter_table("follower_orders", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_follower_orders__copy_id"))
-
-    op.drop_table("follower_orders")
     with op.batch_alter_table("settlement_payouts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_settlement_payouts__portfolio_id"))
         batch_op.drop_index(batch_op.f("ix_settlement_payouts__copy_id_kind"))
 
     op.drop_table("settlement_payouts")
+    with op.batch_alter_table("follower_orders", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_follower_orders__copy_id"))
+
+    op.drop_table("follower_orders")
+    op.drop_table("copy_settlement_states")
+    op.drop_table("settlement_cycles")
     with op.batch_alter_table("follower_order_intents", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_follower_order_intents__status"))
         batch_op.drop_index(batch_op.f("ix_follower_order_intents__copy_id_created_at"))
 
     op.drop_table("follower_order_intents")
+    op.drop_table("copy_stop_events")
+    op.drop_table("copy_positions")
     with op.batch_alter_table("quarantined_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_quarantined_events__source_received_at"))
 
     op.drop_table("quarantined_events")
+    op.drop_table("leader_watermarks")
     with op.batch_alter_table("leader_fills", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_leader_fills__portfolio_id_traded_at"))
 
@@ -637,13 +753,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_exchange_accounts__person_id"))
 
     op.drop_table("exchange_accounts")
-    op.drop_table("settlement_cycles")
     op.drop_table("persons")
     op.drop_table("mark_prices")
     with op.batch_alter_table("ledger_transfers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ledger_transfers__code_created_at"))
 
     op.drop_table("ledger_transfers")
+    op.drop_table("ledger_chain_verifications")
     op.drop_table("ledger_chain_head")
     op.drop_table("ledger_accounts")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:

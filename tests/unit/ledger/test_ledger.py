@@ -9,7 +9,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
-from copytrade.ledger import IdempotencyConflict, Leg, Ledger, NegativeBalance, TransferSpec, UnbalancedTransfer
+from copytrade.ledger import (
+    IdempotencyConflict,
+    Ledger,
+    Leg,
+    NegativeBalance,
+    TransferSpec,
+    UnbalancedTransfer,
+)
 from models import LedgerAccount, LedgerPosting, LedgerTransfer
 
 
@@ -28,7 +35,10 @@ def test_transfer_moves_money_and_balances_equal_postings_R_LED_1_R_LED_2(sessio
         ledger.transfer(
             "alloc-1",
             "copy_allocation",
-            [Leg("person:1:spot", "USDT", D("-250.12345678")), Leg("follower:7:cash", "USDT", D("250.12345678"))],
+            [
+                Leg("person:1:spot", "USDT", D("-250.12345678")),
+                Leg("follower:7:cash", "USDT", D("250.12345678")),
+            ],
         )
     assert ledger.balance("person:1:spot", "USDT") == D("749.87654322")
     assert ledger.balance("follower:7:cash", "USDT") == D("250.12345678")
@@ -41,7 +51,12 @@ def test_unbalanced_transfer_refused_and_nothing_written_R_LED_1(session):
         ledger = Ledger(session)
         with pytest.raises(UnbalancedTransfer) as err:
             ledger.transfer(
-                "bad", "deposit", [Leg("external:deposits", "USDT", D("-1")), Leg("person:1:spot", "USDT", D("0.99"))]
+                "bad",
+                "deposit",
+                [
+                    Leg("external:deposits", "USDT", D("-1")),
+                    Leg("person:1:spot", "USDT", D("0.99")),
+                ],
             )
         assert "R-LED-1" in str(err.value)
         assert session.scalar(select(func.count()).select_from(LedgerTransfer)) == 0
@@ -62,7 +77,12 @@ def test_guarded_account_never_goes_negative_R_LED_2(session):
         ledger.post(deposit("d1", "person:1:spot", "5"))
         with pytest.raises(NegativeBalance) as err:
             ledger.transfer(
-                "over", "withdrawal", [Leg("person:1:spot", "USDT", D("-5.00000001")), Leg("external:w", "USDT", D("5.00000001"))]
+                "over",
+                "withdrawal",
+                [
+                    Leg("person:1:spot", "USDT", D("-5.00000001")),
+                    Leg("external:w", "USDT", D("5.00000001")),
+                ],
             )
         assert "R-LED-2" in str(err.value)
     assert ledger.balance("person:1:spot", "USDT") == D(5)
@@ -116,7 +136,9 @@ def test_bulk_post_matches_one_by_one_and_chains_R_X_4(session):
         assert ledger.post_many(specs[:10]) == [type(r)(r.transfer_id, False) for r in results[:10]]
     report = ledger.verify_chain()
     assert report.ok and report.checked == 2000
-    assert ledger.balance("person:3:spot", "USDT") == sum(D(f"{i}.5") for i in range(1, 2001) if i % 7 == 3)
+    assert ledger.balance("person:3:spot", "USDT") == sum(
+        D(f"{i}.5") for i in range(1, 2001) if i % 7 == 3
+    )
 
 
 def test_history_is_immutable_R_X_4(session):
@@ -157,21 +179,29 @@ def test_chain_detects_a_rewritten_hash_R_X_4(session, engine):
             conn.exec_driver_sql("drop trigger trg_ledger_transfers__no_update")
         else:
             conn.exec_driver_sql("alter table ledger_transfers disable trigger all")
-        conn.exec_driver_sql("update ledger_transfers set hash = 'x' || substr(hash, 2) where seq = 2")
+        conn.exec_driver_sql(
+            "update ledger_transfers set hash = 'x' || substr(hash, 2) where seq = 2"
+        )
     assert Ledger(session).verify_chain().first_broken_seq in (2, 3)
 
 
 amounts = st.decimals(min_value=D("0.00000001"), max_value=D("1000000"), places=8, allow_nan=False)
 ops = st.lists(
-    st.tuples(st.sampled_from(["person:1:spot", "person:2:spot", "follower:1:cash", "leader:1:rebates"]),
-              st.sampled_from(["person:1:spot", "person:2:spot", "follower:1:cash", "platform:fees"]),
-              st.sampled_from(["USDT", "BTC"]), amounts, st.integers(0, 15)),
+    st.tuples(
+        st.sampled_from(["person:1:spot", "person:2:spot", "follower:1:cash", "leader:1:rebates"]),
+        st.sampled_from(["person:1:spot", "person:2:spot", "follower:1:cash", "platform:fees"]),
+        st.sampled_from(["USDT", "BTC"]),
+        amounts,
+        st.integers(0, 15),
+    ),
     min_size=1,
     max_size=25,
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops=ops)
 def test_any_sequence_of_postings_keeps_the_ledger_whole_R_LED_1_R_LED_2(session, ops):
     """Property: per-asset total is zero, balances equal postings, replaying a key changes nothing."""
@@ -181,7 +211,9 @@ def test_any_sequence_of_postings_keeps_the_ledger_whole_R_LED_1_R_LED_2(session
         for i, (src, dst, asset, amount, replay) in enumerate(ops):
             ledger.post(deposit(f"{run}-dep-{i}", src, str(amount), asset))
             spec = TransferSpec(
-                key=f"{run}-mv-{replay}", code="move", legs=(Leg(src, asset, -amount), Leg(dst, asset, amount))
+                key=f"{run}-mv-{replay}",
+                code="move",
+                legs=(Leg(src, asset, -amount), Leg(dst, asset, amount)),
             )
             before = {(b.address, b.asset): b.amount for b in ledger.balances()}
             try:
@@ -193,7 +225,9 @@ def test_any_sequence_of_postings_keeps_the_ledger_whole_R_LED_1_R_LED_2(session
             if not result.created:
                 assert {(b.address, b.asset): b.amount for b in ledger.balances()} == before
         totals = session.execute(
-            select(LedgerPosting.asset, func.sum(LedgerPosting.__table__.c.amount)).group_by(LedgerPosting.asset)
+            select(LedgerPosting.asset, func.sum(LedgerPosting.__table__.c.amount)).group_by(
+                LedgerPosting.asset
+            )
         ).all()
         assert all(total == 0 for _, total in totals)
         for account in session.scalars(select(LedgerAccount)):

@@ -1,0 +1,355 @@
+"""Benchmark settlement and the ledger_integrity checkpoint; print one JSON line per measurement.
+
+    python benchmarks/settlement.py                       # 100,000 copies, ~1,000,000 fills
+    python benchmarks/settlement.py --copies 5000 --naive-copies 1000   # quick look
+
+Three measurements, in one run:
+
+1. ``settlement``: the weekly cycle over ``--copies`` copies (10 fills each) with the bulk service,
+   batches of 5,000 copies, after the gate (the checkpoint is measured on its own, below).
+2. ``settlement_naive``: the same cycle on a ``--naive-copies`` slice (the same first copies,
+   in a database of their own) settled the obvious way: per copy, ORM queries for the copy, its
+   fills and state, the ledger service's ``post`` and a commit. Its per-copy time is compared with
+   the bulk run's (the slice's payouts are checked equal to the bulk run's first copies).
+3. ``ledger_integrity_checkpoint``: the hash chain recomputed and every GX expectation run on the
+   100,000-copy ledger after settlement.
+
+Targets (issue 6): 100,000 copies < 30 s; ≥ 20× the naive loop per copy; checkpoint < 60 s.
+Results are also written to ``benchmarks/results/settlement.jsonl`` (not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import models  # noqa: E402
+from copytrade.db import make_engine  # noqa: E402
+from copytrade.domain.money import ZERO  # noqa: E402
+from copytrade.ledger import Ledger, Leg  # noqa: E402
+from copytrade.ledger.accounts import follower_cash, leader_rebates, person_spot  # noqa: E402
+from copytrade.settlement import SettlementService, StaticMarks  # noqa: E402
+from copytrade.settlement.bulk_ledger import post_bulk  # noqa: E402
+from copytrade.settlement.cycles import weekly_cycle  # noqa: E402
+from copytrade.settlement.decide import (  # noqa: E402
+    CopyFacts,
+    decide_share,
+    portfolio_deferral,
+    rebates_to_pay,
+)
+from copytrade.settlement.fixtures import generate_population  # noqa: E402
+from copytrade.settlement.gate import gate_from_report  # noqa: E402
+from copytrade.settlement.marks import LeaderFillsUnrealised, SymbolBook, mark_books  # noqa: E402
+from copytrade.validation import validate_ledger  # noqa: E402
+from models import (  # noqa: E402
+    Copy,
+    CopySettlementState,
+    FollowerFill,
+    LeadPortfolio,
+    LedgerPosting,
+    LedgerTransfer,
+    SettlementCycle,
+    SettlementPayout,
+)
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def emit(record: dict) -> None:
+    line = json.dumps(record, sort_keys=False)
+    print(line, flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with (RESULTS / "settlement.jsonl").open("a") as out:
+        out.write(line + "\n")
+
+
+def fresh_sqlite(path: Path) -> str:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    models.Base.metadata.create_all(engine)
+    engine.dispose()
+    return url
+
+
+def populate(url: str, copies: int, fills: int):
+    engine = make_engine(url)
+    started = time.perf_counter()
+    with Session(engine) as session, session.begin():
+        population = generate_population(
+            session,
+            copies=copies,
+            fills_per_copy=fills,
+            poster=post_bulk,
+            progress=lambda what, done, total: print(
+                f"  generating {what}: {done:,}/{total:,}", file=sys.stderr, flush=True
+            ),
+        )
+    engine.dispose()
+    return population, time.perf_counter() - started
+
+
+def payouts_of(url: str, limit: int | None = None) -> list[tuple]:
+    engine = make_engine(url)
+    with Session(engine) as session:
+        query = select(
+            SettlementPayout.copy_id,
+            SettlementPayout.kind,
+            SettlementPayout.asset,
+            SettlementPayout.status,
+            SettlementPayout.amount,
+        ).order_by(SettlementPayout.copy_id, SettlementPayout.kind, SettlementPayout.asset)
+        if limit:
+            query = query.where(SettlementPayout.copy_id <= limit)
+        rows = [tuple(r) for r in session.execute(query)]
+    engine.dispose()
+    return rows
+
+
+def naive_settle(url: str, as_of: datetime, marks: StaticMarks) -> int:
+    """Settle the weekly cycle one copy at a time through the ORM: what the bulk path replaces."""
+    engine = make_engine(url)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    spec = weekly_cycle(as_of)
+    with sessions() as session, session.begin():
+        cycle = SettlementCycle(
+            cycle_key=spec.key, kind="weekly", trigger="weekly", as_of=spec.as_of, status="running"
+        )
+        session.add(cycle)
+        session.flush()
+        cycle_id = cycle.id
+        copy_ids = list(session.scalars(select(Copy.id).order_by(Copy.id)))
+    deferrals: dict[int, str | None] = {}
+    provider = LeaderFillsUnrealised(marks)
+    for copy_id in copy_ids:
+        with sessions() as session, session.begin():
+            copy = session.get(Copy, copy_id)
+            portfolio = session.get(LeadPortfolio, copy.portfolio_id)
+            asset = portfolio.capital_asset
+            if portfolio.mode == "futures" and portfolio.id not in deferrals:
+                value = provider.unrealised(session, [portfolio.id], spec.as_of)[portfolio.id]
+                deferrals[portfolio.id] = portfolio_deferral("futures", value)
+            fills = session.scalars(
+                select(FollowerFill).where(
+                    FollowerFill.copy_id == copy_id, FollowerFill.traded_at <= spec.as_of
+                )
+            ).all()
+            realised = sum((f.realised_pnl or ZERO for f in fills), ZERO)
+            fees = sum((f.fee for f in fills if f.fee_asset == asset), ZERO)
+            rebates: dict[str, Decimal] = defaultdict(lambda: ZERO)
+            books: dict[str, SymbolBook] = defaultdict(SymbolBook)
+            for f in fills:
+                rebates[f.fee_asset] += f.rebate
+                books[f.symbol].add(
+                    f.side,
+                    int(f.quantity.scaleb(8)),
+                    int(f.price.scaleb(8)),
+                    int((f.realised_pnl or ZERO).scaleb(8)),
+                )
+            marked = mark_books(books, marks, spec.as_of) if portfolio.mode == "futures" else None
+            state = session.get(CopySettlementState, (copy_id, asset)) or CopySettlementState(
+                copy_id=copy_id,
+                asset=asset,
+                share_paid=ZERO,
+                peak_profit=ZERO,
+                outstanding=ZERO,
+                rebate_paid=ZERO,
+            )
+            ledger = Ledger(session)
+            facts = CopyFacts(
+                copy_id=copy_id,
+                portfolio_id=portfolio.id,
+                leader_person_id=portfolio.leader_person_id,
+                mode=portfolio.mode,
+                ratio=portfolio.profit_share_ratio,
+                asset=asset,
+                realised=realised,
+                fees=fees,
+                unrealised=marked.unrealised if marked and marked.unrealised is not None else ZERO,
+                missing_marks=marked.missing if marked else (),
+                share_paid=state.share_paid,
+                peak_profit=state.peak_profit,
+                balance=ledger.balance(follower_cash(copy_id), asset),
+                rebates_due={
+                    a: v - (state.rebate_paid if a == asset else ZERO) for a, v in rebates.items()
+                },
+            )
+            share = decide_share(facts, deferrals.get(portfolio.id))
+            leader = person_spot(portfolio.leader_person_id)
+            share_transfer = None
+            if share.status == "paid":
+                share_transfer = ledger.transfer(
+                    f"settle:{spec.key}:{copy_id}:share",
+                    "profit_share",
+                    [
+                        Leg(follower_cash(copy_id), asset, -share.amount),
+                        Leg(leader, asset, share.amount),
+                    ],
+                    refs={"copy_id": copy_id, "portfolio_id": portfolio.id, "cycle": spec.key},
+                ).transfer_id
+                state.share_paid += share.amount
+            session.add(
+                SettlementPayout(
+                    cycle_id=cycle_id,
+                    copy_id=copy_id,
+                    portfolio_id=portfolio.id,
+                    kind="profit_share",
+                    asset=asset,
+                    status=share.status,
+                    amount=share.amount,
+                    profit_basis=share.basis if share.basis is not None else ZERO,
+                    realised=share.realised,
+                    unrealised=share.unrealised,
+                    ratio=portfolio.profit_share_ratio,
+                    paid_before=share.paid_before,
+                    reason=share.reason,
+                    transfer_id=share_transfer,
+                )
+            )
+            for rebate_asset, amount in rebates_to_pay(facts).items():
+                transfer = ledger.transfer(
+                    f"settle:{spec.key}:{copy_id}:rebate:{rebate_asset}",
+                    "rebate_payout",
+                    [
+                        Leg(leader_rebates(portfolio.id), rebate_asset, -amount),
+                        Leg(leader, rebate_asset, amount),
+                    ],
+                    refs={"copy_id": copy_id, "portfolio_id": portfolio.id, "cycle": spec.key},
+                ).transfer_id
+                session.add(
+                    SettlementPayout(
+                        cycle_id=cycle_id,
+                        copy_id=copy_id,
+                        portfolio_id=portfolio.id,
+                        kind="rebate",
+                        asset=rebate_asset,
+                        status="paid",
+                        amount=amount,
+                        transfer_id=transfer,
+                    )
+                )
+                state.rebate_paid += amount
+            state.peak_profit = share.peak_after
+            state.outstanding = share.amount if share.status in ("paused", "deferred") else ZERO
+            state.last_cycle_id = cycle_id
+            state.updated_at = datetime.now(UTC)
+            session.merge(state)
+    engine.dispose()
+    return len(copy_ids)
+
+
+def ledger_size(url: str) -> tuple[int, int]:
+    engine = make_engine(url)
+    with Session(engine) as session:
+        transfers = session.scalar(select(func.count()).select_from(LedgerTransfer))
+        postings = session.scalar(select(func.count()).select_from(LedgerPosting))
+    engine.dispose()
+    return transfers, postings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--copies", type=int, default=100_000)
+    parser.add_argument("--fills-per-copy", type=int, default=10)
+    parser.add_argument("--naive-copies", type=int, default=10_000)
+    parser.add_argument("--batch-size", type=int, default=5_000)
+    parser.add_argument("--workdir", type=Path, default=ROOT / "var" / "bench")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+
+    # 1. the bulk service on the full population
+    url = fresh_sqlite(args.workdir / "settlement.db")
+    population, generate_s = populate(url, args.copies, args.fills_per_copy)
+    marks = StaticMarks(population.marks)
+    print("  validating before settlement", file=sys.stderr, flush=True)
+    before = validate_ledger(url)
+    started = time.perf_counter()
+    report = SettlementService(
+        sessionmaker(make_engine(url), expire_on_commit=False),
+        gate=gate_from_report(before),
+        marks=marks,
+        batch_size=args.batch_size,
+    ).settle_weekly(population.as_of)
+    settle_s = time.perf_counter() - started
+    bulk_per_copy = settle_s / args.copies
+    emit(
+        {
+            "benchmark": "settlement",
+            "database": "sqlite",
+            "copies": args.copies,
+            "fills": population.fills,
+            "generate_s": round(generate_s, 1),
+            "settle_s": round(settle_s, 2),
+            "per_copy_ms": round(bulk_per_copy * 1000, 4),
+            "copies_per_s": round(args.copies / settle_s),
+            "shares_paid": str(report.shares_paid),
+            "rebates_paid": str(report.rebates_paid),
+            "counts": dict(report.counts),
+            "target_s": 30,
+            "ok": settle_s < 30,
+        }
+    )
+
+    # 2. the naive loop on the first copies, in a database of their own
+    naive_url = fresh_sqlite(args.workdir / "settlement_naive.db")
+    populate(naive_url, args.naive_copies, args.fills_per_copy)
+    started = time.perf_counter()
+    naive_copies = naive_settle(naive_url, population.as_of, marks)
+    naive_s = time.perf_counter() - started
+    naive_per_copy = naive_s / naive_copies
+    same = payouts_of(naive_url) == payouts_of(url, limit=args.naive_copies)
+    emit(
+        {
+            "benchmark": "settlement_naive",
+            "database": "sqlite",
+            "copies": naive_copies,
+            "settle_s": round(naive_s, 2),
+            "per_copy_ms": round(naive_per_copy * 1000, 4),
+            "speedup_per_copy": round(naive_per_copy / bulk_per_copy, 1),
+            "same_payouts_as_bulk": same,
+            "target_speedup": 20,
+            "ok": naive_per_copy / bulk_per_copy >= 20 and same,
+        }
+    )
+
+    # 3. the checkpoint on the settled full ledger
+    transfers, postings = ledger_size(url)
+    started = time.perf_counter()
+    after = validate_ledger(url)
+    checkpoint_s = time.perf_counter() - started
+    emit(
+        {
+            "benchmark": "ledger_integrity_checkpoint",
+            "database": "sqlite",
+            "copies": args.copies,
+            "fills": population.fills,
+            "transfers": transfers,
+            "postings": postings,
+            "seconds": round(checkpoint_s, 1),
+            "chain_recompute_s": round(after.chain_seconds, 1),
+            "gx_checkpoint_s": round(after.checkpoint_seconds, 1),
+            "expectations": len(after.outcomes),
+            "passed": after.passed,
+            "target_s": 60,
+            "ok": checkpoint_s < 60 and after.passed,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

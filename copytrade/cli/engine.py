@@ -1,0 +1,166 @@
+"""`copytrade engine …`: run the copy engine, reconcile, re-sync, close by hand, import history."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from pathlib import Path
+
+import typer
+
+from copytrade.cli.common import (
+    EXIT_PROBLEM,
+    EXIT_UNAVAILABLE,
+    console,
+    err_console,
+    refusals,
+    refuse,
+)
+
+app = typer.Typer(
+    help="The copy engine: leader fills in, follower orders out.", no_args_is_help=True
+)
+
+EXCHANGE = typer.Option(
+    "paper", "--exchange", help="paper (the configured paper exchange), binance, or a base URL."
+)
+
+
+def _check_id(name: str, value: int) -> int:
+    if value < 1:
+        raise refuse(f"{name} {value} must be a positive id (R-IN-2)")
+    return value
+
+
+@app.command()
+def run(
+    exchange: str = EXCHANGE,
+    heartbeat_every: float = typer.Option(30.0, help="Seconds between heartbeat lines."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every leader event."),
+) -> None:
+    """Run the copy engine until SIGTERM or Ctrl-C (clean shutdown: the current fill finishes)."""
+    from copytrade.engine.service import run_engine
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        stats = await run_engine(
+            exchange=exchange,
+            stop=stop,
+            heartbeat=lambda line: console.print(f"[dim]heartbeat[/] {line}"),
+            heartbeat_every=heartbeat_every,
+        )
+        console.print(f"copy engine stopped: {stats.line()}")
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        err_console.print(f"[bold red]exchange unreachable:[/] {exc}")
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+
+
+@app.command()
+def reconcile(exchange: str = EXCHANGE) -> None:
+    """Backfill leader fills and settle unknown follower orders once; print what was found."""
+    from copytrade.engine.service import reconcile_once
+
+    report = asyncio.run(reconcile_once(exchange=exchange))
+    console.print_json(json.dumps(report.as_dict()))
+    if report.still_unknown:
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+@app.command()
+def resync(
+    copy_id: int = typer.Argument(
+        ..., help="The copy to bring back to the leader's proportional position."
+    ),
+    symbol: list[str] = typer.Option(None, "--symbol", help="Only these symbols (repeatable)."),
+    exchange: str = EXCHANGE,
+) -> None:
+    """Re-sync a drifted copy: every correcting order is recorded as a re-sync (R-X-2)."""
+    from copytrade.engine.service import resync_copy
+
+    _check_id("copy_id", copy_id)
+    with refusals():
+        try:
+            intents = asyncio.run(resync_copy(copy_id, symbol or None, exchange=exchange))
+        except KeyError:
+            raise refuse(f"copy_id {copy_id} is not an active copy (R-X-2)") from None
+    if not intents:
+        console.print(f"copy {copy_id} is in sync")
+        return
+    for it in intents:
+        console.print(f"re-sync {it.client_order_id}: {it.side} {it.quantity} {it.symbol}")
+
+
+@app.command("close-position")
+def close_position(
+    copy_id: int = typer.Argument(..., help="The copy whose position to close."),
+    symbol: str = typer.Argument(..., help="Exchange symbol, e.g. BTCUSDT."),
+    exchange: str = EXCHANGE,
+) -> None:
+    """Close one copied position by hand (R-COPY-5)."""
+    from copytrade.engine.service import close_or_stop
+
+    _check_id("copy_id", copy_id)
+    try:
+        asyncio.run(close_or_stop(copy_id, symbol.upper(), stop_copying=False, exchange=exchange))
+    except KeyError:
+        raise refuse(f"copy_id {copy_id} is not an active copy (R-COPY-5)") from None
+    console.print(f"closed copy {copy_id} {symbol.upper()}")
+
+
+@app.command("stop-copy")
+def stop_copy(
+    copy_id: int = typer.Argument(..., help="The copy to stop."),
+    exchange: str = EXCHANGE,
+) -> None:
+    """Stop copying: positions closed, settlement trigger recorded (R-COPY-5, R-SET-5)."""
+    from copytrade.engine.service import close_or_stop
+
+    _check_id("copy_id", copy_id)
+    try:
+        asyncio.run(close_or_stop(copy_id, None, stop_copying=True, exchange=exchange))
+    except KeyError:
+        raise refuse(f"copy_id {copy_id} is not an active copy (R-COPY-5)") from None
+    console.print(f"copy {copy_id} stopped")
+
+
+@app.command("import-fills")
+def import_fills(
+    file: Path = typer.Argument(
+        ..., help="Leader fills: the Binance copy-trading export or the plain CSV."
+    ),
+    portfolio: int = typer.Option(..., "--portfolio", help="Lead portfolio the fills belong to."),
+    fmt: str = typer.Option(
+        None, "--format", help="binance-copy-trading or plain (default: detected)."
+    ),
+) -> None:
+    """Import a leader's past fills through ingest validation and quarantine (R-IN-1)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from copytrade.engine.service import import_leader_fills
+
+    _check_id("portfolio", portfolio)
+    if not file.is_file():
+        raise refuse(f"file {file} does not exist (R-IN-2)")
+    if fmt not in (None, "binance-copy-trading", "plain"):
+        raise refuse(f"format {fmt!r} is not binance-copy-trading or plain (R-IN-2)")
+    with refusals():
+        try:
+            report = import_leader_fills(portfolio, file, fmt)
+        except IntegrityError:
+            raise refuse(f"portfolio {portfolio} does not exist (R-IN-2)") from None
+    console.print_json(json.dumps(report.as_dict()))

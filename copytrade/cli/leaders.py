@@ -1,0 +1,184 @@
+"""`copytrade leaders`: apply for, edit, close and list lead portfolios; capacity; impersonation."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from copytrade.cli.common import console
+from copytrade.cli.platform_db import money, transaction
+from copytrade.domain.leaders import LeaderApplication
+from copytrade.platform import leaders
+
+app = typer.Typer(
+    help="Lead portfolios: apply, edit, close, list; follower capacity; impersonation scan.",
+    no_args_is_help=True,
+)
+
+
+@app.command()
+def apply(
+    handle: str = typer.Option(..., help="The applicant's handle (created if new)."),
+    mode: str = typer.Option(..., help="spot or futures."),
+    nickname: str = typer.Option(..., help="Public nickname (2-32 characters)."),
+    description: str = typer.Option(..., help="Short portfolio description."),
+    capital: str = typer.Option(
+        ..., help="USDT moved from the spot wallet: spot 500-250,000, futures 1,000-500,000."
+    ),
+    accept_agreement: bool = typer.Option(
+        False, "--accept-agreement", help="Accept the user service agreement (required)."
+    ),
+    private: bool = typer.Option(
+        False, "--private", help="Futures only: joined with an invitation code."
+    ),
+    profit_share: str = typer.Option(
+        None, help="Private futures only: 0 to 0.3 (or 0%-30%); others share 10 %."
+    ),
+) -> None:
+    """Apply for a lead portfolio (R-LEAD-1..6, R-ACC-1); prints its id and invitation code."""
+    application = LeaderApplication(
+        mode=mode,
+        nickname=nickname,
+        description=description,
+        capital=capital,
+        agreement_accepted=accept_agreement,
+        visibility="private" if private else "public",
+        profit_share_ratio=profit_share,
+    )
+    with transaction() as session:
+        portfolio = leaders.apply(session, handle, application)
+        pid, code, ratio = portfolio.id, portfolio.invitation_code, portfolio.profit_share_ratio
+    console.print(
+        f"lead portfolio [bold]{pid}[/] opened for {handle}: {application.mode} "
+        f"{'private' if code else 'public'}, profit share {money(ratio * 100)} %, "
+        f"capital {money(portfolio.capital)} USDT"
+    )
+    if code:
+        console.print(f"invitation code: [bold]{code}[/] (share it privately)")
+
+
+@app.command()
+def edit(
+    portfolio_id: int = typer.Argument(..., help="Lead portfolio id."),
+    handle: str = typer.Option(..., help="The leader's handle."),
+    nickname: str = typer.Option(
+        None, help="New nickname (applies to all of the leader's portfolios)."
+    ),
+    description: str = typer.Option(None, help="New description."),
+    profit_share: str = typer.Option(None, help="Always refused: fixed at creation (R-LEAD-5)."),
+) -> None:
+    """Edit a portfolio's nickname or description (R-LEAD-6, R-LEAD-9, R-ACC-1)."""
+    with transaction() as session:
+        p = leaders.edit_listing(
+            session,
+            portfolio_id,
+            handle,
+            nickname=nickname,
+            description=description,
+            profit_share_ratio=profit_share,
+        )
+        console.print(f"portfolio {p.id} now listed as {p.nickname!r}")
+
+
+@app.command()
+def close(
+    portfolio_id: int = typer.Argument(..., help="Lead portfolio id."),
+    handle: str = typer.Option(..., help="The leader's handle."),
+    reason: str = typer.Option("", help="Reason recorded in the audit log."),
+) -> None:
+    """Close a portfolio (R-LEAD-10): every active copy stops; settlement follows."""
+    with transaction() as session:
+        closed = leaders.close(session, portfolio_id, handle, reason)
+    console.print(
+        f"portfolio {closed.portfolio_id} closed; {len(closed.stopped_copy_ids)} copies stopped "
+        "(reason portfolio_closed), awaiting settlement"
+    )
+
+
+@app.command("list")
+def list_(
+    all_: bool = typer.Option(False, "--all", help="Include closed portfolios."),
+) -> None:
+    """List lead portfolios with followers, cap and listing state."""
+    with transaction() as session:
+        rows = leaders.list_portfolios(session, include_closed=all_)
+    table = Table(
+        "id",
+        "leader",
+        "nickname",
+        "mode",
+        "visibility",
+        "share",
+        "capital",
+        "followers",
+        "status",
+        title="Lead portfolios",
+    )
+    for r in rows:
+        state = r.status if r.is_listed or r.status != "active" else "offline"
+        if r.status == "active" and r.is_full:
+            state += " (full)"
+        table.add_row(
+            str(r.id),
+            r.leader,
+            r.nickname,
+            r.mode,
+            r.visibility,
+            f"{money(r.ratio * 100)} %",
+            money(r.capital),
+            f"{r.followers}/{r.follower_cap}",
+            state,
+        )
+    console.print(table)
+
+
+@app.command("capacity-request")
+def capacity_request(
+    portfolio_id: int = typer.Argument(..., help="Lead portfolio id."),
+    handle: str = typer.Option(..., help="The leader's handle."),
+    cap: str = typer.Option(
+        ..., help="Requested follower cap (above the current one, at most 1000)."
+    ),
+) -> None:
+    """Ask an operator to raise the follower cap (R-LEAD-7)."""
+    with transaction() as session:
+        request = leaders.request_capacity(session, portfolio_id, handle, cap)
+        console.print(
+            f"capacity request {request.id}: {request.current_cap} → {request.requested_cap} (pending)"
+        )
+
+
+@app.command("capacity-decide")
+def capacity_decide(
+    request_id: int = typer.Argument(..., help="Capacity request id."),
+    approve: bool = typer.Option(..., "--approve/--reject", help="The operator's decision."),
+    operator: str = typer.Option(..., help="The deciding operator's name."),
+    reason: str = typer.Option("", help="Reason recorded with the decision."),
+) -> None:
+    """Approve or reject a capacity request (R-LEAD-7); both are recorded."""
+    with transaction() as session:
+        request = leaders.decide_capacity(
+            session, request_id, approve=approve, operator=operator, reason=reason
+        )
+        console.print(f"capacity request {request.id} {request.status} by {operator}")
+
+
+@app.command("scan-impersonation")
+def scan_impersonation(
+    operator: str = typer.Option("system", help="Actor recorded in the audit log."),
+) -> None:
+    """Take offline listings imitating an advanced leader's nickname (R-LEAD-9)."""
+    with transaction() as session:
+        takedowns = leaders.scan_impersonation(session, actor=operator)
+    for t in takedowns:
+        console.print(
+            f"portfolio {t.portfolio_id} {t.nickname!r} taken offline: imitates "
+            f"{t.imitated_nickname!r} (portfolio {t.imitated_portfolio_id})"
+        )
+    console.print(f"{len(takedowns)} listings taken offline")
+
+
+# The copy engine owns this command (copytrade/cli/engine.py); listed here where users look.
+from copytrade.cli import engine as _engine  # noqa: E402
+
+app.command("import-fills")(_engine.import_fills)

@@ -1,0 +1,269 @@
+"""`copytrade paper`: run the paper exchange, manage its accounts and faults, run a leader bot."""
+
+from __future__ import annotations
+
+import json
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import typer
+
+from copytrade.cli.common import EXIT_UNAVAILABLE, console, err_console, handles_refusals, refuse
+from copytrade.config import DEFAULT_PAPER_PORT, get_settings
+
+app = typer.Typer(
+    help="The paper exchange: a local Binance-compatible exchange (spot and USDⓈ-M) for tests, demo and benchmarks.",
+    no_args_is_help=True,
+)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
+    port: int = typer.Option(DEFAULT_PAPER_PORT, help="Port to listen on."),
+    start: str = typer.Option("2025-01-27T00:00:00Z", help="Simulated market time at start (UTC)."),
+    speed: float = typer.Option(
+        1.0, help="Simulated seconds per wall-clock second (0 freezes prices)."
+    ),
+    data_dir: Path = typer.Option(
+        None, help="Reference data folder (default: COPYTRADE_DATA_DIR)."
+    ),
+    log_level: str = typer.Option("warning", help="uvicorn log level."),
+) -> None:
+    """Start the paper exchange (HTTP + websocket) and serve until interrupted."""
+    import uvicorn
+
+    from copytrade.paper.app import PaperServer
+    from copytrade.paper.http_protocol import best_http_protocol
+
+    settings = get_settings()
+    folder = data_dir or settings.data_dir
+    if not (folder / "exchange" / "binance-markets.json").exists():
+        raise refuse(
+            f"data_dir: {folder} has no exchange/binance-markets.json (set COPYTRADE_DATA_DIR)"
+        )
+    if speed < 0:
+        raise refuse(f"speed: {speed} must be ≥ 0")
+    paper = PaperServer(
+        folder, settings.paper_admin_token.get_secret_value(), start=start, speed=speed
+    )
+    loop = "uvloop" if _has("uvloop") else "asyncio"
+    err_console.print(
+        f"paper exchange on http://{host}:{port} (spot /api/v3, futures /fapi; loop {loop})"
+    )
+    uvicorn.run(
+        paper.app(),
+        host=host,
+        port=port,
+        loop=loop,
+        http=best_http_protocol(),
+        ws="websockets-sansio",
+        log_level=log_level,
+        access_log=False,
+        proxy_headers=False,
+        backlog=4096,
+        timeout_keep_alive=120,
+    )
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _admin(url: str | None):
+    from copytrade.paper.client import AdminClient
+
+    settings = get_settings()
+    return AdminClient(url or settings.paper_url, settings.paper_admin_token.get_secret_value())
+
+
+def _balances(pairs: list[str], option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        asset, sep, amount = pair.partition("=")
+        if not sep or not asset:
+            raise ValueError(f"{option}: {pair!r} is not ASSET=AMOUNT (e.g. USDT=10000)")
+        out[asset.upper()] = str(Decimal(amount.strip()))
+    return out
+
+
+@app.command("create-account")
+@handles_refusals
+def create_account(
+    name: str = typer.Option(None, help="A label for the account."),
+    spot: list[str] = typer.Option(None, help="Spot deposit ASSET=AMOUNT (repeatable)."),
+    futures: list[str] = typer.Option(
+        None, help="Futures wallet deposit ASSET=AMOUNT (repeatable)."
+    ),
+    credentials_file: Path = typer.Option(
+        None,
+        help="Write the API key and secret to this file (mode 0600); the secret is never printed.",
+    ),
+    url: str = typer.Option(None, help="Paper exchange URL (default: COPYTRADE_PAPER_HOST/PORT)."),
+) -> None:
+    """Create a paper account with an API key; print its id and key, write the secret to a file."""
+    import httpx
+
+    try:
+        with _admin(url) as admin:
+            account = admin.create_account(
+                name, _balances(spot, "--spot"), _balances(futures, "--futures")
+            )
+    except httpx.HTTPError as exc:
+        err_console.print(f"[bold red]paper exchange unreachable:[/] {exc}")
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    console.print(f"account [bold]{account.account_id}[/] api key {account.api_key}")
+    if credentials_file:
+        credentials_file.write_text(
+            json.dumps(
+                {
+                    "account_id": account.account_id,
+                    "api_key": account.api_key,
+                    "api_secret": account.api_secret,
+                }
+            )
+        )
+        os.chmod(credentials_file, 0o600)
+        console.print(f"credentials written to {credentials_file}")
+    else:
+        console.print("secret not shown (use --credentials-file to keep it)")
+
+
+@app.command()
+@handles_refusals
+def fault(
+    kind: str = typer.Argument(
+        ...,
+        help="rate_limit | ban | error_before | error_after | timeout_after | slow | drop_stream | duplicate_events | reorder_events",
+    ),
+    account_id: str = typer.Option(None, help="Only this account (default: every account)."),
+    count: int = typer.Option(1, help="How many requests/events it hits (0 = until cleared)."),
+    path: list[str] = typer.Option(
+        None, help="Only request paths containing this (repeatable), e.g. /order."
+    ),
+    delay: float = typer.Option(None, help="Seconds of delay (slow, timeout_after)."),
+    retry_after: int = typer.Option(1, help="Retry-After seconds (rate_limit, ban)."),
+    url: str = typer.Option(None, help="Paper exchange URL."),
+) -> None:
+    """Arm a fault on the paper exchange."""
+    spec: dict = {
+        "account_id": account_id,
+        "count": count or None,
+        "paths": path or [],
+        "retry_after": retry_after,
+    }
+    if delay is not None:
+        spec["delay"] = delay
+    with _admin(url) as admin:
+        result = admin.add_fault(kind, **spec)
+    console.print(result)
+
+
+@app.command("clear-faults")
+def clear_faults(url: str = typer.Option(None, help="Paper exchange URL.")) -> None:
+    """Disarm every fault."""
+    with _admin(url) as admin:
+        console.print(f"cleared {admin.clear_faults()} faults")
+
+
+@app.command("leader-bot")
+@handles_refusals
+def leader_bot(
+    strategy: str = typer.Option(
+        "replay", help="replay (the real lead trader's fills) or ma-cross."
+    ),
+    url: str = typer.Option(None, help="Paper exchange URL (default: COPYTRADE_PAPER_HOST/PORT)."),
+    credentials_file: Path = typer.Option(
+        None, help="Trade from this account (JSON from create-account); default: a new account."
+    ),
+    deposit: str = typer.Option("20000", help="USDT deposited into a new leader account."),
+    limit: int = typer.Option(None, help="replay: only the first N fills."),
+    scale: str = typer.Option("1", help="replay: multiply every fill's quantity."),
+    leverage: int = typer.Option(10, help="replay: leverage on each symbol."),
+    candles: Path = typer.Option(None, help="ma-cross: the candle CSV to trade on."),
+    symbol: str = typer.Option("ETHUSDT", help="ma-cross: the exchange symbol to trade."),
+    kind: str = typer.Option("spot", help="ma-cross: spot or futures."),
+    fast: int = typer.Option(12, help="ma-cross: fast moving average (candles)."),
+    slow: int = typer.Option(48, help="ma-cross: slow moving average (candles)."),
+    notional: str = typer.Option("500", help="ma-cross: quote amount per buy."),
+    max_trades: int = typer.Option(None, help="ma-cross: stop after N orders."),
+    max_wait: float = typer.Option(
+        2.0,
+        help="Longest wall-clock wait for the next trade; longer gaps jump the simulated clock.",
+    ),
+) -> None:
+    """Trade as a leader on the paper exchange: replay the real lead trader, or a moving-average cross.
+
+    replay sends the real Binance lead trader's fills (shared data leaders/, times converted from
+    UTC+3) on 1000PEPEUSDT and ONDOUSDT, moving the exchange's simulated clock to each fill's time
+    so it fills on the real candle of that moment. ma-cross buys when the fast SMA of the candle
+    closes crosses above the slow one and sells when it crosses below.
+    """
+    import asyncio
+
+    import httpx
+
+    from copytrade.exchange.protocol import GatewayError
+    from copytrade.paper import leader_bot as bot
+    from copytrade.paper.client import PaperAccount
+
+    settings = get_settings()
+    base_url = url or settings.paper_url
+    token = settings.paper_admin_token.get_secret_value()
+    credentials = None
+    if credentials_file:
+        data = json.loads(credentials_file.read_text())
+        credentials = PaperAccount(data["account_id"], data["api_key"], data["api_secret"])
+    if strategy not in ("replay", "ma-cross"):
+        raise refuse(f"strategy: {strategy!r} is not replay or ma-cross")
+    if kind not in ("spot", "futures"):
+        raise refuse(f"kind: {kind!r} is not spot or futures")
+    try:
+        if strategy == "replay":
+            report = asyncio.run(
+                bot.replay_leader(
+                    base_url,
+                    token,
+                    settings.data_dir,
+                    credentials=credentials,
+                    deposit=Decimal(deposit),
+                    leverage=leverage,
+                    scale=Decimal(scale),
+                    limit=limit,
+                    max_wait=max_wait,
+                    on_fill=lambda f, status: console.print(
+                        f"{f.time:%Y-%m-%d %H:%M:%S} {f.symbol} {f.action} {f.quantity} → {status}"
+                    ),
+                )
+            )
+        else:
+            if candles is None:
+                raise refuse(
+                    "candles: ma-cross needs --candles FILE (e.g. market/spot/ETH_BTC-5m.csv)"
+                )
+            report = asyncio.run(
+                bot.run_ma_cross(
+                    base_url,
+                    token,
+                    candles,
+                    symbol,
+                    kind=kind,
+                    fast=fast,
+                    slow=slow,
+                    notional=Decimal(notional),
+                    credentials=credentials,
+                    deposit=Decimal(deposit),
+                    max_trades=max_trades,
+                    max_wait=max_wait,
+                    on_trade=lambda signal, status: console.print(f"{symbol} {signal} → {status}"),
+                )
+            )
+    except (httpx.HTTPError, GatewayError) as exc:
+        err_console.print(f"[bold red]paper exchange unreachable at {base_url}:[/] {exc}")
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    console.print(
+        f"sent {report.sent}, filled {report.filled}, refused {report.refused}, skipped {report.skipped}"
+    )

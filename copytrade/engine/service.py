@@ -1,0 +1,125 @@
+"""Entry points the CLI and the Prefect flows call: run, reconcile, re-sync, close, stop, import."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from copytrade.config import get_settings
+from copytrade.db import session_factory, session_scope
+from copytrade.engine.core import CopyEngine
+from copytrade.engine.importer import ImportReport, import_fills
+from copytrade.engine.reconcile import ReconcileReport, reconcile
+from copytrade.engine.resync import resync
+from copytrade.engine.runner import EngineRunner, RunStats
+from copytrade.engine.wiring import GatewayDirectory, SecretSource
+
+log = logging.getLogger(__name__)
+
+
+def exchange_url(exchange: str | None) -> str | None:
+    """Return the base URL for ``exchange``: ``paper`` (default, the configured paper exchange),
+    ``binance`` (None: Binance itself) or an explicit http URL."""
+    if exchange in (None, "", "paper"):
+        return get_settings().paper_url
+    if exchange == "binance":
+        return None
+    return exchange
+
+
+async def _open(database_url: str | None, exchange: str | None, secrets: SecretSource | None):
+    sf = session_factory(database_url)
+    directory = GatewayDirectory(sf, exchange_url(exchange), secrets=secrets)
+    await directory.start()
+    venue = "binance" if exchange == "binance" else "paper"
+    engine = CopyEngine(sf, directory, directory.markets_by_kind, venue=venue)
+    engine.load()
+    return engine, directory
+
+
+async def run_engine(
+    *,
+    database_url: str | None = None,
+    exchange: str | None = None,
+    secrets: SecretSource | None = None,
+    heartbeat: Callable[[str], None] | None = None,
+    heartbeat_every: float = 30.0,
+    stop: asyncio.Event | None = None,
+) -> RunStats:
+    """Run the engine until ``stop`` is set (or the task is cancelled); close everything after."""
+    engine, directory = await _open(database_url, exchange, secrets)
+    runner = EngineRunner(engine, heartbeat=heartbeat, heartbeat_every=heartbeat_every)
+    waiter = None
+    if stop is not None:
+
+        async def relay():
+            await stop.wait()
+            runner.stop()
+
+        waiter = asyncio.create_task(relay())
+    try:
+        return await runner.run()
+    finally:
+        if waiter:
+            waiter.cancel()
+        await directory.close()
+
+
+async def reconcile_once(
+    *,
+    database_url: str | None = None,
+    exchange: str | None = None,
+    secrets: SecretSource | None = None,
+) -> ReconcileReport:
+    """One backfill and reconciliation sweep (what the ingest flow runs every minute)."""
+    engine, directory = await _open(database_url, exchange, secrets)
+    try:
+        return await reconcile(engine)
+    finally:
+        await directory.close()
+
+
+async def resync_copy(
+    copy_id: int,
+    symbols: list[str] | None = None,
+    *,
+    database_url: str | None = None,
+    exchange: str | None = None,
+    secrets: SecretSource | None = None,
+) -> list:
+    """Bring one copy back to the leader's proportional position (R-X-2)."""
+    engine, directory = await _open(database_url, exchange, secrets)
+    try:
+        return await resync(engine, copy_id, symbols)
+    finally:
+        await directory.close()
+
+
+async def close_or_stop(
+    copy_id: int,
+    symbol: str | None,
+    *,
+    stop_copying: bool,
+    database_url: str | None = None,
+    exchange: str | None = None,
+    secrets: SecretSource | None = None,
+) -> None:
+    """Close one copied position by hand, or stop copying (closing every position) (R-COPY-5)."""
+    engine, directory = await _open(database_url, exchange, secrets)
+    try:
+        if stop_copying:
+            await engine.stop_copy(copy_id, "stop_copy")
+        else:
+            await engine.close_position(copy_id, symbol)
+    finally:
+        await directory.close()
+
+
+def import_leader_fills(
+    portfolio_id: int, path: Path, fmt: str | None = None, database_url: str | None = None
+) -> ImportReport:
+    """Import a leader's past fills into the ledger database (one transaction)."""
+    with session_scope(database_url) as session:
+        return import_fills(session, portfolio_id, path, fmt)

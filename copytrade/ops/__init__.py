@@ -1,0 +1,1 @@
+"""Operating the platform locally: the `copytrade up` / `down` stack."""

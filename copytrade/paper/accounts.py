@@ -1,0 +1,133 @@
+"""In-memory state of paper accounts: balances, orders, trades, futures positions.
+
+Every amount is an exact ``Decimal``. Each account keeps the list of its money movements
+(``journal``: deposits, fills, fees, realised PnL, funding) so that balances can be checked
+against their history (tests/unit/paper/test_balance_property.py).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class Order:
+    order_id: int
+    client_order_id: str
+    account_id: str
+    kind: str  # spot | futures
+    symbol: str
+    side: str  # BUY | SELL
+    type: str  # MARKET | LIMIT
+    time_in_force: str
+    quantity: Decimal
+    price: Decimal
+    created_ms: int
+    status: str = "NEW"
+    executed_qty: Decimal = ZERO
+    cum_quote: Decimal = ZERO
+    updated_ms: int = 0
+    reduce_only: bool = False
+    locked: Decimal = ZERO  # spot: still reserved (quote for buys, base for sells)
+    quote_order_qty: Decimal = ZERO
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.quantity - self.executed_qty
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("NEW", "PARTIALLY_FILLED")
+
+    @property
+    def average_price(self) -> Decimal:
+        return self.cum_quote / self.executed_qty if self.executed_qty else ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution of one order (a Binance trade as its owner sees it)."""
+
+    trade_id: int
+    order_id: int
+    client_order_id: str
+    account_id: str
+    kind: str
+    symbol: str
+    side: str
+    price: Decimal
+    qty: Decimal
+    quote_qty: Decimal
+    commission: Decimal
+    commission_asset: str
+    realized_pnl: Decimal
+    is_maker: bool
+    time_ms: int
+
+
+@dataclass(slots=True)
+class Position:
+    """A one-way-mode USDⓈ-M position; ``qty`` is signed (+ long, − short)."""
+
+    symbol: str
+    qty: Decimal = ZERO
+    entry_price: Decimal = ZERO
+    updated_ms: int = 0
+
+
+@dataclass(slots=True)
+class Account:
+    """One paper account (one API key): a spot wallet and a USDⓈ-M futures wallet."""
+
+    account_id: str
+    name: str
+    api_key: str
+    secret: bytes = field(repr=False)
+    spot_maker_fee: Decimal = Decimal("0.001")
+    spot_taker_fee: Decimal = Decimal("0.001")
+    futures_maker_fee: Decimal = Decimal("0.0002")
+    futures_taker_fee: Decimal = Decimal("0.0004")
+    spot_free: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    spot_locked: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    futures_wallet: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    positions: dict[str, Position] = field(default_factory=dict)
+    leverage: dict[str, int] = field(default_factory=dict)
+    margin_type: dict[str, str] = field(default_factory=dict)
+    orders: dict[tuple[str, int], Order] = field(default_factory=dict)
+    by_client_id: dict[tuple[str, str, str], Order] = field(default_factory=dict)
+    open_orders: dict[tuple[str, int], Order] = field(default_factory=dict)
+    fills: dict[tuple[str, str], list[Fill]] = field(default_factory=lambda: defaultdict(list))
+    journal: list[tuple[str, str, str, Decimal]] = field(default_factory=list)
+    updated_ms: int = 0
+
+    def fees(self, kind: str) -> tuple[Decimal, Decimal]:
+        """Return (maker, taker) rates for spot or futures."""
+        if kind == "spot":
+            return self.spot_maker_fee, self.spot_taker_fee
+        return self.futures_maker_fee, self.futures_taker_fee
+
+    def leverage_of(self, symbol: str) -> int:
+        return self.leverage.get(symbol, 20)
+
+    def record(self, wallet: str, asset: str, reason: str, amount: Decimal) -> None:
+        """Append one money movement to the journal (wallet is spot or futures)."""
+        if amount:
+            self.journal.append((wallet, asset, reason, amount))
+
+    def move_spot(self, asset: str, amount: Decimal, reason: str) -> None:
+        self.spot_free[asset] += amount
+        self.record("spot", asset, reason, amount)
+
+    def move_futures(self, asset: str, amount: Decimal, reason: str) -> None:
+        self.futures_wallet[asset] += amount
+        self.record("futures", asset, reason, amount)
+
+
+def new_credentials() -> tuple[str, str]:
+    """Return a fresh (api key, secret) pair shaped like Binance's (64 alphanumerics each)."""
+    return secrets.token_hex(32), secrets.token_hex(32)

@@ -1,0 +1,211 @@
+"""Copies: start (R-COPY-2 with R-ACC-2/3, R-LEAD-7/8/9), stop (R-COPY-5) and list.
+
+Starting a copy moves the allocation person:<id>:spot → follower:<copy_id>:cash. Stopping only
+marks the copy stopped; settlement (R-SET-5) settles it and returns the remaining cash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from copytrade.domain.copies import CopySettings, JoinRequest, check_join, validate_copy_settings
+from copytrade.domain.errors import RuleViolation
+from copytrade.domain.leaders import check_leverage
+from copytrade.ledger import Ledger, Leg
+from copytrade.ledger.accounts import follower_cash, leader_capital, person_spot
+from copytrade.platform.leaders import get_portfolio
+from copytrade.platform.people import check_handle, record, require_person
+from copytrade.platform.wallets import ASSET
+from models import Copy, LeadPortfolio, Person
+
+STOPPED_BY_FOLLOWER = "stopped_by_follower"
+
+
+def portfolio_aum(session: Session, portfolio: LeadPortfolio) -> Decimal:
+    """Return a portfolio's AUM for R-LEAD-8: leader capital plus every active copy's cash.
+
+    First version: equity is the ledger cash of the accounts; open positions are valued by the
+    copy engine, which applies the same check per order with marked equity.
+    """
+    ledger = Ledger(session)
+    total = ledger.balance(leader_capital(portfolio.id), ASSET)
+    copy_ids = session.scalars(
+        select(Copy.id).where(Copy.portfolio_id == portfolio.id, Copy.status == "active")
+    ).all()
+    for copy_id in copy_ids:
+        total += ledger.balance(follower_cash(copy_id), ASSET)
+    return total
+
+
+def start(
+    session: Session,
+    handle: str,
+    portfolio_id: object,
+    allocation: object,
+    *,
+    invitation_code: str | None = None,
+    **settings,
+) -> Copy:
+    """Start copying a portfolio with ``allocation`` USDT from the follower's spot wallet.
+
+    ``settings`` are the keyword arguments of ``validate_copy_settings`` (sizing mode, fixed
+    amount, below-minimum policy, stop-loss …). Everything is checked before anything is written.
+    """
+    check_handle(handle)
+    portfolio = get_portfolio(session, portfolio_id, lock=True)
+    person = require_person(session, handle, lock=True)
+    active_followers = session.scalar(
+        select(func.count()).where(Copy.portfolio_id == portfolio.id, Copy.status == "active")
+    )
+    mine = (
+        session.execute(
+            select(Copy.portfolio_id).where(
+                Copy.follower_person_id == person.id, Copy.status == "active"
+            )
+        )
+        .scalars()
+        .all()
+    )
+    ledger = Ledger(session)
+    balance = ledger.balance(person_spot(person.id), ASSET)
+    request = JoinRequest(
+        follower_person_id=person.id,
+        leader_person_id=portfolio.leader_person_id,
+        portfolio_status=portfolio.status,
+        portfolio_listed=portfolio.is_listed,
+        mode=portfolio.mode,
+        visibility=portfolio.visibility,
+        invitation_code=portfolio.invitation_code,
+        given_code=invitation_code,
+        active_followers=active_followers or 0,
+        follower_cap=portfolio.follower_cap,
+        allocation=allocation,
+        spot_balance=balance,
+        follower_active_copies=len(mine),
+        already_copying=portfolio.id in mine,
+    )
+    amount = check_join(request)
+    valid: CopySettings = validate_copy_settings(portfolio.mode, amount, **settings)
+    if portfolio.mode == "futures":
+        check_leverage(portfolio_aum(session, portfolio) + amount, valid.leverage)
+
+    copy = Copy(
+        portfolio_id=portfolio.id,
+        follower_person_id=person.id,
+        status="active",
+        allocation=amount,
+        **valid.as_columns(),
+    )
+    session.add(copy)
+    session.flush()
+    ledger.transfer(
+        f"copy-allocation:{copy.id}",
+        "copy_allocation",
+        [Leg(person_spot(person.id), ASSET, -amount), Leg(follower_cash(copy.id), ASSET, amount)],
+        refs={"copy_id": copy.id, "portfolio_id": portfolio.id},
+    )
+    return copy
+
+
+def get_copy(session: Session, copy_id: object, *, lock: bool = False) -> Copy:
+    """Return the copy ``copy_id``; refuse an unknown id (R-IN-2)."""
+    try:
+        cid = int(str(copy_id))
+    except ValueError:
+        raise RuleViolation("copy_id", copy_id, "R-IN-2", "a copy id is a whole number") from None
+    query = select(Copy).where(Copy.id == cid)
+    if lock:
+        query = query.with_for_update()
+    copy = session.scalars(query).one_or_none()
+    if copy is None:
+        raise RuleViolation("copy_id", copy_id, "R-IN-2", f"no copy with id {copy_id}")
+    return copy
+
+
+def stop(session: Session, copy_id: object, handle: str, reason: str = STOPPED_BY_FOLLOWER) -> Copy:
+    """Stop a copy at its follower's request (R-COPY-5); settlement (R-SET-5) takes it from here."""
+    copy = get_copy(session, copy_id, lock=True)
+    person = require_person(session, handle)
+    if person.id != copy.follower_person_id:
+        raise RuleViolation(
+            "handle", handle, "R-COPY-5", f"{handle!r} is not the follower of copy {copy.id}"
+        )
+    if copy.status != "active":
+        raise RuleViolation(
+            "copy_id",
+            copy.id,
+            "R-COPY-5",
+            f"copy {copy.id} is already stopped ({copy.stop_reason})",
+        )
+    copy.status = "stopped"
+    copy.stop_reason = reason
+    copy.stopped_at = datetime.now(UTC)
+    record(
+        session,
+        actor=person.handle,
+        action="copy_stopped",
+        subject_type="copy",
+        subject_id=copy.id,
+        rule="R-COPY-5",
+        reason=reason,
+        details={"portfolio_id": copy.portfolio_id},
+    )
+    return copy
+
+
+@dataclass(frozen=True, slots=True)
+class CopyRow:
+    id: int
+    follower: str
+    portfolio_id: int
+    nickname: str
+    status: str
+    allocation: Decimal
+    cash: Decimal
+    sizing_mode: str
+    leverage: int
+    stop_reason: str | None
+
+
+def list_copies(
+    session: Session,
+    handle: str | None = None,
+    portfolio_id: int | None = None,
+    include_stopped: bool = False,
+) -> list[CopyRow]:
+    """Return copies (active only unless ``include_stopped``) with their cash balances."""
+    query = (
+        select(Copy, Person.handle, LeadPortfolio.nickname)
+        .join(Person, Person.id == Copy.follower_person_id)
+        .join(LeadPortfolio, LeadPortfolio.id == Copy.portfolio_id)
+        .order_by(Copy.id)
+    )
+    if handle is not None:
+        query = query.where(Person.handle == check_handle(handle))
+    if portfolio_id is not None:
+        query = query.where(Copy.portfolio_id == portfolio_id)
+    if not include_stopped:
+        query = query.where(Copy.status == "active")
+    ledger = Ledger(session)
+    rows: Iterable = session.execute(query)
+    return [
+        CopyRow(
+            id=c.id,
+            follower=h,
+            portfolio_id=c.portfolio_id,
+            nickname=nick,
+            status=c.status,
+            allocation=c.allocation,
+            cash=ledger.balance(follower_cash(c.id), ASSET),
+            sizing_mode=c.sizing_mode,
+            leverage=c.leverage,
+            stop_reason=c.stop_reason,
+        )
+        for c, h, nick in rows
+    ]

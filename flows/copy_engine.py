@@ -1,0 +1,29 @@
+"""The copy engine as one long Prefect flow run: heartbeats in the logs, never a task per order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prefect import flow, get_run_logger
+
+from copytrade.engine.service import run_engine
+from flows._secrets import prefect_secret
+
+
+@flow(name="copy-engine", flow_run_name="copy-engine-{exchange}", log_prints=False)
+async def copy_engine(
+    exchange: str = "paper", heartbeat_every: float = 30.0, run_for_seconds: float | None = None
+) -> str:
+    """Follow every leader and copy their fills until cancelled (or ``run_for_seconds``)."""
+    logger = get_run_logger()
+    stop = asyncio.Event()
+    if run_for_seconds:
+        asyncio.get_running_loop().call_later(run_for_seconds, stop.set)
+    stats = await run_engine(
+        exchange=exchange,
+        secrets=prefect_secret,
+        heartbeat=lambda line: logger.info("heartbeat: %s", line),
+        heartbeat_every=heartbeat_every,
+        stop=stop,
+    )
+    return stats.line()

@@ -1,0 +1,124 @@
+"""Flow `settle`: validate the ledger, pay the cycle's shares and rebates, publish what happened.
+
+validate (subflow, gate) → settle pending events and the cycle (task, resumable) → publish payouts
+per leader and withheld shares → fail the run if validation blocked the payouts (R-LED-7).
+Weekly on Monday 00:00 UTC (deployment `settle-weekly`), or for one copy's event trigger.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from copytrade.config import get_settings
+from copytrade.db import session_factory
+from copytrade.settlement import (
+    RunReport,
+    SettlementBlocked,
+    SettlementService,
+    SnapshotMarks,
+    StaticMarks,
+)
+from copytrade.settlement.gate import gate_from_report
+from copytrade.validation import ValidationReport
+from flows.validate_ledger import validate_ledger
+
+
+@task(
+    retries=2, retry_delay_seconds=[10, 60], cache_policy=NO_CACHE, task_run_name="settle-{cycle}"
+)
+def run_settlement(
+    cycle: str,
+    validation: ValidationReport,
+    database_url: str | None = None,
+    at: datetime | None = None,
+    copy_id: int | None = None,
+    trigger: str | None = None,
+    ref: str | None = None,
+    marks: dict[str, str] | None = None,
+    marks_file: str | None = None,
+    include_pending_events: bool = True,
+) -> list[RunReport]:
+    """Settle; a retry resumes the cycle where it stopped (R-SET-9). A block is returned, not raised."""
+    url = database_url or get_settings().ledger_url
+    prices = (
+        SnapshotMarks.load(Path(marks_file))
+        if marks_file
+        else StaticMarks({k: Decimal(v) for k, v in (marks or {}).items()})
+    )
+    service = SettlementService(
+        session_factory(url), gate=gate_from_report(validation), marks=prices
+    )
+    at = at or datetime.now(UTC)
+    reports = []
+    try:
+        if cycle == "weekly":
+            if include_pending_events:
+                reports.append(service.settle_pending_events(at))
+            reports.append(service.settle_weekly(at))
+        else:
+            reports.append(service.settle_copy(copy_id, trigger, ref=ref, at=at))
+    except SettlementBlocked as blocked:
+        reports.append(blocked.report)
+    return reports
+
+
+@task(cache_policy=NO_CACHE, task_run_name="publish-settlement")
+def publish(reports: list[RunReport]) -> None:
+    """Publish payouts per leader, paused and deferred shares with reasons, and the run's report."""
+    create_table_artifact(
+        key="settlement-payouts",
+        table=[{"run": r.trigger, **row} for r in reports for row in r.leader_rows()]
+        or [{"run": "none"}],
+        description="Shares and rebates paid per leader in this run",
+    )
+    create_table_artifact(
+        key="settlement-withheld",
+        table=[row for r in reports for row in r.withheld_rows()] or [{"status": "none"}],
+        description="Shares paused (R-SET-7) or deferred (R-SET-6), with the reason",
+    )
+    create_markdown_artifact(
+        key="settlement-report", markdown="\n".join(r.to_markdown() for r in reports)
+    )
+
+
+@flow(name="settle", flow_run_name="settle-{cycle}")
+def settle(
+    cycle: str = "weekly",
+    at: datetime | None = None,
+    copy_id: int | None = None,
+    trigger: str | None = None,
+    ref: str | None = None,
+    marks: dict[str, str] | None = None,
+    marks_file: str | None = None,
+    database_url: str | None = None,
+    include_pending_events: bool = True,
+) -> list[dict]:
+    """Validate, settle (``cycle='weekly'`` or ``'event'`` with ``copy_id`` and ``trigger``), report."""
+    validation = validate_ledger(database_url=database_url, data_docs=True, fail_on_problems=False)
+    reports = run_settlement(
+        cycle,
+        validation,
+        database_url,
+        at,
+        copy_id,
+        trigger,
+        ref,
+        marks,
+        marks_file,
+        include_pending_events,
+    )
+    publish(reports)
+    blocked = [r for r in reports if r.blocked]
+    if blocked:
+        raise SettlementBlocked(blocked[0])
+    return [r.summary() for r in reports]
+
+
+if __name__ == "__main__":
+    settle()

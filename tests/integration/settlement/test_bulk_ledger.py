@@ -1,0 +1,179 @@
+"""Settlement's bulk poster and chain recomputation agree with the ledger service (R-LED-1/2, R-X-4)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+import models
+from copytrade.db import make_engine
+from copytrade.ledger import (
+    IdempotencyConflict,
+    Ledger,
+    Leg,
+    NegativeBalance,
+    TransferSpec,
+    UnbalancedTransfer,
+)
+from copytrade.settlement.bulk_ledger import post_bulk
+from copytrade.validation import recompute_chain
+from models import LedgerAccount, LedgerPosting, LedgerTransfer
+
+T0 = datetime(2025, 1, 6, tzinfo=UTC)
+
+
+def specs(n: int = 300) -> list[TransferSpec]:
+    out = []
+    for i in range(n):
+        amount = D(i + 1) / 7  # many decimals…
+        amount = amount.quantize(D("0.00000001"))  # …rounded to the ledger's scale
+        out.append(
+            TransferSpec(
+                f"dep-{i}",
+                "deposit",
+                (
+                    Leg("external:deposits", "USDT", -amount),
+                    Leg(f"person:{i % 13}:spot", "USDT", amount),
+                ),
+                refs={"i": i},
+                at=T0 + timedelta(microseconds=i * 37),
+            )
+        )
+        if i % 3 == 0:
+            out.append(
+                TransferSpec(
+                    f"move-{i}",
+                    "copy_allocation",
+                    (
+                        Leg(f"person:{i % 13}:spot", "USDT", -amount),
+                        Leg(f"follower:{i}:cash", "USDT", amount),
+                    ),
+                    at=T0 + timedelta(seconds=1, microseconds=i),
+                )
+            )
+    return out
+
+
+def snapshot(session: Session):
+    transfers = session.execute(
+        select(
+            LedgerTransfer.seq,
+            LedgerTransfer.idempotency_key,
+            LedgerTransfer.code,
+            LedgerTransfer.digest,
+            LedgerTransfer.prev_hash,
+            LedgerTransfer.hash,
+            LedgerTransfer.created_at,
+            LedgerTransfer.refs,
+        ).order_by(LedgerTransfer.seq)
+    ).all()
+    balances = session.execute(
+        select(
+            LedgerAccount.address,
+            LedgerAccount.asset,
+            LedgerAccount.balance,
+            LedgerAccount.allow_negative,
+        ).order_by(LedgerAccount.address, LedgerAccount.asset)
+    ).all()
+    postings = session.execute(
+        select(LedgerTransfer.seq, LedgerAccount.address, LedgerPosting.amount)
+        .join(LedgerPosting, LedgerPosting.transfer_id == LedgerTransfer.id)
+        .join(LedgerAccount, LedgerAccount.id == LedgerPosting.account_id)
+        .order_by(LedgerTransfer.seq, LedgerAccount.address)
+    ).all()
+    return transfers, balances, postings
+
+
+def test_bulk_poster_writes_exactly_what_the_ledger_service_writes_R_X_4(session, tmp_path):
+    """Reference: the ledger service on a fresh SQLite file; under test: the bulk poster on the
+    test's database (SQLite or PostgreSQL), in two overlapping batches."""
+    batch = specs()
+    reference = make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
+    models.Base.metadata.create_all(reference)
+    with Session(reference) as s1, s1.begin():
+        Ledger(s1).post_many(batch)
+        expected = snapshot(s1)
+    reference.dispose()
+    with session.begin():
+        post_bulk(session, batch[:150])
+    with session.begin():
+        results = post_bulk(session, batch)  # the first 150 again: no-ops
+        assert sum(r.created for r in results) == len(batch) - 150
+        assert snapshot(session) == expected
+        assert Ledger(session).verify_chain().ok
+
+
+def test_bulk_poster_keeps_the_ledger_rules_R_LED_1_R_LED_2_R_SET_9(session):
+    with session.begin():
+        post_bulk(session, specs(30))
+        before = snapshot(session)
+    bad = TransferSpec(
+        "bad", "deposit", (Leg("external:x", "USDT", D(-1)), Leg("person:1:spot", "USDT", D("0.5")))
+    )
+    overdraw = TransferSpec(
+        "over",
+        "withdrawal",
+        (Leg("person:1:spot", "USDT", D(-(10**6))), Leg("external:w", "USDT", D(10**6))),
+    )
+    conflict = TransferSpec(
+        "dep-0",
+        "deposit",
+        (Leg("external:deposits", "USDT", D(-1)), Leg("person:0:spot", "USDT", D(1))),
+    )
+    for spec, error in (
+        (bad, UnbalancedTransfer),
+        (overdraw, NegativeBalance),
+        (conflict, IdempotencyConflict),
+    ):
+        with pytest.raises(error), session.begin():
+            post_bulk(session, [specs(40)[-1], spec])
+        with session.begin():
+            assert snapshot(session) == before  # all or nothing
+    with session.begin():
+        assert [r.created for r in post_bulk(session, specs(30))] == [False] * len(specs(30))
+        assert Ledger(session).verify_chain().ok
+
+
+def test_fast_chain_recomputation_agrees_with_verify_chain_R_X_4(session, engine):
+    with session.begin():
+        post_bulk(session, specs(120))
+        report, through, _ = recompute_chain(session, batch=17)
+        assert report.ok and report.checked == through == Ledger(session).verify_chain().checked
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("drop trigger trg_ledger_postings__no_update")
+        else:
+            conn.exec_driver_sql("alter table ledger_postings disable trigger user")
+        conn.execute(
+            text(
+                "update ledger_postings set amount = amount + 1 where amount > 0 and transfer_id = "
+                "(select id from ledger_transfers where seq = 77)"
+            )
+        )
+    with session.begin():
+        fast, through, _ = recompute_chain(session, batch=17)
+        reference = Ledger(session).verify_chain()
+    assert (fast.first_broken_seq, fast.problems) == (
+        reference.first_broken_seq,
+        reference.problems,
+    )
+    assert fast.first_broken_seq == 77 and through == 76
+
+
+def test_hash_from_stored_text_is_the_ledgers_chain_hash_R_X_4():
+    from copytrade.ledger.service import chain_hash
+    from copytrade.validation.chain import hash_from_stamp
+
+    for at in (
+        T0,
+        T0 + timedelta(microseconds=1),
+        datetime(2031, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ):
+        stamp = at.strftime("%Y-%m-%d %H:%M:%S.%f").replace(" ", "T") + "Z"
+        assert hash_from_stamp("ab" * 32, 42, stamp, "cd" * 32) == chain_hash(
+            "ab" * 32, 42, at, "cd" * 32
+        )

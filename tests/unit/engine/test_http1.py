@@ -1,0 +1,61 @@
+"""The hot path's minimal HTTP/1.1 client: keep-alive, Content-Length and chunked bodies."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from copytrade.engine.http1 import Pool
+
+
+async def test_keep_alive_content_length_and_chunked_bodies():
+    seen = []
+
+    async def handle(reader, writer):
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                break
+            length = int(
+                [h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][
+                    0
+                ].split(b":")[1]
+            )
+            body = await reader.readexactly(length)
+            seen.append((head.split(b"\r\n")[0], body))
+            if len(seen) == 1:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            else:
+                writer.write(
+                    b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+                )
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = Pool(f"http://127.0.0.1:{port}/fapi/v1/order")
+    first = await pool.post("/fapi/v1/order", b"a=1", b"X-Test: 1\r\n", 5)
+    second = await pool.post("/fapi/v1/order", b"b=22", b"", 5)
+    assert (first.status, first.body) == (200, b"ok")
+    assert (second.status, second.reason, second.body) == (400, "Bad Request", b"abcde")
+    assert [b for _, b in seen] == [b"a=1", b"b=22"]
+    assert len(pool.idle) == 1  # one connection, kept alive across both requests
+    pool.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_timeout_raises_and_drops_the_connection():
+    async def silent(reader, writer):
+        await asyncio.sleep(5)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = Pool(f"http://127.0.0.1:{port}")
+    with pytest.raises(TimeoutError):
+        await pool.post("/x", b"", b"", 0.1)
+    assert pool.idle == []
+    server.close()
