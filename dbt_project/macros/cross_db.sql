@@ -27,3 +27,22 @@
 {% macro last_batch() -%}
     (select coalesce(max(_batch_id), 0) from {{ this }})
 {%- endmacro %}
+
+{#- Pre-hook of int_book_unrealised_daily: delete the days an incremental run recomputes, so a day
+    on which a book no longer holds a position loses its old row (delete+insert alone only
+    replaces the keys it writes). -#}
+{% macro clear_unrealised_from_start() %}
+    {% if is_incremental() %}
+    delete from {{ this }}
+    where unrealised_date >= least(
+        (select max(unrealised_date) from {{ this }}) + 1 - {{ var('lookback_days') }},
+        coalesce(
+            (select min(traded_on) from {{ ref('int_book_positions') }}
+             where _batch_id > (select coalesce(max(_batch_id), 0) from {{ this }})),
+            (select as_of_date from {{ ref('int_as_of') }})
+        )
+    )
+    {% else %}
+    select 1
+    {% endif %}
+{% endmacro %}

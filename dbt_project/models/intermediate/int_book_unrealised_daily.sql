@@ -2,6 +2,7 @@
     materialized='incremental',
     unique_key=['book_type', 'book_id', 'unrealised_date'],
     incremental_strategy='delete+insert',
+    pre_hook="{{ clear_unrealised_from_start() }}",
 ) }}
 {#- One row per book and UTC day on which it holds an open position: the unrealised PnL of its
     open positions at the day's mark, Σ (Q × mark − B) rounded to 1e-8. A position holds from its
@@ -10,7 +11,8 @@
     whose fills had no published realised PnL keeps that result here (−B).
 
     Incremental: days from the earliest day touched by changed positions, and at least the last
-    var('lookback_days') days (a day's mark price may arrive late), are recomputed. -#}
+    var('lookback_days') days (a day's mark price may arrive late), are recomputed; a pre-hook
+    first deletes those days, since a book may hold nothing on a day it held something before. -#}
 with positions as (
     select * from {{ ref('int_book_positions') }}
 ),
