@@ -213,7 +213,7 @@ def page(chromium: Path) -> Iterator[Any]:
         context = browser.new_context(
             viewport={"width": 1920, "height": 1000}, timezone_id="UTC", locale="en-US"
         )
-        context.set_default_timeout(30_000)
+        context.set_default_timeout(60_000)  # a loaded CI machine renders slowly
         yield context.new_page()
         browser.close()
 
@@ -223,7 +223,7 @@ def screenshot(page: Any, name: str) -> None:
         page.screenshot(path=str(DOCS / name))
 
 
-def run_deployment(stack: Stack, name: str, timeout: float = 240) -> dict[str, Any]:
+def run_deployment(stack: Stack, name: str, timeout: float = 480) -> dict[str, Any]:
     """Start a run of deployment ``name`` through the worker and wait for its final state."""
     with PrefectAPI(stack.prefect_api_url) as api:
         (deployment,) = api.deployments([name])
@@ -316,7 +316,7 @@ def test_engine_runs_one_at_a_time_and_down_cancels_it(stack: Stack) -> None:
     with PrefectAPI(stack.prefect_api_url) as api:
         (deployment,) = api.deployments(["copy-engine"])
         (run,) = api.flow_runs(deployment_id=deployment["id"])
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 360
         while api.flow_run(run["id"])["state"]["type"] != "RUNNING":
             assert time.monotonic() < deadline, api.flow_run(run["id"])["state"]
             time.sleep(1)
