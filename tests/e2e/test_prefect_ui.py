@@ -213,7 +213,7 @@ def page(chromium: Path) -> Iterator[Any]:
         context = browser.new_context(
             viewport={"width": 1920, "height": 1000}, timezone_id="UTC", locale="en-US"
         )
-        context.set_default_timeout(30_000)
+        context.set_default_timeout(60_000)  # a loaded CI machine renders slowly
         yield context.new_page()
         browser.close()
 
@@ -223,7 +223,7 @@ def screenshot(page: Any, name: str) -> None:
         page.screenshot(path=str(DOCS / name))
 
 
-def run_deployment(stack: Stack, name: str, timeout: float = 240) -> dict[str, Any]:
+def run_deployment(stack: Stack, name: str, timeout: float = 480) -> dict[str, Any]:
     """Start a run of deployment ``name`` through the worker and wait for its final state."""
     with PrefectAPI(stack.prefect_api_url) as api:
         (deployment,) = api.deployments([name])
@@ -307,6 +307,29 @@ def test_settlement_report_artifact_is_visible_after_a_settle_run(
     screenshot(page, "prefect-ui-artifact.png")
 
 
+def test_failed_validation_fails_the_run_with_the_reason_in_the_ui_R_LED_7(
+    stack: Stack, ui_base: str, page: Any
+) -> None:
+    """Break R-LED-2 behind the ledger's back: the daily validation run ends Failed, and the UI
+    shows the failed check as the run's reason (runs after the settle test, which needs a whole
+    ledger)."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(stack.ledger_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "update ledger_accounts set balance = balance + 1 where address = 'platform:fees'"
+        )
+    engine.dispose()
+    run = run_deployment(stack, "validate-ledger-daily")
+    assert run["state"]["type"] == "FAILED", run["state"]
+    assert "balances_equal_sum_of_postings" in run["state"]["message"], run["state"]
+
+    page.goto(f"{ui_base}/runs/flow-run/{run['id']}")
+    page.get_by_text("Failed", exact=True).first.wait_for()
+    page.get_by_text("balances_equal_sum_of_postings").first.wait_for()
+
+
 def test_engine_runs_one_at_a_time_and_down_cancels_it(stack: Stack) -> None:
     """`up` starts one copy-engine run (a second request finds it active); `down` cancels it
     through the API, so the worker stops it and the UI shows it Cancelled, not Running."""
@@ -316,7 +339,7 @@ def test_engine_runs_one_at_a_time_and_down_cancels_it(stack: Stack) -> None:
     with PrefectAPI(stack.prefect_api_url) as api:
         (deployment,) = api.deployments(["copy-engine"])
         (run,) = api.flow_runs(deployment_id=deployment["id"])
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 360
         while api.flow_run(run["id"])["state"]["type"] != "RUNNING":
             assert time.monotonic() < deadline, api.flow_run(run["id"])["state"]
             time.sleep(1)
