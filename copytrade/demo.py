@@ -1,63 +1,61 @@
-"""The demo (first version): leaders and followers through the platform services, trades and fees
-through the ledger, balances at the end.
+"""The demo: the whole platform story on the embedded default, in a few minutes.
 
-It runs on a fresh SQLite database (``<home>/demo.db``, recreated on every run so the demo is
-repeatable), migrated with the project's migrations, and uses exactly the services the CLI uses.
-Later work grows it into the full story (paper exchange, copy engine, settlement, metrics).
+On a fresh SQLite ledger (``<home>/demo.db``, recreated every run) migrated with the project's
+migrations: people deposit, leaders apply through the platform services (one refused), followers
+join with varied settings (one refused: private portfolio without the code). A paper exchange
+(in-process, USDⓈ-M, its simulated clock jumped at each trade) hosts everyone: one leader replays
+the real Binance lead trader's Feb–Mar 2025 fills on the real 1000PEPE/ONDO candles, two leaders
+trade a moving-average cross on the real XRPUSDT candles (2021, the exchange repeats the file
+along its clock), while the copy engine copies them; one follower's tight stop-loss fires. Then the
+ledger is validated (GX ``ledger_integrity``), the weekly settlement cycle pays shares and rebates,
+the metrics warehouse (DuckDB, dbt) is built, and a summary is printed.
+
+The 2018 spot candles are BTC-quoted pairs while copies are funded in USDT, so the ma-cross leaders
+trade futures on the real 2021 XRPUSDT candles instead, on the same exchange and clock.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import os
+import statistics
+import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from copytrade import migrate
 from copytrade.config import get_settings
 from copytrade.db import make_engine
 from copytrade.domain.errors import RuleViolation
-from copytrade.domain.fees import leader_rebate, trading_fee
 from copytrade.domain.leaders import LeaderApplication
-from copytrade.domain.markets import Market
-from copytrade.ledger import Ledger, Leg
-from copytrade.ledger.accounts import (
-    PLATFORM_FEES,
-    exchange,
-    follower_cash,
-    leader_capital,
-    leader_rebates,
-)
+from copytrade.ledger import Ledger
 from copytrade.platform import copies, leaders, wallets
-from models import Copy, LeadPortfolio, Person
+from models import (
+    Copy,
+    ExchangeAccount,
+    FollowerFill,
+    FollowerOrderIntent,
+    LeaderFill,
+    LeadPortfolio,
+    SettlementPayout,
+)
 
 USDT = "USDT"
-SPOT_FEE = Decimal("0.001")  # 0.1 % taker, Binance spot
-FUTURES_FEE = Decimal("0.0004")  # 0.04 % taker, Binance USDⓈ-M
-
-# BTC/USDT filters as Binance publishes them, used when the reference data folder is absent.
-_BTCUSDT_FALLBACK = {
-    "symbol": "BTCUSDT",
-    "baseAsset": "BTC",
-    "quoteAsset": "USDT",
-    "filters": [
-        {
-            "filterType": "PRICE_FILTER",
-            "minPrice": "0.01",
-            "maxPrice": "1000000",
-            "tickSize": "0.01",
-        },
-        {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000", "stepSize": "0.00001"},
-        {"filterType": "NOTIONAL", "minNotional": "5", "applyMinToMarket": True},
-    ],
-}
+REPLAY_SYMBOLS = ("1000PEPEUSDT", "ONDOUSDT")
+CROSS_SYMBOL = "XRPUSDT"
+CROSS_CANDLES = "market/futures/XRP_USDT_USDT-5m.csv"
+PAPER_START = "2025-02-24T00:00:00Z"
 
 
 @dataclass
@@ -65,11 +63,24 @@ class DemoResult:
     """What the demo did, for callers and tests."""
 
     database_url: str
+    database_path: Path | None = None
+    warehouse_path: Path | None = None
     portfolios: dict[str, int] = field(default_factory=dict)
     copies: dict[str, int] = field(default_factory=dict)
     refusals: list[str] = field(default_factory=list)
+    leader_orders: dict[str, int] = field(default_factory=dict)
+    stopped: dict[int, str] = field(default_factory=dict)  # copy id → stop reason
+    validation_passed: bool = False
+    settlement_status: str = ""
+    dbt_ok: bool = False
+    leaderboard: list[dict] = field(default_factory=list)
     transfers: int = 0
     chain_ok: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.chain_ok and self.validation_passed and self.dbt_ok
 
 
 def demo_database(home: Path | None = None) -> tuple[Path, str]:
@@ -84,13 +95,17 @@ def reset_database(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def btc_usdt() -> Market:
-    """Return the BTC/USDT spot market from the reference data (or Binance's published filters)."""
-    source = get_settings().data_dir / "exchange" / "binance-markets.json"
-    entry = _BTCUSDT_FALLBACK
-    if source.is_file():
-        entry = json.loads(source.read_text())["BTC/USDT"]["info"]
-    return Market.from_exchange_info(entry, "spot", taker_fee=SPOT_FEE)
+@dataclass(frozen=True)
+class Scale:
+    """How much of the story to play: ``--fast`` for tests, the default for people."""
+
+    replay_fills: int
+    cross_trades: int
+    followers_per_leader: int
+
+
+FAST = Scale(replay_fills=30, cross_trades=4, followers_per_leader=3)
+FULL = Scale(replay_fills=160, cross_trades=12, followers_per_leader=10)
 
 
 def run_demo(
@@ -98,321 +113,606 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo end to end and print what happens; return a summary."""
     console = console or Console()
+    home = home or get_settings().home
     path, url = demo_database(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     reset_database(path)
     migrate.upgrade(url)
-    result = DemoResult(database_url=url)
+    result = DemoResult(database_url=url, database_path=path)
     # An engine of its own, disposed at the end: a cached one would keep the previous run's
     # (deleted) file open and the next run would not start fresh.
     engine = make_engine(url)
     factory = sessionmaker(engine, expire_on_commit=False)
-
-    @contextmanager
-    def session_scope(_url: str = url) -> Iterator[Session]:
-        with factory() as session, session.begin():
-            yield session
-
     try:
-        _story(console, url, result, session_scope)
+        _Story(console, url, factory, result, home, FAST if fast else FULL).run()
     finally:
         engine.dispose()
-    console.print(f"demo database: {path}")
     return result
 
 
-def _story(console: Console, url: str, result: DemoResult, session_scope) -> None:
+class _Story:
+    def __init__(self, console, url, factory, result, home, scale) -> None:
+        self.console, self.url, self.factory = console, url, factory
+        self.result, self.home, self.scale = result, home, scale
+        self.data_dir = get_settings().data_dir
+        self.codes: dict[str, str | None] = {}
+        self.secrets: dict[str, str] = {}
 
-    def step(title: str) -> None:
-        console.rule(f"[bold]{title}")
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self.factory() as session, session.begin():
+            yield session
 
-    def attempt(label: str, action: Callable[[object], object]) -> object | None:
+    def step(self, title: str) -> None:
+        self.console.rule(f"[bold]{title}")
+
+    def timed(self, name: str, started: float) -> None:
+        self.result.seconds[name] = round(time.perf_counter() - started, 1)
+
+    def attempt(self, label: str, action: Callable[[Session], object]) -> object | None:
         """Run one request in its own transaction, like a CLI command; show a refusal."""
         try:
-            with session_scope(url) as session:
+            with self.session() as session:
                 return action(session)
         except RuleViolation as exc:
-            console.print(f"  [red]refused[/] {label}: {exc}")
-            result.refusals.append(f"{label}: {exc}")
+            self.console.print(f"  [red]refused[/] {label}: {exc}")
+            self.result.refusals.append(f"{label}: {exc}")
             return None
 
-    step("1. People deposit USDT into their spot wallets")
-    funds = {
-        "alice": "20000",
-        "bruno": "30000",
-        "chen": "10000",
-        "dana": "1000",
-        "erik": "5000",
-        "fatima": "3000",
-        "goran": "2500",
-        "hana": "4000",
-    }
-    with session_scope(url) as session:
-        for handle, amount in funds.items():
-            wallets.deposit(session, handle, amount, key=f"demo-{handle}")
-            console.print(f"  {handle}: +{amount} USDT")
+    def progress(self) -> Progress:
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
 
-    step("2. Leaders apply (R-LEAD-1..6)")
-    applications = {
-        "alice": LeaderApplication(
-            "spot", "AlphaAlice", "BTC and ETH swing trades, spot only", "10000", True
-        ),
-        "bruno": LeaderApplication(
-            "futures", "BrunoMomentum", "Trend following on USDⓈ-M perpetuals", "20000", True
-        ),
-        "chen": LeaderApplication(
-            "futures",
-            "ChenPrivate",
-            "Invite-only mean reversion",
-            "5000",
-            True,
-            visibility="private",
-            profit_share_ratio="20%",
-        ),
-        "dana": LeaderApplication("spot", "DanaDips", "Buying dips", "200", True),
-    }
-    codes: dict[str, str | None] = {}
-    for handle, application in applications.items():
+    # -- the story ---------------------------------------------------------------------------
 
-        def open_portfolio(session, handle=handle, application=application):
-            portfolio = leaders.apply(session, handle, application)
-            return portfolio.id, portfolio.invitation_code
+    def run(self) -> None:
+        from copytrade.paper.testing import run_paper_exchange
 
-        opened = attempt(f"{handle} applies with {application.capital} USDT", open_portfolio)
-        if opened:
-            pid, code = opened
-            result.portfolios[handle] = pid
-            codes[handle] = code
-            extra = f", invitation code {code}" if code else ""
-            console.print(
-                f"  [green]accepted[/] {handle}: portfolio {pid} {application.nickname!r} "
-                f"({application.mode}, {application.visibility}){extra}"
+        started = time.perf_counter()
+        self.sign_up()
+        self.timed("sign_up", started)
+        with run_paper_exchange(start=PAPER_START, speed=0, data_dir=self.data_dir) as paper:
+            self.paper = paper
+            self.open_exchange_accounts()
+            started = time.perf_counter()
+            asyncio.run(self.trade())
+            self.timed("trading", started)
+            self.marks = self.last_prices()
+        started = time.perf_counter()
+        self.settle()
+        self.timed("settlement", started)
+        started = time.perf_counter()
+        self.build_metrics()
+        self.timed("metrics", started)
+        self.summary()
+
+    def sign_up(self) -> None:
+        self.step("1. Leaders apply (R-LEAD-1..6)")
+        funds = {"pepe": "50000", "xena": "30000", "chen": "20000", "dana": "1000"}
+        with self.session() as session:
+            for handle, amount in funds.items():
+                wallets.deposit(session, handle, amount, key=f"demo-{handle}")
+        applications = {
+            "pepe": LeaderApplication(
+                "futures",
+                "PepeReplay",
+                "The real Binance lead trader's Feb–Mar 2025 fills",
+                "2000",
+                True,
+            ),
+            "xena": LeaderApplication(
+                "futures", "XenaCross", "Moving-average cross on XRP", "10000", True
+            ),
+            "chen": LeaderApplication(
+                "futures",
+                "ChenPrivate",
+                "Invite-only slow cross",
+                "10000",
+                True,
+                visibility="private",
+                profit_share_ratio="20%",
+            ),
+            "dana": LeaderApplication("spot", "DanaDips", "Buying dips", "200", True),
+        }
+        for handle, application in applications.items():
+
+            def open_portfolio(session, handle=handle, application=application):
+                portfolio = leaders.apply(session, handle, application)
+                return portfolio.id, portfolio.invitation_code
+
+            opened = self.attempt(
+                f"{handle} applies with {application.capital} USDT", open_portfolio
             )
+            if opened:
+                pid, code = opened
+                self.result.portfolios[handle] = pid
+                self.codes[handle] = code
+                extra = f", invitation code {code}" if code else ""
+                self.console.print(
+                    f"  [green]accepted[/] {handle}: portfolio {pid} {application.nickname!r} "
+                    f"(futures, {application.visibility}){extra}"
+                )
 
-    step("3. Followers start copies with their own settings (R-COPY-2)")
-    follows = [
-        ("erik", "alice", "2000", {}, None),
-        (
-            "fatima",
-            "alice",
-            "1000",
-            {"sizing_mode": "fixed_amount", "fixed_amount": "200", "stop_loss_pct": "20"},
-            None,
-        ),
-        (
-            "goran",
-            "bruno",
-            "2000",
-            {"leverage": 3, "slippage_limit_pct": "1", "symbols": ["BTCUSDT", "ETH/USDT"]},
-            None,
-        ),
-        ("hana", "chen", "1500", {"leverage": 5, "daily_loss_limit": "100"}, codes.get("chen")),
-        ("erik", "chen", "500", {}, None),  # refused: private portfolio without the code
-    ]
-    for follower, leader, allocation, settings, code in follows:
-        pid = result.portfolios.get(leader)
-        if pid is None:
-            continue
+        self.step("2. Followers join with their own settings (R-COPY-2)")
+        follows = self.follow_plan()
+        with self.session() as session:
+            for follower, _leader, allocation, _settings, _code in follows:
+                wallets.deposit(session, follower, allocation, key=f"demo-{follower}")
+        for follower, leader, allocation, settings, code in follows:
+            pid = self.result.portfolios.get(leader)
+            if pid is None:
+                continue
 
-        def start_copy(
-            session, follower=follower, pid=pid, allocation=allocation, settings=settings, code=code
-        ):
-            return copies.start(
-                session, follower, pid, allocation, invitation_code=code, **settings
-            ).id
+            def start_copy(
+                session,
+                follower=follower,
+                pid=pid,
+                allocation=allocation,
+                settings=settings,
+                code=code,
+            ):
+                return copies.start(
+                    session, follower, pid, allocation, invitation_code=code, **settings
+                ).id
 
-        copy_id = attempt(f"{follower} copies {leader} with {allocation} USDT", start_copy)
-        if copy_id:
-            result.copies[f"{follower}->{leader}"] = copy_id
-            console.print(
-                f"  [green]started[/] copy {copy_id}: {follower} copies {leader} "
-                f"with {allocation} USDT {settings or ''}"
+            copy_id = self.attempt(f"{follower} copies {leader} with {allocation} USDT", start_copy)
+            if copy_id:
+                self.result.copies[f"{follower}->{leader}"] = copy_id
+                shown = ", ".join(f"{k}={v}" for k, v in settings.items()) or "defaults"
+                self.console.print(
+                    f"  [green]started[/] copy {copy_id}: {follower} copies {leader} with "
+                    f"{allocation} USDT ({shown})"
+                )
+
+    def follow_plan(self) -> list[tuple[str, str, str, dict, str | None]]:
+        """Followers with varied settings; the first of the real leader's has a tight stop-loss."""
+        n = self.scale.followers_per_leader
+        plan: list[tuple[str, str, str, dict, str | None]] = [
+            ("sam", "pepe", "3000", {"leverage": 10, "stop_loss_pct": "1"}, None)
+        ]
+        variants = [
+            {"leverage": 5},
+            {"leverage": 2, "symbols": ["ONDOUSDT"]},
+            {"leverage": 3, "below_min_policy": "round_up"},
+            {"leverage": 10, "sizing_mode": "fixed_amount", "fixed_amount": "150"},
+            {"leverage": 8, "below_min_policy": "accumulate", "take_profit_pct": "50"},
+            {"leverage": 4, "slippage_limit_pct": "1"},
+        ]
+        amounts = ["2000", "1200", "500", "5000", "800", "2500"]
+        for leader in ("pepe", "xena", "chen"):
+            for i in range(n - (1 if leader == "pepe" else 0)):
+                settings = dict(variants[i % len(variants)])
+                if leader != "pepe":
+                    settings.pop("symbols", None)
+                code = "CODE" if leader == "chen" else None
+                plan.append(
+                    (f"{leader}-fan-{i + 1}", leader, amounts[i % len(amounts)], settings, code)
+                )
+        plan.append(("tina", "pepe", "40", {"leverage": 2}, None))  # too small: skips below minimum
+        plan.append(("ivan", "chen", "500", {}, None))  # refused: private, no code
+        return [(f, lead, a, s, self.codes.get("chen") if c else None) for f, lead, a, s, c in plan]
+
+    def open_exchange_accounts(self) -> None:
+        """Give every leader and copy an account on the paper exchange (API key + secret by env ref)."""
+        admin = self.paper.admin
+        self.leader_accounts = {}
+        with self.session() as session:
+            for handle, pid in self.result.portfolios.items():
+                portfolio = session.get(LeadPortfolio, pid)
+                paper = admin.create_account(f"leader-{handle}", futures={USDT: "100000"})
+                portfolio.exchange_account_id = self._account(
+                    session, portfolio.leader_person_id, paper
+                )
+                self.leader_accounts[handle] = paper
+            for copy_id in self.result.copies.values():
+                copy = session.get(Copy, copy_id)
+                paper = admin.create_account(
+                    f"copy-{copy_id}", futures={USDT: str(copy.allocation)}
+                )
+                copy.exchange_account_id = self._account(session, copy.follower_person_id, paper)
+
+    def _account(self, session: Session, person_id: int, paper) -> int:
+        account = ExchangeAccount(
+            person_id=person_id,
+            venue="paper",
+            market="futures",
+            api_key_id=paper.api_key,
+            credentials_ref="env:PENDING",
+        )
+        session.add(account)
+        session.flush()
+        account.credentials_ref = f"env:CT_DEMO_SECRET_{account.id}"
+        self.secrets[account.credentials_ref] = paper.api_secret
+        return account.id
+
+    async def trade(self) -> None:
+        from copytrade.engine.core import CopyEngine
+        from copytrade.engine.reconcile import reconcile
+        from copytrade.engine.runner import EngineRunner
+        from copytrade.engine.wiring import GatewayDirectory
+        from copytrade.exchange.factory import GatewayFactory
+
+        self.step("3. Leaders trade on the paper exchange; the copy engine copies (R-COPY-*)")
+        directory = GatewayDirectory(
+            self.factory, self.paper.base_url, secrets=self.secrets, kinds=("futures",)
+        )
+        await directory.start()
+        engine = CopyEngine(self.factory, directory, directory.markets_by_kind)
+        runner = EngineRunner(engine, sweep_every=1.0, heartbeat_every=60.0)
+        task = asyncio.create_task(runner.run())
+        bots = GatewayFactory("futures", self.paper.base_url)
+        await bots.start()
+        try:
+            await asyncio.wait_for(runner.ready.wait(), 60)
+            with self.progress() as progress:
+                if "pepe" in self.leader_accounts:
+                    await self.replay(bots, progress)
+                for handle, fast, slow in (("xena", 6, 24), ("chen", 12, 48)):
+                    if handle in self.leader_accounts:
+                        await self.cross(handle, fast, slow, progress)
+                await self.wait_for_engine(progress)
+        finally:
+            runner.stop()
+            await task
+            await reconcile(engine)
+            await bots.close()
+            await directory.close()
+
+    async def replay(self, bots, progress: Progress) -> None:
+        """Replay the real leader's fills at their times (the paper clock jumps to each)."""
+        from copytrade.engine.fixtures import real_leader_rows
+        from copytrade.exchange.protocol import GatewayError, OrderRequest
+
+        paper = self.leader_accounts["pepe"]
+        bot = bots.gateway(paper.api_key, paper.api_secret, "demo-replay")
+        for symbol in REPLAY_SYMBOLS:
+            await bot.set_leverage(symbol, 10)
+        rows = real_leader_rows(self.data_dir, REPLAY_SYMBOLS)[: self.scale.replay_fills]
+        task = progress.add_task("PepeReplay: real 2025 fills", total=len(rows))
+        held: dict[str, Decimal] = {}
+        sent = 0
+        for n, row in enumerate(rows):
+            t = row.trade
+            qty = t.quantity if t.side == "buy" else min(t.quantity, held.get(t.symbol, Decimal(0)))
+            if qty > 0:
+                self.paper.admin.set_clock(time=t.traded_at.strftime("%Y-%m-%dT%H:%M:%SZ"), speed=0)
+                try:
+                    state = await bot.place_order(
+                        OrderRequest(
+                            t.symbol, t.side, qty, f"demo-{n}", reduce_only=t.side == "sell"
+                        )
+                    )
+                except GatewayError:
+                    state = None
+                if state is not None:
+                    sent += 1
+                    signed = state.filled_quantity if t.side == "buy" else -state.filled_quantity
+                    held[t.symbol] = held.get(t.symbol, Decimal(0)) + signed
+                await asyncio.sleep(0.05)  # let the engine see each fill in its own time
+            progress.advance(task)
+        self.result.leader_orders["pepe"] = sent
+
+    async def cross(self, handle: str, fast: int, slow: int, progress: Progress) -> None:
+        """Trade a moving-average cross of the real XRPUSDT candles until a few orders went out."""
+        from copytrade.paper.leader_bot import run_ma_cross
+
+        nickname = "XenaCross" if handle == "xena" else "ChenPrivate"
+        total = self.scale.cross_trades
+        task = progress.add_task(f"{nickname}: ma-cross {fast}/{slow} XRPUSDT", total=total)
+        report = await run_ma_cross(
+            self.paper.base_url,
+            self.paper.admin_token,
+            self.data_dir / CROSS_CANDLES,
+            CROSS_SYMBOL,
+            kind="futures",
+            fast=fast,
+            slow=slow,
+            notional=Decimal(3000),
+            credentials=self.leader_accounts[handle],
+            max_trades=total,
+            max_wait=0.0,
+            on_trade=lambda *_: progress.advance(task),
+        )
+        self.result.leader_orders[handle] = report.sent
+
+    async def wait_for_engine(self, progress: Progress, timeout: float = 120) -> None:
+        """Wait until every leader fill is recorded and every intent has its outcome."""
+        task = progress.add_task("copy engine: intents done", total=None)
+        deadline = time.monotonic() + timeout
+        quiet = 0
+        while time.monotonic() < deadline:
+            with self.factory() as s:
+                total = s.scalar(select(func.count()).select_from(FollowerOrderIntent))
+                open_ = s.scalar(
+                    select(func.count())
+                    .select_from(FollowerOrderIntent)
+                    .where(FollowerOrderIntent.status != "done")
+                )
+            progress.update(task, total=total, completed=total - open_)
+            quiet = quiet + 1 if not open_ else 0
+            if quiet >= 4:  # two seconds without open intents: the streams have caught up
+                return
+            await asyncio.sleep(0.5)
+
+    def last_prices(self) -> dict[str, Decimal]:
+        exchange = self.paper.server.exchange
+        prices = {}
+        for symbol in (*REPLAY_SYMBOLS, CROSS_SYMBOL):
+            try:
+                prices[symbol] = exchange.mark_price(symbol)
+            except Exception:  # noqa: BLE001 - a symbol without a price is marked by the ledger
+                continue
+        return prices
+
+    def settle(self) -> None:
+        from copytrade.settlement import (
+            SettlementBlocked,
+            SettlementService,
+            StaticMarks,
+            ledger_integrity_gate,
+        )
+        from copytrade.settlement.cycles import week_start
+
+        self.step("4. Validate the ledger, then settle the weekly cycle (R-LED-7, R-SET-*)")
+        with self.factory() as s:
+            for cid, reason in s.execute(
+                select(Copy.id, Copy.stop_reason).where(Copy.status == "stopped")
+            ):
+                self.result.stopped[cid] = reason or ""
+        service = SettlementService(
+            self.factory,
+            gate=ledger_integrity_gate(self.url),
+            marks=StaticMarks(self.marks),
+        )
+        # Accelerated time: settle the weekly cycle that closes next Monday 00:00 UTC, as if the
+        # week of trading had passed (the cycle at or before now closed before the demo began).
+        at = week_start(datetime.now(UTC)) + timedelta(days=7)
+        self.reports = []
+        with self.console.status("validating (Great Expectations) and settling"):
+            try:
+                self.reports.append(service.settle_pending_events(at))
+                self.reports.append(service.settle_weekly(at))
+            except SettlementBlocked as blocked:
+                self.reports.append(blocked.report)
+        validation = next((r.validation for r in self.reports if r.validation is not None), None)
+        self.validation = validation
+        self.result.validation_passed = bool(validation is not None and validation.passed)
+        self.result.settlement_status = ", ".join(f"{r.trigger}: {r.status}" for r in self.reports)
+        self.console.print(f"  {self.result.settlement_status}")
+
+    def build_metrics(self) -> None:
+        from copytrade.analytics.leaderboard import top
+        from copytrade.analytics.prices import daily_bars, store_bars
+        from copytrade.analytics.warehouse import Warehouse, build
+
+        self.step("5. Build the metrics warehouse (DuckDB, dbt) (R-MET-*)")
+        with self.session() as session:
+            for name in (
+                "1000PEPEUSDT-5m-2025.csv",
+                "ONDOUSDT-5m-2025.csv",
+                "XRP_USDT_USDT-5m.csv",
+            ):
+                source = self.data_dir / "market" / "futures" / name
+                if source.is_file():
+                    store_bars(session, daily_bars(source))
+        warehouse = Warehouse.duckdb(self.home / "demo-warehouse")
+        self.warehouse = warehouse
+        self.result.warehouse_path = warehouse.path
+        with self.console.status("extract ledger → Parquet, dbt build → DuckDB"):
+            # --fast skips dbt's data tests (they run in CI and in the full demo)
+            report = build(
+                warehouse,
+                ledger_url=self.url,
+                full_refresh=True,
+                exclude="resource_type:test" if self.scale is FAST else None,
             )
+        self.result.dbt_ok = report.dbt.success
+        self.console.print(f"  {report.dbt.summary()}")
+        if report.dbt.success:
+            self.result.leaderboard = top(warehouse, period="90d", sort="sharpe", limit=5)
 
-    step("4. Trades and fees through the ledger (R-FEE-1, R-FEE-2)")
-    market = btc_usdt()
-    with session_scope(url) as session:
-        ledger = Ledger(session)
-        _spot_round_trip(console, ledger, market, result)
-        _futures_fees(console, ledger, result)
+    # -- the summary -------------------------------------------------------------------------
 
-    step("5. Balances")
-    with session_scope(url) as session:
-        ledger = Ledger(session)
-        _print_balances(console, ledger)
-        report = ledger.verify_chain()
-        result.transfers = report.checked
-        result.chain_ok = report.ok
-        console.print(
-            f"hash chain {'intact' if report.ok else 'BROKEN'}: {report.checked} transfers (R-X-4)"
+    def summary(self) -> None:
+        console = self.console
+        self.step("Summary")
+        names = self.nicknames()
+        table = Table(
+            "#",
+            "leader",
+            "Sharpe",
+            "PnL USD",
+            "ROI %",
+            "MDD %",
+            "copiers",
+            title="Leaderboard top 5 (90 d, by Sharpe, R-MET-4)",
         )
-
-
-def _spot_round_trip(console: Console, ledger: Ledger, market: Market, result: DemoResult) -> None:
-    """Alice buys BTC and sells half; her followers' copies do the same, paying fees with rebates."""
-    pid = result.portfolios.get("alice")
-    if pid is None:
-        return
-    leader_equity = ledger.balance(leader_capital(pid), USDT)
-    buy_price, sell_price = Decimal("65000.00"), Decimal("67000.00")
-    leader_qty = market.round_amount(Decimal("0.05"))
-    _fill(
-        ledger,
-        f"demo:leader:{pid}:buy",
-        "leader_fill",
-        leader_capital(pid),
-        market,
-        leader_qty,
-        buy_price,
-    )
-    console.print(f"  leader alice buys {_d(leader_qty)} BTC at {_d(buy_price)}")
-
-    positions: dict[int, Decimal] = {}
-    for key, copy_id in result.copies.items():
-        if not key.endswith("->alice"):
-            continue
-        cash = ledger.balance(follower_cash(copy_id), USDT)
-        if key.startswith("fatima"):  # fixed amount: 200 USDT per opening order
-            qty = market.round_amount(Decimal(200) / buy_price)
-        else:  # fixed ratio: the follower's equity over the leader's
-            qty = market.round_amount(leader_qty * cash / leader_equity)
-        market.check_order(qty, buy_price)
-        positions[copy_id] = qty
-        _copied_fill(
-            console, ledger, f"demo:copy:{copy_id}:buy", pid, copy_id, market, qty, buy_price
-        )
-
-    sell_qty = market.round_amount(leader_qty / 2)
-    _fill(
-        ledger,
-        f"demo:leader:{pid}:sell",
-        "leader_fill",
-        leader_capital(pid),
-        market,
-        -sell_qty,
-        sell_price,
-    )
-    console.print(
-        f"  leader alice sells {_d(sell_qty)} BTC at {_d(sell_price)} (half her position)"
-    )
-    for copy_id, held in positions.items():
-        qty = market.round_amount(
-            held * sell_qty / leader_qty
-        )  # same fraction of their own (R-COPY-4)
-        _copied_fill(
-            console, ledger, f"demo:copy:{copy_id}:sell", pid, copy_id, market, -qty, sell_price
-        )
-
-
-def _fill(
-    ledger: Ledger, key: str, code: str, address: str, market: Market, qty: Decimal, price: Decimal
-) -> Decimal:
-    """Post a fill of ``qty`` (negative: sell) at ``price`` against the exchange; return the notional."""
-    notional = abs(qty) * price
-    sign = 1 if qty > 0 else -1
-    venue = exchange("binance")
-    ledger.transfer(
-        key,
-        code,
-        [
-            Leg(address, market.quote, -sign * notional),
-            Leg(venue, market.quote, sign * notional),
-            Leg(venue, market.base, -qty),
-            Leg(address, market.base, qty),
-        ],
-        refs={"symbol": market.symbol, "price": str(price)},
-    )
-    return notional
-
-
-def _copied_fill(
-    console: Console,
-    ledger: Ledger,
-    key: str,
-    portfolio_id: int,
-    copy_id: int,
-    market: Market,
-    qty: Decimal,
-    price: Decimal,
-) -> None:
-    notional = _fill(ledger, key, "copy_fill", follower_cash(copy_id), market, qty, price)
-    fee, rebate = _fee_and_rebate(ledger, key, portfolio_id, copy_id, notional, market.taker_fee)
-    side = "buys" if qty > 0 else "sells"
-    console.print(
-        f"  copy {copy_id} {side} {_d(abs(qty))} BTC = {_d(notional)} USDT; fee {_d(fee)} "
-        f"({_d(market.taker_fee * 100)} %), leader rebate {_d(rebate)}"
-    )
-
-
-def _fee_and_rebate(
-    ledger: Ledger, key: str, portfolio_id: int, copy_id: int, notional: Decimal, rate: Decimal
-) -> tuple[Decimal, Decimal]:
-    fee = trading_fee(notional, rate)
-    rebate = leader_rebate(fee)
-    ledger.transfer(
-        f"{key}:fee",
-        "trading_fee",
-        [Leg(follower_cash(copy_id), USDT, -fee), Leg(PLATFORM_FEES, USDT, fee)],
-    )
-    if rebate:
-        ledger.transfer(
-            f"{key}:rebate",
-            "fee_rebate",
-            [Leg(PLATFORM_FEES, USDT, -rebate), Leg(leader_rebates(portfolio_id), USDT, rebate)],
-        )
-    return fee, rebate
-
-
-def _futures_fees(console: Console, ledger: Ledger, result: DemoResult) -> None:
-    """Futures copies open positions held at the exchange; the ledger records their fees and rebates."""
-    for key, copy_id in result.copies.items():
-        leader = key.split("->")[1]
-        if leader not in ("bruno", "chen"):
-            continue
-        pid = result.portfolios[leader]
-        notional = Decimal("1500")
-        fee, rebate = _fee_and_rebate(
-            ledger, f"demo:copy:{copy_id}:open", pid, copy_id, notional, FUTURES_FEE
+        for row in self.result.leaderboard:
+            table.add_row(
+                *(
+                    _cell(row.get(k))
+                    for k in (
+                        "sharpe_rank",
+                        "nickname",
+                        "sharpe",
+                        "pnl_usd",
+                        "roi_pct",
+                        "mdd_pct",
+                        "copiers",
+                    )
+                )
+            )
+        console.print(table)
+        console.print(self.quality_table(names))
+        console.print(self.payout_table(names))
+        for cid, reason in self.result.stopped.items():
+            who = self.copy_label(cid)
+            console.print(f"[yellow]stopped[/] copy {cid} ({who}): {reason}")
+        with self.factory() as s:
+            report = Ledger(s).verify_chain()
+        self.result.transfers, self.result.chain_ok = report.checked, report.ok
+        v = self.validation
+        verdict = "[green]passed[/]" if self.result.validation_passed else "[bold red]failed[/]"
+        checks = (
+            f"{sum(1 for r in v.rows() if r['result'] == 'pass')}/{len(v.rows())} checks"
+            if v
+            else ""
         )
         console.print(
-            f"  copy {copy_id} opens a {_d(notional)} USDT futures position; fee {_d(fee)} "
-            f"({_d(FUTURES_FEE * 100)} %), leader rebate {_d(rebate)}"
+            f"validation (ledger_integrity, GX): {verdict} {checks}; hash chain "
+            f"{'intact' if report.ok else 'BROKEN'} over {report.checked} transfers (R-X-4)"
+        )
+        console.print(f"timings (s): {self.result.seconds}")
+        self.where_next()
+
+    def nicknames(self) -> dict[int, str]:
+        with self.factory() as s:
+            return dict(s.execute(select(LeadPortfolio.id, LeadPortfolio.nickname)).all())
+
+    def copy_label(self, copy_id: int) -> str:
+        for key, cid in self.result.copies.items():
+            if cid == copy_id:
+                return key.replace("->", " copying ")
+        return ""
+
+    def quality_table(self, names: dict[int, str]) -> Table:
+        table = Table(
+            "leader",
+            "leader fills",
+            "copied",
+            "skipped by reason",
+            "slippage bps mean/p95",
+            "delay ms p50/p99",
+            title="Copy quality per leader (R-COPY-*, R-X-1)",
+        )
+        with self.factory() as s:
+            fills = Counter(s.scalars(select(LeaderFill.portfolio_id)).all())
+            outcomes = s.execute(
+                select(
+                    Copy.portfolio_id, FollowerOrderIntent.outcome, FollowerOrderIntent.reason_code
+                )
+                .join(Copy, Copy.id == FollowerOrderIntent.copy_id)
+                .where(FollowerOrderIntent.kind == "copy")
+            ).all()
+            quality = s.execute(
+                select(
+                    Copy.portfolio_id, FollowerFill.slippage_bps, FollowerFill.copy_delay_ms
+                ).join(Copy, Copy.id == FollowerFill.copy_id)
+            ).all()
+        copied: Counter = Counter()
+        skipped: dict[int, Counter] = defaultdict(Counter)
+        for pid, outcome, reason in outcomes:
+            if outcome == "filled":
+                copied[pid] += 1
+            else:
+                skipped[pid][reason or outcome or "open"] += 1
+        slips, delays = defaultdict(list), defaultdict(list)
+        for pid, slip, delay in quality:
+            if slip is not None:
+                slips[pid].append(float(slip))
+            if delay is not None:
+                delays[pid].append(float(delay))
+        for pid, name in names.items():
+            reasons = ", ".join(f"{k} {v}" for k, v in skipped[pid].most_common()) or "-"
+            table.add_row(
+                name,
+                str(fills[pid]),
+                str(copied[pid]),
+                reasons,
+                f"{_mean(slips[pid])} / {_pct(slips[pid], 95)}",
+                f"{_pct(delays[pid], 50)} / {_pct(delays[pid], 99)}",
+            )
+        return table
+
+    def payout_table(self, names: dict[int, str]) -> Table:
+        table = Table(
+            "leader",
+            "profit shares paid",
+            "rebates paid",
+            "copies paid",
+            "withheld",
+            title="Payouts per leader (weekly cycle, R-SET-*, R-FEE-3/4)",
+        )
+        with self.factory() as s:
+            rows = s.execute(
+                select(
+                    SettlementPayout.portfolio_id,
+                    SettlementPayout.kind,
+                    SettlementPayout.status,
+                    SettlementPayout.amount,
+                )
+            ).all()
+        shares, rebates, paid, withheld = (
+            defaultdict(Decimal),
+            defaultdict(Decimal),
+            Counter(),
+            Counter(),
+        )
+        for pid, kind, status, amount in rows:
+            if status != "paid":
+                withheld[pid] += 1
+                continue
+            if kind == "rebate":
+                rebates[pid] += amount
+            else:
+                shares[pid] += amount
+                paid[pid] += 1 if amount else 0
+        for pid, name in names.items():
+            table.add_row(
+                name, _money(shares[pid]), _money(rebates[pid]), str(paid[pid]), str(withheld[pid])
+            )
+        return table
+
+    def where_next(self) -> None:
+        console = self.console
+        settings = get_settings()
+        api = os.environ.get("PREFECT_API_URL")
+        ui = (
+            f"Prefect UI: {api.removesuffix('/api')}"
+            if api
+            else "Prefect UI: none configured here; `copytrade up` starts a server and the flows"
+        )
+        console.rule("[bold]Where to look next")
+        console.print(f"  {ui}")
+        console.print(
+            f"  dbt docs: `copytrade metrics docs` (docs of the demo warehouse: "
+            f"{self.result.warehouse_path.parent / 'dbt'})"
+            if self.result.warehouse_path
+            else "  dbt docs: `copytrade metrics docs`"
+        )
+        console.print(f"  warehouse file: {self.result.warehouse_path}")
+        console.print(f"  demo database: {self.result.database_path}")
+        console.print(f"  configured ledger: {settings.ledger_url.split('@')[-1]}")
+        console.print(
+            "  try: `COPYTRADE_DATABASE_URL=sqlite:///"
+            f"{self.result.database_path} copytrade ledger balances`"
         )
 
 
-def _d(value: Decimal) -> str:
-    return format(value.normalize(), ",f")
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float | Decimal):
+        return f"{value:,.2f}"
+    return str(value)
 
 
-def _owners(session) -> dict[str, str]:
-    """Label ledger addresses with who they belong to (handles and nicknames)."""
-    labels: dict[str, str] = {}
-    for pid, handle in session.execute(select(Person.id, Person.handle)):
-        labels[f"person:{pid}:"] = handle
-    for pid, nickname in session.execute(select(LeadPortfolio.id, LeadPortfolio.nickname)):
-        labels[f"leader:{pid}:"] = nickname
-    rows = session.execute(
-        select(Copy.id, Person.handle, LeadPortfolio.nickname)
-        .join(Person, Person.id == Copy.follower_person_id)
-        .join(LeadPortfolio, LeadPortfolio.id == Copy.portfolio_id)
-    )
-    for cid, handle, nickname in rows:
-        labels[f"follower:{cid}:"] = f"{handle} copying {nickname}"
-    return labels
+def _money(value: Decimal) -> str:
+    return format(value.quantize(Decimal("0.00000001")).normalize(), ",f") if value else "0"
 
 
-def _print_balances(console: Console, ledger: Ledger) -> None:
-    owners = _owners(ledger.session)
-    table = Table("account", "owner", "asset", "balance", title="Ledger balances")
-    totals: dict[str, Decimal] = {}
-    for row in ledger.balances():
-        if not row.amount:
-            continue
-        totals[row.asset] = totals.get(row.asset, Decimal(0)) + row.amount
-        owner = next((v for k, v in owners.items() if row.address.startswith(k)), "")
-        table.add_row(row.address, owner, row.asset, _d(row.amount))
-    console.print(table)
-    check = ", ".join(
-        f"{asset} {format(total.normalize(), 'f')}" for asset, total in totals.items()
-    )
-    console.print(f"sum of all balances per asset (double entry, R-LED-1): {check}")
+def _mean(values: list[float]) -> str:
+    return f"{statistics.fmean(values):.1f}" if values else "-"
+
+
+def _pct(values: list[float], p: int) -> str:
+    if not values:
+        return "-"
+    ordered = sorted(values)
+    return f"{ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]:.0f}"

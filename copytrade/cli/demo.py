@@ -9,12 +9,13 @@ from copytrade.cli.common import EXIT_PROBLEM, console
 
 def demo(
     fast: bool = typer.Option(
-        False, "--fast", help="Shortest run (accepted; the first version is already short)."
+        False, "--fast", help="A small slice (a few dozen fills, few followers) for tests."
     ),
 ) -> None:
-    """Run the demo: leaders, followers, trades, fees and rebates, balances (on var/demo.db, recreated)."""
+    """Run the demo: leaders apply, followers copy real trades on the paper exchange, the ledger
+    is validated and settled, metrics build, and a summary is printed (var/demo.db, recreated)."""
     from copytrade.demo import run_demo
 
     result = run_demo(console=console, fast=fast)
-    if not result.chain_ok:
+    if not result.ok:
         raise typer.Exit(EXIT_PROBLEM)

@@ -495,21 +495,32 @@ def test_unmigrated_database_exit_3(tmp_path, monkeypatch):
         get_settings.cache_clear()
 
 
-def test_demo_runs_and_prints_balances_repeatably(tmp_path, monkeypatch):
-    monkeypatch.setenv("COPYTRADE_HOME", str(tmp_path))
-    monkeypatch.delenv("COPYTRADE_DATABASE_URL", raising=False)
-    get_settings.cache_clear()
-    try:
-        first = ok("demo", "--fast")
-        second = ok("demo")
-    finally:
-        get_settings.cache_clear()
-    for result in (first, second):
-        assert "Ledger balances" in result.text
-        assert "capital 200 USD is below the spot minimum of 500 USD (R-LEAD-1)" in result.text
-        assert "invitation code is required (R-COPY-2)" in result.text
-        assert "leader:1:rebates" in result.text and "hash chain intact" in result.text
-        assert "USDT 0" in result.text and "BTC 0" in result.text
-    assert (tmp_path / "demo.db").is_file()
-    table = lambda r: r.text[r.text.index("Ledger balances") :]  # noqa: E731
-    assert table(first) == table(second)
+def test_demo_sign_up_refuses_with_reasons_and_starts_fresh_R_LEAD_1_R_COPY_2(tmp_path):
+    """The demo's first act (leaders apply, followers join) on a fresh database, twice: the same
+    refusals with their reasons and the same copies each time. The whole demo (paper exchange,
+    engine, settlement, metrics) runs in tests/e2e/test_demo.py."""
+    from rich.console import Console
+    from sqlalchemy.orm import sessionmaker
+
+    from copytrade.demo import FAST, DemoResult, _Story, demo_database, reset_database
+
+    outcomes = []
+    for _ in range(2):
+        path, url = demo_database(tmp_path)
+        reset_database(path)
+        migrate.upgrade(url)
+        engine = make_engine(url)
+        try:
+            console = Console(record=True, width=200)
+            result = DemoResult(database_url=url, database_path=path)
+            story = _Story(console, url, sessionmaker(engine), result, tmp_path, FAST)
+            story.sign_up()
+        finally:
+            engine.dispose()
+        text = console.export_text()
+        assert "capital 200 USD is below the spot minimum of 500 USD (R-LEAD-1)" in text
+        assert "invitation code is required (R-COPY-2)" in text
+        assert len(result.refusals) == 2 and len(result.portfolios) == 3
+        assert result.copies["sam->pepe"] and "stop_loss_pct=1" in text
+        outcomes.append((result.portfolios, result.copies))
+    assert outcomes[0] == outcomes[1]
