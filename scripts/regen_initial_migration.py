@@ -13,7 +13,7 @@ from alembic import command
 
 from copytrade.migrate import MIGRATIONS, alembic_config
 
-POST = '''
+POST = """
     # Append-only ledger history and the genesis of the hash chain (R-X-4).
     bind = op.get_bind()
     for statement in models.ledger.immutability_ddl(bind.dialect.name):
@@ -23,7 +23,7 @@ POST = '''
             h=models.ledger.GENESIS_HASH
         )
     )
-'''
+"""
 
 
 def main() -> None:
@@ -36,7 +36,12 @@ def main() -> None:
     path = next(versions.glob("0001_*.py"))
     text = path.read_text()
     text = text.replace("import models.types\n", "import models.ledger\nimport models.types\n")
-    text = re.sub(r"(def upgrade\(\) -> None:\n(?:.*\n)*?)(\n\ndef downgrade)", lambda m: m.group(1) + POST + m.group(2), text, count=1)
+    text = re.sub(
+        r"(def upgrade\(\) -> None:\n(?:.*\n)*?)(\n\ndef downgrade)",
+        lambda m: m.group(1) + POST + m.group(2),
+        text,
+        count=1,
+    )
     path.write_text(text)
     print(f"wrote {path.relative_to(Path.cwd())}")
 

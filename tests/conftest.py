@@ -21,7 +21,9 @@ import models
 from copytrade.config import get_settings
 from copytrade.db import make_engine
 
-PG_URL = os.environ.get("COPYTRADE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get(
+    "COPYTRADE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 SHARED_DATA = get_settings().data_dir
 
 
@@ -48,7 +50,9 @@ def pg_unreachable_reason() -> str | None:
 
 def _pg_schema_url(schema: str) -> str:
     url = make_url(PG_URL)
-    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
 
 
 @pytest.fixture

@@ -19,11 +19,17 @@ def test_upgrade_matches_models_and_ledger_works(db_url):
     assert migrate.upgrade(db_url) == "0001"
     engine = make_engine(db_url)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), models.Base.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), models.Base.metadata
+        )
     assert diff == [], f"migrations and models differ: {diff}"
     with Session(engine) as session, session.begin():
         ledger = Ledger(session)
-        ledger.transfer("d", "deposit", [Leg("external:deposits", "USDT", D(-5)), Leg("person:1:spot", "USDT", D(5))])
+        ledger.transfer(
+            "d",
+            "deposit",
+            [Leg("external:deposits", "USDT", D(-5)), Leg("person:1:spot", "USDT", D(5))],
+        )
     with Session(engine) as session:
         assert Ledger(session).verify_chain().ok
     engine.dispose()

@@ -261,7 +261,9 @@ def _refund(engine, w):
 
 def _fee_without_rebate(engine, w):
     through_ledger(
-        engine, "trading_fee:orphan-1", "trading_fee",
+        engine,
+        "trading_fee:orphan-1",
+        "trading_fee",
         [(f"follower:{w.spot_copy}:cash", "USDT", "-1"), ("platform:fees", "USDT", "1")],
         refs={"copy_id": w.spot_copy},
     )
