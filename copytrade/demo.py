@@ -625,7 +625,7 @@ class _Story:
             if delay is not None:
                 delays[pid].append(float(delay))
         for pid, name in names.items():
-            reasons = ", ".join(f"{k} {v}" for k, v in skipped[pid].most_common()) or "-"
+            reasons = "\n".join(f"{k} {v}" for k, v in skipped[pid].most_common()) or "-"
             table.add_row(
                 name,
                 str(fills[pid]),
