@@ -373,7 +373,13 @@ class _Story:
         bot = bots.gateway(paper.api_key, paper.api_secret, "demo-replay")
         for symbol in REPLAY_SYMBOLS:
             await bot.set_leverage(symbol, 10)
-        rows = real_leader_rows(self.data_dir, REPLAY_SYMBOLS)[: self.scale.replay_fills]
+        # From 24 February 2025 on: both symbols have real candles from then (1000PEPE from 27
+        # January, ONDO from 24 February), so every fill lands on a real candle.
+        start = datetime.fromisoformat(PAPER_START.replace("Z", "+00:00"))
+        rows = [
+            r for r in real_leader_rows(self.data_dir, REPLAY_SYMBOLS) if r.trade.traded_at >= start
+        ]
+        rows = rows[: self.scale.replay_fills]
         task = progress.add_task("PepeReplay: real 2025 fills", total=len(rows))
         held: dict[str, Decimal] = {}
         sent = 0
@@ -619,7 +625,7 @@ class _Story:
             if delay is not None:
                 delays[pid].append(float(delay))
         for pid, name in names.items():
-            reasons = ", ".join(f"{k} {v}" for k, v in skipped[pid].most_common()) or "-"
+            reasons = "\n".join(f"{k} {v}" for k, v in skipped[pid].most_common()) or "-"
             table.add_row(
                 name,
                 str(fills[pid]),

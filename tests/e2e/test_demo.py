@@ -86,9 +86,10 @@ def test_payouts_equal_the_profit_share_formula_R_SET_2_R_SET_3(demo):
         payouts = s.scalars(
             select(SettlementPayout).where(SettlementPayout.kind == "profit_share")
         ).all()
+        rebates = s.scalars(select(SettlementPayout).where(SettlementPayout.kind == "rebate")).all()
         copy_ids = set(s.scalars(select(Copy.id)).all())
     assert {p.copy_id for p in payouts} == copy_ids  # every copy of the demo was settled
-    paid = 0
+    paid = sum(1 for r in rebates if r.status == "paid" and r.amount and r.transfer_id)
     for p in payouts:
         expected = profit_share(
             modes[p.portfolio_id], p.realised, p.unrealised or 0, p.ratio, p.paid_before
@@ -98,6 +99,19 @@ def test_payouts_equal_the_profit_share_formula_R_SET_2_R_SET_3(demo):
             assert p.transfer_id is not None
             paid += 1
     assert paid > 0
+
+
+def test_a_tight_stop_loss_fires_and_is_settled_R_COPY_3_R_SET_5(demo):
+    result, sm, _ = demo
+    stopped = {cid for cid, reason in result.stopped.items() if reason.startswith("stop_loss")}
+    assert result.copies["sam->pepe"] in stopped
+    with sm() as s:
+        settled = set(
+            s.scalars(
+                select(SettlementPayout.copy_id).where(SettlementPayout.copy_id.in_(stopped))
+            ).all()
+        )
+    assert settled == stopped
 
 
 def test_metrics_rows_exist_for_every_leader_R_MET_1(demo):
