@@ -557,6 +557,7 @@ class _Story:
         console.print(table)
         console.print(self.quality_table(names))
         console.print(self.payout_table(names))
+        console.print(self.balance_table(names))
         for cid, reason in self.result.stopped.items():
             who = self.copy_label(cid)
             console.print(f"[yellow]stopped[/] copy {cid} ({who}): {reason}")
@@ -673,6 +674,35 @@ class _Story:
             table.add_row(
                 name, _money(shares[pid]), _money(rebates[pid]), str(paid[pid]), str(withheld[pid])
             )
+        return table
+
+    def balance_table(self, names: dict[int, str]) -> Table:
+        """Balances where the money ended: leaders' wallets, accrued rebates, platform fees."""
+        table = Table(
+            "account", "owner", "asset", "balance", title="Ledger balances (R-LED-1/2, R-SET-4)"
+        )
+        with self.factory() as s:
+            balances = Ledger(s).balances()
+            leaders_by_person = dict(
+                s.execute(select(LeadPortfolio.leader_person_id, LeadPortfolio.nickname)).all()
+            )
+        totals: dict[str, Decimal] = defaultdict(Decimal)
+        for b in balances:
+            totals[b.asset] += b.amount
+            kind, _, rest = b.address.partition(":")
+            owner_id = rest.split(":")[0]
+            if kind == "person" and owner_id.isdigit() and int(owner_id) in leaders_by_person:
+                owner = f"leader {leaders_by_person[int(owner_id)]} (spot wallet)"
+            elif kind == "leader" and b.address.endswith(":rebates") and owner_id.isdigit():
+                owner = f"{names.get(int(owner_id), owner_id)} rebates accrued, unpaid"
+            elif kind in ("platform", "exchange"):
+                owner = kind
+            else:
+                continue
+            table.add_row(b.address, owner, b.asset, _money(b.amount))
+        table.caption = "sum of every account per asset (double entry): " + ", ".join(
+            f"{asset} {_money(total)}" for asset, total in sorted(totals.items())
+        )
         return table
 
     def where_next(self) -> None:
