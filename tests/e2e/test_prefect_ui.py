@@ -297,13 +297,12 @@ def test_settlement_report_artifact_is_visible_after_a_settle_run(
     page.get_by_role("tab", name="Artifacts").click()
     page.get_by_text("settlement-report", exact=True).first.wait_for()
     # ... and the artifact's page renders the report.
+    # Tall enough for the whole report; set before loading (a resize re-renders the page).
+    page.set_viewport_size({"width": 1920, "height": 1500})
     page.goto(f"{ui_base}/artifacts/artifact/{artifact['id']}")
     page.get_by_text("settlement-report", exact=True).first.wait_for()
     assert SEEDED_SHARES in artifact["data"], artifact["data"]
-    cell = page.get_by_role("cell", name=SEEDED_SHARES).first
-    cell.wait_for()
-    page.set_viewport_size({"width": 1920, "height": 1500})
-    cell.scroll_into_view_if_needed()
+    page.get_by_role("cell", name=SEEDED_SHARES).first.wait_for()
     screenshot(page, "prefect-ui-artifact.png")
 
 

@@ -71,3 +71,31 @@ def test_realised_plus_unrealised_is_the_exact_total_pnl_R_SET_3(trades, mark):
     realised = sum(Fraction(r) for *_, r in fills)
     got = realised + Fraction(marked.unrealised)
     assert got <= total < got + Fraction(1, 10**8)
+
+
+def test_a_mark_snapshot_answers_only_near_when_it_was_taken_R_SET_3(tmp_path):
+    import json
+    from datetime import timedelta
+
+    import pytest
+
+    from copytrade.domain.errors import RuleViolation
+    from copytrade.settlement.marks import SnapshotMarks
+
+    path = tmp_path / "marks.json"
+    path.write_text(
+        json.dumps({"taken_at": "2025-01-13T00:00:02+00:00", "prices": {"BTCUSDT": "61000.5"}})
+    )
+    marks = SnapshotMarks.load(path)
+    assert marks.mark_price("BTCUSDT", AT) == D("61000.5")
+    assert marks.mark_price("ETHUSDT", AT) is None
+    assert marks.mark_price("BTCUSDT", AT + timedelta(hours=1)) is None  # stale: no price
+    for bad in (
+        {"prices": {}},
+        {"taken_at": "2025-01-13T00:00:00", "prices": {}},
+        {"taken_at": "2025-01-13T00:00:00+00:00", "prices": {"X": "-1"}},
+    ):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(RuleViolation) as err:
+            SnapshotMarks.load(path)
+        assert err.value.field == "marks_file"
