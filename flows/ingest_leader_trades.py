@@ -24,5 +24,5 @@ def render(report: dict) -> str:
 async def ingest_leader_trades(exchange: str = "paper") -> dict:
     """Backfill → reconcile → publish what was found."""
     report = await sweep(exchange)
-    await acreate_markdown_artifact(key="ingest-leader-trades", markdown=render(report))
+    await acreate_markdown_artifact(key="reconciliation-report", markdown=render(report))
     return report

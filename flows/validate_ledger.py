@@ -36,7 +36,7 @@ def publish(report: ValidationReport) -> None:
         table=report.rows(),
         description=f"ledger_integrity: {'passed' if report.passed else 'FAILED'} on {report.database}",
     )
-    create_markdown_artifact(key="ledger-validation-report", markdown=report.to_markdown())
+    create_markdown_artifact(key="validation-summary", markdown=report.to_markdown())
 
 
 @flow(name="validate_ledger", flow_run_name="validate-ledger")

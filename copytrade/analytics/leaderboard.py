@@ -58,6 +58,22 @@ def top(
     return _query(warehouse, sql)
 
 
+def copy_quality_by_leader(warehouse: Warehouse, period: str = "all") -> list[dict]:
+    """Return the per-leader rows of the ``copy_quality`` mart for ``period`` (R-X-1)."""
+    if period not in PERIODS:
+        raise ValueError(f"period {period!r} is not one of {', '.join(PERIODS)} (R-MET-1)")
+    sql = (
+        "select * exclude (_batch_id, copy_quality_id, copy_id) from copy_quality "
+        f"where scope = 'leader' and period = '{period}' order by portfolio_id"
+    )
+    if warehouse.kind != "duckdb":
+        sql = (
+            "select * from copy_quality "
+            f"where scope = 'leader' and period = '{period}' order by portfolio_id"
+        )
+    return _query(warehouse, sql)
+
+
 def _query(warehouse: Warehouse, sql: str) -> list[dict]:
     if warehouse.kind == "duckdb":
         import duckdb

@@ -39,11 +39,13 @@ def test_build_metrics_flow_publishes_the_leaderboard_artifact_R_MET_4(home):
 
     with prefect_test_harness(server_startup_timeout=180):
         result = build_metrics(period="all", limit=5)
-        artifact = Artifact.get("leaderboard-all")
+        artifact = Artifact.get("leaderboard")
+        quality = Artifact.get("copy-quality")
     assert result["extracted_rows"] > 0
     assert result["listed"] == 5
     assert "pass" in result["dbt"]
     assert artifact is not None and artifact.type == "table"
+    assert quality is not None and quality.type == "table"
     assert (home / "var" / "warehouse.duckdb").exists()
 
 
