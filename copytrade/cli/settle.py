@@ -228,6 +228,13 @@ def validate(
     except OperationalError as exc:
         err_console.print(f"[bold red]unavailable:[/] ledger database {_database()}: {exc.orig}")
         raise typer.Exit(EXIT_UNAVAILABLE) from None
+    except ConnectionError:
+        # GX's TestConnectionError (a ConnectionError) when GX reaches the database before the
+        # chain check does: the same meaning, the same exit code.
+        err_console.print(
+            f"[bold red]unavailable:[/] ledger database {_database()}: cannot connect"
+        )
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
     if as_json:
         console.print_json(json.dumps({"passed": report.passed, "checks": report.rows()}))
     else:
