@@ -80,5 +80,6 @@ def prefect_harness():
     """One Prefect test server for the whole session (it takes seconds to start)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    # A loaded 2-core machine can take well over the default 30 s to start the ephemeral server.
+    with prefect_test_harness(server_startup_timeout=180):
         yield
