@@ -56,6 +56,16 @@ def _pg_schema_url(schema: str) -> str:
 
 
 @pytest.fixture
+def pg_server_url() -> str:
+    """The PostgreSQL server's URL itself (for tests that make their own schemas); skips only when
+    the server is unreachable."""
+    reason = pg_unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    return PG_URL
+
+
+@pytest.fixture
 def pg_url() -> Iterator[str]:
     """Yield a URL of a fresh, empty PostgreSQL schema (dropped afterwards)."""
     reason = pg_unreachable_reason()

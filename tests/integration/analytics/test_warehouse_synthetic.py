@@ -186,15 +186,10 @@ def test_capacity_follows_the_square_root_impact_rule_R_X_5(built):
 
 
 @pytest.mark.postgres
-def test_postgres_target_builds_the_same_metrics(built):
-    from conftest import PG_URL, pg_unreachable_reason
-
-    reason = pg_unreachable_reason()
-    if reason:
-        pytest.skip(reason)
+def test_postgres_target_builds_the_same_metrics(built, pg_server_url):
     schema = f"m_{uuid.uuid4().hex[:12]}"
-    warehouse = Warehouse(kind="postgres", pg_url=PG_URL, schema=schema)
-    admin = make_engine(PG_URL)
+    warehouse = Warehouse(kind="postgres", pg_url=pg_server_url, schema=schema)
+    admin = make_engine(pg_server_url)
     try:
         report = build(warehouse, built["url"], dbt_vars=VARS)
         assert report.dbt.success, (report.dbt.error, report.dbt.failures)
