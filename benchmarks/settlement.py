@@ -43,7 +43,6 @@ from copytrade.domain.money import ZERO  # noqa: E402
 from copytrade.ledger import Ledger, Leg  # noqa: E402
 from copytrade.ledger.accounts import follower_cash, leader_rebates, person_spot  # noqa: E402
 from copytrade.settlement import SettlementService, StaticMarks  # noqa: E402
-from copytrade.settlement.bulk_ledger import post_bulk  # noqa: E402
 from copytrade.settlement.cycles import weekly_cycle  # noqa: E402
 from copytrade.settlement.decide import (  # noqa: E402
     CopyFacts,
@@ -116,7 +115,6 @@ def populate(url: str, copies: int, fills: int):
             session,
             copies=copies,
             fills_per_copy=fills,
-            poster=post_bulk,
             progress=lambda what, done, total: print(
                 f"  generating {what}: {done:,}/{total:,}", file=sys.stderr, flush=True
             ),

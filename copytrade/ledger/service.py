@@ -1,8 +1,9 @@
 """The ledger service: post transfers exactly once, keep balances, chain every transfer (R-LED-1/2, R-X-4).
 
 All writes of one call happen inside the caller's transaction, after the chain head row is locked,
-so concurrent writers serialise and the chain has no forks. Bulk posting (``post_many``) costs a
-handful of statements whatever the number of transfers.
+so concurrent writers serialise and the chain has no forks. ``post_many`` is the one way money is
+posted — by the copy engine per fill and by settlement tens of thousands of transfers at a time —
+and costs a handful of bulk statements whatever the number of transfers (``store``).
 """
 
 from __future__ import annotations
@@ -14,19 +15,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from copytrade.domain.money import from_units, to_units
 from copytrade.ledger.accounts import account_policy
 from copytrade.ledger.errors import IdempotencyConflict, NegativeBalance, UnbalancedTransfer
-from models.ledger import (
-    GENESIS_HASH,
-    LedgerAccount,
-    LedgerChainHead,
-    LedgerPosting,
-    LedgerTransfer,
-)
+from copytrade.ledger.rawsql import units
+from copytrade.ledger.store import LedgerStore
+from models.ledger import GENESIS_HASH, LedgerAccount, LedgerPosting, LedgerTransfer
 
 _CHUNK = 900  # stays under SQLite's bound-parameter limit in IN (...) lists
 
@@ -84,10 +81,19 @@ def transfer_digest(key: str, code: str, postings: Iterable[tuple[str, str, int]
     return hashlib.sha256(f"{key}\n{code}\n{body}".encode()).hexdigest()
 
 
+def chain_stamp(at: datetime) -> str:
+    """Return the instant as the chain hashes it: UTC, microseconds, ``%Y-%m-%dT%H:%M:%S.%fZ``."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def hash_from_stamp(prev_hash: str, seq: int, stamp: str, digest: str) -> str:
+    """Return ``chain_hash`` for an instant already formatted by ``chain_stamp``."""
+    return hashlib.sha256(f"{prev_hash}|{seq}|{stamp}|{digest}".encode()).hexdigest()
+
+
 def chain_hash(prev_hash: str, seq: int, at: datetime, digest: str) -> str:
     """Return the chained hash of transfer ``seq``: previous hash, position, time and content (R-X-4)."""
-    stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return hashlib.sha256(f"{prev_hash}|{seq}|{stamp}|{digest}".encode()).hexdigest()
+    return hash_from_stamp(prev_hash, seq, chain_stamp(at), digest)
 
 
 @dataclass(slots=True)
@@ -98,7 +104,11 @@ class _Prepared:
     digest: str
 
 
-def _prepare(spec: TransferSpec) -> _Prepared:
+def _prepare(spec: TransferSpec, now: datetime, policies: dict[str, bool]) -> _Prepared:
+    """Validate one transfer (R-LED-1); return its postings in units and its digest.
+
+    ``policies`` caches each address's may-go-negative flag (parsing the address validates it).
+    """
     if not spec.key or len(spec.key) > 160:
         raise UnbalancedTransfer(
             "key", spec.key, "R-LED-1", "an idempotency key of 1-160 characters is required"
@@ -107,16 +117,17 @@ def _prepare(spec: TransferSpec) -> _Prepared:
         raise UnbalancedTransfer(
             "legs", len(spec.legs), "R-LED-1", "a transfer needs at least two postings"
         )
-    units: list[tuple[str, str, int]] = []
+    legs: list[tuple[str, str, int]] = []
     per_asset: dict[str, int] = defaultdict(int)
     for leg in spec.legs:
-        account_policy(leg.address)
-        amount = to_units(leg.amount, f"{leg.address} {leg.asset}")
+        if leg.address not in policies:
+            policies[leg.address] = account_policy(leg.address).allow_negative
+        amount = units(leg.amount, f"{leg.address} {leg.asset}")
         if amount == 0:
             raise UnbalancedTransfer(
                 "amount", leg.amount, "R-LED-1", f"zero posting on {leg.address}"
             )
-        units.append((leg.address, leg.asset, amount))
+        legs.append((leg.address, leg.asset, amount))
         per_asset[leg.asset] += amount
     unbalanced = {asset: from_units(total) for asset, total in per_asset.items() if total}
     if unbalanced:
@@ -126,12 +137,42 @@ def _prepare(spec: TransferSpec) -> _Prepared:
             "R-LED-1",
             f"postings of transfer {spec.key!r} do not sum to zero per asset",
         )
-    at = spec.at or datetime.now(UTC)
+    at = spec.at or now
     if at.tzinfo is None:
         raise ValueError(f"transfer {spec.key!r}: naive timestamp {at!r}")
     # Storage keeps microseconds; hash what will be read back.
     at = at.astimezone(UTC)
-    return _Prepared(spec, at, units, transfer_digest(spec.key, spec.code, units))
+    return _Prepared(spec, at, legs, transfer_digest(spec.key, spec.code, legs))
+
+
+def _check_balances(
+    fresh: list[_Prepared],
+    accounts: dict[tuple[str, str], int],
+    policies: dict[str, bool],
+    store: LedgerStore,
+) -> None:
+    """Refuse the batch if any transfer, applied in order, takes a guarded account below zero."""
+    debited = {
+        accounts[(a, s)] for item in fresh for a, s, u in item.units if u < 0 and not policies[a]
+    }
+    if not debited:
+        return
+    current = store.balances(debited)
+    for item in fresh:
+        for address, asset, amount in item.units:
+            acc = accounts[(address, asset)]
+            if acc in debited:
+                current[acc] += amount
+        for address, asset, amount in item.units:
+            acc = accounts[(address, asset)]
+            if amount < 0 and acc in debited and current[acc] < 0:
+                raise NegativeBalance(
+                    f"{address} {asset}",
+                    from_units(current[acc] - amount),
+                    "R-LED-2",
+                    f"transfer {item.spec.key!r} takes {from_units(-amount)} {asset} and would leave "
+                    f"{from_units(current[acc])}; this account may not go negative",
+                )
 
 
 class Ledger:
@@ -155,16 +196,19 @@ class Ledger:
 
         A key already posted with the same content is a no-op (``created=False``); with other
         content it is an ``IdempotencyConflict``. Nothing is written when anything is refused.
+        A transfer without its own ``at`` is stamped with the instant of this call.
         """
-        prepared = [_prepare(spec) for spec in specs]
-        if not prepared:
+        if not specs:
             return []
+        now = datetime.now(UTC)
+        policies: dict[str, bool] = {}
+        prepared = [_prepare(spec, now, policies) for spec in specs]
         session = self.session
-        head = session.execute(
-            select(LedgerChainHead).where(LedgerChainHead.id == 1).with_for_update()
-        ).scalar_one()
+        session.flush()  # the statements below bypass the ORM's autoflush
+        store = LedgerStore(session)
+        last_seq, last_hash = store.lock_head()
 
-        existing = self._existing(p.spec.key for p in prepared)
+        existing = store.existing(p.spec.key for p in prepared)
         results: dict[str, PostResult] = {}
         in_batch: dict[str, str] = {}  # key -> digest of transfers new in this batch
         fresh: list[_Prepared] = []
@@ -187,157 +231,45 @@ class Ledger:
         if not fresh:
             return [results[p.spec.key] for p in prepared]
 
-        account_ids = self._account_ids({(a, s) for item in fresh for a, s, _ in item.units})
-        self._check_balances(fresh, account_ids)
-
-        seq, prev = head.last_seq, head.last_hash
-        transfer_rows = []
-        for item in fresh:
-            seq += 1
-            digest_hash = chain_hash(prev, seq, item.at, item.digest)
-            transfer_rows.append(
-                {
-                    "seq": seq,
-                    "idempotency_key": item.spec.key,
-                    "code": item.spec.code,
-                    "memo": item.spec.memo,
-                    "refs": item.spec.refs,
-                    "created_at": item.at,
-                    "digest": item.digest,
-                    "prev_hash": prev,
-                    "hash": digest_hash,
-                }
-            )
-            prev = digest_hash
-        ids = session.scalars(
-            LedgerTransfer.__table__.insert().returning(
-                LedgerTransfer.id, sort_by_parameter_order=True
-            ),
-            transfer_rows,
-        ).all()
-        posting_rows = []
-        deltas: dict[int, int] = defaultdict(int)
-        for item, transfer_id in zip(fresh, ids, strict=True):
-            results[item.spec.key] = PostResult(transfer_id, True)
-            for address, asset, units in item.units:
-                account_id = account_ids[(address, asset)]
-                posting_rows.append(
-                    {
-                        "transfer_id": transfer_id,
-                        "account_id": account_id,
-                        "asset": asset,
-                        "amount": from_units(units),
-                    }
-                )
-                deltas[account_id] += units
-        session.execute(LedgerPosting.__table__.insert(), posting_rows)
-        accounts = LedgerAccount.__table__
-        changed = [{"acc_id": acc, "delta": from_units(d)} for acc, d in deltas.items() if d]
-        if changed:
-            session.execute(
-                update(accounts)
-                .where(accounts.c.id == bindparam("acc_id"))
-                .values(
-                    balance=accounts.c.balance + bindparam("delta", type_=accounts.c.balance.type)
-                ),
-                changed,
-                execution_options={"synchronize_session": False},
-            )
-        session.execute(
-            update(LedgerChainHead)
-            .where(LedgerChainHead.id == 1)
-            .values(last_seq=seq, last_hash=prev),
-            execution_options={"synchronize_session": False},
+        accounts = store.account_ids(
+            {(a, s) for item in fresh for a, s, _ in item.units}, policies, now
         )
+        _check_balances(fresh, accounts, policies, store)
+
+        # One pass: chain every transfer, lay out its rows, sum the balance moves.
+        raw = store.raw
+        stamps: dict[datetime, str] = {}
+        seq, prev = last_seq, last_hash
+        transfers, postings = [], []
+        deltas: dict[int, int] = defaultdict(int)
+        for item, transfer_id in zip(fresh, store.new_transfer_ids(len(fresh)), strict=True):
+            seq += 1
+            spec = item.spec
+            stamp = stamps.get(item.at) or stamps.setdefault(item.at, chain_stamp(item.at))
+            digest_hash = hash_from_stamp(prev, seq, stamp, item.digest)
+            transfers.append(
+                (
+                    transfer_id,
+                    seq,
+                    spec.key,
+                    spec.code,
+                    spec.memo,
+                    raw.json(spec.refs),
+                    raw.stamp(item.at),
+                    item.digest,
+                    prev,
+                    digest_hash,
+                )
+            )
+            for address, asset, amount in item.units:
+                account_id = accounts[(address, asset)]
+                postings.append((transfer_id, account_id, asset, amount))
+                deltas[account_id] += amount
+            results[spec.key] = PostResult(transfer_id, True)
+            prev = digest_hash
+        store.write(transfers, postings, deltas, (seq, prev))
         session.expire_all()
         return [results[p.spec.key] for p in prepared]
-
-    def _existing(self, keys: Iterable[str]) -> dict[str, tuple[int, str]]:
-        keys = list(dict.fromkeys(keys))
-        found: dict[str, tuple[int, str]] = {}
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start : start + _CHUNK]
-            rows = self.session.execute(
-                select(
-                    LedgerTransfer.idempotency_key, LedgerTransfer.id, LedgerTransfer.digest
-                ).where(LedgerTransfer.idempotency_key.in_(chunk))
-            )
-            found.update({key: (tid, digest) for key, tid, digest in rows})
-        return found
-
-    def _account_ids(self, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        ids = self._lookup_accounts(wanted)
-        missing = wanted - ids.keys()
-        if missing:
-            self.session.execute(
-                LedgerAccount.__table__.insert(),
-                [
-                    {
-                        "address": address,
-                        "asset": asset,
-                        "allow_negative": account_policy(address).allow_negative,
-                        "balance": Decimal(0),
-                        "created_at": datetime.now(UTC),
-                    }
-                    for address, asset in sorted(missing)
-                ],
-            )
-            ids.update(self._lookup_accounts(missing))
-        return ids
-
-    def _lookup_accounts(self, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        ids: dict[tuple[str, str], int] = {}
-        addresses = sorted({a for a, _ in wanted})
-        for start in range(0, len(addresses), _CHUNK):
-            rows = self.session.execute(
-                select(LedgerAccount.address, LedgerAccount.asset, LedgerAccount.id).where(
-                    LedgerAccount.address.in_(addresses[start : start + _CHUNK])
-                )
-            )
-            ids.update({(a, s): i for a, s, i in rows if (a, s) in wanted})
-        return ids
-
-    def _check_balances(
-        self, fresh: list[_Prepared], account_ids: dict[tuple[str, str], int]
-    ) -> None:
-        """Refuse the batch if any transfer, applied in order, takes a guarded account below zero."""
-        guarded = {
-            acc
-            for (address, _), acc in account_ids.items()
-            if not account_policy(address).allow_negative
-        }
-        if not any(
-            u < 0 and account_ids[(a, s)] in guarded for item in fresh for a, s, u in item.units
-        ):
-            return
-        current = self._raw_balances(guarded)
-        for item in fresh:
-            for address, asset, units in item.units:
-                acc = account_ids[(address, asset)]
-                if acc in guarded:
-                    current[acc] = current.get(acc, 0) + units
-            for address, asset, units in item.units:
-                acc = account_ids[(address, asset)]
-                if units < 0 and acc in guarded and current[acc] < 0:
-                    raise NegativeBalance(
-                        f"{address} {asset}",
-                        from_units(current[acc] - units),
-                        "R-LED-2",
-                        f"transfer {item.spec.key!r} takes {from_units(-units)} {asset} and would leave "
-                        f"{from_units(current[acc])}; this account may not go negative",
-                    )
-
-    def _raw_balances(self, account_ids: set[int]) -> dict[int, int]:
-        ids = sorted(account_ids)
-        out: dict[int, int] = {}
-        for start in range(0, len(ids), _CHUNK):
-            rows = self.session.execute(
-                select(LedgerAccount.id, LedgerAccount.balance).where(
-                    LedgerAccount.id.in_(ids[start : start + _CHUNK])
-                )
-            )
-            out.update({acc: to_units(balance) for acc, balance in rows})
-        return out
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 from copytrade.domain.money import ZERO, from_units
 from copytrade.domain.settlement import FUTURES
 from copytrade.ledger.accounts import follower_cash
+from copytrade.ledger.rawsql import Raw
 from copytrade.settlement.decide import CopyFacts
 from copytrade.settlement.marks import MarkedPnl, MarkPrices, SymbolBook, mark_books
-from copytrade.settlement.rawsql import Raw
 from copytrade.settlement.sqlutil import chunks, raw_units
 from models.platform import Copy, LeadPortfolio
 from models.settlement import CopySettlementState, SettlementPayout

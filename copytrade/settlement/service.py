@@ -28,9 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from copytrade.domain.errors import RuleViolation
 from copytrade.domain.money import ZERO, from_units
-from copytrade.ledger import Leg, TransferSpec
+from copytrade.ledger import Ledger, Leg, TransferSpec
 from copytrade.ledger.accounts import follower_cash, leader_capital, leader_rebates, person_spot
-from copytrade.settlement.bulk_ledger import post_bulk
+from copytrade.ledger.rawsql import Raw, units
 from copytrade.settlement.cycles import (
     FINAL_TRIGGERS,
     CycleSpec,
@@ -53,7 +53,6 @@ from copytrade.settlement.marks import (
     MarkPrices,
     PortfolioUnrealised,
 )
-from copytrade.settlement.rawsql import Raw, units
 from copytrade.settlement.reading import (
     MarkCache,
     StateRow,
@@ -417,7 +416,7 @@ class SettlementService:
                         report.cash_returned[asset] = report.cash_returned.get(asset, ZERO) + amount
                     states[(copy_id, facts.asset)]["cash_released_at"] = now
             report.copies_settled += 1
-        results = post_bulk(session, specs)
+        results = Ledger(session).post_many(specs)
         for row, index in pending:
             row["transfer_id"] = results[index].transfer_id
         raw = Raw(session)
@@ -746,4 +745,4 @@ def _release_capital(session: Session, report: RunReport) -> None:
             )
         )
         report.capital_returned[asset] = report.capital_returned.get(asset, ZERO) + amount
-    post_bulk(session, specs)
+    Ledger(session).post_many(specs)

@@ -11,7 +11,6 @@ is computed from it without a datetime round trip (``hash_from_stamp``, tested e
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from datetime import UTC, datetime
 
@@ -19,14 +18,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from copytrade.ledger import ChainReport
-from copytrade.ledger.service import chain_hash, transfer_digest
+from copytrade.ledger.service import chain_hash, hash_from_stamp, transfer_digest
 from models.ledger import GENESIS_HASH
 from models.validation import LedgerChainVerification
-
-
-def hash_from_stamp(prev_hash: str, seq: int, stamp: str, digest: str) -> str:
-    """Return ``chain_hash`` for an instant already formatted as ``%Y-%m-%dT%H:%M:%S.%fZ``."""
-    return hashlib.sha256(f"{prev_hash}|{seq}|{stamp}|{digest}".encode()).hexdigest()
 
 
 def _hasher(postgres: bool):

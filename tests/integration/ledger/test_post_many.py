@@ -1,4 +1,8 @@
-"""Settlement's bulk poster and chain recomputation agree with the ledger service (R-LED-1/2, R-X-4)."""
+"""Bulk posting and the fast chain recomputation on SQLite and PostgreSQL (R-LED-1/2, R-SET-9, R-X-4).
+
+``Ledger.post_many`` is the one poster (the engine per fill, settlement by the ten thousand): what
+it writes must not depend on the database or on how transfers are split into calls.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,6 @@ from copytrade.ledger import (
     TransferSpec,
     UnbalancedTransfer,
 )
-from copytrade.settlement.bulk_ledger import post_bulk
 from copytrade.validation import recompute_chain
 from models import LedgerAccount, LedgerPosting, LedgerTransfer
 
@@ -88,28 +91,30 @@ def snapshot(session: Session):
     return transfers, balances, postings
 
 
-def test_bulk_poster_writes_exactly_what_the_ledger_service_writes_R_X_4(session, tmp_path):
-    """Reference: the ledger service on a fresh SQLite file; under test: the bulk poster on the
-    test's database (SQLite or PostgreSQL), in two overlapping batches."""
+def test_bulk_posting_writes_what_posting_one_by_one_writes_R_X_4(session, tmp_path):
+    """Reference: one ``post`` per transfer on a fresh SQLite file; under test: ``post_many`` on
+    the test's database (SQLite or PostgreSQL), in two overlapping batches."""
     batch = specs()
     reference = make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
     models.Base.metadata.create_all(reference)
     with Session(reference) as s1, s1.begin():
-        Ledger(s1).post_many(batch)
+        ledger = Ledger(s1)
+        for spec in batch:
+            ledger.post(spec)
         expected = snapshot(s1)
     reference.dispose()
     with session.begin():
-        post_bulk(session, batch[:150])
+        Ledger(session).post_many(batch[:150])
     with session.begin():
-        results = post_bulk(session, batch)  # the first 150 again: no-ops
+        results = Ledger(session).post_many(batch)  # the first 150 again: no-ops
         assert sum(r.created for r in results) == len(batch) - 150
         assert snapshot(session) == expected
         assert Ledger(session).verify_chain().ok
 
 
-def test_bulk_poster_keeps_the_ledger_rules_R_LED_1_R_LED_2_R_SET_9(session):
+def test_bulk_posting_keeps_the_ledger_rules_all_or_nothing_R_LED_1_R_LED_2_R_SET_9(session):
     with session.begin():
-        post_bulk(session, specs(30))
+        Ledger(session).post_many(specs(30))
         before = snapshot(session)
     bad = TransferSpec(
         "bad", "deposit", (Leg("external:x", "USDT", D(-1)), Leg("person:1:spot", "USDT", D("0.5")))
@@ -130,17 +135,17 @@ def test_bulk_poster_keeps_the_ledger_rules_R_LED_1_R_LED_2_R_SET_9(session):
         (conflict, IdempotencyConflict),
     ):
         with pytest.raises(error), session.begin():
-            post_bulk(session, [specs(40)[-1], spec])
+            Ledger(session).post_many([specs(40)[-1], spec])
         with session.begin():
             assert snapshot(session) == before  # all or nothing
     with session.begin():
-        assert [r.created for r in post_bulk(session, specs(30))] == [False] * len(specs(30))
+        assert [r.created for r in Ledger(session).post_many(specs(30))] == [False] * len(specs(30))
         assert Ledger(session).verify_chain().ok
 
 
 def test_fast_chain_recomputation_agrees_with_verify_chain_R_X_4(session, engine):
     with session.begin():
-        post_bulk(session, specs(120))
+        Ledger(session).post_many(specs(120))
         report, through, _ = recompute_chain(session, batch=17)
         assert report.ok and report.checked == through == Ledger(session).verify_chain().checked
     with engine.begin() as conn:
@@ -165,8 +170,7 @@ def test_fast_chain_recomputation_agrees_with_verify_chain_R_X_4(session, engine
 
 
 def test_hash_from_stored_text_is_the_ledgers_chain_hash_R_X_4():
-    from copytrade.ledger.service import chain_hash
-    from copytrade.validation.chain import hash_from_stamp
+    from copytrade.ledger.service import chain_hash, hash_from_stamp
 
     for at in (
         T0,

@@ -1,10 +1,10 @@
-"""Bulk writes straight to the DB-API: settlement writes tens of thousands of rows per batch.
+"""Bulk statements straight to the DB-API: the ledger and settlement write tens of thousands of rows.
 
 SQLAlchemy's per-row parameter processing (type decorators, JSON, datetimes) cost more than the
-database itself at this volume (measured: about three quarters of a batch's time). Here values are
-converted once, by us, to exactly what the column types would have stored — integer units for
-amounts, SQLAlchemy's SQLite datetime text or an aware datetime for PostgreSQL, JSON text — and
-handed to ``executemany``.
+database itself at this volume (measured: about three quarters of a settlement batch's time). Here
+values are converted once, by us, to exactly what the column types would have stored — integer
+units for amounts, SQLAlchemy's SQLite datetime text or an aware datetime for PostgreSQL, JSON
+text — and handed to ``executemany`` (SQLite) or ``COPY`` (PostgreSQL).
 """
 
 from __future__ import annotations
@@ -65,8 +65,19 @@ class Raw:
         casts: dict[str, str] | None = None,
         suffix: str = "",
     ) -> None:
-        """``INSERT INTO table (columns) VALUES (…)`` for every row, in one ``executemany``."""
+        """``INSERT INTO table (columns) VALUES (…)`` for every row, in one ``executemany``.
+
+        On PostgreSQL a plain insert (no ``suffix``) is one ``COPY``: the server parses the text
+        of each value as its column's type, so ``casts`` are not needed there.
+        """
         if not rows:
+            return
+        if self.postgres and not suffix:
+            cursor = self.session.connection().connection.driver_connection.cursor()
+            with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.close()
             return
         casts = casts or {}
         values = ", ".join(self.placeholder(casts.get(c)) for c in columns)
