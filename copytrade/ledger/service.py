@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from copytrade.domain.money import from_units, to_units
 from copytrade.ledger.accounts import account_policy
 from copytrade.ledger.errors import IdempotencyConflict, NegativeBalance, UnbalancedTransfer
-from copytrade.ledger.rawsql import units
+from copytrade.ledger.rawsql import paused_gc, units
 from copytrade.ledger.store import LedgerStore
 from models.ledger import GENESIS_HASH, LedgerAccount, LedgerPosting, LedgerTransfer
 
@@ -200,6 +200,10 @@ class Ledger:
         """
         if not specs:
             return []
+        with paused_gc():
+            return self._post_many(specs)
+
+    def _post_many(self, specs: Sequence[TransferSpec]) -> list[PostResult]:
         now = datetime.now(UTC)
         policies: dict[str, bool] = {}
         prepared = [_prepare(spec, now, policies) for spec in specs]

@@ -30,7 +30,7 @@ from copytrade.domain.errors import RuleViolation
 from copytrade.domain.money import ZERO, from_units
 from copytrade.ledger import Ledger, Leg, TransferSpec
 from copytrade.ledger.accounts import follower_cash, leader_capital, leader_rebates, person_spot
-from copytrade.ledger.rawsql import Raw, units
+from copytrade.ledger.rawsql import Raw, paused_gc, units
 from copytrade.settlement.cycles import (
     FINAL_TRIGGERS,
     CycleSpec,
@@ -220,7 +220,7 @@ class SettlementService:
         total = len(items)
         for index, start in enumerate(range(0, total, self.batch_size)):
             chunk = items[start : start + self.batch_size]
-            with self.sessions() as session, session.begin():
+            with paused_gc(), self.sessions() as session, session.begin():
                 _roomy_cache(session)
                 self._settle_batch(session, chunk, cycles, as_of, marks, deferrals, report)
                 self._emit("posted", index, len(chunk), start + len(chunk), total)

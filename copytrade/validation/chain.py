@@ -18,6 +18,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from copytrade.ledger import ChainReport
+from copytrade.ledger.rawsql import paused_gc
 from copytrade.ledger.service import chain_hash, hash_from_stamp, transfer_digest
 from models.ledger import GENESIS_HASH
 from models.validation import LedgerChainVerification
@@ -109,7 +110,7 @@ def recompute_chain_at(url: str, batch: int = 50_000) -> tuple[ChainReport, int,
     """
     engine = create_engine(url)
     try:
-        with engine.connect() as connection, Session(bind=connection) as session:
+        with paused_gc(), engine.connect() as connection, Session(bind=connection) as session:
             return recompute_chain(session, batch)
     finally:
         engine.dispose()
