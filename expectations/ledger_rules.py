@@ -237,14 +237,15 @@ def _checks(dialect: str) -> list[RuleCheck]:
             "LEFT JOIN ledger_transfers r "
             "ON r.idempotency_key = 'fee_rebate:' || SUBSTR(f.idempotency_key, 13) "
             "LEFT JOIN ledger_postings rp ON rp.transfer_id = r.id AND rp.amount > 0 "
-            "WHERE f.code = 'trading_fee' AND COALESCE(rp.amount, 0) <> fp.amount / 10 "
+            "WHERE f.code = 'trading_fee' "
+            "AND (COALESCE(rp.amount, 0) <> fp.amount / 10 OR rp.asset <> fp.asset) "
             "UNION ALL SELECT r.id, r.idempotency_key, NULL, NULL FROM ledger_transfers r "
             "LEFT JOIN ledger_transfers f "
             "ON f.idempotency_key = 'trading_fee:' || SUBSTR(r.idempotency_key, 12) "
             "WHERE r.code = 'fee_rebate' AND f.id IS NULL",
-            "Every rebate posted for a fill is 10 % of the fee posted for it, rounded down, and "
-            "no rebate is posted without its fee (a fill's transfers are keyed "
-            "trading_fee:<fill> and fee_rebate:<fill>).",
+            "Every rebate posted for a fill is 10 % of the fee posted for it, rounded down, in "
+            "the fee's asset, and no rebate is posted without its fee (a fill's transfers are "
+            "keyed trading_fee:<fill> and fee_rebate:<fill>).",
         ),
         RuleCheck(
             "rebates_account_backs_unpaid_rebates",

@@ -269,6 +269,53 @@ def _fee_without_rebate(engine, w):
     )
 
 
+def _ledger_rebate_not_ten_percent(engine, w):
+    # The rebate goes straight to the leader's wallet, so the rebates account (R-FEE-4) holds.
+    through_ledger(
+        engine,
+        "trading_fee:odd-1",
+        "trading_fee",
+        [(f"follower:{w.spot_copy}:cash", "USDT", "-1"), ("platform:fees", "USDT", "1")],
+    )
+    through_ledger(
+        engine,
+        "fee_rebate:odd-1",
+        "fee_rebate",
+        [("platform:fees", "USDT", "-0.2"), (f"person:{w.spot_leader}:spot", "USDT", "0.2")],
+    )
+
+
+def _ledger_rebate_without_fee(engine, w):
+    through_ledger(
+        engine,
+        "fee_rebate:orphan-2",
+        "fee_rebate",
+        [("platform:fees", "USDT", "-0.1"), (f"person:{w.spot_leader}:spot", "USDT", "0.1")],
+    )
+
+
+def _ledger_rebate_in_another_asset(engine, w):
+    # 10 % of the fee's amount, but in BNB while the fee was paid in USDT.
+    through_ledger(
+        engine,
+        "deposit:platform-bnb",
+        "deposit",
+        [("external:deposits", "BNB", "-1"), ("platform:fees", "BNB", "1")],
+    )
+    through_ledger(
+        engine,
+        "trading_fee:bnb-1",
+        "trading_fee",
+        [(f"follower:{w.spot_copy}:cash", "USDT", "-1"), ("platform:fees", "USDT", "1")],
+    )
+    through_ledger(
+        engine,
+        "fee_rebate:bnb-1",
+        "fee_rebate",
+        [("platform:fees", "BNB", "-0.1"), (f"person:{w.spot_leader}:spot", "BNB", "0.1")],
+    )
+
+
 def _fill_fee_without_rebate(engine, w):
     sql(
         engine,
@@ -330,6 +377,15 @@ CORRUPTIONS = {
     "ledger_fee_without_rebate": Corruption(
         "R-LED-6", "ledger_rebate_is_ten_percent_of_ledger_fee", _fee_without_rebate
     ),
+    "ledger_rebate_not_ten_percent": Corruption(
+        "R-LED-6", "ledger_rebate_is_ten_percent_of_ledger_fee", _ledger_rebate_not_ten_percent
+    ),
+    "ledger_rebate_without_fee": Corruption(
+        "R-LED-6", "ledger_rebate_is_ten_percent_of_ledger_fee", _ledger_rebate_without_fee
+    ),
+    "ledger_rebate_in_another_asset": Corruption(
+        "R-LED-6", "ledger_rebate_is_ten_percent_of_ledger_fee", _ledger_rebate_in_another_asset
+    ),
     "fill_rebate_not_ten_percent": Corruption(
         "R-LED-6", "fill_rebate_is_ten_percent_of_fee", _fill_fee_without_rebate
     ),
@@ -346,7 +402,7 @@ CORRUPTIONS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS), ids=lambda n: f"{n}-{CORRUPTIONS[n].rule}")
 def test_corruption_fails_its_rule_only_and_blocks_every_payout_R_LED_7(
     name, build, service, view, engine, db_url, session_maker
 ):
