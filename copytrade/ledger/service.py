@@ -8,24 +8,28 @@ and costs a handful of bulk statements whatever the number of transfers (``store
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from copytrade.domain.money import from_units, to_units
+from copytrade.domain.money import from_units
 from copytrade.ledger.accounts import account_policy
+from copytrade.ledger.chain import (
+    ChainReport,
+    chain_stamp,
+    hash_from_stamp,
+    recompute_chain,
+    transfer_digest,
+)
 from copytrade.ledger.errors import IdempotencyConflict, NegativeBalance, UnbalancedTransfer
 from copytrade.ledger.rawsql import paused_gc, units
 from copytrade.ledger.store import LedgerStore
-from models.ledger import GENESIS_HASH, LedgerAccount, LedgerPosting, LedgerTransfer
-
-_CHUNK = 900  # stays under SQLite's bound-parameter limit in IN (...) lists
+from models.ledger import LedgerAccount, LedgerPosting
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,40 +64,6 @@ class Balance:
     address: str
     asset: str
     amount: Decimal
-
-
-@dataclass(slots=True)
-class ChainReport:
-    """Outcome of recomputing the chain: ``ok`` or the first transfer whose hash does not match."""
-
-    checked: int = 0
-    first_broken_seq: int | None = None
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.first_broken_seq is None
-
-
-def transfer_digest(key: str, code: str, postings: Iterable[tuple[str, str, int]]) -> str:
-    """Return the sha256 of a transfer's content (key, code, sorted postings): what idempotency compares."""
-    body = "\n".join(f"{a}|{s}|{u}" for a, s, u in sorted(postings))
-    return hashlib.sha256(f"{key}\n{code}\n{body}".encode()).hexdigest()
-
-
-def chain_stamp(at: datetime) -> str:
-    """Return the instant as the chain hashes it: UTC, microseconds, ``%Y-%m-%dT%H:%M:%S.%fZ``."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def hash_from_stamp(prev_hash: str, seq: int, stamp: str, digest: str) -> str:
-    """Return ``chain_hash`` for an instant already formatted by ``chain_stamp``."""
-    return hashlib.sha256(f"{prev_hash}|{seq}|{stamp}|{digest}".encode()).hexdigest()
-
-
-def chain_hash(prev_hash: str, seq: int, at: datetime, digest: str) -> str:
-    """Return the chained hash of transfer ``seq``: previous hash, position, time and content (R-X-4)."""
-    return hash_from_stamp(prev_hash, seq, chain_stamp(at), digest)
 
 
 @dataclass(slots=True)
@@ -304,57 +274,6 @@ class Ledger:
         ).scalar_one()
         return total if total is not None else Decimal(0)
 
-    def verify_chain(self, batch: int = 20_000) -> ChainReport:
+    def verify_chain(self, batch: int = 50_000) -> ChainReport:
         """Recompute every transfer's digest and chained hash from the stored postings (R-X-4)."""
-        report = ChainReport()
-        prev, expected_seq = GENESIS_HASH, 1
-        while True:
-            transfers = self.session.execute(
-                select(
-                    LedgerTransfer.id,
-                    LedgerTransfer.seq,
-                    LedgerTransfer.idempotency_key,
-                    LedgerTransfer.code,
-                    LedgerTransfer.created_at,
-                    LedgerTransfer.digest,
-                    LedgerTransfer.prev_hash,
-                    LedgerTransfer.hash,
-                )
-                .where(LedgerTransfer.seq >= expected_seq)
-                .order_by(LedgerTransfer.seq)
-                .limit(batch)
-            ).all()
-            if not transfers:
-                return report
-            ids = [t.id for t in transfers]
-            postings: dict[int, list[tuple[str, str, int]]] = defaultdict(list)
-            for start in range(0, len(ids), _CHUNK):
-                rows = self.session.execute(
-                    select(
-                        LedgerPosting.transfer_id,
-                        LedgerAccount.address,
-                        LedgerPosting.asset,
-                        LedgerPosting.amount,
-                    )
-                    .join(LedgerAccount, LedgerAccount.id == LedgerPosting.account_id)
-                    .where(LedgerPosting.transfer_id.in_(ids[start : start + _CHUNK]))
-                )
-                for transfer_id, address, asset, amount in rows:
-                    postings[transfer_id].append((address, asset, to_units(amount)))
-            for t in transfers:
-                report.checked += 1
-                digest = transfer_digest(t.idempotency_key, t.code, postings[t.id])
-                problem = None
-                if t.seq != expected_seq:
-                    problem = f"sequence gap: expected {expected_seq}, found {t.seq}"
-                elif t.prev_hash != prev:
-                    problem = f"seq {t.seq}: prev_hash does not match the previous transfer's hash"
-                elif digest != t.digest:
-                    problem = f"seq {t.seq}: content (postings, key or code) was edited"
-                elif chain_hash(prev, t.seq, t.created_at, digest) != t.hash:
-                    problem = f"seq {t.seq}: hash does not match its content or time"
-                if problem:
-                    report.first_broken_seq = t.seq
-                    report.problems.append(problem)
-                    return report
-                prev, expected_seq = t.hash, t.seq + 1
+        return recompute_chain(self.session, batch)[0]

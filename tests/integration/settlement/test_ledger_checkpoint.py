@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from copytrade.ledger import Ledger, Leg
 from copytrade.ledger.accounts import account_policy
-from copytrade.ledger.service import chain_hash, transfer_digest
+from copytrade.ledger.chain import chain_hash, transfer_digest
 from copytrade.settlement import SettlementBlocked
 from copytrade.settlement.fixtures import EPOCH
 from copytrade.validation import validate_ledger
