@@ -17,12 +17,12 @@ trade futures on the real 2021 XRPUSDT candles instead, on the same exchange and
 from __future__ import annotations
 
 import asyncio
-import os
+import json
 import statistics
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -77,6 +77,8 @@ class DemoResult:
     transfers: int = 0
     chain_ok: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
+    prefect_home: Path | None = None
+    flow_runs: list[dict] = field(default_factory=list)  # as the Prefect API reports them
 
     @property
     def ok(self) -> bool:
@@ -184,13 +186,29 @@ class _Story:
             asyncio.run(self.trade())
             self.timed("trading", started)
             self.marks = self.last_prices()
-        started = time.perf_counter()
-        self.settle()
-        self.timed("settlement", started)
-        started = time.perf_counter()
-        self.build_metrics()
-        self.timed("metrics", started)
+        self.on_prefect()
         self.summary()
+
+    def on_prefect(self) -> None:
+        """Run the production flows (settle, gated by validate_ledger; build_metrics) on Prefect."""
+        from prefect import tags
+
+        from copytrade.demo_prefect import demo_prefect, flow_runs_since
+
+        since = datetime.now(UTC)
+        with ExitStack() as stack:
+            with self.console.status("starting Prefect (server and database under the demo home)"):
+                self.prefect = stack.enter_context(demo_prefect(self.home))
+            self.result.prefect_home = self.prefect.prefect_home
+            self.result.seconds["prefect_start"] = self.prefect.startup_seconds
+            with tags("demo"):
+                started = time.perf_counter()
+                self.settle()
+                self.timed("settlement", started)
+                started = time.perf_counter()
+                self.build_metrics()
+                self.timed("metrics", started)
+            self.result.flow_runs = flow_runs_since(since)
 
     def sign_up(self) -> None:
         self.step("1. Leaders apply (R-LEAD-1..6)")
@@ -457,47 +475,53 @@ class _Story:
         return prices
 
     def settle(self) -> None:
-        from copytrade.settlement import (
-            SettlementBlocked,
-            SettlementService,
-            StaticMarks,
-            ledger_integrity_gate,
-        )
-        from copytrade.settlement.cycles import week_start
+        from prefect.artifacts import Artifact
 
-        self.step("4. Validate the ledger, then settle the weekly cycle (R-LED-7, R-SET-*)")
+        from copytrade.settlement.cycles import week_start
+        from flows.settle import settle
+
+        self.step(
+            "4. Validate the ledger, then settle the weekly cycle on Prefect (R-LED-7, R-SET-*)"
+        )
         with self.factory() as s:
             for cid, reason in s.execute(
                 select(Copy.id, Copy.stop_reason).where(Copy.status == "stopped")
             ):
                 self.result.stopped[cid] = reason or ""
-        service = SettlementService(
-            self.factory,
-            gate=ledger_integrity_gate(self.url),
-            marks=StaticMarks(self.marks),
-        )
         # Accelerated time: settle the weekly cycle that closes next Monday 00:00 UTC, as if the
         # week of trading had passed (the cycle at or before now closed before the demo began).
         at = week_start(datetime.now(UTC)) + timedelta(days=7)
-        self.reports = []
-        with self.console.status("validating (Great Expectations) and settling"):
-            try:
-                self.reports.append(service.settle_pending_events(at))
-                self.reports.append(service.settle_weekly(at))
-            except SettlementBlocked as blocked:
-                self.reports.append(blocked.report)
-        validation = next((r.validation for r in self.reports if r.validation is not None), None)
-        self.validation = validation
-        self.result.validation_passed = bool(validation is not None and validation.passed)
-        self.result.settlement_status = ", ".join(f"{r.trigger}: {r.status}" for r in self.reports)
+        with self.console.status("flow settle: validate_ledger (Great Expectations), then settle"):
+            state = settle(
+                cycle="weekly",
+                at=at,
+                database_url=self.url,
+                marks={symbol: str(price) for symbol, price in self.marks.items()},
+                return_state=True,
+            )
+        if state.is_completed():
+            summaries = state.result()
+            self.result.settlement_status = ", ".join(
+                f"{r['trigger']}: {r['status']}" for r in summaries
+            )
+        else:
+            self.result.settlement_status = f"settle run {state.name}: {state.message}"
+        # What validate_ledger published for this run: one row per expectation.
+        checks = Artifact.get("ledger-validation")
+        data = checks.data if checks else []
+        self.validation_rows = json.loads(data) if isinstance(data, str) else data
+        self.result.validation_passed = bool(self.validation_rows) and all(
+            r["result"] == "pass" for r in self.validation_rows
+        )
         self.console.print(f"  {self.result.settlement_status}")
 
     def build_metrics(self) -> None:
         from copytrade.analytics.leaderboard import top
         from copytrade.analytics.prices import daily_bars, store_bars
-        from copytrade.analytics.warehouse import Warehouse, build
+        from copytrade.analytics.warehouse import Warehouse
+        from flows.build_metrics import build_metrics
 
-        self.step("5. Build the metrics warehouse (DuckDB, dbt) (R-MET-*)")
+        self.step("5. Build the metrics warehouse on Prefect (DuckDB, dbt) (R-MET-*)")
         with self.session() as session:
             for name in (
                 "1000PEPEUSDT-5m-2025.csv",
@@ -507,20 +531,24 @@ class _Story:
                 source = self.data_dir / "market" / "futures" / name
                 if source.is_file():
                     store_bars(session, daily_bars(source))
-        warehouse = Warehouse.duckdb(self.home / "demo-warehouse")
-        self.warehouse = warehouse
+        root = self.home / "demo-warehouse"
+        warehouse = Warehouse.duckdb(root)
         self.result.warehouse_path = warehouse.path
-        with self.console.status("extract ledger → Parquet, dbt build → DuckDB"):
+        with self.console.status(
+            "flow build_metrics: extract ledger → Parquet, dbt build → DuckDB"
+        ):
             # --fast skips dbt's data tests (they run in CI and in the full demo)
-            report = build(
-                warehouse,
-                ledger_url=self.url,
+            state = build_metrics(
+                period="90d",
+                database_url=self.url,
+                warehouse_dir=str(root),
                 full_refresh=True,
-                exclude="resource_type:test" if self.scale is FAST else None,
+                data_tests=self.scale is not FAST,
+                return_state=True,
             )
-        self.result.dbt_ok = report.dbt.success
-        self.console.print(f"  {report.dbt.summary()}")
-        if report.dbt.success:
+        self.result.dbt_ok = state.is_completed()
+        self.console.print(f"  {state.result()['dbt'] if self.result.dbt_ok else state.message}")
+        if self.result.dbt_ok:
             self.result.leaderboard = top(warehouse, period="90d", sort="sharpe", limit=5)
 
     # -- the summary -------------------------------------------------------------------------
@@ -564,17 +592,14 @@ class _Story:
         with self.factory() as s:
             report = Ledger(s).verify_chain()
         self.result.transfers, self.result.chain_ok = report.checked, report.ok
-        v = self.validation
+        rows = self.validation_rows
         verdict = "[green]passed[/]" if self.result.validation_passed else "[bold red]failed[/]"
-        checks = (
-            f"{sum(1 for r in v.rows() if r['result'] == 'pass')}/{len(v.rows())} checks"
-            if v
-            else ""
-        )
+        checks = f"{sum(1 for r in rows if r['result'] == 'pass')}/{len(rows)} checks"
         console.print(
             f"validation (ledger_integrity, GX): {verdict} {checks}; hash chain "
             f"{'intact' if report.ok else 'BROKEN'} over {report.checked} transfers (R-X-4)"
         )
+        console.print(self.runs_table())
         console.print(f"timings (s): {self.result.seconds}")
         self.where_next()
 
@@ -705,17 +730,39 @@ class _Story:
         )
         return table
 
+    def runs_table(self) -> Table:
+        """The demo's flow runs as the Prefect API reports them."""
+        table = Table(
+            "flow run", "flow", "state", "tags", "artifacts", title="Prefect flow runs of the demo"
+        )
+        for run in self.result.flow_runs:
+            table.add_row(
+                run["name"],
+                run["flow"],
+                run["state"],
+                ", ".join(run["tags"]),
+                ", ".join(run["artifacts"]),
+            )
+        return table
+
     def where_next(self) -> None:
         console = self.console
         settings = get_settings()
-        api = os.environ.get("PREFECT_API_URL")
-        ui = (
-            f"Prefect UI: {api.removesuffix('/api')}"
-            if api
-            else "Prefect UI: none configured here; `copytrade up` starts a server and the flows"
-        )
+        prefect = self.prefect
         console.rule("[bold]Where to look next")
-        console.print(f"  {ui}")
+        if prefect.started_here:
+            home = (
+                ""
+                if self.home.resolve() == settings.home.resolve()
+                else f"COPYTRADE_HOME={self.home} "
+            )
+            console.print(
+                f"  Prefect UI: `{home}copytrade up`, then {prefect.ui_url}/runs (the demo's runs "
+                f"are in {prefect.prefect_home / 'prefect.db'}, tag 'demo'; the demo's own server "
+                f"took {prefect.startup_seconds} s to start and has stopped)"
+            )
+        else:
+            console.print(f"  Prefect UI: {prefect.ui_url}/runs (tag 'demo')")
         console.print(
             f"  dbt docs: `copytrade metrics docs` (docs of the demo warehouse: "
             f"{self.result.warehouse_path.parent / 'dbt'})"

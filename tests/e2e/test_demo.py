@@ -1,10 +1,12 @@
 """`copytrade demo --fast` end to end (issue 8, item 2): every leader fill × copy has one
 outcome (R-COPY-7), the ledger validation passed before settling (R-LED-7), payouts equal the
-profit-share formula for the demo's copies (R-SET-2/3), and metrics rows exist for every leader
-(R-MET-1)."""
+profit-share formula for the demo's copies (R-SET-2/3), metrics rows exist for every leader
+(R-MET-1), and the production flows (settle gated by validate_ledger, build_metrics) ran on Prefect
+with their run names, states and artifact keys."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 
 import duckdb
@@ -130,3 +132,30 @@ def test_metrics_rows_exist_for_every_leader_R_MET_1(demo):
     assert set(result.portfolios.values()) <= metrics
     assert set(result.portfolios.values()) <= board
     assert len(result.leaderboard) == min(5, len(result.portfolios))
+
+
+# The runs the demo makes on Prefect: flow, and the artifact keys the UI shows (issue 8, item 3).
+FLOW_RUNS = {
+    "validate-ledger-before-settle-weekly": ("validate_ledger", {"validation-summary"}),
+    "settle-weekly": ("settle", {"settlement-report"}),
+    "build-metrics-90d": ("build_metrics", {"leaderboard", "copy-quality"}),
+}
+
+
+def test_the_flows_ran_on_prefect_named_completed_with_artifacts(demo):
+    result, _, text = demo
+    runs = {r["name"]: r for r in result.flow_runs}
+    assert set(runs) == set(FLOW_RUNS)
+    for name, (flow, keys) in FLOW_RUNS.items():
+        run = runs[name]
+        assert (run["flow"], run["state"]) == (flow, "Completed"), run
+        assert "demo" in run["tags"], run
+        assert keys <= set(run["artifacts"]), run
+        assert name in text  # the summary lists them
+    # The runs stay in the demo's Prefect database, where `copytrade up`'s UI reads them.
+    con = sqlite3.connect(result.prefect_home / "prefect.db")
+    try:
+        stored = dict(con.execute("select name, state_name from flow_run").fetchall())
+    finally:
+        con.close()
+    assert stored == {name: "Completed" for name in FLOW_RUNS}
