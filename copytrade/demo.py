@@ -560,12 +560,14 @@ class _Story:
         table = Table(
             "#",
             "leader",
+            "visibility",
             "Sharpe",
             "PnL USD",
             "ROI %",
             "MDD %",
             "copiers",
             title="Leaderboard top 5 (90 d, by Sharpe, R-MET-4)",
+            caption="private: listed, joined only with the leader's invitation code (R-LEAD-4)",
         )
         for row in self.result.leaderboard:
             table.add_row(
@@ -574,6 +576,7 @@ class _Story:
                     for k in (
                         "sharpe_rank",
                         "nickname",
+                        "visibility",
                         "sharpe",
                         "pnl_usd",
                         "roi_pct",

@@ -159,3 +159,11 @@ def test_the_flows_ran_on_prefect_named_completed_with_artifacts(demo):
     finally:
         con.close()
     assert stored == {name: "Completed" for name in FLOW_RUNS}
+
+
+def test_the_leaderboard_marks_the_private_portfolio_R_LEAD_4_R_MET_4(demo):
+    result, _, _ = demo
+    visibility = {row["portfolio_id"]: row["visibility"] for row in result.leaderboard}
+    chen = result.portfolios["chen"]
+    assert visibility[chen] == "private"
+    assert {v for pid, v in visibility.items() if pid != chen} == {"public"}
