@@ -24,7 +24,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,13 +34,14 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from copytrade import migrate
+from copytrade import clock, migrate
 from copytrade.config import get_settings
 from copytrade.db import make_engine
 from copytrade.domain.errors import RuleViolation
 from copytrade.domain.leaders import LeaderApplication
 from copytrade.ledger import Ledger
 from copytrade.platform import copies, leaders, wallets
+from copytrade.settlement.cycles import week_start
 from models import (
     Copy,
     ExchangeAccount,
@@ -54,7 +55,12 @@ from models import (
 USDT = "USDT"
 REPLAY_SYMBOLS = ("1000PEPEUSDT", "ONDOUSDT")
 CROSS_SYMBOL = "XRPUSDT"
-CROSS_CANDLES = "market/futures/XRP_USDT_USDT-5m.csv"
+FILES = {  # candle file of every traded symbol, under market/futures/
+    "1000PEPEUSDT": "1000PEPEUSDT-5m-2025.csv",
+    "ONDOUSDT": "ONDOUSDT-5m-2025.csv",
+    "XRPUSDT": "XRP_USDT_USDT-5m.csv",
+}
+CROSS_CANDLES = f"market/futures/{FILES[CROSS_SYMBOL]}"
 PAPER_START = "2025-02-24T00:00:00Z"
 
 
@@ -138,6 +144,7 @@ class _Story:
         self.result, self.home, self.scale = result, home, scale
         self.data_dir = get_settings().data_dir
         self.codes: dict[str, str | None] = {}
+        self.fills_copied = 0
         self.secrets: dict[str, str] = {}
 
     @contextmanager
@@ -176,17 +183,31 @@ class _Story:
     def run(self) -> None:
         from copytrade.paper.testing import run_paper_exchange
 
-        started = time.perf_counter()
-        self.sign_up()
-        self.timed("sign_up", started)
-        with run_paper_exchange(start=PAPER_START, speed=0, data_dir=self.data_dir) as paper:
+        # Speed 1 between the jumps of the clock to each trade: copies trade (and are acknowledged)
+        # moments after their leader, on the same simulated clock.
+        with run_paper_exchange(start=PAPER_START, speed=1, data_dir=self.data_dir) as paper:
             self.paper = paper
-            self.open_exchange_accounts()
-            started = time.perf_counter()
-            asyncio.run(self.trade())
-            self.timed("trading", started)
-            self.marks = self.last_prices()
-        self.on_prefect()
+            exchange = paper.server.exchange
+            exchange.simulated_timestamps = True
+            # Everything recorded while the exchange runs carries its simulated time.
+            with clock.simulated(lambda: _utc_ms(exchange.clock.now_ms())):
+                started = time.perf_counter()
+                self.sign_up()
+                self.timed("sign_up", started)
+                self.open_exchange_accounts()
+                started = time.perf_counter()
+                asyncio.run(self.trade())
+                self.timed("trading", started)
+                # The week passes: settle the cycle that closes on the next Monday 00:00 UTC, at
+                # the exchange's prices of that moment.
+                self.at = week_start(clock.now()) + timedelta(days=7)
+                paper.admin.set_clock(time=self.at.strftime("%Y-%m-%dT%H:%M:%SZ"), speed=0)
+                self.marks = self.last_prices()
+                self.daily_marks = self.replayed_daily_bars(self.at.date())
+        # After the exchange: the simulated clock goes on from that Monday at wall-clock pace.
+        started_at, wall = self.at, time.monotonic()
+        with clock.simulated(lambda: started_at + timedelta(seconds=time.monotonic() - wall)):
+            self.on_prefect()
         self.summary()
 
     def on_prefect(self) -> None:
@@ -405,7 +426,7 @@ class _Story:
             t = row.trade
             qty = t.quantity if t.side == "buy" else min(t.quantity, held.get(t.symbol, Decimal(0)))
             if qty > 0:
-                self.paper.admin.set_clock(time=t.traded_at.strftime("%Y-%m-%dT%H:%M:%SZ"), speed=0)
+                self.paper.admin.set_clock(time=t.traded_at.strftime("%Y-%m-%dT%H:%M:%SZ"), speed=1)
                 try:
                     state = await bot.place_order(
                         OrderRequest(
@@ -418,7 +439,7 @@ class _Story:
                     sent += 1
                     signed = state.filled_quantity if t.side == "buy" else -state.filled_quantity
                     held[t.symbol] = held.get(t.symbol, Decimal(0)) + signed
-                await asyncio.sleep(0.05)  # let the engine see each fill in its own time
+                    await self.copied()
             progress.advance(task)
         self.result.leader_orders["pepe"] = sent
 
@@ -442,8 +463,28 @@ class _Story:
             max_trades=total,
             max_wait=0.0,
             on_trade=lambda *_: progress.advance(task),
+            after_trade=self.copied,
         )
         self.result.leader_orders[handle] = report.sent
+
+    async def copied(self, timeout: float = 10) -> None:
+        """Wait until the engine has recorded the leader's new fills and every copy of them has
+        its outcome, so the clock only moves on after the copies traded at the leader's moment."""
+        deadline = time.monotonic() + timeout
+        seen = -1
+        while time.monotonic() < deadline:
+            with self.factory() as s:
+                fills = s.scalar(select(func.count()).select_from(LeaderFill))
+                open_ = s.scalar(
+                    select(func.count())
+                    .select_from(FollowerOrderIntent)
+                    .where(FollowerOrderIntent.status != "done")
+                )
+            if fills > self.fills_copied and not open_ and fills == seen:
+                self.fills_copied = fills
+                return
+            seen = fills
+            await asyncio.sleep(0.02)
 
     async def wait_for_engine(self, progress: Progress, timeout: float = 120) -> None:
         """Wait until every leader fill is recorded and every intent has its outcome."""
@@ -474,10 +515,42 @@ class _Story:
                 continue
         return prices
 
+    def replayed_daily_bars(self, last_day: date) -> list:
+        """Daily marks as the exchange priced each simulated day (its close): the real 2025 candles
+        for the replay's symbols; for XRPUSDT, the 2021 day the exchange replayed on that date
+        (its price path repeats the file), with that day's volume (R-MET-*, R-X-5)."""
+        from copytrade.analytics.prices import DailyBar, daily_bars
+
+        exchange = self.paper.server.exchange
+        first = datetime.fromisoformat(PAPER_START.replace("Z", "+00:00")).date()
+        bars = []
+        for symbol, name in FILES.items():
+            path = exchange.data.path("futures", symbol)
+            source = {
+                b.price_date: b for b in daily_bars(self.data_dir / "market" / "futures" / name)
+            }
+            day = first
+            while day <= last_day:
+                start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+                close_ms = int(start.timestamp() * 1000) + 86_400_000 - 1
+                cycle = (close_ms - path.first) // path.span
+                replayed = source.get(_utc_ms(close_ms - cycle * path.span).date())
+                bars.append(
+                    DailyBar(
+                        symbol,
+                        day,
+                        path.price_at(close_ms),
+                        replayed.quote_volume if replayed else Decimal(0),
+                        replayed.candles if replayed else 0,
+                        f"paper exchange replay of {name}",
+                    )
+                )
+                day += timedelta(days=1)
+        return bars
+
     def settle(self) -> None:
         from prefect.artifacts import Artifact
 
-        from copytrade.settlement.cycles import week_start
         from flows.settle import settle
 
         self.step(
@@ -488,13 +561,10 @@ class _Story:
                 select(Copy.id, Copy.stop_reason).where(Copy.status == "stopped")
             ):
                 self.result.stopped[cid] = reason or ""
-        # Accelerated time: settle the weekly cycle that closes next Monday 00:00 UTC, as if the
-        # week of trading had passed (the cycle at or before now closed before the demo began).
-        at = week_start(datetime.now(UTC)) + timedelta(days=7)
         with self.console.status("flow settle: validate_ledger (Great Expectations), then settle"):
             state = settle(
                 cycle="weekly",
-                at=at,
+                at=self.at,
                 database_url=self.url,
                 marks={symbol: str(price) for symbol, price in self.marks.items()},
                 return_state=True,
@@ -517,20 +587,13 @@ class _Story:
 
     def build_metrics(self) -> None:
         from copytrade.analytics.leaderboard import top
-        from copytrade.analytics.prices import daily_bars, store_bars
+        from copytrade.analytics.prices import store_bars
         from copytrade.analytics.warehouse import Warehouse
         from flows.build_metrics import build_metrics
 
         self.step("5. Build the metrics warehouse on Prefect (DuckDB, dbt) (R-MET-*)")
         with self.session() as session:
-            for name in (
-                "1000PEPEUSDT-5m-2025.csv",
-                "ONDOUSDT-5m-2025.csv",
-                "XRP_USDT_USDT-5m.csv",
-            ):
-                source = self.data_dir / "market" / "futures" / name
-                if source.is_file():
-                    store_bars(session, daily_bars(source))
+            store_bars(session, self.daily_marks)
         root = self.home / "demo-warehouse"
         warehouse = Warehouse.duckdb(root)
         self.result.warehouse_path = warehouse.path
@@ -779,6 +842,10 @@ class _Story:
             "  try: `COPYTRADE_DATABASE_URL=sqlite:///"
             f"{self.result.database_path} copytrade ledger balances`"
         )
+
+
+def _utc_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def _cell(value) -> str:

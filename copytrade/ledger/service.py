@@ -17,6 +17,7 @@ from decimal import Decimal
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from copytrade import clock
 from copytrade.domain.money import from_units, to_units
 from copytrade.ledger.accounts import account_policy
 from copytrade.ledger.errors import IdempotencyConflict, NegativeBalance, UnbalancedTransfer
@@ -126,7 +127,7 @@ def _prepare(spec: TransferSpec) -> _Prepared:
             "R-LED-1",
             f"postings of transfer {spec.key!r} do not sum to zero per asset",
         )
-    at = spec.at or datetime.now(UTC)
+    at = spec.at or clock.now()
     if at.tzinfo is None:
         raise ValueError(f"transfer {spec.key!r}: naive timestamp {at!r}")
     # Storage keeps microseconds; hash what will be read back.
@@ -277,7 +278,7 @@ class Ledger:
                         "asset": asset,
                         "allow_negative": account_policy(address).allow_negative,
                         "balance": Decimal(0),
-                        "created_at": datetime.now(UTC),
+                        "created_at": clock.now(),
                     }
                     for address, asset in sorted(missing)
                 ],

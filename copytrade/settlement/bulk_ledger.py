@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, select
 from sqlalchemy.orm import Session
 
+from copytrade import clock
 from copytrade.domain.money import from_units
 from copytrade.ledger import PostResult, TransferSpec
 from copytrade.ledger.accounts import account_policy
@@ -110,7 +111,7 @@ def post_bulk(session: Session, specs: Sequence[TransferSpec]) -> list[PostResul
     if not specs:
         return []
     policies: dict[str, bool] = {}
-    now = datetime.now(UTC)
+    now = clock.now()
     prepared = [_prepare(spec, policies, now) for spec in specs]
     head = session.execute(
         select(LedgerChainHead.last_seq, LedgerChainHead.last_hash)
@@ -209,7 +210,7 @@ def _account_ids(
     ids = _lookup(session, wanted)
     missing = wanted - ids.keys()
     if missing:
-        now = datetime.now(UTC)
+        now = clock.now()
         session.execute(
             LedgerAccount.__table__.insert(),
             [

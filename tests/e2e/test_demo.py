@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
+from datetime import UTC, datetime
 
 import duckdb
 import pytest
@@ -18,7 +19,14 @@ from sqlalchemy.orm import sessionmaker
 from copytrade.db import make_engine
 from copytrade.demo import run_demo
 from copytrade.domain.settlement import profit_share
-from models import Copy, FollowerOrderIntent, LeaderFill, LeadPortfolio, SettlementPayout
+from models import (
+    Copy,
+    FollowerOrderIntent,
+    LeaderFill,
+    LeadPortfolio,
+    LedgerTransfer,
+    SettlementPayout,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -167,3 +175,25 @@ def test_the_leaderboard_marks_the_private_portfolio_R_LEAD_4_R_MET_4(demo):
     chen = result.portfolios["chen"]
     assert visibility[chen] == "private"
     assert {v for pid, v in visibility.items() if pid != chen} == {"public"}
+
+
+def test_history_carries_the_simulated_time_and_sharpe_is_real_R_MET_4(demo):
+    """The replay's fills, their ledger postings and the sign-up happen on the exchange's simulated
+    clock (Feb–Mar 2025), so daily returns span days and Sharpe exists (R-MET-1, R-MET-4)."""
+    result, sm, _ = demo
+    with sm() as s:
+        fills = s.scalars(select(LeaderFill.traded_at)).all()
+        transfers = s.scalars(select(LedgerTransfer.created_at)).all()
+    start, end = datetime(2025, 2, 24, tzinfo=UTC), datetime(2025, 4, 1, tzinfo=UTC)
+    assert all(start <= t < end for t in [*fills, *transfers])
+    assert len({t.date() for t in fills}) >= 2
+    sharpe = [row["sharpe"] for row in result.leaderboard if row["sharpe"] is not None]
+    assert sharpe, result.leaderboard
+    con = duckdb.connect(str(result.warehouse_path), read_only=True)
+    try:
+        (days,) = con.execute(
+            "select max(return_days) from leader_metrics where period = '90d'"
+        ).fetchone()
+    finally:
+        con.close()
+    assert days >= 2
