@@ -1,17 +1,15 @@
 """The demo: the whole platform story on the embedded default, in a few minutes.
 
 On a fresh SQLite ledger (``<home>/demo.db``, recreated every run) migrated with the project's
-migrations: people deposit, leaders apply through the platform services (one refused), followers
-join with varied settings (one refused: private portfolio without the code). A paper exchange
-(in-process, USDⓈ-M, its simulated clock jumped at each trade) hosts everyone: one leader replays
-the real Binance lead trader's Feb–Mar 2025 fills on the real 1000PEPE/ONDO candles, two leaders
-trade a moving-average cross on the real XRPUSDT candles (2021, the exchange repeats the file
-along its clock), while the copy engine copies them; one follower's tight stop-loss fires. Then the
-ledger is validated (GX ``ledger_integrity``), the weekly settlement cycle pays shares and rebates,
-the metrics warehouse (DuckDB, dbt) is built, and a summary is printed.
-
-The 2018 spot candles are BTC-quoted pairs while copies are funded in USDT, so the ma-cross leaders
-trade futures on the real 2021 XRPUSDT candles instead, on the same exchange and clock.
+migrations, with an in-process paper exchange (USDⓈ-M) whose simulated clock is the platform's
+clock (``copytrade.clock``) for the whole story: people deposit, leaders apply through the platform
+services (one refused), followers join with varied settings (one refused: private portfolio
+without the code). One leader replays the real Binance lead trader's Feb–Mar 2025 fills on the
+real 1000PEPE/ONDO candles, two leaders trade a moving-average cross on the real XRPUSDT candles
+(2021, the exchange repeats the file along its clock), while the copy engine copies them; one
+follower's tight stop-loss fires. Then, on Prefect (``copytrade.demo_prefect``), the production
+flows run: ``settle`` (weekly cycle, gated by its ``validate_ledger`` subflow) and
+``build_metrics`` (DuckDB, dbt); and a summary is printed. docs/demo.md tells the why.
 """
 
 from __future__ import annotations
