@@ -465,19 +465,22 @@ class _Story:
         )
         self.result.leader_orders[handle] = report.sent
 
+    def engine_counts(self) -> tuple[int, int, int]:
+        """Return the leader fills recorded, the copy intents, and those without an outcome."""
+        with self.factory() as s:
+            fills = s.scalar(select(func.count()).select_from(LeaderFill))
+            intents = select(func.count()).select_from(FollowerOrderIntent)
+            total = s.scalar(intents)
+            open_ = s.scalar(intents.where(FollowerOrderIntent.status != "done"))
+        return fills, total, open_
+
     async def copied(self, timeout: float = 10) -> None:
         """Wait until the engine has recorded the leader's new fills and every copy of them has
         its outcome, so the clock only moves on after the copies traded at the leader's moment."""
         deadline = time.monotonic() + timeout
         seen = -1
         while time.monotonic() < deadline:
-            with self.factory() as s:
-                fills = s.scalar(select(func.count()).select_from(LeaderFill))
-                open_ = s.scalar(
-                    select(func.count())
-                    .select_from(FollowerOrderIntent)
-                    .where(FollowerOrderIntent.status != "done")
-                )
+            fills, _, open_ = self.engine_counts()
             if fills > self.fills_copied and not open_ and fills == seen:
                 self.fills_copied = fills
                 return
@@ -490,13 +493,7 @@ class _Story:
         deadline = time.monotonic() + timeout
         quiet = 0
         while time.monotonic() < deadline:
-            with self.factory() as s:
-                total = s.scalar(select(func.count()).select_from(FollowerOrderIntent))
-                open_ = s.scalar(
-                    select(func.count())
-                    .select_from(FollowerOrderIntent)
-                    .where(FollowerOrderIntent.status != "done")
-                )
+            _, total, open_ = self.engine_counts()
             progress.update(task, total=total, completed=total - open_)
             quiet = quiet + 1 if not open_ else 0
             if quiet >= 4:  # two seconds without open intents: the streams have caught up
