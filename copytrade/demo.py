@@ -818,17 +818,17 @@ class _Story:
                 else f"COPYTRADE_HOME={self.home} "
             )
             console.print(
-                f"  Prefect UI: `{home}copytrade up`, then {prefect.ui_url}/runs (the demo's runs "
-                f"are in {prefect.prefect_home / 'prefect.db'}, tag 'demo'; the demo's own server "
-                f"took {prefect.startup_seconds} s to start and has stopped)"
+                f"  Prefect UI: the demo's runs (tag 'demo') are in "
+                f"{prefect.prefect_home / 'prefect.db'}; see them with `{home}copytrade up`, then "
+                f"{prefect.ui_url}/runs, or the UI alone: `PREFECT_HOME={prefect.prefect_home} "
+                "prefect server start`"
             )
         else:
             console.print(f"  Prefect UI: {prefect.ui_url}/runs (tag 'demo')")
+        warehouse = self.result.warehouse_path
         console.print(
-            f"  dbt docs: `copytrade metrics docs` (docs of the demo warehouse: "
-            f"{self.result.warehouse_path.parent / 'dbt'})"
-            if self.result.warehouse_path
-            else "  dbt docs: `copytrade metrics docs`"
+            f"  dbt docs: `COPYTRADE_WAREHOUSE_PATH={warehouse} copytrade metrics docs "
+            f"--output {self.home / 'demo-dbt-docs'}`, then open index.html there"
         )
         console.print(f"  warehouse file: {self.result.warehouse_path}")
         console.print(f"  demo database: {self.result.database_path}")
