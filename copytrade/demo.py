@@ -847,7 +847,8 @@ def _cell(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, float | Decimal):
-        return f"{value:,.2f}"
+        text = f"{value:,.2f}"
+        return "0.00" if text == "-0.00" else text  # a drawdown of -1e-17 is no drawdown
     return str(value)
 
 
