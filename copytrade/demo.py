@@ -1,30 +1,28 @@
 """The demo: the whole platform story on the embedded default, in a few minutes.
 
 On a fresh SQLite ledger (``<home>/demo.db``, recreated every run) migrated with the project's
-migrations: people deposit, leaders apply through the platform services (one refused), followers
-join with varied settings (one refused: private portfolio without the code). A paper exchange
-(in-process, USDⓈ-M, its simulated clock jumped at each trade) hosts everyone: one leader replays
-the real Binance lead trader's Feb–Mar 2025 fills on the real 1000PEPE/ONDO candles, two leaders
-trade a moving-average cross on the real XRPUSDT candles (2021, the exchange repeats the file
-along its clock), while the copy engine copies them; one follower's tight stop-loss fires. Then the
-ledger is validated (GX ``ledger_integrity``), the weekly settlement cycle pays shares and rebates,
-the metrics warehouse (DuckDB, dbt) is built, and a summary is printed.
-
-The 2018 spot candles are BTC-quoted pairs while copies are funded in USDT, so the ma-cross leaders
-trade futures on the real 2021 XRPUSDT candles instead, on the same exchange and clock.
+migrations, with an in-process paper exchange (USDⓈ-M) whose simulated clock is the platform's
+clock (``copytrade.clock``) for the whole story: people deposit, leaders apply through the platform
+services (one refused), followers join with varied settings (one refused: private portfolio
+without the code). One leader replays the real Binance lead trader's Feb–Mar 2025 fills on the
+real 1000PEPE/ONDO candles, two leaders trade a moving-average cross on the real XRPUSDT candles
+(2021, the exchange repeats the file along its clock), while the copy engine copies them; one
+follower's tight stop-loss fires. Then, on Prefect (``copytrade.demo_prefect``), the production
+flows run: ``settle`` (weekly cycle, gated by its ``validate_ledger`` subflow) and
+``build_metrics`` (DuckDB, dbt); and a summary is printed. docs/demo.md tells the why.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import json
 import statistics
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,13 +32,14 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from copytrade import migrate
+from copytrade import clock, migrate
 from copytrade.config import get_settings
 from copytrade.db import make_engine
 from copytrade.domain.errors import RuleViolation
 from copytrade.domain.leaders import LeaderApplication
 from copytrade.ledger import Ledger
 from copytrade.platform import copies, leaders, wallets
+from copytrade.settlement.cycles import week_start
 from models import (
     Copy,
     ExchangeAccount,
@@ -54,7 +53,12 @@ from models import (
 USDT = "USDT"
 REPLAY_SYMBOLS = ("1000PEPEUSDT", "ONDOUSDT")
 CROSS_SYMBOL = "XRPUSDT"
-CROSS_CANDLES = "market/futures/XRP_USDT_USDT-5m.csv"
+FILES = {  # candle file of every traded symbol, under market/futures/
+    "1000PEPEUSDT": "1000PEPEUSDT-5m-2025.csv",
+    "ONDOUSDT": "ONDOUSDT-5m-2025.csv",
+    "XRPUSDT": "XRP_USDT_USDT-5m.csv",
+}
+CROSS_CANDLES = f"market/futures/{FILES[CROSS_SYMBOL]}"
 PAPER_START = "2025-02-24T00:00:00Z"
 
 
@@ -77,6 +81,8 @@ class DemoResult:
     transfers: int = 0
     chain_ok: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
+    prefect_home: Path | None = None
+    flow_runs: list[dict] = field(default_factory=list)  # as the Prefect API reports them
 
     @property
     def ok(self) -> bool:
@@ -136,6 +142,7 @@ class _Story:
         self.result, self.home, self.scale = result, home, scale
         self.data_dir = get_settings().data_dir
         self.codes: dict[str, str | None] = {}
+        self.fills_copied = 0
         self.secrets: dict[str, str] = {}
 
     @contextmanager
@@ -174,23 +181,53 @@ class _Story:
     def run(self) -> None:
         from copytrade.paper.testing import run_paper_exchange
 
-        started = time.perf_counter()
-        self.sign_up()
-        self.timed("sign_up", started)
-        with run_paper_exchange(start=PAPER_START, speed=0, data_dir=self.data_dir) as paper:
+        # Speed 1 between the jumps of the clock to each trade: copies trade (and are acknowledged)
+        # moments after their leader, on the same simulated clock.
+        with run_paper_exchange(start=PAPER_START, speed=1, data_dir=self.data_dir) as paper:
             self.paper = paper
-            self.open_exchange_accounts()
-            started = time.perf_counter()
-            asyncio.run(self.trade())
-            self.timed("trading", started)
-            self.marks = self.last_prices()
-        started = time.perf_counter()
-        self.settle()
-        self.timed("settlement", started)
-        started = time.perf_counter()
-        self.build_metrics()
-        self.timed("metrics", started)
+            exchange = paper.server.exchange
+            exchange.simulated_timestamps = True
+            # Everything recorded while the exchange runs carries its simulated time.
+            with clock.simulated(lambda: _utc_ms(exchange.clock.now_ms())):
+                started = time.perf_counter()
+                self.sign_up()
+                self.timed("sign_up", started)
+                self.open_exchange_accounts()
+                started = time.perf_counter()
+                asyncio.run(self.trade())
+                self.timed("trading", started)
+                # The week passes: settle the cycle that closes on the next Monday 00:00 UTC, at
+                # the exchange's prices of that moment.
+                self.at = week_start(clock.now()) + timedelta(days=7)
+                paper.admin.set_clock(time=self.at.strftime("%Y-%m-%dT%H:%M:%SZ"), speed=0)
+                self.marks = self.last_prices()
+                self.daily_marks = self.replayed_daily_bars(self.at.date())
+        # After the exchange: the simulated clock goes on from that Monday at wall-clock pace.
+        started_at, wall = self.at, time.monotonic()
+        with clock.simulated(lambda: started_at + timedelta(seconds=time.monotonic() - wall)):
+            self.on_prefect()
         self.summary()
+
+    def on_prefect(self) -> None:
+        """Run the production flows (settle, gated by validate_ledger; build_metrics) on Prefect."""
+        from prefect import tags
+
+        from copytrade.demo_prefect import demo_prefect, flow_runs_since
+
+        since = datetime.now(UTC)
+        with ExitStack() as stack:
+            with self.console.status("starting Prefect (server and database under the demo home)"):
+                self.prefect = stack.enter_context(demo_prefect(self.home))
+            self.result.prefect_home = self.prefect.prefect_home
+            self.result.seconds["prefect_start"] = self.prefect.startup_seconds
+            with tags("demo"):
+                started = time.perf_counter()
+                self.settle()
+                self.timed("settlement", started)
+                started = time.perf_counter()
+                self.build_metrics()
+                self.timed("metrics", started)
+            self.result.flow_runs = flow_runs_since(since)
 
     def sign_up(self) -> None:
         self.step("1. Leaders apply (R-LEAD-1..6)")
@@ -387,7 +424,7 @@ class _Story:
             t = row.trade
             qty = t.quantity if t.side == "buy" else min(t.quantity, held.get(t.symbol, Decimal(0)))
             if qty > 0:
-                self.paper.admin.set_clock(time=t.traded_at.strftime("%Y-%m-%dT%H:%M:%SZ"), speed=0)
+                self.paper.admin.set_clock(time=t.traded_at.strftime("%Y-%m-%dT%H:%M:%SZ"), speed=1)
                 try:
                     state = await bot.place_order(
                         OrderRequest(
@@ -400,7 +437,7 @@ class _Story:
                     sent += 1
                     signed = state.filled_quantity if t.side == "buy" else -state.filled_quantity
                     held[t.symbol] = held.get(t.symbol, Decimal(0)) + signed
-                await asyncio.sleep(0.05)  # let the engine see each fill in its own time
+                    await self.copied()
             progress.advance(task)
         self.result.leader_orders["pepe"] = sent
 
@@ -424,8 +461,31 @@ class _Story:
             max_trades=total,
             max_wait=0.0,
             on_trade=lambda *_: progress.advance(task),
+            after_trade=self.copied,
         )
         self.result.leader_orders[handle] = report.sent
+
+    def engine_counts(self) -> tuple[int, int, int]:
+        """Return the leader fills recorded, the copy intents, and those without an outcome."""
+        with self.factory() as s:
+            fills = s.scalar(select(func.count()).select_from(LeaderFill))
+            intents = select(func.count()).select_from(FollowerOrderIntent)
+            total = s.scalar(intents)
+            open_ = s.scalar(intents.where(FollowerOrderIntent.status != "done"))
+        return fills, total, open_
+
+    async def copied(self, timeout: float = 10) -> None:
+        """Wait until the engine has recorded the leader's new fills and every copy of them has
+        its outcome, so the clock only moves on after the copies traded at the leader's moment."""
+        deadline = time.monotonic() + timeout
+        seen = -1
+        while time.monotonic() < deadline:
+            fills, _, open_ = self.engine_counts()
+            if fills > self.fills_copied and not open_ and fills == seen:
+                self.fills_copied = fills
+                return
+            seen = fills
+            await asyncio.sleep(0.02)
 
     async def wait_for_engine(self, progress: Progress, timeout: float = 120) -> None:
         """Wait until every leader fill is recorded and every intent has its outcome."""
@@ -433,13 +493,7 @@ class _Story:
         deadline = time.monotonic() + timeout
         quiet = 0
         while time.monotonic() < deadline:
-            with self.factory() as s:
-                total = s.scalar(select(func.count()).select_from(FollowerOrderIntent))
-                open_ = s.scalar(
-                    select(func.count())
-                    .select_from(FollowerOrderIntent)
-                    .where(FollowerOrderIntent.status != "done")
-                )
+            _, total, open_ = self.engine_counts()
             progress.update(task, total=total, completed=total - open_)
             quiet = quiet + 1 if not open_ else 0
             if quiet >= 4:  # two seconds without open intents: the streams have caught up
@@ -456,71 +510,103 @@ class _Story:
                 continue
         return prices
 
-    def settle(self) -> None:
-        from copytrade.settlement import (
-            SettlementBlocked,
-            SettlementService,
-            StaticMarks,
-            ledger_integrity_gate,
-        )
-        from copytrade.settlement.cycles import week_start
+    def replayed_daily_bars(self, last_day: date) -> list:
+        """Daily marks as the exchange priced each simulated day (its close): the real 2025 candles
+        for the replay's symbols; for XRPUSDT, the 2021 day the exchange replayed on that date
+        (its price path repeats the file), with that day's volume (R-MET-*, R-X-5)."""
+        from copytrade.analytics.prices import DailyBar, daily_bars
 
-        self.step("4. Validate the ledger, then settle the weekly cycle (R-LED-7, R-SET-*)")
+        exchange = self.paper.server.exchange
+        first = datetime.fromisoformat(PAPER_START.replace("Z", "+00:00")).date()
+        bars = []
+        for symbol, name in FILES.items():
+            path = exchange.data.path("futures", symbol)
+            source = {
+                b.price_date: b for b in daily_bars(self.data_dir / "market" / "futures" / name)
+            }
+            day = first
+            while day <= last_day:
+                start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+                close_ms = int(start.timestamp() * 1000) + 86_400_000 - 1
+                cycle = (close_ms - path.first) // path.span
+                replayed = source.get(_utc_ms(close_ms - cycle * path.span).date())
+                bars.append(
+                    DailyBar(
+                        symbol,
+                        day,
+                        path.price_at(close_ms),
+                        replayed.quote_volume if replayed else Decimal(0),
+                        replayed.candles if replayed else 0,
+                        f"paper exchange replay of {name}",
+                    )
+                )
+                day += timedelta(days=1)
+        return bars
+
+    def settle(self) -> None:
+        from prefect.artifacts import Artifact
+
+        from flows.settle import settle
+
+        self.step(
+            "4. Validate the ledger, then settle the weekly cycle on Prefect (R-LED-7, R-SET-*)"
+        )
         with self.factory() as s:
             for cid, reason in s.execute(
                 select(Copy.id, Copy.stop_reason).where(Copy.status == "stopped")
             ):
                 self.result.stopped[cid] = reason or ""
-        service = SettlementService(
-            self.factory,
-            gate=ledger_integrity_gate(self.url),
-            marks=StaticMarks(self.marks),
+        with self.console.status("flow settle: validate_ledger (Great Expectations), then settle"):
+            state = settle(
+                cycle="weekly",
+                at=self.at,
+                database_url=self.url,
+                marks={symbol: str(price) for symbol, price in self.marks.items()},
+                return_state=True,
+            )
+        if state.is_completed():
+            summaries = state.result()
+            self.result.settlement_status = ", ".join(
+                f"{r['trigger']}: {r['status']}" for r in summaries
+            )
+        else:
+            self.result.settlement_status = f"settle run {state.name}: {state.message}"
+        # What validate_ledger published for this run: one row per expectation.
+        checks = Artifact.get("ledger-validation")
+        data = checks.data if checks else []
+        self.validation_rows = json.loads(data) if isinstance(data, str) else data
+        self.result.validation_passed = bool(self.validation_rows) and all(
+            r["result"] == "pass" for r in self.validation_rows
         )
-        # Accelerated time: settle the weekly cycle that closes next Monday 00:00 UTC, as if the
-        # week of trading had passed (the cycle at or before now closed before the demo began).
-        at = week_start(datetime.now(UTC)) + timedelta(days=7)
-        self.reports = []
-        with self.console.status("validating (Great Expectations) and settling"):
-            try:
-                self.reports.append(service.settle_pending_events(at))
-                self.reports.append(service.settle_weekly(at))
-            except SettlementBlocked as blocked:
-                self.reports.append(blocked.report)
-        validation = next((r.validation for r in self.reports if r.validation is not None), None)
-        self.validation = validation
-        self.result.validation_passed = bool(validation is not None and validation.passed)
-        self.result.settlement_status = ", ".join(f"{r.trigger}: {r.status}" for r in self.reports)
         self.console.print(f"  {self.result.settlement_status}")
 
     def build_metrics(self) -> None:
         from copytrade.analytics.leaderboard import top
-        from copytrade.analytics.prices import daily_bars, store_bars
-        from copytrade.analytics.warehouse import Warehouse, build
+        from copytrade.analytics.prices import store_bars
+        from copytrade.analytics.warehouse import Warehouse
+        from flows.build_metrics import build_metrics
 
-        self.step("5. Build the metrics warehouse (DuckDB, dbt) (R-MET-*)")
+        self.step("5. Build the metrics warehouse on Prefect (DuckDB, dbt) (R-MET-*)")
         with self.session() as session:
-            for name in (
-                "1000PEPEUSDT-5m-2025.csv",
-                "ONDOUSDT-5m-2025.csv",
-                "XRP_USDT_USDT-5m.csv",
-            ):
-                source = self.data_dir / "market" / "futures" / name
-                if source.is_file():
-                    store_bars(session, daily_bars(source))
-        warehouse = Warehouse.duckdb(self.home / "demo-warehouse")
-        self.warehouse = warehouse
+            store_bars(session, self.daily_marks)
+        root = self.home / "demo-warehouse"
+        warehouse = Warehouse.duckdb(root)
         self.result.warehouse_path = warehouse.path
-        with self.console.status("extract ledger → Parquet, dbt build → DuckDB"):
+        with self.console.status(
+            "flow build_metrics: extract ledger → Parquet, dbt build → DuckDB"
+        ):
             # --fast skips dbt's data tests (they run in CI and in the full demo)
-            report = build(
-                warehouse,
-                ledger_url=self.url,
+            state = build_metrics(
+                period="90d",
+                database_url=self.url,
+                warehouse_dir=str(root),
                 full_refresh=True,
-                exclude="resource_type:test" if self.scale is FAST else None,
+                data_tests=self.scale is not FAST,
+                return_state=True,
             )
-        self.result.dbt_ok = report.dbt.success
-        self.console.print(f"  {report.dbt.summary()}")
-        if report.dbt.success:
+        self.result.dbt_ok = state.is_completed()
+        self.console.print(f"  {state.result()['dbt'] if self.result.dbt_ok else state.message}")
+        if self.result.dbt_ok:
             self.result.leaderboard = top(warehouse, period="90d", sort="sharpe", limit=5)
 
     # -- the summary -------------------------------------------------------------------------
@@ -532,12 +618,14 @@ class _Story:
         table = Table(
             "#",
             "leader",
+            "visibility",
             "Sharpe",
             "PnL USD",
             "ROI %",
             "MDD %",
             "copiers",
             title="Leaderboard top 5 (90 d, by Sharpe, R-MET-4)",
+            caption="private: listed, joined only with the leader's invitation code (R-LEAD-4)",
         )
         for row in self.result.leaderboard:
             table.add_row(
@@ -546,6 +634,7 @@ class _Story:
                     for k in (
                         "sharpe_rank",
                         "nickname",
+                        "visibility",
                         "sharpe",
                         "pnl_usd",
                         "roi_pct",
@@ -564,17 +653,14 @@ class _Story:
         with self.factory() as s:
             report = Ledger(s).verify_chain()
         self.result.transfers, self.result.chain_ok = report.checked, report.ok
-        v = self.validation
+        rows = self.validation_rows
         verdict = "[green]passed[/]" if self.result.validation_passed else "[bold red]failed[/]"
-        checks = (
-            f"{sum(1 for r in v.rows() if r['result'] == 'pass')}/{len(v.rows())} checks"
-            if v
-            else ""
-        )
+        checks = f"{sum(1 for r in rows if r['result'] == 'pass')}/{len(rows)} checks"
         console.print(
             f"validation (ledger_integrity, GX): {verdict} {checks}; hash chain "
             f"{'intact' if report.ok else 'BROKEN'} over {report.checked} transfers (R-X-4)"
         )
+        console.print(self.runs_table())
         console.print(f"timings (s): {self.result.seconds}")
         self.where_next()
 
@@ -705,22 +791,44 @@ class _Story:
         )
         return table
 
+    def runs_table(self) -> Table:
+        """The demo's flow runs as the Prefect API reports them."""
+        table = Table(
+            "flow run", "flow", "state", "tags", "artifacts", title="Prefect flow runs of the demo"
+        )
+        for run in self.result.flow_runs:
+            table.add_row(
+                run["name"],
+                run["flow"],
+                run["state"],
+                ", ".join(run["tags"]),
+                ", ".join(run["artifacts"]),
+            )
+        return table
+
     def where_next(self) -> None:
         console = self.console
         settings = get_settings()
-        api = os.environ.get("PREFECT_API_URL")
-        ui = (
-            f"Prefect UI: {api.removesuffix('/api')}"
-            if api
-            else "Prefect UI: none configured here; `copytrade up` starts a server and the flows"
-        )
+        prefect = self.prefect
         console.rule("[bold]Where to look next")
-        console.print(f"  {ui}")
+        if prefect.started_here:
+            home = (
+                ""
+                if self.home.resolve() == settings.home.resolve()
+                else f"COPYTRADE_HOME={self.home} "
+            )
+            console.print(
+                f"  Prefect UI: the demo's runs (tag 'demo') are in "
+                f"{prefect.prefect_home / 'prefect.db'}; see them with `{home}copytrade up`, then "
+                f"{prefect.ui_url}/runs, or the UI alone: `PREFECT_HOME={prefect.prefect_home} "
+                "prefect server start`"
+            )
+        else:
+            console.print(f"  Prefect UI: {prefect.ui_url}/runs (tag 'demo')")
+        warehouse = self.result.warehouse_path
         console.print(
-            f"  dbt docs: `copytrade metrics docs` (docs of the demo warehouse: "
-            f"{self.result.warehouse_path.parent / 'dbt'})"
-            if self.result.warehouse_path
-            else "  dbt docs: `copytrade metrics docs`"
+            f"  dbt docs: `COPYTRADE_WAREHOUSE_PATH={warehouse} copytrade metrics docs "
+            f"--output {self.home / 'demo-dbt-docs'}`, then open index.html there"
         )
         console.print(f"  warehouse file: {self.result.warehouse_path}")
         console.print(f"  demo database: {self.result.database_path}")
@@ -731,11 +839,16 @@ class _Story:
         )
 
 
+def _utc_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
 def _cell(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, float | Decimal):
-        return f"{value:,.2f}"
+        text = f"{value:,.2f}"
+        return "0.00" if text == "-0.00" else text  # a drawdown of -1e-17 is no drawdown
     return str(value)
 
 

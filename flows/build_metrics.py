@@ -1,10 +1,14 @@
 """Flow `build_metrics`: extract the ledger, build the dbt warehouse, publish the leaderboard's top.
 
-Deployment `build-metrics-hourly` (cron `5 * * * *`, UTC). Thin: every step is a function of
-`copytrade.analytics`.
+Deployment `build-metrics-hourly` (cron `5 * * * *`, UTC): the configured ledger and warehouse.
+The demo passes its own ledger (``database_url``, a SQLite file: no password; a URL with one
+belongs in the worker's environment, since parameters show in the UI) and DuckDB folder
+(``warehouse_dir``). Thin: every step is a function of `copytrade.analytics`.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
@@ -16,17 +20,22 @@ from copytrade.config import get_settings
 
 
 @task(retries=3, retry_delay_seconds=[2, 5, 15], task_run_name="extract ledger → {warehouse.kind}")
-def extract_ledger(warehouse: Warehouse) -> int:
+def extract_ledger(warehouse: Warehouse, database_url: str | None, full: bool) -> int:
     sink = warehouse.sink()
     try:
-        return extract(sink, get_settings().ledger_url).rows
+        return extract(sink, database_url or get_settings().ledger_url, full=full).rows
     finally:
         getattr(sink, "close", lambda: None)()
 
 
 @task(task_run_name="dbt build {warehouse.kind}")
-def build_warehouse(warehouse: Warehouse) -> str:
-    report = build(warehouse, skip_extract=True)
+def build_warehouse(warehouse: Warehouse, full_refresh: bool, data_tests: bool) -> str:
+    report = build(
+        warehouse,
+        skip_extract=True,
+        full_refresh=full_refresh,
+        exclude=None if data_tests else "resource_type:test",
+    )
     if not report.dbt.success:
         raise RuntimeError(f"dbt build failed: {report.dbt.failures or report.dbt.error}")
     return report.dbt.summary()
@@ -57,11 +66,22 @@ def publish_copy_quality(warehouse: Warehouse, period: str) -> int:
 
 
 @flow(name="build_metrics", flow_run_name="build-metrics-{period}")
-def build_metrics(period: str = "90d", limit: int = 20) -> dict:
-    """Extract → dbt build → publish the leaderboard's top as a table artifact."""
-    warehouse = Warehouse.default()
-    rows = extract_ledger(warehouse)
-    summary = build_warehouse(warehouse)
+def build_metrics(
+    period: str = "90d",
+    limit: int = 20,
+    database_url: str | None = None,
+    warehouse_dir: str | None = None,
+    full_refresh: bool = False,
+    data_tests: bool = True,
+) -> dict:
+    """Extract → dbt build → publish the leaderboard's top and copy quality as table artifacts.
+
+    ``warehouse_dir``: a DuckDB warehouse folder (``warehouse.duckdb``, ``extract/``, ``dbt/``)
+    instead of the configured one; ``data_tests=False`` builds without dbt's data tests.
+    """
+    warehouse = Warehouse.duckdb(Path(warehouse_dir)) if warehouse_dir else Warehouse.default()
+    rows = extract_ledger(warehouse, database_url, full_refresh)
+    summary = build_warehouse(warehouse, full_refresh, data_tests)
     listed = publish_leaderboard(warehouse, period, limit)
     publish_copy_quality(warehouse, period)
     return {"extracted_rows": rows, "dbt": summary, "listed": listed}

@@ -108,7 +108,12 @@ def settle(
             "R-SET-5",
             "settle cycle='weekly', or cycle='event' with copy_id and trigger",
         )
-    validation = validate_ledger(database_url=database_url, data_docs=True, fail_on_problems=False)
+    validation = validate_ledger(
+        scope=f"before-settle-{cycle}",
+        database_url=database_url,
+        data_docs=True,
+        fail_on_problems=False,
+    )
     reports = run_settlement(
         cycle,
         validation,

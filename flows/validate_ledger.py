@@ -1,6 +1,8 @@
 """Flow `validate_ledger`: run the ledger_integrity checkpoint, publish one result per expectation.
 
-Daily on its own (deployment `validate-ledger-daily`), and first thing in every `settle` run.
+Daily on its own (deployment `validate-ledger-daily`, ``scope='daily'``), and first thing in every
+`settle` run (``scope='before-settle-<cycle>'``). Runs are named by scope, never by the database
+URL (it may hold a password).
 """
 
 from __future__ import annotations
@@ -39,11 +41,17 @@ def publish(report: ValidationReport) -> None:
     create_markdown_artifact(key="validation-summary", markdown=report.to_markdown())
 
 
-@flow(name="validate_ledger", flow_run_name="validate-ledger")
+@flow(name="validate_ledger", flow_run_name="validate-ledger-{scope}")
 def validate_ledger(
-    database_url: str | None = None, data_docs: bool = True, fail_on_problems: bool = True
+    database_url: str | None = None,
+    data_docs: bool = True,
+    fail_on_problems: bool = True,
+    scope: str = "manual",
 ) -> ValidationReport:
-    """Validate the ledger; fail the run when a rule is broken (unless the caller gates on it)."""
+    """Validate the ledger; fail the run when a rule is broken (unless the caller gates on it).
+
+    ``scope`` says why this run happened (``daily``, ``before-settle-weekly``, …) and names it.
+    """
     report = checkpoint(database_url, data_docs)
     publish(report)
     if fail_on_problems and not report.passed:

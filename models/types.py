@@ -8,6 +8,7 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, DateTime
 from sqlalchemy.types import TypeDecorator
 
+from copytrade import clock
 from copytrade.domain.money import from_units, to_units
 
 
@@ -52,4 +53,4 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()

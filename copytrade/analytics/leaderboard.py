@@ -19,6 +19,7 @@ COLUMNS = (
     "sharpe_rank",
     "portfolio_id",
     "nickname",
+    "visibility",
     "sharpe",
     "pnl_usd",
     "roi_pct",

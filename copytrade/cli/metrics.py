@@ -159,7 +159,7 @@ def top_command(
         table.add_row(
             str(position),
             str(row["portfolio_id"]),
-            row["nickname"],
+            row["nickname"] + (" (private)" if row["visibility"] == "private" else ""),
             _num(row["sharpe"], 2),
             _num(row["pnl_usd"], 2),
             _num(row["roi_pct"], 2),

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 import numpy as np
@@ -31,6 +31,7 @@ from sqlalchemy import bindparam, column, select, table, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from copytrade import clock
 from copytrade.domain.markets import Market
 from copytrade.domain.money import to_units
 from copytrade.domain.sizing import REASON_CODES, REASON_TEXT, SEND, FillSpec, size_fill
@@ -810,7 +811,7 @@ class CopyEngine:
             fee_asset=None,  # type: ignore[arg-type]
             realised_pnl=None,
             is_maker=False,
-            traded_at=state.updated_at or datetime.now(UTC),
+            traded_at=state.updated_at or clock.now(),
         )
 
     # -- quarantine ----------------------------------------------------------------------------
@@ -833,19 +834,19 @@ class CopyEngine:
     # -- guards: daily loss (R-X-3), copy SL/TP (R-COPY-3), position TP/SL (R-COPY-12) ---------
 
     def _add_day_pnl(self, copy: CopyState, amount: Decimal) -> None:
-        today = datetime.now(UTC).date()
+        today = clock.now().date()
         if copy.day != today:
             copy.day, copy.day_pnl = today, ZERO
         copy.day_pnl += amount
 
     def _unpause_expired(self, ps: PortfolioState) -> None:
-        now = datetime.now(UTC)
+        now = clock.now()
         for i, c in enumerate(ps.copies):
             if c.paused_until and c.paused_until <= now and ps.book.paused[i]:
                 ps.book.paused[i] = False
 
     async def _guards(self, ps: PortfolioState, symbol: str) -> None:
-        now = datetime.now(UTC)
+        now = clock.now()
         stops, closes, pauses = [], [], []
         for i, c in enumerate(ps.copies):
             if c.daily_loss_limit and c.day_pnl <= -c.daily_loss_limit and not ps.book.paused[i]:

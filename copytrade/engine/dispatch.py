@@ -14,8 +14,9 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
+from copytrade import clock
 from copytrade.engine import fastpath
 from copytrade.exchange.protocol import (
     ExchangeGateway,
@@ -68,7 +69,7 @@ async def resolve(
 
 async def send_one(gateway: ExchangeGateway, request: OrderRequest) -> SendResult:
     """Send one order and return its settled result (never raises)."""
-    result = SendResult(sent_at=datetime.now(UTC))
+    result = SendResult(sent_at=clock.now())
     rate_limited = resends = 0
     while True:
         result.attempts += 1
@@ -83,12 +84,12 @@ async def send_one(gateway: ExchangeGateway, request: OrderRequest) -> SendResul
             continue
         except Rejected as exc:
             result.rejected = exc
-            result.acked_at = datetime.now(UTC)
+            result.acked_at = clock.now()
             return result
         except (UnknownOutcome, Retryable, TimeoutError, OSError, GatewayError) as exc:
             confirmed, state = await resolve(gateway, request.symbol, request.client_order_id)
             if state is not None:
-                result.state, result.acked_at = state, datetime.now(UTC)
+                result.state, result.acked_at = state, clock.now()
                 return result
             if not confirmed or resends >= MAX_RESENDS:
                 result.unknown = f"{type(exc).__name__}: {exc}"
@@ -99,7 +100,7 @@ async def send_one(gateway: ExchangeGateway, request: OrderRequest) -> SendResul
             log.exception("place_order %s raised", request.client_order_id)
             result.unknown = f"{type(exc).__name__}: {exc}"
             return result
-        result.state, result.acked_at = state, datetime.now(UTC)
+        result.state, result.acked_at = state, clock.now()
         return result
 
 

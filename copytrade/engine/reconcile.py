@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import select, update
 
+from copytrade import clock
 from copytrade.engine.core import CopyEngine, Intent
 from copytrade.engine.dispatch import SendResult, send_one
 from copytrade.engine.ledger_posting import PositionState
@@ -92,7 +92,7 @@ async def resolve_open_intents(
     if not work:
         return report
     sem = asyncio.Semaphore(64)
-    now = datetime.now(UTC)
+    now = clock.now()
 
     async def settle(intent, traded_at, pid, ps, copy, index):
         gw = engine.gateway_for(copy.account_id)
@@ -121,7 +121,7 @@ async def resolve_open_intents(
             if state is not None:
                 return (
                     it,
-                    SendResult(state=state, acked_at=datetime.now(UTC), sent_at=intent.sent_at),
+                    SendResult(state=state, acked_at=clock.now(), sent_at=intent.sent_at),
                     "adopted",
                 )
             born = traded_at or intent.created_at

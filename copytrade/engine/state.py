@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from copytrade import clock
 from copytrade.domain.markets import Market
 from copytrade.domain.sizing import CopyBook, CopySettings
 from copytrade.engine.ledger_posting import PositionState
@@ -125,7 +126,7 @@ class PortfolioState:
 
     def rebuild_book(self, markets: dict[str, Market]) -> None:
         """Rebuild the sizing columns from the copies (after a change event)."""
-        now = datetime.now(UTC)
+        now = clock.now()
         settings = []
         for c in self.copies:
             s = c.settings
@@ -226,7 +227,7 @@ def load_copies(
         positions.setdefault(row.copy_id, {})[row.symbol] = PositionState(
             row.quantity, row.average_price, row.realised_pnl, row.fees_paid, row.accumulated
         )
-    today = datetime.now(UTC).date()
+    today = clock.now().date()
     start = datetime(today.year, today.month, today.day, tzinfo=UTC)
     day_pnl: dict[int, Decimal] = {}
     for copy_id, realised, fee in session.execute(

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import orjson
 
+from copytrade import clock
 from copytrade.exchange.protocol import GatewayError, Trade
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class UserDataStream:
         self._symbols: set[str] = set()
         self._task: asyncio.Task | None = None
         self._connected = asyncio.Event()
-        self._started_ms = int(time.time() * 1000)
+        self._started_ms = int(clock.now().timestamp() * 1000)
         self.reconnects = 0
         self._closing = False
 

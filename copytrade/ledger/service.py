@@ -17,6 +17,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from copytrade import clock
 from copytrade.domain.money import from_units
 from copytrade.ledger.accounts import account_policy
 from copytrade.ledger.chain import (
@@ -174,7 +175,7 @@ class Ledger:
             return self._post_many(specs)
 
     def _post_many(self, specs: Sequence[TransferSpec]) -> list[PostResult]:
-        now = datetime.now(UTC)
+        now = clock.now()
         policies: dict[str, bool] = {}
         prepared = [_prepare(spec, now, policies) for spec in specs]
         session = self.session

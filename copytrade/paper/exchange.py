@@ -65,6 +65,9 @@ class PaperExchange:
         self._resting: dict[tuple[str, str], dict[int, Order]] = defaultdict(dict)
         self._last_index: dict[tuple[str, str], int] = {}
         self._last_funding_ms = clock.now_ms()
+        # Times in answers and events: wall clock, as a live exchange's; or the simulated clock,
+        # so a replay records its trades on the days they happened (the demo).
+        self.simulated_timestamps = False
         self.sinks: list[EventSink] = []
         # Building events costs as much as matching; skip it for accounts nobody listens to.
         self.is_listened: Callable[[str, str], bool] = lambda account_id, kind: True
@@ -104,7 +107,7 @@ class PaperExchange:
 
     def deposit(self, account: Account, wallet: str, asset: str, amount: Decimal) -> None:
         """Credit (or, negative, debit) a wallet from outside; refuse a debit below zero."""
-        now = wall_ms()
+        now = self.stamp_ms()
         if wallet == SPOT:
             if account.spot_free[asset] + amount < 0:
                 raise ValueError(f"amount: {amount} {asset} would make the spot balance negative")
@@ -227,7 +230,7 @@ class PaperExchange:
                 market, quantity, price if otype == "LIMIT" else None, mid, reduce_only
             )
 
-        now = wall_ms()
+        now = self.stamp_ms()
         order = Order(
             order_id=next(self._order_seq[kind]),
             client_order_id=client_id,
@@ -492,7 +495,7 @@ class PaperExchange:
         order = self.find_order(account, kind, p, E.UNKNOWN_ORDER_CANCEL)
         if not order.is_open:
             raise err(E.UNKNOWN_ORDER_CANCEL)
-        now = wall_ms()
+        now = self.stamp_ms()
         self._close(account, order, "CANCELED", now)
         self._emit_balances(account, kind, self.catalog.get(kind, order.symbol), now)
         return order
@@ -581,6 +584,10 @@ class PaperExchange:
 
     # -- time ----------------------------------------------------------------------------------
 
+    def stamp_ms(self) -> int:
+        """Return the time to stamp an order, a trade or an event with (epoch ms)."""
+        return self.clock.now_ms() if self.simulated_timestamps else wall_ms()
+
     def tick(self) -> None:
         """Advance to the simulated now: cross resting limit orders, settle funding."""
         now_sim = self.clock.now_ms()
@@ -622,7 +629,7 @@ class PaperExchange:
                 chunk = min(order.remaining, level_quantity(order.price, pm.market, book))
                 if chunk <= 0:
                     continue
-                now = wall_ms()
+                now = self.stamp_ms()
                 if kind == FUTURES and order.reduce_only:
                     pos = account.positions.get(symbol)
                     held = pos.qty if pos else ZERO
@@ -655,7 +662,7 @@ class PaperExchange:
                         account.account_id,
                         FUTURES,
                         views.futures_account_update(
-                            self, account, "FUNDING_FEE", [symbol], wall_ms()
+                            self, account, "FUNDING_FEE", [symbol], self.stamp_ms()
                         ),
                     )
 

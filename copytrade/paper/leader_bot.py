@@ -20,7 +20,7 @@ import asyncio
 import csv
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -244,8 +244,13 @@ async def run_ma_cross(
     max_trades: int | None = None,
     max_wait: float = 2.0,
     on_trade: Callable[[str, str], None] | None = None,
+    after_trade: Callable[[], Awaitable[None]] | None = None,
 ) -> BotReport:
-    """Trade a moving-average cross of ``candles`` on ``symbol`` until ``max_trades`` orders."""
+    """Trade a moving-average cross of ``candles`` on ``symbol`` until ``max_trades`` orders.
+
+    ``after_trade`` is awaited after each order, before the clock moves on (the demo waits there
+    until the engine has copied the fill, so copies trade at the leader's simulated moment).
+    """
     strategy = MovingAverageCross(fast, slow)
     closes = read_candle_closes(candles)
     span = (
@@ -303,6 +308,8 @@ async def run_ma_cross(
                 report.filled += 1 if state.filled_quantity else 0
                 if on_trade is not None:
                     on_trade(signal, state.status)
+                if after_trade is not None:
+                    await after_trade()
     finally:
         await admin.close()
     return report

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from copytrade import clock
 from copytrade.domain.copies import CopySettings, JoinRequest, check_join, validate_copy_settings
 from copytrade.domain.errors import RuleViolation
 from copytrade.domain.leaders import check_leverage
@@ -145,7 +145,7 @@ def stop(session: Session, copy_id: object, handle: str, reason: str = STOPPED_B
         )
     copy.status = "stopped"
     copy.stop_reason = reason
-    copy.stopped_at = datetime.now(UTC)
+    copy.stopped_at = clock.now()
     record(
         session,
         actor=person.handle,

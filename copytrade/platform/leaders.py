@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from copytrade import clock
 from copytrade.config import get_settings
 from copytrade.domain import leaders as rules
 from copytrade.domain.accounts import check_leader_identity
@@ -159,7 +159,7 @@ def apply(
         status="active",
         follower_cap=valid.follower_cap,
         is_listed=True,
-        agreement_accepted_at=datetime.now(UTC),
+        agreement_accepted_at=clock.now(),
     )
     session.add(portfolio)
     session.flush()
@@ -247,7 +247,7 @@ def close(session: Session, portfolio_id: object, handle: str, reason: str = "")
     portfolio = get_portfolio(session, portfolio_id, lock=True)
     _require_leader(session, portfolio, handle, "R-LEAD-10")
     rules.check_can_close(portfolio.status)
-    now = datetime.now(UTC)
+    now = clock.now()
     copies = list(
         session.scalars(
             select(Copy)
@@ -353,7 +353,7 @@ def decide_capacity(
     request.status = "approved" if approve else "rejected"
     request.decided_by = operator
     request.decision_reason = reason
-    request.decided_at = datetime.now(UTC)
+    request.decided_at = clock.now()
     if approve:
         portfolio.follower_cap = max(portfolio.follower_cap, request.requested_cap)
     record(

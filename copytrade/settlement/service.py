@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from copytrade import clock
 from copytrade.domain.errors import RuleViolation
 from copytrade.domain.money import ZERO, from_units
 from copytrade.ledger import Ledger, Leg, TransferSpec
@@ -135,14 +136,14 @@ class SettlementService:
 
     def settle_weekly(self, at: datetime | None = None) -> RunReport:
         """Settle the weekly cycle of the week containing ``at`` (default: now) (R-SET-4)."""
-        spec = weekly_cycle(at or datetime.now(UTC))
+        spec = weekly_cycle(at or clock.now())
         return self._run([spec], spec.trigger, spec.as_of)
 
     def settle_copy(
         self, copy_id: int, trigger: str, *, ref: str | None = None, at: datetime | None = None
     ) -> RunReport:
         """Settle one copy for an event trigger (R-SET-5): a stop, a close, a profit withdrawal."""
-        spec = event_cycle(copy_id, trigger, at or datetime.now(UTC), ref)
+        spec = event_cycle(copy_id, trigger, at or clock.now(), ref)
         with self.sessions() as session:
             copy = session.get(Copy, copy_id)
             if copy is None:
@@ -158,7 +159,7 @@ class SettlementService:
 
     def settle_pending_events(self, at: datetime | None = None) -> RunReport:
         """Settle every stopped copy whose final settlement has not run yet (R-SET-5, R-LEAD-10)."""
-        at = at or datetime.now(UTC)
+        at = at or clock.now()
         state = CopySettlementState
         with self.sessions() as session:
             rows = session.execute(
@@ -232,7 +233,7 @@ class SettlementService:
                 _release_capital(session, report)
         with self.sessions() as session, session.begin():
             totals = _cycle_totals(session, open_ids)
-            finished = datetime.now(UTC)
+            finished = clock.now()
             cycles_table = SettlementCycle.__table__
             session.execute(
                 update(cycles_table)
@@ -274,7 +275,7 @@ class SettlementService:
         payouts: list[dict] = []
         pending: list[tuple[dict, int]] = []  # (payout row, index of its transfer in specs)
         states: dict[tuple[int, str], dict] = {}
-        now = datetime.now(UTC)
+        now = clock.now()
         for copy_id, spec in items:
             facts = batch.facts.get(copy_id)
             if facts is None:  # the copy vanished (cannot happen: copies are never deleted)
@@ -588,7 +589,7 @@ def _open_cycles(session: Session, specs: Sequence[CycleSpec]) -> dict[str, tupl
         stmt = _dialect_insert(session)(SettlementCycle.__table__).on_conflict_do_nothing(
             index_elements=["cycle_key"]
         )
-        now = datetime.now(UTC)
+        now = clock.now()
         session.execute(
             stmt,
             [

@@ -1,11 +1,14 @@
 """`copytrade demo --fast` end to end (issue 8, item 2): every leader fill × copy has one
 outcome (R-COPY-7), the ledger validation passed before settling (R-LED-7), payouts equal the
-profit-share formula for the demo's copies (R-SET-2/3), and metrics rows exist for every leader
-(R-MET-1)."""
+profit-share formula for the demo's copies (R-SET-2/3), metrics rows exist for every leader
+(R-MET-1), and the production flows (settle gated by validate_ledger, build_metrics) ran on Prefect
+with their run names, states and artifact keys."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
+from datetime import UTC, datetime
 
 import duckdb
 import pytest
@@ -16,7 +19,14 @@ from sqlalchemy.orm import sessionmaker
 from copytrade.db import make_engine
 from copytrade.demo import run_demo
 from copytrade.domain.settlement import profit_share
-from models import Copy, FollowerOrderIntent, LeaderFill, LeadPortfolio, SettlementPayout
+from models import (
+    Copy,
+    FollowerOrderIntent,
+    LeaderFill,
+    LeadPortfolio,
+    LedgerTransfer,
+    SettlementPayout,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -130,3 +140,60 @@ def test_metrics_rows_exist_for_every_leader_R_MET_1(demo):
     assert set(result.portfolios.values()) <= metrics
     assert set(result.portfolios.values()) <= board
     assert len(result.leaderboard) == min(5, len(result.portfolios))
+
+
+# The runs the demo makes on Prefect: flow, and the artifact keys the UI shows (issue 8, item 3).
+FLOW_RUNS = {
+    "validate-ledger-before-settle-weekly": ("validate_ledger", {"validation-summary"}),
+    "settle-weekly": ("settle", {"settlement-report"}),
+    "build-metrics-90d": ("build_metrics", {"leaderboard", "copy-quality"}),
+}
+
+
+def test_the_flows_ran_on_prefect_named_completed_with_artifacts(demo):
+    result, _, text = demo
+    runs = {r["name"]: r for r in result.flow_runs}
+    assert set(runs) == set(FLOW_RUNS)
+    for name, (flow, keys) in FLOW_RUNS.items():
+        run = runs[name]
+        assert (run["flow"], run["state"]) == (flow, "Completed"), run
+        assert "demo" in run["tags"], run
+        assert keys <= set(run["artifacts"]), run
+        assert name in text  # the summary lists them
+    # The runs stay in the demo's Prefect database, where `copytrade up`'s UI reads them.
+    con = sqlite3.connect(result.prefect_home / "prefect.db")
+    try:
+        stored = dict(con.execute("select name, state_name from flow_run").fetchall())
+    finally:
+        con.close()
+    assert stored == {name: "Completed" for name in FLOW_RUNS}
+
+
+def test_the_leaderboard_marks_the_private_portfolio_R_LEAD_4_R_MET_4(demo):
+    result, _, _ = demo
+    visibility = {row["portfolio_id"]: row["visibility"] for row in result.leaderboard}
+    chen = result.portfolios["chen"]
+    assert visibility[chen] == "private"
+    assert {v for pid, v in visibility.items() if pid != chen} == {"public"}
+
+
+def test_history_carries_the_simulated_time_and_sharpe_is_real_R_MET_4(demo):
+    """The replay's fills, their ledger postings and the sign-up happen on the exchange's simulated
+    clock (Feb–Mar 2025), so daily returns span days and Sharpe exists (R-MET-1, R-MET-4)."""
+    result, sm, _ = demo
+    with sm() as s:
+        fills = s.scalars(select(LeaderFill.traded_at)).all()
+        transfers = s.scalars(select(LedgerTransfer.created_at)).all()
+    start, end = datetime(2025, 2, 24, tzinfo=UTC), datetime(2025, 4, 1, tzinfo=UTC)
+    assert all(start <= t < end for t in [*fills, *transfers])
+    assert len({t.date() for t in fills}) >= 2
+    sharpe = [row["sharpe"] for row in result.leaderboard if row["sharpe"] is not None]
+    assert sharpe, result.leaderboard
+    con = duckdb.connect(str(result.warehouse_path), read_only=True)
+    try:
+        (days,) = con.execute(
+            "select max(return_days) from leader_metrics where period = '90d'"
+        ).fetchone()
+    finally:
+        con.close()
+    assert days >= 2

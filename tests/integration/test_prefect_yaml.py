@@ -189,12 +189,10 @@ ARTIFACT_KEYS = {
     "validate-ledger-daily": {"validation-summary"},
     "build-metrics-hourly": {"leaderboard", "copy-quality"},
 }
-RUN_NAME_PARAMETER = {"settle-weekly": "cycle", "build-metrics-hourly": "period"}
-# Gaps found in review, left to the flows' owners; strict, so a fix turns these into a failure
-# that says "remove the marker".
-MONITORING_GAPS = {
-    "validate-ledger-daily": "run name 'validate-ledger' is not a template (its only parameters "
-    "are a database URL, which may hold a password, and switches)",
+RUN_NAME_PARAMETER = {
+    "settle-weekly": "cycle",
+    "build-metrics-hourly": "period",
+    "validate-ledger-daily": "scope",
 }
 
 
@@ -214,20 +212,14 @@ def artifact_keys(flow: Flow) -> set[str]:
     }
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=MONITORING_GAPS[n]))
-        if n in MONITORING_GAPS
-        else n
-        for n in sorted(DEPLOYMENTS)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
 def test_flow_names_its_runs_and_publishes_its_artifacts(deployments: dict, name: str) -> None:
     flow = load_entrypoint(deployments[name]["entrypoint"])
     template = flow.flow_run_name
     assert isinstance(template, str) and "{" in template, f"{name}: run name {template!r}"
     if name in RUN_NAME_PARAMETER:
         assert "{" + RUN_NAME_PARAMETER[name] in template, f"{name}: run name {template!r}"
+        # Never the database URL: it may hold a password, and run names are shown everywhere.
+        assert "database_url" not in template, f"{name}: run name {template!r}"
     missing = ARTIFACT_KEYS[name] - artifact_keys(flow)
     assert not missing, f"{name}: no artifact with key {sorted(missing)}"
