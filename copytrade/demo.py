@@ -729,7 +729,8 @@ class _Story:
             "profit shares paid",
             "rebates paid",
             "copies paid",
-            "withheld",
+            "nothing due (no profit)",
+            "withheld (paused/deferred)",
             title="Payouts per leader (weekly cycle, R-SET-*, R-FEE-3/4)",
         )
         with self.factory() as s:
@@ -741,13 +742,17 @@ class _Story:
                     SettlementPayout.amount,
                 )
             ).all()
-        shares, rebates, paid, withheld = (
+        shares, rebates, paid, nothing, withheld = (
             defaultdict(Decimal),
             defaultdict(Decimal),
+            Counter(),
             Counter(),
             Counter(),
         )
         for pid, kind, status, amount in rows:
+            if status == "nothing_due":  # the copy is below its profit peak: no share (R-SET-2/3)
+                nothing[pid] += 1
+                continue
             if status != "paid":
                 withheld[pid] += 1
                 continue
@@ -758,7 +763,12 @@ class _Story:
                 paid[pid] += 1 if amount else 0
         for pid, name in names.items():
             table.add_row(
-                name, _money(shares[pid]), _money(rebates[pid]), str(paid[pid]), str(withheld[pid])
+                name,
+                _money(shares[pid]),
+                _money(rebates[pid]),
+                str(paid[pid]),
+                str(nothing[pid]),
+                str(withheld[pid]),
             )
         return table
 
