@@ -36,6 +36,7 @@ from copytrade.domain.money import to_units
 from copytrade.domain.sizing import REASON_CODES, REASON_TEXT, SEND, FillSpec, size_fill
 from copytrade.engine import ingest
 from copytrade.engine.dispatch import SendResult, outcome_of, send_all
+from copytrade.engine.gcpause import GcPause
 from copytrade.engine.ledger_posting import fill_transfers, leader_rebate, slippage_bps
 from copytrade.engine.persist import insert_intents, stored_time
 from copytrade.engine.state import (
@@ -187,15 +188,19 @@ class CopyEngine:
                 portfolio_id, source, "unknown_portfolio", "no active lead portfolio", event
             )
             return FillReport(quarantined="unknown_portfolio")
+        pause = GcPause()
         async with ps.lock:
+            pause.hold()
             try:
-                report = await self._handle(ps, event, source)
+                report = await self._handle(ps, event, source, pause)
             except Exception as exc:  # a bug on one event must not stop the leader's stream
                 log.exception("leader event of portfolio %s failed", portfolio_id)
                 self._quarantine(
                     portfolio_id, source, "malformed", f"processing failed: {exc!r}", event
                 )
                 report = FillReport(quarantined="error")
+            finally:
+                pause.release()
         if self.keep_reports:
             self.reports.append(report)
         return report
@@ -212,7 +217,9 @@ class CopyEngine:
             )
         return ids
 
-    async def _handle(self, ps: PortfolioState, event: object, source: str) -> FillReport:
+    async def _handle(
+        self, ps: PortfolioState, event: object, source: str, pause: GcPause
+    ) -> FillReport:
         markets = self.markets(ps)
         symbol = getattr(event, "symbol", None)
         with self.sf() as session:
@@ -364,6 +371,7 @@ class CopyEngine:
         # 4-5. send concurrently, record in one transaction
         try:
             results = await self._send(intents)
+            pause.release()  # the orders are answered: collect during recording, not before
             self.record(ps, intents, results)
         finally:
             self.inflight.difference_update(it.intent_id for it in intents)
