@@ -9,22 +9,23 @@ import pytest
 from copytrade.engine.http1 import Pool
 
 
+async def _requests(reader):
+    """Yield (request line, body) of each request a test server reads on one connection."""
+    while True:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        yield head.split(b"\r\n")[0], await reader.readexactly(length)
+
+
 async def test_keep_alive_content_length_and_chunked_bodies():
     seen = []
 
     async def handle(reader, writer):
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError:
-                break
-            length = int(
-                [h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][
-                    0
-                ].split(b":")[1]
-            )
-            body = await reader.readexactly(length)
-            seen.append((head.split(b"\r\n")[0], body))
+        async for request in _requests(reader):
+            seen.append(request)
             if len(seen) == 1:
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             else:
@@ -68,13 +69,7 @@ async def test_begin_writes_only_on_an_idle_connection_and_finish_reads_the_answ
     answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"] * 2
 
     async def handle(reader, writer):
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError:
-                break
-            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-            await reader.readexactly(length)
+        async for _ in _requests(reader):
             if answers:
                 writer.write(answers.pop())
                 await writer.drain()
