@@ -128,11 +128,10 @@ async def send_all(
     """
     if not orders:
         return []
-    sent_at = datetime.now(UTC)
     stamp = fastpath.timestamp()
     batch = [fastpath.begin(gw, req, stamp) for gw, req in orders]
     tasks = {
-        i: asyncio.ensure_future(send_one(gw, req, sent_at=sent_at))
+        i: asyncio.ensure_future(send_one(gw, req))
         for i, ((gw, req), pending) in enumerate(zip(orders, batch, strict=True))
         if pending is None
     }
@@ -147,9 +146,13 @@ async def send_all(
             state = fastpath.finish(pending)
         except Exception as exc:  # settled like any other attempt: lookups, retries, resend
             gw, req = orders[i]
-            tasks[i] = asyncio.ensure_future(send_one(gw, req, first_error=exc, sent_at=sent_at))
+            tasks[i] = asyncio.ensure_future(
+                send_one(gw, req, first_error=exc, sent_at=pending.sent_at())
+            )
             continue
-        results[i] = SendResult(state, acked_at=pending.acked_at(), sent_at=sent_at, attempts=1)
+        results[i] = SendResult(
+            state, acked_at=pending.acked_at(), sent_at=pending.sent_at(), attempts=1
+        )
     if tasks:
         for i, result in zip(tasks, await asyncio.gather(*tasks.values()), strict=True):
             results[i] = result

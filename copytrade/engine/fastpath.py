@@ -127,11 +127,14 @@ def _body(gateway, lean: _Lean, request: OrderRequest, stamp: str) -> bytes:
 class Pending:
     """An order written on a kept-alive connection, its answer not yet read."""
 
-    __slots__ = ("gateway", "lean", "request", "body", "conn", "waiter")
+    __slots__ = ("gateway", "lean", "request", "body", "sent", "conn", "waiter")
 
-    def __init__(self, gateway, lean, request, body, conn: Connection, waiter) -> None:
+    def __init__(self, gateway, lean, request, body, sent: float, conn: Connection, waiter):
         self.gateway, self.lean, self.request, self.body = gateway, lean, request, body
-        self.conn, self.waiter = conn, waiter
+        self.sent, self.conn, self.waiter = sent, conn, waiter
+
+    def sent_at(self) -> datetime:
+        return datetime.fromtimestamp(self.sent, UTC)
 
     def acked_at(self) -> datetime:
         return datetime.fromtimestamp(self.waiter.result().received, UTC)
@@ -145,10 +148,11 @@ def begin(gateway: ExchangeGateway, request: OrderRequest, stamp: str) -> Pendin
     if lean is None:
         return None
     body = _body(gateway, lean, request, stamp)
+    sent = time.time()
     started = lean.pool.begin(lean.pool.request(lean.path, body, lean.raw_headers))
     if started is None:
         return None
-    return Pending(gateway, lean, request, body, *started)
+    return Pending(gateway, lean, request, body, sent, *started)
 
 
 def finish(pending: Pending) -> OrderState:
