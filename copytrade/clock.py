@@ -9,9 +9,10 @@ the engine's tasks and Prefect's task threads must all see the same clock.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _source: Callable[[], datetime] | None = None
 
@@ -19,6 +20,17 @@ _source: Callable[[], datetime] | None = None
 def now() -> datetime:
     """Return the current time (time-zone aware, UTC)."""
     return _source() if _source is not None else datetime.now(UTC)
+
+
+def at_wall(stamp: float) -> datetime:
+    """Return the clock's time at the wall-clock instant ``stamp`` (``time.time()`` seconds).
+
+    Hot paths take cheap ``time.time()`` stamps and convert them later; under a simulated clock
+    the stamp keeps its distance from the present, so measured delays stay real.
+    """
+    if _source is None:
+        return datetime.fromtimestamp(stamp, UTC)
+    return _source() - timedelta(seconds=time.time() - stamp)
 
 
 @contextmanager

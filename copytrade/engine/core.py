@@ -27,7 +27,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import numpy as np
-from sqlalchemy import bindparam, column, select, table, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,7 +37,9 @@ from copytrade.domain.money import to_units
 from copytrade.domain.sizing import REASON_CODES, REASON_TEXT, SEND, FillSpec, size_fill
 from copytrade.engine import ingest
 from copytrade.engine.dispatch import SendResult, outcome_of, send_all
+from copytrade.engine.gcpause import GcPause
 from copytrade.engine.ledger_posting import fill_transfers, leader_rebate, slippage_bps
+from copytrade.engine.persist import insert_intents, stored_time
 from copytrade.engine.state import (
     CopyState,
     PortfolioState,
@@ -61,7 +63,7 @@ from models import (
     LeaderWatermark,
     QuarantinedEvent,
 )
-from models.types import UtcDateTime, utcnow
+from models.types import utcnow
 
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -69,34 +71,6 @@ E8 = 100_000_000
 STALE_AFTER_SECONDS = 60.0
 LEVERAGE_CONCURRENCY = 64
 LEVERAGE_RETRY_SECONDS = 30.0  # a never-sent intent older than this is not sent after a restart
-
-
-# The intents table with amounts as plain integers (1e-8 units) for the hot insert.
-_INTENTS_RAW = table(
-    "follower_order_intents",
-    *(
-        column(name, UtcDateTime()) if name == "created_at" else column(name)
-        for name in (
-            "leader_fill_id",
-            "copy_id",
-            "leg",
-            "kind",
-            "client_order_id",
-            "symbol",
-            "side",
-            "quantity",
-            "computed_quantity",
-            "reduce_only",
-            "leverage",
-            "leader_price",
-            "created_at",
-            "status",
-            "outcome",
-            "reason_code",
-            "reason",
-        )
-    ),
-)
 
 
 def client_order_id(fill_id: int, copy_id: int, leg: int) -> str:
@@ -215,15 +189,19 @@ class CopyEngine:
                 portfolio_id, source, "unknown_portfolio", "no active lead portfolio", event
             )
             return FillReport(quarantined="unknown_portfolio")
+        pause = GcPause()
         async with ps.lock:
+            pause.hold()
             try:
-                report = await self._handle(ps, event, source)
+                report = await self._handle(ps, event, source, pause)
             except Exception as exc:  # a bug on one event must not stop the leader's stream
                 log.exception("leader event of portfolio %s failed", portfolio_id)
                 self._quarantine(
                     portfolio_id, source, "malformed", f"processing failed: {exc!r}", event
                 )
                 report = FillReport(quarantined="error")
+            finally:
+                pause.release()
         if self.keep_reports:
             self.reports.append(report)
         return report
@@ -240,7 +218,9 @@ class CopyEngine:
             )
         return ids
 
-    async def _handle(self, ps: PortfolioState, event: object, source: str) -> FillReport:
+    async def _handle(
+        self, ps: PortfolioState, event: object, source: str, pause: GcPause
+    ) -> FillReport:
         markets = self.markets(ps)
         symbol = getattr(event, "symbol", None)
         with self.sf() as session:
@@ -317,47 +297,41 @@ class CopyEngine:
                     trade,
                 )
                 return report
-            rows = []
+            rows: list[tuple] = []
             sends: list[tuple[int, int, object]] = []  # (row index, copy index, leg)
             price_units = to_units(trade.price.quantize(Decimal("1e-8")))
+            created = stored_time(session, now)
+            futures = ps.mode == "futures"
             for leg, sizing in sizings:
-                quantities, codes, computed = (
-                    sizing.quantity_units,
-                    sizing.codes,
-                    sizing.computed_units,
-                )
-                for i, copy in enumerate(ps.copies):
-                    code = int(codes[i])
-                    row = {
-                        "leader_fill_id": fill_id,
-                        "copy_id": copy.copy_id,
-                        "leg": leg.index,
-                        "kind": "copy",
-                        "client_order_id": client_order_id(fill_id, copy.copy_id, leg.index),
-                        "symbol": trade.symbol,
-                        "side": trade.side,
-                        "quantity": int(quantities[i]),  # 1e-8 units (raw insert below)
-                        "computed_quantity": int(computed[i]),
-                        "reduce_only": sizing.reduce_only,
-                        "leverage": copy.leverage if ps.mode == "futures" else None,
-                        "leader_price": price_units,
-                        "created_at": now,
-                        "status": "pending",
-                        "outcome": None,
-                        "reason_code": None,
-                        "reason": None,
-                    }
-                    if code != SEND:
-                        row.update(
-                            status="done",
-                            outcome="skipped",
-                            reason_code=REASON_CODES[code],
-                            reason=REASON_TEXT[code],
-                        )
-                    else:
+                quantities = sizing.quantity_units.tolist()
+                computed = sizing.computed_units.tolist()
+                for i, (copy, code) in enumerate(
+                    zip(ps.copies, sizing.codes.tolist(), strict=True)
+                ):
+                    cid = copy.copy_id
+                    # persist.INTENT_COLUMNS order; amounts in 1e-8 units
+                    row = (
+                        fill_id,
+                        cid,
+                        leg.index,
+                        "copy",
+                        client_order_id(fill_id, cid, leg.index),
+                        trade.symbol,
+                        trade.side,
+                        quantities[i],
+                        computed[i],
+                        sizing.reduce_only,
+                        copy.leverage if futures else None,
+                        price_units,
+                        created,
+                    )
+                    if code == SEND:
                         sends.append((len(rows), i, leg))
+                        row += ("pending", None, None, None)
+                    else:
+                        row += ("done", "skipped", REASON_CODES[code], REASON_TEXT[code])
                     rows.append(row)
-            ids = self._insert_intents(session, fill_id, rows)
+            ids = insert_intents(session, fill_id, rows)
             self._save_watermark(session, ps, trade, after)
             self._save_accumulators(session, ps, acc_before)
         ps.leader_positions[trade.symbol] = after
@@ -375,12 +349,12 @@ class CopyEngine:
                     portfolio_id=ps.portfolio_id,
                     copy=copy,
                     index=copy_index,
-                    client_order_id=row["client_order_id"],
+                    client_order_id=row[4],
                     symbol=trade.symbol,
                     side=trade.side,
-                    quantity=_dec(row["quantity"]),
-                    reduce_only=row["reduce_only"],
-                    leverage=row["leverage"],
+                    quantity=_dec(row[7]),
+                    reduce_only=row[9],
+                    leverage=row[10],
                     leader_fill_id=fill_id,
                     leader_price=trade.price,
                     leader_time=trade.traded_at,
@@ -398,6 +372,7 @@ class CopyEngine:
         # 4-5. send concurrently, record in one transaction
         try:
             results = await self._send(intents)
+            pause.release()  # the orders are answered: collect during recording, not before
             self.record(ps, intents, results)
         finally:
             self.inflight.difference_update(it.intent_id for it in intents)
@@ -407,25 +382,6 @@ class CopyEngine:
             report.last_ack_at = max(acks) if acks else None
         await self._guards(ps, trade.symbol)
         return report
-
-    @staticmethod
-    def _insert_intents(session: Session, fill_id: int, rows: list[dict]) -> list[int]:
-        """Insert one leader fill's intents (amounts already in 1e-8 units); return ids in order.
-
-        A plain executemany on a typeless view of the table (no per-value Decimal round trip),
-        then one indexed read of the ids: cheaper than RETURNING with ordered sentinels.
-        """
-        if not rows:
-            return []
-        session.execute(_INTENTS_RAW.insert(), rows)
-        found = dict(
-            session.execute(
-                select(FollowerOrderIntent.client_order_id, FollowerOrderIntent.id).where(
-                    FollowerOrderIntent.leader_fill_id == fill_id
-                )
-            ).all()
-        )
-        return [found[r["client_order_id"]] for r in rows]
 
     # -- sending and recording -----------------------------------------------------------------
 

@@ -67,13 +67,26 @@ async def resolve(
     return False, None
 
 
-async def send_one(gateway: ExchangeGateway, request: OrderRequest) -> SendResult:
-    """Send one order and return its settled result (never raises)."""
-    result = SendResult(sent_at=clock.now())
+async def send_one(
+    gateway: ExchangeGateway,
+    request: OrderRequest,
+    *,
+    first_error: Exception | None = None,
+    sent_at: datetime | None = None,
+) -> SendResult:
+    """Send one order and return its settled result (never raises).
+
+    ``first_error``: the order already went out once (``send_all``'s batch) and that attempt
+    ended in this error; it is handled exactly as if this call had sent it.
+    """
+    result = SendResult(sent_at=sent_at or clock.now())
     rate_limited = resends = 0
     while True:
         result.attempts += 1
         try:
+            if first_error is not None:
+                error, first_error = first_error, None
+                raise error
             state = await fastpath.place(gateway, request)
         except RateLimited as exc:
             rate_limited += 1
@@ -107,10 +120,44 @@ async def send_one(gateway: ExchangeGateway, request: OrderRequest) -> SendResul
 async def send_all(
     orders: Sequence[tuple[ExchangeGateway, OrderRequest]],
 ) -> list[SendResult]:
-    """Send every order concurrently (one gateway per account) and return results in order."""
+    """Send every order concurrently (one gateway per account) and return results in order.
+
+    Every order that can take the lean path on a kept-alive connection is signed and written
+    right here, one after the other, and all answers are awaited at once; only the others (no
+    idle connection yet, not a market order, not a ccxt gateway) and any order whose answer is
+    not a plain success get a task of their own (``send_one``: retries, lookups by client id).
+    """
     if not orders:
         return []
-    return list(await asyncio.gather(*(send_one(gw, req) for gw, req in orders)))
+    stamp = fastpath.timestamp()
+    batch = [fastpath.begin(gw, req, stamp) for gw, req in orders]
+    tasks = {
+        i: asyncio.ensure_future(send_one(gw, req))
+        for i, ((gw, req), pending) in enumerate(zip(orders, batch, strict=True))
+        if pending is None
+    }
+    waiters = [p.waiter for p in batch if p is not None]
+    if waiters:
+        await asyncio.wait(waiters, timeout=max(p.lean.timeout for p in batch if p is not None))
+    results: list[SendResult | None] = [None] * len(orders)
+    for i, pending in enumerate(batch):
+        if pending is None:
+            continue
+        try:
+            state = fastpath.finish(pending)
+        except Exception as exc:  # settled like any other attempt: lookups, retries, resend
+            gw, req = orders[i]
+            tasks[i] = asyncio.ensure_future(
+                send_one(gw, req, first_error=exc, sent_at=pending.sent_at())
+            )
+            continue
+        results[i] = SendResult(
+            state, acked_at=pending.acked_at(), sent_at=pending.sent_at(), attempts=1
+        )
+    if tasks:
+        for i, result in zip(tasks, await asyncio.gather(*tasks.values()), strict=True):
+            results[i] = result
+    return results  # type: ignore[return-value]
 
 
 def outcome_of(result: SendResult) -> tuple[str, str | None, str | None, str | None]:

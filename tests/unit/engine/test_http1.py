@@ -9,22 +9,23 @@ import pytest
 from copytrade.engine.http1 import Pool
 
 
+async def _requests(reader):
+    """Yield (request line, body) of each request a test server reads on one connection."""
+    while True:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        yield head.split(b"\r\n")[0], await reader.readexactly(length)
+
+
 async def test_keep_alive_content_length_and_chunked_bodies():
     seen = []
 
     async def handle(reader, writer):
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError:
-                break
-            length = int(
-                [h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][
-                    0
-                ].split(b":")[1]
-            )
-            body = await reader.readexactly(length)
-            seen.append((head.split(b"\r\n")[0], body))
+        async for request in _requests(reader):
+            seen.append(request)
             if len(seen) == 1:
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             else:
@@ -59,3 +60,38 @@ async def test_timeout_raises_and_drops_the_connection():
         await pool.post("/x", b"", b"", 0.1)
     assert pool.idle == []
     server.close()
+
+
+async def test_begin_writes_only_on_an_idle_connection_and_finish_reads_the_answer():
+    """The fan-out's synchronous write: no idle connection → None (the caller opens one); a
+    kept-alive connection → written now, the answer read by ``finish``; an answer not in by
+    then is a timeout and the connection is dropped, never reused (R-COPY-11: unknown outcome)."""
+    answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"] * 2
+
+    async def handle(reader, writer):
+        async for _ in _requests(reader):
+            if answers:
+                writer.write(answers.pop())
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = Pool(f"http://127.0.0.1:{port}")
+    data = pool.request("/o", b"x=1", b"")
+    assert pool.begin(data) is None
+    await pool.post("/o", b"x=1", b"", 5)
+    conn, waiter = pool.begin(data)
+    assert pool.idle == []
+    await asyncio.wait([waiter], timeout=5)
+    response = pool.finish(conn, waiter)
+    assert (response.status, response.body) == (200, b"ok") and response.received > 0
+    assert pool.idle == [conn]
+    conn, waiter = pool.begin(data)  # the server stays silent this time
+    await asyncio.wait([waiter], timeout=0.1)
+    with pytest.raises(TimeoutError):
+        pool.finish(conn, waiter)
+    assert conn.closed and pool.idle == []
+    pool.close()
+    server.close()
+    await server.wait_closed()
