@@ -123,3 +123,21 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"reference data folder {SHARED_DATA} is absent (set COPYTRADE_DATA_DIR)")
     return SHARED_DATA
+
+
+def _tamper(engine: Engine, table: str, *statements: str) -> None:
+    """Edit ledger history as an attacker with DDL rights would: lift ``table``'s append-only
+    trigger, then run ``statements`` (the guard stays lifted for the rest of the test)."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql(f"drop trigger if exists trg_{table}__no_update")
+        else:
+            conn.exec_driver_sql(f"alter table {table} disable trigger user")
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+
+
+@pytest.fixture
+def tamper():
+    """``tamper(engine, table, *sql)``: change history behind the ledger's back (R-X-4 tests)."""
+    return _tamper

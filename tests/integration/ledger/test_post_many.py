@@ -143,24 +143,21 @@ def test_bulk_posting_keeps_the_ledger_rules_all_or_nothing_R_LED_1_R_LED_2_R_SE
         assert Ledger(session).verify_chain().ok
 
 
-def test_chain_recomputation_in_small_batches_finds_an_edited_posting_R_X_4(session, engine):
+def test_chain_recomputation_in_small_batches_finds_an_edited_posting_R_X_4(
+    session, engine, tamper
+):
     with session.begin():
         Ledger(session).post_many(specs(120))
         report, through, last_hash = recompute_chain(session, batch=17)
         total = session.scalar(text("select count(*) from ledger_transfers"))
         head = session.execute(text("select last_seq, last_hash from ledger_chain_head")).one()
     assert report.ok and report.checked == through == total == head[0] and last_hash == head[1]
-    with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql("drop trigger trg_ledger_postings__no_update")
-        else:
-            conn.exec_driver_sql("alter table ledger_postings disable trigger user")
-        conn.execute(
-            text(
-                "update ledger_postings set amount = amount + 1 where amount > 0 and transfer_id = "
-                "(select id from ledger_transfers where seq = 77)"
-            )
-        )
+    tamper(
+        engine,
+        "ledger_postings",
+        "update ledger_postings set amount = amount + 1 where amount > 0 and transfer_id = "
+        "(select id from ledger_transfers where seq = 77)",
+    )
     with session.begin():
         broken, through, _ = recompute_chain(session, batch=17)
         assert Ledger(session).verify_chain(batch=17).problems == broken.problems

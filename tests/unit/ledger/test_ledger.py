@@ -150,21 +150,18 @@ def test_history_is_immutable_R_X_4(session):
         session.execute(text("delete from ledger_transfers"))
 
 
-def test_chain_detects_an_edited_posting_R_X_4(session, engine):
+def test_chain_detects_an_edited_posting_R_X_4(session, engine, tamper):
     with session.begin():
         ledger = Ledger(session)
         for i in range(5):
             ledger.post(deposit(f"d{i}", "person:1:spot", "10"))
     # Simulate an attacker with DDL rights: lift the guard, edit history, and look again.
-    with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql("drop trigger trg_ledger_postings__no_update")
-        else:
-            conn.exec_driver_sql("alter table ledger_postings disable trigger all")
-        conn.exec_driver_sql(
-            "update ledger_postings set amount = amount + 1 where transfer_id = "
-            "(select id from ledger_transfers where seq = 3) and amount > 0"
-        )
+    tamper(
+        engine,
+        "ledger_postings",
+        "update ledger_postings set amount = amount + 1 where transfer_id = "
+        "(select id from ledger_transfers where seq = 3) and amount > 0",
+    )
     report = Ledger(session).verify_chain()
     assert not report.ok and report.first_broken_seq == 3
 

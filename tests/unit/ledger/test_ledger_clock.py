@@ -27,7 +27,7 @@ def deposit(key: str, amount: str) -> TransferSpec:
     )
 
 
-def test_transfers_carry_the_simulated_time_and_chain_R_X_4(session, engine):
+def test_transfers_carry_the_simulated_time_and_chain_R_X_4(session, engine, tamper):
     now = [SIM]
     with clock.simulated(lambda: now[0]), session.begin():
         ledger = Ledger(session)
@@ -44,14 +44,11 @@ def test_transfers_carry_the_simulated_time_and_chain_R_X_4(session, engine):
     with session.begin():
         assert Ledger(session).verify_chain().ok
     # The time is part of the chained hash: moving a transfer to another day is detected.
-    with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql("drop trigger if exists trg_ledger_transfers__no_update")
-        else:
-            conn.exec_driver_sql("alter table ledger_transfers disable trigger all")
-        conn.exec_driver_sql(
-            "update ledger_transfers set created_at = '2025-03-01 00:00:00.000000' where seq = 1"
-        )
+    tamper(
+        engine,
+        "ledger_transfers",
+        "update ledger_transfers set created_at = '2025-03-01 00:00:00.000000' where seq = 1",
+    )
     with session.begin():
         report = Ledger(session).verify_chain()
     assert not report.ok and report.first_broken_seq == 1
