@@ -24,6 +24,17 @@ def current() -> None:
     console.print(migrate.current_revision() or "empty (run `copytrade db upgrade`)")
 
 
+@app.command()
+def revision(
+    message: str = typer.Argument(
+        ..., help="What the schema change does, e.g. 'index fills by time'."
+    ),
+) -> None:
+    """Write the next migration (models/migrations/versions/NNNN_…) from the models' changes."""
+    path = migrate.new_revision(message)
+    console.print(f"wrote [bold]{path}[/]; review it, then `copytrade db upgrade`")
+
+
 def _where() -> str:
     from sqlalchemy.engine import make_url
 
