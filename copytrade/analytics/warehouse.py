@@ -137,9 +137,19 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def run_dbt(
-    warehouse: Warehouse, args: Sequence[str], *, dbt_vars: dict | None = None, quiet: bool = True
+    warehouse: Warehouse,
+    args: Sequence[str],
+    *,
+    dbt_vars: dict | None = None,
+    test_rows_after_batch: int = -1,
+    quiet: bool = True,
 ) -> DbtRun:
-    """Run one dbt command (``build``, ``test``, ``docs generate`` …) against ``warehouse``."""
+    """Run one dbt command (``build``, ``test``, ``docs generate`` …) against ``warehouse``.
+
+    Data tests look at rows with ``_batch_id`` above ``test_rows_after_batch`` (-1: every row).
+    It reaches dbt as an environment variable read at run time, not a var, so an incremental build
+    keeps dbt's partial parse (any change of vars makes dbt parse the whole project again).
+    """
     import json
 
     from dbt.cli.main import dbtRunner
@@ -157,7 +167,9 @@ def run_dbt(
     if quiet:
         argv += ["--quiet"]
     started = time.perf_counter()
-    with _environment(warehouse.environment()):
+    environment = warehouse.environment()
+    environment["COPYTRADE_TEST_ROWS_AFTER_BATCH"] = str(int(test_rows_after_batch))
+    with _environment(environment):
         try:
             result = dbtRunner().invoke(argv)
         finally:
@@ -203,6 +215,7 @@ def build(
     full_refresh: bool = False,
     with_unit_tests: bool = False,
     dbt_vars: dict | None = None,
+    test_rows_after_batch: int | None = None,
     select: str | None = None,
     exclude: str | None = None,
     skip_extract: bool = False,
@@ -221,9 +234,9 @@ def build(
                 close()
     extract_seconds = time.perf_counter() - started
     # An incremental build tests the rows it wrote; a first or full build tests everything.
-    dbt_vars = dict(dbt_vars or {})
-    if report is not None and not full_refresh and report.batch > 1 and _has_warehouse(warehouse):
-        dbt_vars.setdefault("test_rows_after_batch", report.batch - 1)
+    if test_rows_after_batch is None:
+        incremental = report is not None and not full_refresh and report.batch > 1
+        test_rows_after_batch = report.batch - 1 if incremental and _has_warehouse(warehouse) else -1
     args = ["build"]
     if full_refresh:
         args.append("--full-refresh")
@@ -233,7 +246,7 @@ def build(
         args += ["--select", select]
     if exclude:
         args += ["--exclude", exclude]
-    run = run_dbt(warehouse, args, dbt_vars=dbt_vars or None)
+    run = run_dbt(warehouse, args, dbt_vars=dbt_vars, test_rows_after_batch=test_rows_after_batch)
     return BuildReport(report, extract_seconds, run)
 
 
