@@ -109,6 +109,7 @@ class DbtRun:
     seconds: float
     nodes: list[tuple[str, str, str]] = field(default_factory=list)  # (unique_id, status, message)
     error: str | None = None
+    node_seconds: dict[str, float] = field(default_factory=dict)  # unique_id → execution time
 
     @property
     def failures(self) -> list[tuple[str, str, str]]:
@@ -176,13 +177,14 @@ def run_dbt(
             if warehouse.kind == "duckdb":
                 _release_duckdb()
     seconds = time.perf_counter() - started
-    nodes = []
+    nodes, node_seconds = [], {}
     results = getattr(result.result, "results", None) or []
     for r in results:
-        node = getattr(r, "node", None)
-        nodes.append((getattr(node, "unique_id", "?"), str(r.status), r.message or ""))
+        unique_id = getattr(getattr(r, "node", None), "unique_id", "?")
+        nodes.append((unique_id, str(r.status), r.message or ""))
+        node_seconds[unique_id] = float(getattr(r, "execution_time", 0.0) or 0.0)
     error = None if result.exception is None else str(result.exception)
-    return DbtRun(list(args), bool(result.success), seconds, nodes, error)
+    return DbtRun(list(args), bool(result.success), seconds, nodes, error, node_seconds)
 
 
 def _release_duckdb() -> None:
@@ -236,8 +238,12 @@ def build(
     # An incremental build tests the rows it wrote; a first or full build tests everything.
     if test_rows_after_batch is None:
         incremental = report is not None and not full_refresh and report.batch > 1
-        test_rows_after_batch = report.batch - 1 if incremental and _has_warehouse(warehouse) else -1
-    args = ["build"]
+        test_rows_after_batch = (
+            report.batch - 1 if incremental and _has_warehouse(warehouse) else -1
+        )
+    # No JSON artifacts (manifest.json, run_results.json): writing them costs about a second of
+    # every build; the outcome is returned, and `copytrade metrics docs` writes the manifest.
+    args = ["build", "--no-write-json"]
     if full_refresh:
         args.append("--full-refresh")
     if not with_unit_tests:
