@@ -109,6 +109,7 @@ class DbtRun:
     seconds: float
     nodes: list[tuple[str, str, str]] = field(default_factory=list)  # (unique_id, status, message)
     error: str | None = None
+    node_seconds: dict[str, float] = field(default_factory=dict)  # unique_id → execution time
 
     @property
     def failures(self) -> list[tuple[str, str, str]]:
@@ -137,9 +138,19 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def run_dbt(
-    warehouse: Warehouse, args: Sequence[str], *, dbt_vars: dict | None = None, quiet: bool = True
+    warehouse: Warehouse,
+    args: Sequence[str],
+    *,
+    dbt_vars: dict | None = None,
+    test_rows_after_batch: int = -1,
+    quiet: bool = True,
 ) -> DbtRun:
-    """Run one dbt command (``build``, ``test``, ``docs generate`` …) against ``warehouse``."""
+    """Run one dbt command (``build``, ``test``, ``docs generate`` …) against ``warehouse``.
+
+    Data tests look at rows with ``_batch_id`` above ``test_rows_after_batch`` (-1: every row).
+    It reaches dbt as an environment variable read at run time, not a var, so an incremental build
+    keeps dbt's partial parse (any change of vars makes dbt parse the whole project again).
+    """
     import json
 
     from dbt.cli.main import dbtRunner
@@ -157,20 +168,23 @@ def run_dbt(
     if quiet:
         argv += ["--quiet"]
     started = time.perf_counter()
-    with _environment(warehouse.environment()):
+    environment = warehouse.environment()
+    environment["COPYTRADE_TEST_ROWS_AFTER_BATCH"] = str(int(test_rows_after_batch))
+    with _environment(environment):
         try:
             result = dbtRunner().invoke(argv)
         finally:
             if warehouse.kind == "duckdb":
                 _release_duckdb()
     seconds = time.perf_counter() - started
-    nodes = []
+    nodes, node_seconds = [], {}
     results = getattr(result.result, "results", None) or []
     for r in results:
-        node = getattr(r, "node", None)
-        nodes.append((getattr(node, "unique_id", "?"), str(r.status), r.message or ""))
+        unique_id = getattr(getattr(r, "node", None), "unique_id", "?")
+        nodes.append((unique_id, str(r.status), r.message or ""))
+        node_seconds[unique_id] = float(getattr(r, "execution_time", 0.0) or 0.0)
     error = None if result.exception is None else str(result.exception)
-    return DbtRun(list(args), bool(result.success), seconds, nodes, error)
+    return DbtRun(list(args), bool(result.success), seconds, nodes, error, node_seconds)
 
 
 def _release_duckdb() -> None:
@@ -203,6 +217,7 @@ def build(
     full_refresh: bool = False,
     with_unit_tests: bool = False,
     dbt_vars: dict | None = None,
+    test_rows_after_batch: int | None = None,
     select: str | None = None,
     exclude: str | None = None,
     skip_extract: bool = False,
@@ -221,10 +236,14 @@ def build(
                 close()
     extract_seconds = time.perf_counter() - started
     # An incremental build tests the rows it wrote; a first or full build tests everything.
-    dbt_vars = dict(dbt_vars or {})
-    if report is not None and not full_refresh and report.batch > 1 and _has_warehouse(warehouse):
-        dbt_vars.setdefault("test_rows_after_batch", report.batch - 1)
-    args = ["build"]
+    if test_rows_after_batch is None:
+        incremental = report is not None and not full_refresh and report.batch > 1
+        test_rows_after_batch = (
+            report.batch - 1 if incremental and _has_warehouse(warehouse) else -1
+        )
+    # No JSON artifacts (manifest.json, run_results.json): writing them costs about a second of
+    # every build; the outcome is returned, and `copytrade metrics docs` writes the manifest.
+    args = ["build", "--no-write-json"]
     if full_refresh:
         args.append("--full-refresh")
     if not with_unit_tests:
@@ -233,7 +252,7 @@ def build(
         args += ["--select", select]
     if exclude:
         args += ["--exclude", exclude]
-    run = run_dbt(warehouse, args, dbt_vars=dbt_vars or None)
+    run = run_dbt(warehouse, args, dbt_vars=dbt_vars, test_rows_after_batch=test_rows_after_batch)
     return BuildReport(report, extract_seconds, run)
 
 

@@ -156,17 +156,23 @@ accumulated as (
     )
 ),
 
+flat_days as (
+    -- each episode starts with the flat day that opened it (at most one per position and episode)
+    select book_type, book_id, symbol, position_side, episode, raw_basis_usd as flat_basis_usd
+    from accumulated
+    where is_flat = 1
+),
+
 based as (
     select
         accumulated.*,
         -- a flat, fully published position closes its basis: later rows measure from that day
-        coalesce(
-            max(case when is_flat = 1 then raw_basis_usd end) over (
-                partition by book_type, book_id, symbol, position_side, episode
-            ),
-            carry_base
-        ) as basis_base_usd
+        coalesce(flat_days.flat_basis_usd, accumulated.carry_base) as basis_base_usd
     from accumulated
+    left join flat_days
+        on accumulated.book_type = flat_days.book_type and accumulated.book_id = flat_days.book_id
+        and accumulated.symbol = flat_days.symbol and accumulated.position_side = flat_days.position_side
+        and accumulated.episode = flat_days.episode
 )
 
 select
