@@ -13,27 +13,31 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
-from copytrade.analytics.extract import extract
+from copytrade.analytics.extract import ExtractReport, extract
 from copytrade.analytics.leaderboard import copy_quality_by_leader, top
-from copytrade.analytics.warehouse import Warehouse, build
+from copytrade.analytics.warehouse import Warehouse, build, rows_to_test_after
 from copytrade.config import get_settings
 
 
 @task(retries=3, retry_delay_seconds=[2, 5, 15], task_run_name="extract ledger → {warehouse.kind}")
-def extract_ledger(warehouse: Warehouse, database_url: str | None, full: bool) -> int:
+def extract_ledger(warehouse: Warehouse, database_url: str | None, full: bool) -> ExtractReport:
     sink = warehouse.sink()
     try:
-        return extract(sink, database_url or get_settings().ledger_url, full=full).rows
+        return extract(sink, database_url or get_settings().ledger_url, full=full)
     finally:
         getattr(sink, "close", lambda: None)()
 
 
 @task(task_run_name="dbt build {warehouse.kind}")
-def build_warehouse(warehouse: Warehouse, full_refresh: bool, data_tests: bool) -> str:
+def build_warehouse(
+    warehouse: Warehouse, extracted: ExtractReport, full_refresh: bool, data_tests: bool
+) -> str:
+    # Data tests look at this extract's rows only, unless the build starts from scratch.
     report = build(
         warehouse,
         skip_extract=True,
         full_refresh=full_refresh,
+        test_rows_after_batch=rows_to_test_after(warehouse, extracted.batch, full_refresh),
         exclude=None if data_tests else "resource_type:test",
     )
     if not report.dbt.success:
@@ -80,11 +84,11 @@ def build_metrics(
     instead of the configured one; ``data_tests=False`` builds without dbt's data tests.
     """
     warehouse = Warehouse.duckdb(Path(warehouse_dir)) if warehouse_dir else Warehouse.default()
-    rows = extract_ledger(warehouse, database_url, full_refresh)
-    summary = build_warehouse(warehouse, full_refresh, data_tests)
+    extracted = extract_ledger(warehouse, database_url, full_refresh)
+    summary = build_warehouse(warehouse, extracted, full_refresh, data_tests)
     listed = publish_leaderboard(warehouse, period, limit)
     publish_copy_quality(warehouse, period)
-    return {"extracted_rows": rows, "dbt": summary, "listed": listed}
+    return {"extracted_rows": extracted.rows, "dbt": summary, "listed": listed}
 
 
 if __name__ == "__main__":

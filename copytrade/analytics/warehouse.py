@@ -235,12 +235,8 @@ def build(
             if close:
                 close()
     extract_seconds = time.perf_counter() - started
-    # An incremental build tests the rows it wrote; a first or full build tests everything.
     if test_rows_after_batch is None:
-        incremental = report is not None and not full_refresh and report.batch > 1
-        test_rows_after_batch = (
-            report.batch - 1 if incremental and _has_warehouse(warehouse) else -1
-        )
+        test_rows_after_batch = rows_to_test_after(warehouse, report and report.batch, full_refresh)
     # No JSON artifacts (manifest.json, run_results.json): writing them costs about a second of
     # every build; the outcome is returned, and `copytrade metrics docs` writes the manifest.
     args = ["build", "--no-write-json"]
@@ -254,6 +250,13 @@ def build(
         args += ["--exclude", exclude]
     run = run_dbt(warehouse, args, dbt_vars=dbt_vars, test_rows_after_batch=test_rows_after_batch)
     return BuildReport(report, extract_seconds, run)
+
+
+def rows_to_test_after(warehouse: Warehouse, batch: int | None, full_refresh: bool) -> int:
+    """The ``_batch_id`` above which data tests look: an incremental build (extract batch > 1 into
+    an existing warehouse) tests the rows it wrote; a first or full build tests every row (-1)."""
+    incremental = batch is not None and batch > 1 and not full_refresh
+    return batch - 1 if incremental and _has_warehouse(warehouse) else -1
 
 
 def _has_warehouse(warehouse: Warehouse) -> bool:
