@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, bindparam, create_engine, event, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -71,3 +71,28 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
     """Yield a session in a transaction: commit on success, roll back on any error."""
     with session_factory(url)() as session, session.begin():
         yield session
+
+
+def update_rows(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict],
+    *,
+    key: str,
+    key_param: str,
+    columns: Sequence[str],
+) -> None:
+    """One executemany ``UPDATE table SET col = :col … WHERE key = :key_param`` over ``rows``.
+
+    Each row holds the new value of every column in ``columns`` and the key under ``key_param``
+    (SQLAlchemy reserves a column's own name for its SET clause, so the key's name must differ).
+    """
+    if not rows:
+        return
+    session.execute(
+        update(table)
+        .where(table.c[key] == bindparam(key_param))
+        .values({column: bindparam(column) for column in columns}),
+        rows,
+        execution_options={"synchronize_session": False},
+    )

@@ -27,11 +27,12 @@ from datetime import datetime
 from decimal import Decimal
 
 import numpy as np
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from copytrade import clock
+from copytrade.db import update_rows
 from copytrade.domain.markets import Market
 from copytrade.domain.money import to_units
 from copytrade.domain.sizing import REASON_CODES, REASON_TEXT, SEND, FillSpec, size_fill
@@ -468,20 +469,13 @@ class CopyEngine:
             if state is not None and state.filled_quantity > 0:
                 fill_plans.append((it, res, state, len(order_rows) - 1))
         with self.sf() as session, session.begin():
-            table = FollowerOrderIntent.__table__
-            session.execute(
-                update(table)
-                .where(table.c.id == bindparam("iid"))
-                .values(
-                    status=bindparam("status"),
-                    outcome=bindparam("outcome"),
-                    reason_code=bindparam("reason_code"),
-                    reason=bindparam("reason"),
-                    sent_at=bindparam("sent_at"),
-                    acked_at=bindparam("acked_at"),
-                ),
+            update_rows(
+                session,
+                FollowerOrderIntent.__table__,
                 intent_updates,
-                execution_options={"synchronize_session": False},
+                key="id",
+                key_param="iid",
+                columns=("status", "outcome", "reason_code", "reason", "sent_at", "acked_at"),
             )
             order_ids = self._upsert_orders(session, order_rows)
             self._record_fills(session, ps, fill_plans, order_ids)
@@ -507,21 +501,20 @@ class CopyEngine:
             ).all()
             existing.update(zip((r["client_order_id"] for r in fresh), new_ids, strict=True))
         stale = [r for r in rows if r not in fresh]
-        if stale:
-            table = FollowerOrder.__table__
-            session.execute(
-                update(table)
-                .where(table.c.client_order_id == bindparam("cid"))
-                .values(
-                    exchange_order_id=bindparam("exchange_order_id"),
-                    exchange_status=bindparam("exchange_status"),
-                    filled_quantity=bindparam("filled_quantity"),
-                    average_price=bindparam("average_price"),
-                    updated_at=bindparam("updated_at"),
-                ),
-                [{**r, "cid": r["client_order_id"]} for r in stale],
-                execution_options={"synchronize_session": False},
-            )
+        update_rows(
+            session,
+            FollowerOrder.__table__,
+            [{**r, "cid": r["client_order_id"]} for r in stale],
+            key="client_order_id",
+            key_param="cid",
+            columns=(
+                "exchange_order_id",
+                "exchange_status",
+                "filled_quantity",
+                "average_price",
+                "updated_at",
+            ),
+        )
         return [existing[r["client_order_id"]] for r in rows]
 
     def _record_fills(self, session: Session, ps: PortfolioState | None, plans, order_ids) -> None:
@@ -696,22 +689,21 @@ class CopyEngine:
                 fresh.append(row)
         if fresh:
             session.execute(CopyPosition.__table__.insert(), fresh)
-        if changed:
-            table = CopyPosition.__table__
-            session.execute(
-                update(table)
-                .where(table.c.id == bindparam("pid"))
-                .values(
-                    quantity=bindparam("quantity"),
-                    average_price=bindparam("average_price"),
-                    realised_pnl=bindparam("realised_pnl"),
-                    fees_paid=bindparam("fees_paid"),
-                    accumulated=bindparam("accumulated"),
-                    updated_at=bindparam("updated_at"),
-                ),
-                changed,
-                execution_options={"synchronize_session": False},
-            )
+        update_rows(
+            session,
+            CopyPosition.__table__,
+            changed,
+            key="id",
+            key_param="pid",
+            columns=(
+                "quantity",
+                "average_price",
+                "realised_pnl",
+                "fees_paid",
+                "accumulated",
+                "updated_at",
+            ),
+        )
 
     def _save_accumulators(self, session: Session, ps: PortfolioState, before: dict) -> None:
         """Persist accumulate remainders that sizing changed (R-COPY-6 accumulate)."""
