@@ -41,6 +41,25 @@ def load_reference_markets(data_dir: Path) -> dict[str, dict[str, Market]]:
     return out
 
 
+def _person_with_account(
+    session: Session, handle: str, key_prefix: str, venue: str, mode: str
+) -> tuple[Person, ExchangeAccount]:
+    """A person and their exchange account (API key id ``<key_prefix>-<person id>``)."""
+    person = Person(handle=handle)
+    session.add(person)
+    session.flush()
+    account = ExchangeAccount(
+        person_id=person.id,
+        venue=venue,
+        market=mode,
+        api_key_id=f"{key_prefix}-{person.id}",
+        credentials_ref="env:NONE",
+    )
+    session.add(account)
+    session.flush()
+    return person, account
+
+
 def make_world(
     session: Session,
     *,
@@ -48,22 +67,12 @@ def make_world(
     capital: Decimal = Decimal("10000"),
     copies: list[dict] | None = None,
     venue: str = "paper",
-    account_ids: list[int] | None = None,
 ) -> World:
     """Create a leader with a portfolio and one funded copy per settings dict (in one transaction)."""
     tag = next(_counter)
-    leader = Person(handle=f"leader-{tag}-{datetime.now(UTC).timestamp()}")
-    session.add(leader)
-    session.flush()
-    leader_acc = ExchangeAccount(
-        person_id=leader.id,
-        venue=venue,
-        market=mode,
-        api_key_id=f"lead-{tag}-{leader.id}",
-        credentials_ref="env:NONE",
+    leader, leader_acc = _person_with_account(
+        session, f"leader-{tag}-{datetime.now(UTC).timestamp()}", f"lead-{tag}", venue, mode
     )
-    session.add(leader_acc)
-    session.flush()
     portfolio = LeadPortfolio(
         leader_person_id=leader.id,
         mode=mode,
@@ -82,18 +91,9 @@ def make_world(
     for n, settings in enumerate(copies or []):
         settings = dict(settings)
         allocation = Decimal(settings.pop("allocation", "1000"))
-        follower = Person(handle=f"follower-{tag}-{n}-{leader.id}")
-        session.add(follower)
-        session.flush()
-        acc = ExchangeAccount(
-            person_id=follower.id,
-            venue=venue,
-            market=mode,
-            api_key_id=f"f-{tag}-{n}-{follower.id}",
-            credentials_ref="env:NONE",
+        follower, acc = _person_with_account(
+            session, f"follower-{tag}-{n}-{leader.id}", f"f-{tag}-{n}", venue, mode
         )
-        session.add(acc)
-        session.flush()
         copy = Copy(
             portfolio_id=portfolio.id,
             follower_person_id=follower.id,
