@@ -118,7 +118,8 @@ async def _start(sm, paper, pw, timeout_ms=10_000):
     return directory, engine, runner, task, bot_factory, bot
 
 
-async def _settle(sm, engine, runner, expected_fills, timeout=120):
+async def _wait_until_copied(sm, expected_fills: int, timeout: float) -> bool:
+    """Poll until ``expected_fills`` leader fills are in and no intent is open; False on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with sm() as s:
@@ -129,9 +130,14 @@ async def _settle(sm, engine, runner, expected_fills, timeout=120):
                 .where(FollowerOrderIntent.status != "done")
             )
         if n >= expected_fills and not open_:
-            return
+            return True
         await asyncio.sleep(0.5)
-    await reconcile(engine)
+    return False
+
+
+async def _settle(sm, engine, runner, expected_fills, timeout=120):
+    if not await _wait_until_copied(sm, expected_fills, timeout):
+        await reconcile(engine)
 
 
 async def test_real_leader_replay_50_followers_one_outcome_each_and_exact_sizes_R_COPY_7(
@@ -303,18 +309,7 @@ async def test_kill_9_mid_dispatch_then_restart_keeps_the_invariants_R_COPY_11(
         )  # while it is down
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         expected = sum(max(1, len(s.trades)) for s in states if s.filled_quantity)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            with sm() as s:
-                n = s.scalar(select(func.count()).select_from(LeaderFill))
-                open_ = s.scalar(
-                    select(func.count())
-                    .select_from(FollowerOrderIntent)
-                    .where(FollowerOrderIntent.status != "done")
-                )
-            if n >= expected and not open_:
-                break
-            await asyncio.sleep(0.5)
+        await _wait_until_copied(sm, expected, 90)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
