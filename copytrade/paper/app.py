@@ -912,21 +912,3 @@ def _amount(value: object, field: str) -> Decimal:
 
 def _iso(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
-
-
-def create_app(
-    data_dir: Path | None = None,
-    admin_token: str | None = None,
-    start: str = DEFAULT_START,
-    speed: float = 1.0,
-) -> Starlette:
-    """Build the paper exchange app from the settings (data folder, admin token)."""
-    from copytrade.config import get_settings
-
-    settings = get_settings()
-    return PaperServer(
-        data_dir or settings.data_dir,
-        admin_token or settings.paper_admin_token.get_secret_value(),
-        start=start,
-        speed=speed,
-    ).app()

@@ -31,10 +31,9 @@ from copytrade.exchange.factory import GatewayFactory
 from copytrade.ledger import Ledger
 from copytrade.paper.client import AsyncAdminClient
 from models import Copy, FollowerFill, FollowerOrderIntent, LeaderFill
+from tests.support import paper_exchange as paper_testing
 
 pytestmark = pytest.mark.slow
-
-paper_testing = pytest.importorskip("copytrade.paper.testing")
 
 
 def mixed_copies(n: int = 50) -> tuple[list[dict], list]:

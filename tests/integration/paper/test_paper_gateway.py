@@ -12,7 +12,7 @@ import pytest
 
 from copytrade.exchange.factory import GatewayFactory
 from copytrade.exchange.protocol import AuthenticationFailed, OrderRequest, Rejected
-from copytrade.paper.testing import point_at_paper
+from tests.support.paper_exchange import point_at_paper
 
 
 @pytest.fixture
