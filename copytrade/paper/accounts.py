@@ -35,6 +35,8 @@ class Order:
     reduce_only: bool = False
     locked: Decimal = ZERO  # spot: still reserved (quote for buys, base for sells)
     quote_order_qty: Decimal = ZERO
+    iceberg_qty: Decimal = ZERO
+    self_trade_prevention: str = "NONE"
 
     @property
     def remaining(self) -> Decimal:

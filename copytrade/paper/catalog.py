@@ -18,6 +18,11 @@ from pathlib import Path
 from copytrade.domain.markets import Market
 
 SPOT, FUTURES = "spot", "futures"
+# What the paper exchange executes; exchangeInfo lists exactly these (never a type it refuses).
+ORDER_TYPES = {SPOT: ("LIMIT", "LIMIT_MAKER", "MARKET"), FUTURES: ("LIMIT", "MARKET")}
+TIME_IN_FORCE = {SPOT: ("GTC", "IOC", "FOK"), FUTURES: ("GTC", "IOC", "FOK", "GTX")}
+# Spot features of the snapshot's entries that the paper exchange does not serve.
+UNSERVED_SPOT_FEATURES = ("ocoAllowed", "otoAllowed", "allowTrailingStop", "cancelReplaceAllowed")
 
 
 @dataclass(slots=True)
@@ -245,6 +250,13 @@ def _paper_market(entry: dict, kind: str) -> PaperMarket:
 def _normalise_entry(entry: dict, kind: str) -> dict:
     """Return the entry with Binance's live types (ccxt's snapshot keeps some numbers as strings)."""
     entry = json.loads(json.dumps(entry))
+    entry["orderTypes"] = [t for t in entry.get("orderTypes", []) if t in ORDER_TYPES[kind]]
+    if kind == FUTURES:
+        entry["timeInForce"] = [t for t in entry.get("timeInForce", []) if t in TIME_IN_FORCE[kind]]
+    else:
+        for feature in UNSERVED_SPOT_FEATURES:
+            if feature in entry:
+                entry[feature] = False
     if kind == FUTURES:
         for key in ("pricePrecision", "quantityPrecision", "baseAssetPrecision", "quotePrecision"):
             if key in entry:

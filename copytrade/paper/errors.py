@@ -59,6 +59,17 @@ UNKNOWN_EXECUTION = (
 )
 NO_NEED_TO_CHANGE_MARGIN = (-4046, "No need to change margin type.")
 INVALID_LISTEN_KEY = (-1125, "This listenKey does not exist.")
+INVALID_TIF = (-1115, "Invalid timeInForce.")
+WOULD_TAKE = (-2010, "Order would immediately match and take.")
+POST_ONLY_REJECTED = (
+    -5022,
+    "Due to the order could not be executed as maker, the Post Only order will be rejected.",
+)
+POSITION_SIDE_MISMATCH = (-4061, "Order's position side does not match user's setting.")
+
+
+def param_not_required(name: str) -> tuple[int, str]:
+    return (-1106, f"Parameter '{name}' sent when not required.")
 
 
 def err(pair: tuple[int, str], status: int = 400) -> BinanceError:

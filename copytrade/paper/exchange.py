@@ -17,10 +17,17 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
 from copytrade.domain.markets import FilterFailure, Market
 from copytrade.domain.money import to_decimal
 from copytrade.paper import errors as E
-from copytrade.paper import views
+from copytrade.paper import filters, views
 from copytrade.paper.accounts import Account, Fill, Order, Position, new_credentials
 from copytrade.paper.book import BookConfig, level_price, level_quantity, sweep
-from copytrade.paper.catalog import FUTURES, SPOT, Catalog, PaperMarket
+from copytrade.paper.catalog import (
+    FUTURES,
+    ORDER_TYPES,
+    SPOT,
+    TIME_IN_FORCE,
+    Catalog,
+    PaperMarket,
+)
 from copytrade.paper.errors import BinanceError, err
 from copytrade.paper.market_data import MarketData
 from copytrade.paper.prices import SimClock
@@ -192,7 +199,7 @@ class PaperExchange:
         if side not in ("BUY", "SELL"):
             raise E.mandatory("side") if not side else BinanceError(-1117, "Invalid side.")
         otype = (p.get("type") or "").upper()
-        if otype not in ("MARKET", "LIMIT"):
+        if otype not in ORDER_TYPES[kind]:
             raise E.mandatory("type") if not otype else BinanceError(-1116, "Invalid orderType.")
         client_id = p.get("newClientOrderId") or f"paper_{secrets.token_hex(8)}"
         if not CLIENT_ID_RE.match(client_id):
@@ -204,13 +211,16 @@ class PaperExchange:
         existing = account.by_client_id.get((kind, pm.symbol, client_id))
         if existing is not None and existing.is_open:
             raise err(E.DUPLICATE_ORDER if kind == SPOT else E.DUPLICATE_CLIENT_ID_FUTURES)
-        price = _decimal_param(p, "price") if otype == "LIMIT" else ZERO
+        limit = otype in ("LIMIT", "LIMIT_MAKER")
+        price = _decimal_param(p, "price") if limit else ZERO
         tif = (p.get("timeInForce") or "").upper()
-        if otype == "LIMIT":
+        if otype == "LIMIT_MAKER":
+            tif = "GTC"  # Binance's LIMIT_MAKER takes no timeInForce and reports GTC
+        if limit:
             if price is None:
                 raise E.mandatory("price")
-            if tif not in ("GTC", "IOC", "FOK", "GTX"):
-                raise E.mandatory("timeInForce")
+            if tif not in TIME_IN_FORCE[kind]:
+                raise E.mandatory("timeInForce") if not tif else err(E.INVALID_TIF)
         mid = self.price(kind, pm.symbol)
         quote_order_qty = _decimal_param(p, "quoteOrderQty") if kind == SPOT else None
         quantity = _decimal_param(p, "quantity")
@@ -218,16 +228,32 @@ class PaperExchange:
             quantity = self._quantity_for_quote(kind, market, side, quote_order_qty, mid)
         if quantity is None:
             raise E.mandatory("quantity")
+        stp = self._self_trade_prevention(pm, p.get("selfTradePreventionMode"))
+        iceberg = _decimal_param(p, "icebergQty")
         reduce_only = (p.get("reduceOnly") or "").lower() == "true"
-        check_price = price if otype == "LIMIT" else mid
         if kind == SPOT:
             try:
-                market.check_order(quantity, check_price, market_order=otype == "MARKET")
+                market.check_order(quantity, price if limit else mid, market_order=not limit)
             except FilterFailure as exc:
                 raise BinanceError(exc.code, f"Filter failure: {exc.filter_type}") from None
+            if limit:
+                filters.check_spot_percent_price(pm, side, price, mid)
+            if iceberg is not None:
+                filters.check_iceberg(pm, otype, tif, quantity, iceberg)
         else:
-            _check_futures_filters(
-                market, quantity, price if otype == "LIMIT" else None, mid, reduce_only
+            if iceberg is not None:
+                raise err(E.param_not_required("icebergQty"))
+            if (p.get("positionSide") or "BOTH").upper() != "BOTH":
+                raise err(E.POSITION_SIDE_MISMATCH)  # one-way mode only (dualSidePosition false)
+            if reduce_only:
+                quantity = self._reduce_only_quantity(account, pm.symbol, side, quantity)
+            filters.check_futures_order(
+                pm,
+                quantity,
+                price if limit else None,
+                self.mark_price(pm.symbol),
+                mid,
+                reduce_only,
             )
 
         now = self.stamp_ms()
@@ -239,24 +265,23 @@ class PaperExchange:
             symbol=pm.symbol,
             side=side,
             type=otype,
-            time_in_force=tif if otype == "LIMIT" else ("GTC" if kind == FUTURES else ""),
+            time_in_force=tif if limit else ("GTC" if kind == FUTURES else ""),
             quantity=quantity,
             price=price or ZERO,
             created_ms=now,
             updated_ms=now,
             reduce_only=reduce_only,
             quote_order_qty=quote_order_qty or ZERO,
+            iceberg_qty=iceberg or ZERO,
+            self_trade_prevention=stp,
         )
         book = self.book_config(kind, pm.symbol)
-        taker = sweep(
-            mid, market, book, side.lower(), quantity, price if otype == "LIMIT" else None
-        )
-        if otype == "LIMIT" and tif == "GTX" and taker:
-            raise BinanceError(
-                -5022,
-                "Due to the order could not be executed as maker, the Post Only order will be rejected.",
-            )
-        if otype == "LIMIT" and tif == "FOK" and sum(q for _, q in taker) < quantity:
+        taker = sweep(mid, market, book, side.lower(), quantity, price if limit else None)
+        if taker and otype == "LIMIT_MAKER":
+            raise err(E.WOULD_TAKE)
+        if taker and tif == "GTX":
+            raise err(E.POST_ONLY_REJECTED)
+        if tif == "FOK" and sum(q for _, q in taker) < quantity:
             taker = []
         if kind == SPOT:
             self._reserve_spot(account, market, order, taker)
@@ -267,7 +292,7 @@ class PaperExchange:
         fills = [
             self._execute(account, pm, order, fp, fq, is_maker=False, now=now) for fp, fq in taker
         ]
-        if order.is_open and (otype == "MARKET" or tif in ("IOC", "FOK")):
+        if order.is_open and (not limit or tif in ("IOC", "FOK")):
             self._close(account, order, "EXPIRED", now)
         elif order.is_open:
             self._resting[(kind, pm.symbol)][order.order_id] = order
@@ -313,11 +338,7 @@ class PaperExchange:
         held = pos.qty if pos else ZERO
         signed = order.quantity if order.side == "BUY" else -order.quantity
         if order.reduce_only:
-            if held == 0 or (held > 0) == (signed > 0):
-                raise err(E.REDUCE_ONLY_REJECTED)
-            if abs(signed) > abs(held):
-                order.quantity = abs(held)
-            return
+            return  # cut to the position before the sweep (_reduce_only_quantity)
         increase = (
             max(abs(held + signed) - abs(held), ZERO)
             if (held == 0 or (held > 0) == (signed > 0))
@@ -329,6 +350,42 @@ class PaperExchange:
         required = increase * px / account.leverage_of(market.symbol)
         if required > self.available_balance(account):
             raise err(E.MARGIN_INSUFFICIENT)
+
+    def _reduce_only_quantity(
+        self, account: Account, symbol: str, side: str, quantity: Decimal
+    ) -> Decimal:
+        """Return a reduce-only order's quantity cut to the position it reduces.
+
+        Binance never lets a reduce-only order open or flip a position: against no position, or
+        on the side that would increase it, it answers -2022; a larger quantity than the
+        position executes only the position's size.
+        """
+        pos = account.positions.get(symbol)
+        held = pos.qty if pos else ZERO
+        if held == 0 or (held > 0) == (side == "BUY"):
+            raise err(E.REDUCE_ONLY_REJECTED)
+        return min(quantity, abs(held))
+
+    def _self_trade_prevention(self, pm: PaperMarket, raw: str | None) -> str:
+        """Return the order's STP mode: the symbol's default, or an allowed one (else -1100).
+
+        Paper orders only ever trade against the synthetic book, never another account's order,
+        so the mode is recorded and echoed but never triggers.
+        """
+        if pm.kind == SPOT:
+            allowed = ["NONE", *pm.entry.get("allowedSelfTradePreventionModes", [])]
+            default = pm.entry.get("defaultSelfTradePreventionMode", "NONE")
+        else:
+            allowed, default = ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"], "NONE"
+        if not raw:
+            return default
+        if raw.upper() not in allowed:
+            raise BinanceError(
+                -1100,
+                "Illegal characters found in parameter 'selfTradePreventionMode'; legal range is "
+                f"'{', '.join(allowed)}'.",
+            )
+        return raw.upper()
 
     def _register(self, account: Account, order: Order) -> None:
         account.orders[(order.kind, order.order_id)] = order
@@ -684,36 +741,3 @@ def _decimal_param(p: dict[str, str], name: str) -> Decimal | None:
             f"Illegal characters found in parameter '{name}'; legal range is '^([0-9]{{1,20}})(\\.[0-9]{{1,20}})?$'.",
         )
     return value
-
-
-def _check_futures_filters(
-    market: Market, quantity: Decimal, price: Decimal | None, mid: Decimal, reduce_only: bool
-) -> None:
-    """Raise Binance USDⓈ-M's answers for quantity/price/notional filter failures."""
-    is_market = price is None
-    step = market.market_step_size if is_market else market.step_size
-    min_qty = market.market_min_qty if is_market else market.min_qty
-    max_qty = market.market_max_qty if is_market else market.max_qty
-    if quantity <= 0:
-        raise BinanceError(-4003, "Quantity less than or equal to zero.")
-    if step and quantity % step != 0:
-        raise BinanceError(-1111, "Precision is over the maximum defined for this asset.")
-    if quantity < min_qty:
-        raise BinanceError(-4004, "Quantity less than or equal to min quantity.")
-    if max_qty and quantity > max_qty:
-        raise BinanceError(-4005, "Quantity greater than max quantity.")
-    if price is not None:
-        if price <= 0:
-            raise BinanceError(-4001, "Price less than 0.")
-        if market.tick_size and price % market.tick_size != 0:
-            raise BinanceError(-1111, "Precision is over the maximum defined for this asset.")
-        if price < market.min_price:
-            raise BinanceError(-4016, "Limit price can't be higher than .")
-        if market.max_price and price > market.max_price:
-            raise BinanceError(-4016, f"Limit price can't be higher than {market.max_price}.")
-    notional = quantity * (price if price is not None else mid)
-    if market.min_notional and notional < market.min_notional and not reduce_only:
-        raise BinanceError(
-            -4164,
-            f"Order's notional must be no smaller than {market.min_notional.normalize()} (unless you choose reduce only).",
-        )

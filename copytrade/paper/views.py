@@ -62,14 +62,16 @@ def spot_order(
             "side": order.side,
             "workingTime": order.created_ms,
             "origQuoteOrderQty": s8(order.quote_order_qty),
-            "selfTradePreventionMode": "NONE",
+            "selfTradePreventionMode": order.self_trade_prevention,
         }
     )
+    if order.iceberg_qty and not query:
+        body["icebergQty"] = s8(order.iceberg_qty)  # new-order answers carry it only when sent
     if query:
         body.update(
             {
                 "stopPrice": s8(ZERO),
-                "icebergQty": s8(ZERO),
+                "icebergQty": s8(order.iceberg_qty),
                 "time": order.created_ms,
                 "updateTime": order.updated_ms,
                 "isWorking": True,
@@ -184,7 +186,7 @@ def execution_report(order: Order, fill: Fill | None, exec_type: str, now: int) 
         "Y": s8(fill.quote_qty if fill else ZERO),
         "Q": s8(order.quote_order_qty),
         "W": order.created_ms,
-        "V": "NONE",
+        "V": order.self_trade_prevention,
     }
 
 
@@ -230,7 +232,7 @@ def futures_order(order: Order, *, query: bool = False) -> dict:
         "priceProtect": False,
         "origType": order.type,
         "priceMatch": "NONE",
-        "selfTradePreventionMode": "NONE",
+        "selfTradePreventionMode": order.self_trade_prevention,
         "goodTillDate": 0,
         "updateTime": order.updated_ms,
     }
@@ -295,7 +297,7 @@ def order_trade_update(order: Order, fill: Fill | None, exec_type: str, now: int
             "pP": False,
             "si": 0,
             "ss": 0,
-            "V": "NONE",
+            "V": order.self_trade_prevention,
             "pm": "NONE",
             "gtd": 0,
         },

@@ -62,7 +62,9 @@ async def test_fetch_balance_and_realised_pnl_on_close(paper, futures, account):
 
 
 async def test_limit_order_open_fetch_by_client_id_cancel(futures):
-    price = Decimal(str((await futures.fetch_ticker(PEPE))["last"])) * Decimal("0.9")
+    price = Decimal(str((await futures.fetch_ticker(PEPE))["last"])) * Decimal(
+        "0.97"
+    )  # within PERCENT_PRICE (0.95–1.05 × mark)
     price = futures.price_to_precision(PEPE, price)
     order = await futures.create_order(
         PEPE, "limit", "buy", "5000", price, {"clientOrderId": "fl-1"}
