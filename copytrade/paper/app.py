@@ -24,8 +24,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from copytrade.domain.money import to_decimal
+from copytrade.paper import candles, views
 from copytrade.paper import errors as E
-from copytrade.paper import views
 from copytrade.paper.accounts import Account
 from copytrade.paper.auth import api_key_account, check_timestamp, params_of, verify_signed
 from copytrade.paper.book import BookConfig
@@ -40,6 +40,7 @@ from copytrade.paper.stream import StreamHub, Subscriber
 log = logging.getLogger("copytrade.paper")
 DEFAULT_START = "2025-01-27T00:00:00Z"
 TICK_SECONDS = 0.1
+DAY_MS = 86_400_000
 FREEZE_EVERY_TICKS = 100  # 10 s
 
 Handler = Callable[[str, Account, dict], object]
@@ -261,41 +262,47 @@ class PaperServer:
         return handler
 
     def _ticker_24hr(self, kind: str) -> Callable[[dict], object]:
-        fmt = views.s8 if kind == SPOT else views.plain
-
         def handler(p: dict) -> object:
-            now, sim = wall_ms(), self.exchange.clock.now_ms()
+            sim = self.exchange.clock.now_ms()
             rows = []
             for symbol in self._symbols(kind, p):
-                path = self.exchange.data.path(kind, symbol)
-                last = self.exchange.price(kind, symbol)
-                i1 = path.index(sim)
-                window = [
-                    path.at_index(i)
-                    for i in range(max(path.index(sim - 86_400_000), i1 - 2000), i1 + 1)
-                ] or [last]
-                open_ = window[0]
-                rows.append(
-                    {
-                        "symbol": symbol,
-                        "priceChange": fmt(last - open_),
-                        "priceChangePercent": f"{(last - open_) / open_ * 100:.3f}",
-                        "weightedAvgPrice": fmt(last),
-                        "lastPrice": fmt(last),
-                        "lastQty": fmt(Decimal(0)),
-                        "openPrice": fmt(open_),
-                        "highPrice": fmt(max(window + [last])),
-                        "lowPrice": fmt(min(window + [last])),
-                        "volume": "0",
-                        "quoteVolume": "0",
-                        "openTime": now - 86_400_000,
-                        "closeTime": now,
-                        "firstId": 0,
-                        "lastId": 0,
-                        "count": 0,
-                    }
-                )
+                pm = self.exchange.market(kind, symbol)
+                w = candles.window(self.exchange.data.path(kind, symbol), sim - DAY_MS + 1, sim)
+                w = self.exchange.with_pinned_price(kind, symbol, w)
+                bids, asks = self.exchange.depth(kind, symbol, 1)
+                rows.append(views.ticker_24hr(pm, w, bids[0], asks[0]))
             return rows[0] if p.get("symbol") else rows
+
+        return handler
+
+    def _klines(self, kind: str) -> Callable[[dict], object]:
+        def handler(p: dict) -> list:
+            pm = self.exchange.market(kind, p.get("symbol"))
+            interval = candles.interval_ms(p.get("interval"))
+            rows = candles.klines(
+                self.exchange.data.path(kind, pm.symbol),
+                interval,
+                self.exchange.clock.now_ms(),
+                _limit(p, 500, 1500 if kind == FUTURES else 1000),
+                _int_param(p, "startTime"),
+                _int_param(p, "endTime"),
+            )
+            return [views.kline(pm, w) for w in rows]
+
+        return handler
+
+    def _agg_trades(self, kind: str) -> Callable[[dict], object]:
+        def handler(p: dict) -> list:
+            pm = self.exchange.market(kind, p.get("symbol"))
+            rows = candles.points(
+                self.exchange.data.path(kind, pm.symbol),
+                self.exchange.clock.now_ms(),
+                _limit(p, 500, 1000),
+                from_id=_int_param(p, "fromId"),
+                start=_int_param(p, "startTime"),
+                end=_int_param(p, "endTime"),
+            )
+            return [views.agg_trade(pm, row) for row in rows]
 
         return handler
 
@@ -362,6 +369,50 @@ class PaperServer:
             else views.futures_order(order, query=True)
         )
 
+    def _open_order(self, kind: str, account: Account, p: dict) -> dict:
+        return views.futures_order(self.exchange.open_order(account, kind, p), query=True)
+
+    def _modify_order(self, kind: str, account: Account, p: dict) -> dict:
+        return views.futures_order(self.exchange.modify_order(account, p))
+
+    def _batch_orders(self, kind: str, account: Account, p: dict) -> list:
+        """Up to 5 orders, each answered on its own: the order, or its ``{code, msg}``."""
+        try:
+            batch = orjson.loads(p.get("batchOrders") or "")
+        except orjson.JSONDecodeError:
+            raise E.err(E.BATCH_INVALID) from None
+        if not isinstance(batch, list) or not 1 <= len(batch) <= 5:
+            raise E.err(E.BATCH_INVALID)
+        answers: list = []
+        for item in batch:
+            if not isinstance(item, dict):
+                answers.append(E.err(E.BATCH_INVALID).body())
+                continue
+            params = {k: _param_text(v) for k, v in item.items()}
+            try:
+                answers.append(self._new_order(kind, account, params))
+            except BinanceError as exc:
+                answers.append(exc.body())
+        return answers
+
+    def _symbol_config(self, kind: str, account: Account, p: dict) -> list:
+        ex = self.exchange
+        symbols = (
+            [ex.market(FUTURES, p["symbol"]).symbol]
+            if p.get("symbol")
+            else list(ex.catalog.futures)
+        )
+        return [
+            {
+                "symbol": s,
+                "marginType": account.margin_type.get(s, "CROSSED"),
+                "isAutoAddMargin": "false",
+                "leverage": account.leverage_of(s),
+                "maxNotionalValue": views.fixed(ex.max_notional(account, s), 0),
+            }
+            for s in symbols
+        ]
+
     def _cancel_order(self, kind: str, account: Account, p: dict) -> dict:
         order = self.exchange.cancel_order(account, kind, p)
         return views.spot_cancel(order) if kind == SPOT else views.futures_order(order)
@@ -415,11 +466,11 @@ class PaperServer:
 
     def _futures_account(self, version: int) -> Handler:
         return lambda kind, account, p: views.futures_account(
-            self.exchange, account, wall_ms(), version=version
+            account, self.exchange.futures_figures(account, wall_ms()), version=version
         )
 
     def _futures_balance(self, kind: str, account: Account, p: dict) -> list:
-        body = views.futures_account(self.exchange, account, wall_ms())
+        body = views.futures_account(account, self.exchange.futures_figures(account, wall_ms()))
         a = body["assets"][0]
         return [
             {
@@ -441,29 +492,30 @@ class PaperServer:
             symbols = [self.exchange.market(FUTURES, p["symbol"]).symbol]
         else:
             symbols = [s for s, pos in account.positions.items() if pos.qty]
-        return [views.position_risk(self.exchange, account, s, now) for s in symbols]
+        ex = self.exchange
+        return [
+            views.position_risk(ex.market(FUTURES, s), ex.position_figures(account, s), now)
+            for s in symbols
+        ]
 
     def _leverage(self, kind: str, account: Account, p: dict) -> dict:
         value = self.exchange.set_leverage(account, p.get("symbol"), p.get("leverage"))
-        return {"leverage": value, "maxNotionalValue": "1000000", "symbol": p["symbol"]}
+        cap = self.exchange.max_notional(account, p["symbol"])
+        return {"leverage": value, "maxNotionalValue": views.fixed(cap, 0), "symbol": p["symbol"]}
 
     def _margin_type(self, kind: str, account: Account, p: dict) -> dict:
         self.exchange.set_margin_type(account, p.get("symbol"), p.get("marginType"))
         return {"code": 200, "msg": "success"}
 
-    def _leverage_bracket(self, kind: str, account: Account, p: dict) -> list:
-        symbols = [p["symbol"]] if p.get("symbol") else list(self.exchange.catalog.futures)
-        brackets = [
-            {
-                "bracket": 1,
-                "initialLeverage": 125,
-                "notionalCap": 1_000_000,
-                "notionalFloor": 0,
-                "maintMarginRatio": 0.004,
-                "cum": 0.0,
-            }
-        ]
-        return [{"symbol": s, "notionalCoef": 1.0, "brackets": brackets} for s in symbols]
+    def _leverage_bracket(self, kind: str, account: Account, p: dict) -> object:
+        ex = self.exchange
+        symbols = (
+            [ex.market(FUTURES, p["symbol"]).symbol]
+            if p.get("symbol")
+            else list(ex.catalog.futures)
+        )
+        rows = [views.leverage_brackets(s) for s in symbols]
+        return rows[0] if p.get("symbol") else rows  # Binance: an object for one symbol
 
     def _income(self, kind: str, account: Account, p: dict) -> list:
         return []
@@ -806,6 +858,8 @@ class PaperServer:
             r[("GET", f"{prefix}/ticker/price")] = pub(self._ticker_price(kind))
             r[("GET", f"{prefix}/ticker/24hr")] = pub(self._ticker_24hr(kind))
             r[("GET", f"{prefix}/ticker/bookTicker")] = pub(self._book_ticker(kind))
+            r[("GET", f"{prefix}/klines")] = pub(self._klines(kind))
+            r[("GET", f"{prefix}/aggTrades")] = pub(self._agg_trades(kind))
             r[("POST", f"{prefix}/order")] = sig(kind, self._new_order)
             r[("GET", f"{prefix}/order")] = sig(kind, self._query_order)
             r[("DELETE", f"{prefix}/order")] = sig(kind, self._cancel_order)
@@ -819,6 +873,10 @@ class PaperServer:
         r[("PUT", "/api/v3/userDataStream")] = key(SPOT, self._keepalive)
         r[("DELETE", "/api/v3/userDataStream")] = key(SPOT, self._close_key)
         r[("GET", "/fapi/v1/premiumIndex")] = pub(self._premium_index)
+        r[("GET", "/fapi/v1/openOrder")] = sig(FUTURES, self._open_order)
+        r[("PUT", "/fapi/v1/order")] = sig(FUTURES, self._modify_order)
+        r[("POST", "/fapi/v1/batchOrders")] = sig(FUTURES, self._batch_orders)
+        r[("GET", "/fapi/v1/symbolConfig")] = sig(FUTURES, self._symbol_config)
         r[("GET", "/fapi/v1/userTrades")] = sig(FUTURES, self._my_trades)
         r[("POST", "/fapi/v1/leverage")] = sig(FUTURES, self._leverage)
         r[("POST", "/fapi/v1/marginType")] = sig(FUTURES, self._margin_type)
@@ -902,6 +960,36 @@ class PaperServer:
         app = Starlette(routes=self.routes(), lifespan=lifespan)
         app.state.paper = self
         return RestRouter(self.rest_routes(), app)
+
+
+def _param_text(value: object) -> str:
+    """A batch item's JSON value as the form parameter Binance reads it as."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _int_param(p: dict, name: str) -> int | None:
+    raw = p.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.lstrip("-").isdigit():
+        raise BinanceError(
+            -1100,
+            f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.",
+        )
+    return int(raw)
+
+
+def _limit(p: dict, default: int, most: int) -> int:
+    value = _int_param(p, "limit")
+    if value is None:
+        return default
+    if value <= 0:
+        raise BinanceError(
+            -1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'."
+        )
+    return min(value, most)
 
 
 def _amount(value: object, field: str) -> Decimal:

@@ -39,6 +39,16 @@ class PaperMarket:
     def symbol(self) -> str:
         return self.market.symbol
 
+    @property
+    def price_decimals(self) -> int:
+        """Decimals Binance writes this symbol's prices with (spot: always 8)."""
+        return int(self.entry["pricePrecision"]) if self.kind == FUTURES else 8
+
+    @property
+    def qty_decimals(self) -> int:
+        """Decimals Binance writes this symbol's quantities with (spot: always 8)."""
+        return int(self.entry["quantityPrecision"]) if self.kind == FUTURES else 8
+
 
 def _spot_entry(
     symbol: str,

@@ -65,6 +65,9 @@ POST_ONLY_REJECTED = (
     -5022,
     "Due to the order could not be executed as maker, the Post Only order will be rejected.",
 )
+NO_NEED_TO_MODIFY = (-5027, "No need to modify the order.")
+QUANTITY_BELOW_EXECUTED = (-4003, "Quantity less than or equal to the executed quantity.")
+BATCH_INVALID = (-1130, "Data sent for parameter 'batchOrders' is not valid.")
 POSITION_SIDE_MISMATCH = (-4061, "Order's position side does not match user's setting.")
 
 

@@ -12,14 +12,16 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
 
 from copytrade.domain.markets import FilterFailure, Market
 from copytrade.domain.money import to_decimal
 from copytrade.paper import errors as E
-from copytrade.paper import filters, views
+from copytrade.paper import filters, risk, views
 from copytrade.paper.accounts import Account, Fill, Order, Position, new_credentials
 from copytrade.paper.book import BookConfig, level_price, level_quantity, sweep
+from copytrade.paper.candles import Window
 from copytrade.paper.catalog import (
     FUTURES,
     ORDER_TYPES,
@@ -31,6 +33,7 @@ from copytrade.paper.catalog import (
 from copytrade.paper.errors import BinanceError, err
 from copytrade.paper.market_data import MarketData
 from copytrade.paper.prices import SimClock
+from copytrade.paper.risk import FuturesFigures, PositionFigures
 
 ZERO = Decimal(0)
 Q8 = Decimal("0.00000001")
@@ -129,7 +132,7 @@ class PaperExchange:
             self._emit(
                 account.account_id,
                 FUTURES,
-                views.futures_account_update(self, account, "DEPOSIT", [], now),
+                views.futures_account_update(account, "DEPOSIT", [], now),
             )
         else:
             raise ValueError(f"wallet: {wallet!r} is not spot or futures")
@@ -160,6 +163,13 @@ class PaperExchange:
         if mark is not None and override is None:
             return mark.price_at(self.clock.now_ms())
         return self.price(FUTURES, symbol)
+
+    def with_pinned_price(self, kind: str, symbol: str, w: Window) -> Window:
+        """Return market figures with an admin-pinned price as the last trade, if one is pinned."""
+        pinned = self.price_overrides.get((kind, symbol))
+        if pinned is None:
+            return w
+        return replace(w, close=pinned, high=max(w.high, pinned), low=min(w.low, pinned))
 
     def book_config(self, kind: str, symbol: str) -> BookConfig:
         return self.book_overrides.get((kind, symbol), self.book)
@@ -331,7 +341,13 @@ class PaperExchange:
         return pos
 
     def _check_margin(
-        self, account: Account, market: Market, order: Order, taker: list, mid: Decimal
+        self,
+        account: Account,
+        market: Market,
+        order: Order,
+        taker: list,
+        mid: Decimal,
+        exclude: Order | None = None,
     ) -> None:
         """Refuse a futures order whose added exposure needs more margin than is available."""
         pos = account.positions.get(market.symbol)
@@ -348,7 +364,11 @@ class PaperExchange:
             return
         px = order.price if order.type == "LIMIT" else (taker[-1][0] if taker else mid)
         required = increase * px / account.leverage_of(market.symbol)
-        if required > self.available_balance(account):
+        available = self.available_balance(account)
+        if exclude is not None and exclude.is_open and not exclude.reduce_only:
+            # an order being modified frees the margin its old remainder held
+            available += exclude.remaining * exclude.price / account.leverage_of(exclude.symbol)
+        if required > available:
             raise err(E.MARGIN_INSUFFICIENT)
 
     def _reduce_only_quantity(
@@ -520,7 +540,9 @@ class PaperExchange:
         if kind == SPOT:
             event = views.outbound_account_position(account, [pm.market.base, pm.market.quote], now)
         else:
-            event = views.futures_account_update(self, account, "ORDER", [pm.symbol], now)
+            event = views.futures_account_update(
+                account, "ORDER", [self.position_figures(account, pm.symbol)], now
+            )
         self._emit(account.account_id, kind, event)
 
     def find_order(
@@ -546,6 +568,63 @@ class PaperExchange:
             )
         if order is None or order.symbol != pm.symbol:
             raise err(missing)
+        return order
+
+    def open_order(self, account: Account, kind: str, p: dict[str, str]) -> Order:
+        """Return one open order (``GET /fapi/v1/openOrder``); a done one does not exist here."""
+        order = self.find_order(account, kind, p, E.ORDER_NOT_FOUND)
+        if not order.is_open:
+            raise err(E.ORDER_NOT_FOUND)
+        return order
+
+    def modify_order(self, account: Account, p: dict[str, str]) -> Order:
+        """Change an open futures LIMIT order's price and quantity in place (``PUT order``).
+
+        As on Binance the order keeps its id; a new price that crosses the book trades at once
+        as taker, the rest rests at the new price.
+        """
+        order = self.find_order(account, FUTURES, p, E.ORDER_NOT_FOUND)
+        if not order.is_open:
+            raise err(E.ORDER_NOT_FOUND)
+        if order.type != "LIMIT":
+            raise BinanceError(-1116, "Invalid orderType.")
+        side = (p.get("side") or "").upper()
+        if not side:
+            raise E.mandatory("side")
+        if side != order.side:
+            raise BinanceError(-1117, "Invalid side.")
+        price = _decimal_param(p, "price")
+        quantity = _decimal_param(p, "quantity")
+        if price is None:
+            raise E.mandatory("price")
+        if quantity is None:
+            raise E.mandatory("quantity")
+        if price == order.price and quantity == order.quantity:
+            raise err(E.NO_NEED_TO_MODIFY)
+        if quantity <= order.executed_qty:
+            raise err(E.QUANTITY_BELOW_EXECUTED)
+        pm = self.market(FUTURES, order.symbol)
+        mid = self.price(FUTURES, order.symbol)
+        filters.check_futures_order(
+            pm, quantity, price, self.mark_price(order.symbol), mid, order.reduce_only
+        )
+        remaining = replace(order, quantity=quantity - order.executed_qty, price=price)
+        remaining.executed_qty = ZERO
+        self._check_margin(account, pm.market, remaining, [], mid, exclude=order)
+        now = self.stamp_ms()
+        self._resting[(FUTURES, order.symbol)].pop(order.order_id, None)
+        order.price, order.quantity, order.updated_ms = price, quantity, now
+        self._emit_order(account, order, None, "AMENDMENT", now)
+        book = self.book_config(FUTURES, order.symbol)
+        taker = sweep(mid, pm.market, book, side.lower(), order.remaining, price)
+        if taker and order.time_in_force == "GTX":
+            self._close(account, order, "EXPIRED", now)  # post-only: would take, so expires
+            return order
+        for fp, fq in taker:
+            self._execute(account, pm, order, fp, fq, is_maker=False, now=now)
+        if order.is_open:
+            self._resting[(FUTURES, order.symbol)][order.order_id] = order
+        self._emit_balances(account, FUTURES, pm, now)
         return order
 
     def cancel_order(self, account: Account, kind: str, p: dict[str, str]) -> Order:
@@ -593,7 +672,7 @@ class PaperExchange:
             value = int(leverage or "")
         except ValueError:
             raise E.mandatory("leverage") from None
-        if not 1 <= value <= 125:
+        if not 1 <= value <= risk.MAX_LEVERAGE:
             raise BinanceError(-4028, f"Leverage {value} is not valid")
         account.leverage[pm.symbol] = value
         return value
@@ -615,6 +694,56 @@ class PaperExchange:
         ):
             raise BinanceError(-4048, "Margin type cannot be changed if there exists position.")
         account.margin_type[pm.symbol] = value
+
+    def max_notional(self, account: Account, symbol: str) -> Decimal:
+        return risk.max_notional(account.leverage_of(symbol))
+
+    def position_figures(self, account: Account, symbol: str) -> PositionFigures:
+        """Return a position's figures: margins from the brackets, liquidation, break-even."""
+        pos = account.positions.get(symbol) or Position(symbol)
+        mark = self.mark_price(symbol)
+        others = [p for p in account.positions.values() if p.qty and p.symbol != symbol]
+        liquidation = risk.liquidation_price(
+            pos.qty,
+            pos.entry_price,
+            account.futures_wallet.get("USDT", ZERO),
+            sum((risk.maint_margin(p.qty * self.mark_price(p.symbol)) for p in others), ZERO),
+            sum((self.unrealized_pnl(p) for p in others), ZERO),
+            mark,
+        )
+        return PositionFigures(
+            symbol=symbol,
+            qty=pos.qty,
+            entry_price=pos.entry_price,
+            break_even_price=risk.break_even_price(
+                pos.qty, pos.entry_price, account.futures_taker_fee
+            ),
+            mark_price=mark,
+            unrealized_pnl=self.unrealized_pnl(pos),
+            initial_margin=self.position_margin(account, pos),
+            maint_margin=risk.maint_margin(pos.qty * mark),
+            liquidation_price=liquidation,
+            leverage=account.leverage_of(symbol),
+            isolated=account.margin_type.get(symbol) == "ISOLATED",
+            max_notional=self.max_notional(account, symbol),
+            updated_ms=pos.updated_ms,
+        )
+
+    def futures_figures(self, account: Account, now: int) -> FuturesFigures:
+        """Return the futures wallet's totals with the figures of every open position."""
+        positions = [
+            self.position_figures(account, p.symbol) for p in account.positions.values() if p.qty
+        ]
+        return FuturesFigures(
+            wallet=account.futures_wallet.get("USDT", ZERO),
+            unrealized_pnl=sum((p.unrealized_pnl for p in positions), ZERO),
+            position_margin=sum((p.initial_margin for p in positions), ZERO),
+            open_order_margin=self.open_order_margin(account),
+            maint_margin=sum((p.maint_margin for p in positions), ZERO),
+            available=self.available_balance(account),
+            positions=positions,
+            updated_ms=account.updated_ms or now,
+        )
 
     def unrealized_pnl(self, pos: Position) -> Decimal:
         if not pos.qty:
@@ -719,7 +848,10 @@ class PaperExchange:
                         account.account_id,
                         FUTURES,
                         views.futures_account_update(
-                            self, account, "FUNDING_FEE", [symbol], self.stamp_ms()
+                            account,
+                            "FUNDING_FEE",
+                            [self.position_figures(account, symbol)],
+                            self.stamp_ms(),
                         ),
                     )
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from copytrade.paper.accounts import Account, Fill, Order
-
-if TYPE_CHECKING:
-    from copytrade.paper.exchange import PaperExchange
+from copytrade.paper.candles import Window
+from copytrade.paper.catalog import PaperMarket
+from copytrade.paper.risk import BRACKETS, FuturesFigures, PositionFigures
 
 ZERO = Decimal(0)
 
@@ -26,6 +25,116 @@ def plain(value: Decimal) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text
+
+
+def fixed(value: Decimal, decimals: int) -> str:
+    """Binance's fixed decimals per field ("0.200" for a quantity of precision 3)."""
+    return f"{value:.{decimals}f}"
+
+
+def px(pm: PaperMarket, value: Decimal) -> str:
+    return fixed(value, pm.price_decimals)
+
+
+def qty(pm: PaperMarket, value: Decimal) -> str:
+    return fixed(value, pm.qty_decimals)
+
+
+def leverage_brackets(symbol: str) -> dict:
+    """``/fapi/v1/leverageBracket`` for one symbol (numbers as JSON numbers, as Binance sends)."""
+    return {
+        "symbol": symbol,
+        "notionalCoef": 1.0,
+        "brackets": [
+            {
+                "bracket": b.bracket,
+                "initialLeverage": b.initial_leverage,
+                "notionalCap": int(b.cap),
+                "notionalFloor": int(b.floor),
+                "maintMarginRatio": float(b.maint_margin_ratio),
+                "cum": float(b.cum),
+            }
+            for b in BRACKETS
+        ],
+    }
+
+
+# -- market data (spot and USDⓈ-M) ---------------------------------------------------------------
+
+
+def kline(pm: PaperMarket, w: Window) -> list:
+    """One candle as ``/api/v3/klines`` and ``/fapi/v1/klines`` answer it (taker split unknown: 0)."""
+    return [
+        w.start,
+        px(pm, w.open),
+        px(pm, w.high),
+        px(pm, w.low),
+        px(pm, w.close),
+        qty(pm, w.volume),
+        w.end,
+        fixed(w.quote_volume, 8),
+        w.count,
+        qty(pm, ZERO),
+        fixed(ZERO, 8),
+        "0",
+    ]
+
+
+def agg_trade(pm: PaperMarket, point: tuple[int, int, Decimal, Decimal, bool]) -> dict:
+    trade_id, time_ms, price, amount, buyer_maker = point
+    row = {
+        "a": trade_id,
+        "p": px(pm, price),
+        "q": qty(pm, amount),
+        "f": trade_id,
+        "l": trade_id,
+        "T": time_ms,
+        "m": buyer_maker,
+    }
+    if pm.kind == "spot":
+        row["M"] = True
+    return row
+
+
+def ticker_24hr(
+    pm: PaperMarket, w: Window, bid: tuple[Decimal, Decimal], ask: tuple[Decimal, Decimal]
+) -> dict:
+    """``ticker/24hr`` of one symbol: the window's figures; spot adds the book's best bid/ask."""
+    change = w.close - w.open
+    body = {
+        "symbol": pm.symbol,
+        "priceChange": px(pm, change),
+        "priceChangePercent": f"{change / w.open * 100:.3f}",
+        "weightedAvgPrice": px(pm, w.weighted_average),
+    }
+    if pm.kind == "spot":
+        body["prevClosePrice"] = px(pm, w.prev_close)
+    body["lastPrice"] = px(pm, w.close)
+    body["lastQty"] = qty(pm, w.last_qty)
+    if pm.kind == "spot":
+        body.update(
+            {
+                "bidPrice": px(pm, bid[0]),
+                "bidQty": qty(pm, bid[1]),
+                "askPrice": px(pm, ask[0]),
+                "askQty": qty(pm, ask[1]),
+            }
+        )
+    body.update(
+        {
+            "openPrice": px(pm, w.open),
+            "highPrice": px(pm, w.high),
+            "lowPrice": px(pm, w.low),
+            "volume": qty(pm, w.volume),
+            "quoteVolume": fixed(w.quote_volume, 8),
+            "openTime": w.start,
+            "closeTime": w.end,
+            "firstId": w.first_id,
+            "lastId": w.last_id,
+            "count": w.count,
+        }
+    )
+    return body
 
 
 # -- spot ---------------------------------------------------------------------------------------
@@ -304,25 +413,22 @@ def order_trade_update(order: Order, fill: Fill | None, exec_type: str, now: int
     }
 
 
-def _position_entry(ex: PaperExchange, account: Account, symbol: str) -> dict:
-    pos = account.positions.get(symbol)
-    qty = pos.qty if pos else ZERO
-    entry = pos.entry_price if pos else ZERO
+def _position_entry(f: PositionFigures) -> dict:
     return {
-        "s": symbol,
-        "pa": plain(qty),
-        "ep": plain(entry),
-        "bep": plain(entry),
+        "s": f.symbol,
+        "pa": plain(f.qty),
+        "ep": plain(f.entry_price),
+        "bep": plain(f.break_even_price),
         "cr": "0",
-        "up": plain(ex.unrealized_pnl(pos) if pos else ZERO),
-        "mt": "isolated" if account.margin_type.get(symbol) == "ISOLATED" else "cross",
-        "iw": "0",
+        "up": plain(f.unrealized_pnl),
+        "mt": "isolated" if f.isolated else "cross",
+        "iw": plain(f.initial_margin if f.isolated else ZERO),
         "ps": "BOTH",
     }
 
 
 def futures_account_update(
-    ex: PaperExchange, account: Account, reason: str, symbols: list[str], now: int
+    account: Account, reason: str, positions: list[PositionFigures], now: int
 ) -> dict:
     wallet = account.futures_wallet.get("USDT", ZERO)
     return {
@@ -332,83 +438,83 @@ def futures_account_update(
         "a": {
             "m": reason,
             "B": [{"a": "USDT", "wb": plain(wallet), "cw": plain(wallet), "bc": "0"}],
-            "P": [_position_entry(ex, account, s) for s in symbols],
+            "P": [_position_entry(f) for f in positions],
         },
     }
 
 
-def position_risk(ex: PaperExchange, account: Account, symbol: str, now: int) -> dict:
-    pos = account.positions.get(symbol)
-    qty = pos.qty if pos else ZERO
-    mark = ex.mark_price(symbol)
-    leverage = account.leverage_of(symbol)
-    isolated = account.margin_type.get(symbol) == "ISOLATED"
-    margin = ex.position_margin(account, pos) if pos else ZERO
+def position_risk(pm: PaperMarket, f: PositionFigures, now: int) -> dict:
+    """One ``/fapi/v2|v3/positionRisk`` row: prices in the symbol's decimals, money in 8."""
+    margin = f.initial_margin
     return {
-        "symbol": symbol,
+        "symbol": f.symbol,
         "positionSide": "BOTH",
-        "positionAmt": plain(qty),
-        "entryPrice": plain(pos.entry_price if pos else ZERO),
-        "breakEvenPrice": plain(pos.entry_price if pos else ZERO),
-        "markPrice": plain(mark),
-        "unRealizedProfit": plain(ex.unrealized_pnl(pos) if pos else ZERO),
-        "liquidationPrice": "0",
-        "isolatedMargin": plain(margin if isolated else ZERO),
-        "notional": plain(qty * mark),
+        "positionAmt": qty(pm, f.qty),
+        "entryPrice": fixed(f.entry_price, 8),
+        "breakEvenPrice": fixed(f.break_even_price, 8),
+        "markPrice": fixed(f.mark_price, 8),
+        "unRealizedProfit": fixed(f.unrealized_pnl, 8),
+        "liquidationPrice": fixed(f.liquidation_price, 8) if f.liquidation_price else "0",
+        "isolatedMargin": fixed(margin if f.isolated else ZERO, 8),
+        "notional": fixed(f.notional, 8),
         "marginAsset": "USDT",
-        "isolatedWallet": plain(margin if isolated else ZERO),
-        "initialMargin": plain(margin),
-        "maintMargin": plain(margin / 10),
-        "positionInitialMargin": plain(margin),
+        "isolatedWallet": fixed(margin if f.isolated else ZERO, 8),
+        "initialMargin": fixed(margin, 8),
+        "maintMargin": fixed(f.maint_margin, 8),
+        "positionInitialMargin": fixed(margin, 8),
         "openOrderInitialMargin": "0",
-        "adl": 0,
+        "adl": _adl(f),
         "bidNotional": "0",
         "askNotional": "0",
-        "leverage": str(leverage),
-        "marginType": "isolated" if isolated else "cross",
-        "isolated": isolated,
-        "maxNotionalValue": "1000000",
+        "leverage": str(f.leverage),
+        "marginType": "isolated" if f.isolated else "cross",
+        "isolated": f.isolated,
+        "maxNotionalValue": fixed(f.max_notional, 0),
         "isAutoAddMargin": "false",
-        "updateTime": pos.updated_ms if pos else now,
+        "updateTime": f.updated_ms or now,
     }
 
 
-def futures_account(ex: PaperExchange, account: Account, now: int, *, version: int = 3) -> dict:
-    wallet = account.futures_wallet.get("USDT", ZERO)
-    positions = [p for p in account.positions.values() if p.qty]
-    upnl = sum((ex.unrealized_pnl(p) for p in positions), ZERO)
-    pos_margin = sum((ex.position_margin(account, p) for p in positions), ZERO)
-    order_margin = ex.open_order_margin(account)
-    available = ex.available_balance(account)
-    margin_balance = wallet + upnl
+def _adl(f: PositionFigures) -> int:
+    """Binance's ADL quantile (0–4): here from the position's profit on its margin, as Binance
+    ranks (there is no other trader to rank against); 0 without a profitable position."""
+    if not f.qty or f.unrealized_pnl <= 0 or not f.initial_margin:
+        return 0
+    ratio = f.unrealized_pnl / f.initial_margin
+    return 1 + min(3, int(ratio))
+
+
+def futures_account(account: Account, fig: FuturesFigures, *, version: int = 3) -> dict:
+    margin_balance = fig.wallet + fig.unrealized_pnl
+    initial = fig.position_margin + fig.open_order_margin
     totals = {
-        "totalInitialMargin": plain(pos_margin + order_margin),
-        "totalMaintMargin": plain(pos_margin / 10),
-        "totalWalletBalance": plain(wallet),
-        "totalUnrealizedProfit": plain(upnl),
-        "totalMarginBalance": plain(margin_balance),
-        "totalPositionInitialMargin": plain(pos_margin),
-        "totalOpenOrderInitialMargin": plain(order_margin),
-        "totalCrossWalletBalance": plain(wallet),
-        "totalCrossUnPnl": plain(upnl),
-        "availableBalance": plain(available),
-        "maxWithdrawAmount": plain(available),
+        "totalInitialMargin": fixed(initial, 8),
+        "totalMaintMargin": fixed(fig.maint_margin, 8),
+        "totalWalletBalance": fixed(fig.wallet, 8),
+        "totalUnrealizedProfit": fixed(fig.unrealized_pnl, 8),
+        "totalMarginBalance": fixed(margin_balance, 8),
+        "totalPositionInitialMargin": fixed(fig.position_margin, 8),
+        "totalOpenOrderInitialMargin": fixed(fig.open_order_margin, 8),
+        "totalCrossWalletBalance": fixed(fig.wallet, 8),
+        "totalCrossUnPnl": fixed(fig.unrealized_pnl, 8),
+        "availableBalance": fixed(fig.available, 8),
+        "maxWithdrawAmount": fixed(fig.available, 8),
     }
     asset = {
         "asset": "USDT",
-        "walletBalance": plain(wallet),
-        "unrealizedProfit": plain(upnl),
-        "marginBalance": plain(margin_balance),
-        "maintMargin": plain(pos_margin / 10),
-        "initialMargin": plain(pos_margin + order_margin),
-        "positionInitialMargin": plain(pos_margin),
-        "openOrderInitialMargin": plain(order_margin),
-        "crossWalletBalance": plain(wallet),
-        "crossUnPnl": plain(upnl),
-        "availableBalance": plain(available),
-        "maxWithdrawAmount": plain(available),
+        "walletBalance": fixed(fig.wallet, 8),
+        "unrealizedProfit": fixed(fig.unrealized_pnl, 8),
+        "marginBalance": fixed(margin_balance, 8),
+        "maintMargin": fixed(fig.maint_margin, 8),
+        "initialMargin": fixed(initial, 8),
+        "positionInitialMargin": fixed(fig.position_margin, 8),
+        "openOrderInitialMargin": fixed(fig.open_order_margin, 8),
+        "crossWalletBalance": fixed(fig.wallet, 8),
+        "crossUnPnl": fixed(fig.unrealized_pnl, 8),
+        "availableBalance": fixed(fig.available, 8),
+        "maxWithdrawAmount": fixed(fig.available, 8),
         "marginAvailable": True,
-        "updateTime": account.updated_ms or now,
+        "updateTime": fig.updated_ms,
     }
     body: dict = dict(totals)
     if version == 2:
@@ -425,20 +531,20 @@ def futures_account(ex: PaperExchange, account: Account, now: int, *, version: i
     body["assets"] = [asset]
     body["positions"] = [
         {
-            "symbol": p.symbol,
+            "symbol": f.symbol,
             "positionSide": "BOTH",
-            "positionAmt": plain(p.qty),
-            "unrealizedProfit": plain(ex.unrealized_pnl(p)),
-            "isolatedMargin": "0",
-            "notional": plain(p.qty * ex.mark_price(p.symbol)),
-            "isolatedWallet": "0",
-            "initialMargin": plain(ex.position_margin(account, p)),
-            "maintMargin": plain(ex.position_margin(account, p) / 10),
-            "entryPrice": plain(p.entry_price),
-            "leverage": str(account.leverage_of(p.symbol)),
-            "isolated": account.margin_type.get(p.symbol) == "ISOLATED",
-            "updateTime": p.updated_ms,
+            "positionAmt": plain(f.qty),
+            "unrealizedProfit": fixed(f.unrealized_pnl, 8),
+            "isolatedMargin": fixed(f.initial_margin if f.isolated else ZERO, 8),
+            "notional": fixed(f.notional, 8),
+            "isolatedWallet": fixed(f.initial_margin if f.isolated else ZERO, 8),
+            "initialMargin": fixed(f.initial_margin, 8),
+            "maintMargin": fixed(f.maint_margin, 8),
+            "entryPrice": plain(f.entry_price),
+            "leverage": str(f.leverage),
+            "isolated": f.isolated,
+            "updateTime": f.updated_ms,
         }
-        for p in positions
+        for f in fig.positions
     ]
     return body
