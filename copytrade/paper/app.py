@@ -359,21 +359,24 @@ class PaperServer:
             return views.spot_order(
                 order, fills=fills, response_type=(p.get("newOrderRespType") or "FULL").upper()
             )
-        return views.futures_order(order)
+        return self._futures_view(order)
+
+    def _futures_view(self, order, *, query: bool = False) -> dict:
+        return views.futures_order(order, self.exchange.catalog.futures[order.symbol], query=query)
 
     def _query_order(self, kind: str, account: Account, p: dict) -> dict:
         order = self.exchange.find_order(account, kind, p, E.ORDER_NOT_FOUND)
         return (
             views.spot_order(order, query=True)
             if kind == SPOT
-            else views.futures_order(order, query=True)
+            else self._futures_view(order, query=True)
         )
 
     def _open_order(self, kind: str, account: Account, p: dict) -> dict:
-        return views.futures_order(self.exchange.open_order(account, kind, p), query=True)
+        return self._futures_view(self.exchange.open_order(account, kind, p), query=True)
 
     def _modify_order(self, kind: str, account: Account, p: dict) -> dict:
-        return views.futures_order(self.exchange.modify_order(account, p))
+        return self._futures_view(self.exchange.modify_order(account, p))
 
     def _batch_orders(self, kind: str, account: Account, p: dict) -> list:
         """Up to 5 orders, each answered on its own: the order, or its ``{code, msg}``."""
@@ -415,14 +418,14 @@ class PaperServer:
 
     def _cancel_order(self, kind: str, account: Account, p: dict) -> dict:
         order = self.exchange.cancel_order(account, kind, p)
-        return views.spot_cancel(order) if kind == SPOT else views.futures_order(order)
+        return views.spot_cancel(order) if kind == SPOT else self._futures_view(order)
 
     def _open_orders(self, kind: str, account: Account, p: dict) -> list:
         orders = self.exchange.open_orders(account, kind, p.get("symbol"))
         fmt = (
             (lambda o: views.spot_order(o, query=True))
             if kind == SPOT
-            else (lambda o: views.futures_order(o, query=True))
+            else (lambda o: self._futures_view(o, query=True))
         )
         return [fmt(o) for o in orders]
 
@@ -449,7 +452,7 @@ class PaperServer:
         fmt = (
             (lambda o: views.spot_order(o, query=True))
             if kind == SPOT
-            else (lambda o: views.futures_order(o, query=True))
+            else (lambda o: self._futures_view(o, query=True))
         )
         return [fmt(o) for o in orders[-limit:]]
 
@@ -458,7 +461,7 @@ class PaperServer:
         return (
             [views.spot_trade(f) for f in fills]
             if kind == SPOT
-            else [views.futures_trade(f) for f in fills]
+            else [views.futures_trade(f, self.exchange.catalog.futures[f.symbol]) for f in fills]
         )
 
     def _spot_account(self, kind: str, account: Account, p: dict) -> dict:

@@ -318,25 +318,26 @@ def outbound_account_position(account: Account, assets: list[str], now: int) -> 
 # -- USDⓈ-M futures -----------------------------------------------------------------------------
 
 
-def futures_order(order: Order, *, query: bool = False) -> dict:
+def futures_order(order: Order, pm: PaperMarket, *, query: bool = False) -> dict:
+    """A USDⓈ-M order as ``/fapi/v1/order`` answers: prices and quantities in the symbol's decimals."""
     body = {
         "orderId": order.order_id,
         "symbol": order.symbol,
         "status": order.status,
         "clientOrderId": order.client_order_id,
-        "price": plain(order.price),
-        "avgPrice": plain(order.average_price),
-        "origQty": plain(order.quantity),
-        "executedQty": plain(order.executed_qty),
-        "cumQty": plain(order.executed_qty),
-        "cumQuote": plain(order.cum_quote),
+        "price": px(pm, order.price),
+        "avgPrice": px(pm, order.average_price),
+        "origQty": qty(pm, order.quantity),
+        "executedQty": qty(pm, order.executed_qty),
+        "cumQty": qty(pm, order.executed_qty),
+        "cumQuote": fixed(order.cum_quote, 8),
         "timeInForce": order.time_in_force or "GTC",
         "type": order.type,
         "reduceOnly": order.reduce_only,
         "closePosition": False,
         "side": order.side,
         "positionSide": "BOTH",
-        "stopPrice": "0",
+        "stopPrice": px(pm, ZERO),
         "workingType": "CONTRACT_PRICE",
         "priceProtect": False,
         "origType": order.type,
@@ -350,18 +351,20 @@ def futures_order(order: Order, *, query: bool = False) -> dict:
     return body
 
 
-def futures_trade(f: Fill) -> dict:
+def futures_trade(f: Fill, pm: PaperMarket) -> dict:
+    """One ``/fapi/v1/userTrades`` row (money in 8 decimals, margin asset USDT)."""
     return {
         "buyer": f.side == "BUY",
-        "commission": plain(f.commission),
+        "commission": fixed(f.commission, 8),
         "commissionAsset": f.commission_asset,
         "id": f.trade_id,
         "maker": f.is_maker,
         "orderId": f.order_id,
-        "price": plain(f.price),
-        "qty": plain(f.qty),
-        "quoteQty": plain(f.quote_qty),
-        "realizedPnl": plain(f.realized_pnl),
+        "price": px(pm, f.price),
+        "qty": qty(pm, f.qty),
+        "quoteQty": fixed(f.quote_qty, 8),
+        "realizedPnl": fixed(f.realized_pnl, 8),
+        "marginAsset": "USDT",
         "side": f.side,
         "positionSide": "BOTH",
         "symbol": f.symbol,
