@@ -31,6 +31,9 @@ INTERVALS = {
     "3d": 259_200_000,
     "1w": 604_800_000,
 }
+# A path's points are numbered across its repeats, negative before its first date; ids served as
+# trade ids (aggTrades, firstId/lastId) are offset to stay positive, as Binance's are.
+ID_BASE = 1_000_000_000
 WEEK_OFFSET = 3 * 86_400_000  # epoch day 0 was a Thursday; Binance's weeks open on Monday
 
 
@@ -93,8 +96,8 @@ def window(path: PricePath, start: int, end: int) -> Window:
         close=path.at_index(i1),
         volume=volume,
         quote_volume=quote,
-        first_id=first if count else -1,
-        last_id=i1 if count else -1,
+        first_id=first + ID_BASE if count else -1,
+        last_id=i1 + ID_BASE if count else -1,
         count=count,
         prev_close=path.at_index(first - 1),
         last_qty=path.volume_at_index(i1) if count else ZERO,
@@ -149,7 +152,7 @@ def points(
     """
     last = path.index(now)
     if from_id is not None:
-        first = from_id
+        first = from_id - ID_BASE
     elif start is not None:
         first = path.index(start)
         if path.time_of(first) < start:
@@ -159,9 +162,8 @@ def points(
     else:
         first = last - limit + 1
     rows = []
-    for i in range(max(first, 0), min(last, max(first, 0) + limit - 1) + 1):
+    for i in range(first, min(last, first + limit - 1) + 1):
         price = path.at_index(i)
-        rows.append(
-            (i, path.time_of(i), price, path.volume_at_index(i), price < path.at_index(i - 1))
-        )
+        moved_down = price < path.at_index(i - 1)
+        rows.append((i + ID_BASE, path.time_of(i), price, path.volume_at_index(i), moved_down))
     return rows
