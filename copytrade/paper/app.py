@@ -398,6 +398,35 @@ class PaperServer:
                 answers.append(exc.body())
         return answers
 
+    def _algo_view(self, algo, *, query: bool = False) -> dict:
+        pm = self.exchange.catalog.futures[algo.symbol]
+        return views.futures_algo_order(algo, pm, query=query)
+
+    def _new_algo_order(self, kind: str, account: Account, p: dict) -> dict:
+        return self._algo_view(self.exchange.place_algo_order(account, p))
+
+    def _query_algo_order(self, kind: str, account: Account, p: dict) -> dict:
+        return self._algo_view(self.exchange.find_algo_order(account, p), query=True)
+
+    def _cancel_algo_order(self, kind: str, account: Account, p: dict) -> dict:
+        algo = self.exchange.cancel_algo_order(account, p)
+        return {
+            "algoId": algo.algo_id,
+            "clientAlgoId": algo.client_algo_id,
+            "code": "200",
+            "msg": "success",
+        }
+
+    def _open_algo_orders(self, kind: str, account: Account, p: dict) -> list:
+        algos = self.exchange.open_algo_orders(account, p.get("symbol"))
+        return [self._algo_view(a, query=True) for a in algos]
+
+    def _cancel_all_algo(self, kind: str, account: Account, p: dict) -> dict:
+        symbol = self.exchange.market(FUTURES, p.get("symbol")).symbol
+        for algo in self.exchange.open_algo_orders(account, symbol):
+            self.exchange.cancel_algo_order(account, {"algoId": str(algo.algo_id)})
+        return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
     def _symbol_config(self, kind: str, account: Account, p: dict) -> list:
         ex = self.exchange
         symbols = (
@@ -880,6 +909,11 @@ class PaperServer:
         r[("PUT", "/fapi/v1/order")] = sig(FUTURES, self._modify_order)
         r[("POST", "/fapi/v1/batchOrders")] = sig(FUTURES, self._batch_orders)
         r[("GET", "/fapi/v1/symbolConfig")] = sig(FUTURES, self._symbol_config)
+        r[("POST", "/fapi/v1/algoOrder")] = sig(FUTURES, self._new_algo_order)
+        r[("GET", "/fapi/v1/algoOrder")] = sig(FUTURES, self._query_algo_order)
+        r[("DELETE", "/fapi/v1/algoOrder")] = sig(FUTURES, self._cancel_algo_order)
+        r[("GET", "/fapi/v1/openAlgoOrders")] = sig(FUTURES, self._open_algo_orders)
+        r[("DELETE", "/fapi/v1/algoOpenOrders")] = sig(FUTURES, self._cancel_all_algo)
         r[("GET", "/fapi/v1/userTrades")] = sig(FUTURES, self._my_trades)
         r[("POST", "/fapi/v1/leverage")] = sig(FUTURES, self._leverage)
         r[("POST", "/fapi/v1/marginType")] = sig(FUTURES, self._margin_type)

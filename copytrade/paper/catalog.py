@@ -19,7 +19,28 @@ from copytrade.domain.markets import Market
 
 SPOT, FUTURES = "spot", "futures"
 # What the paper exchange executes; exchangeInfo lists exactly these (never a type it refuses).
-ORDER_TYPES = {SPOT: ("LIMIT", "LIMIT_MAKER", "MARKET"), FUTURES: ("LIMIT", "MARKET")}
+ORDER_TYPES = {
+    SPOT: (
+        "LIMIT",
+        "LIMIT_MAKER",
+        "MARKET",
+        "STOP_LOSS",
+        "STOP_LOSS_LIMIT",
+        "TAKE_PROFIT",
+        "TAKE_PROFIT_LIMIT",
+    ),
+    FUTURES: (
+        "LIMIT",
+        "MARKET",
+        "STOP",
+        "STOP_MARKET",
+        "TAKE_PROFIT",
+        "TAKE_PROFIT_MARKET",
+        "TRAILING_STOP_MARKET",
+    ),
+}
+# USDⓈ-M conditional types go through /fapi/v1/algoOrder (Binance: -4120 on /fapi/v1/order).
+ALGO_TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
 TIME_IN_FORCE = {SPOT: ("GTC", "IOC", "FOK"), FUTURES: ("GTC", "IOC", "FOK", "GTX")}
 # Spot features of the snapshot's entries that the paper exchange does not serve.
 UNSERVED_SPOT_FEATURES = ("ocoAllowed", "otoAllowed", "allowTrailingStop", "cancelReplaceAllowed")
@@ -71,7 +92,7 @@ def _spot_entry(
         "quoteAssetPrecision": 8,
         "baseCommissionPrecision": 8,
         "quoteCommissionPrecision": 8,
-        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
+        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
         "icebergAllowed": False,
         "ocoAllowed": False,
         "quoteOrderQtyMarketAllowed": True,
@@ -164,7 +185,15 @@ def _futures_entry(
                 "multiplierDown": "0.9500",
             },
         ],
-        "orderTypes": ["LIMIT", "MARKET"],
+        "orderTypes": [
+            "LIMIT",
+            "MARKET",
+            "STOP",
+            "STOP_MARKET",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_MARKET",
+            "TRAILING_STOP_MARKET",
+        ],
         "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
     }
 

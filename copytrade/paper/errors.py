@@ -68,6 +68,16 @@ POST_ONLY_REJECTED = (
 NO_NEED_TO_MODIFY = (-5027, "No need to modify the order.")
 QUANTITY_BELOW_EXECUTED = (-4003, "Quantity less than or equal to the executed quantity.")
 BATCH_INVALID = (-1130, "Data sent for parameter 'batchOrders' is not valid.")
+WOULD_TRIGGER_SPOT = (-2010, "Order would trigger immediately.")
+WOULD_TRIGGER_FUTURES = (-2021, "Order would immediately trigger.")
+INVALID_ALGO_TYPE = (
+    -1100,
+    "Illegal characters found in parameter 'algoType'; legal range is 'CONDITIONAL'.",
+)
+USE_ALGO_ENDPOINT = (
+    -4120,
+    "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead.",
+)
 POSITION_SIDE_MISMATCH = (-4061, "Order's position side does not match user's setting.")
 
 

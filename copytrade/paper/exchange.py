@@ -19,10 +19,18 @@ from copytrade.domain.markets import FilterFailure, Market
 from copytrade.domain.money import to_decimal
 from copytrade.paper import errors as E
 from copytrade.paper import filters, risk, views
-from copytrade.paper.accounts import Account, Fill, Order, Position, new_credentials
+from copytrade.paper.accounts import (
+    Account,
+    AlgoOrder,
+    Fill,
+    Order,
+    Position,
+    new_credentials,
+)
 from copytrade.paper.book import BookConfig, level_price, level_quantity, sweep
 from copytrade.paper.candles import Window
 from copytrade.paper.catalog import (
+    ALGO_TYPES,
     FUTURES,
     ORDER_TYPES,
     SPOT,
@@ -36,6 +44,8 @@ from copytrade.paper.prices import SimClock
 from copytrade.paper.risk import FuturesFigures, PositionFigures
 
 ZERO = Decimal(0)
+LIMIT_TYPES = ("LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
+SPOT_STOP_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
 Q8 = Decimal("0.00000001")
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 MAX_POINTS_PER_TICK = 5_000
@@ -73,6 +83,9 @@ class PaperExchange:
         self._order_seq = {SPOT: itertools.count(1_000_001), FUTURES: itertools.count(5_000_001)}
         self._trade_seq = {SPOT: itertools.count(100_001), FUTURES: itertools.count(500_001)}
         self._resting: dict[tuple[str, str], dict[int, Order]] = defaultdict(dict)
+        # Orders waiting for a trigger: spot stop orders and USDⓈ-M algo orders, by id.
+        self._waiting: dict[tuple[str, str], dict[int, Order | AlgoOrder]] = defaultdict(dict)
+        self._algo_seq = itertools.count(9_000_001)
         self._last_index: dict[tuple[str, str], int] = {}
         self._last_funding_ms = clock.now_ms()
         # Times in answers and events: wall clock, as a live exchange's; or the simulated clock,
@@ -211,6 +224,11 @@ class PaperExchange:
         otype = (p.get("type") or "").upper()
         if otype not in ORDER_TYPES[kind]:
             raise E.mandatory("type") if not otype else BinanceError(-1116, "Invalid orderType.")
+        if kind == FUTURES and otype in ALGO_TYPES:
+            raise err(E.USE_ALGO_ENDPOINT)
+        if otype not in pm.entry["orderTypes"]:
+            name = otype.replace("_", " ").lower().capitalize()
+            raise BinanceError(-2010, f"{name} orders are not supported for this symbol.")
         client_id = p.get("newClientOrderId") or f"paper_{secrets.token_hex(8)}"
         if not CLIENT_ID_RE.match(client_id):
             raise BinanceError(
@@ -221,8 +239,12 @@ class PaperExchange:
         existing = account.by_client_id.get((kind, pm.symbol, client_id))
         if existing is not None and existing.is_open:
             raise err(E.DUPLICATE_ORDER if kind == SPOT else E.DUPLICATE_CLIENT_ID_FUTURES)
-        limit = otype in ("LIMIT", "LIMIT_MAKER")
+        limit = otype in LIMIT_TYPES
+        stop = otype in SPOT_STOP_TYPES
         price = _decimal_param(p, "price") if limit else ZERO
+        stop_price = _decimal_param(p, "stopPrice") if stop else None
+        if stop and stop_price is None:
+            raise E.mandatory("stopPrice")
         tif = (p.get("timeInForce") or "").upper()
         if otype == "LIMIT_MAKER":
             tif = "GTC"  # Binance's LIMIT_MAKER takes no timeInForce and reports GTC
@@ -248,6 +270,13 @@ class PaperExchange:
                 raise BinanceError(exc.code, f"Filter failure: {exc.filter_type}") from None
             if limit:
                 filters.check_spot_percent_price(pm, side, price, mid)
+            if stop:
+                try:
+                    market.check_order(quantity, stop_price, market_order=False)
+                except FilterFailure as exc:
+                    raise BinanceError(exc.code, f"Filter failure: {exc.filter_type}") from None
+                if _stop_reached(otype, side, stop_price, mid):
+                    raise err(E.WOULD_TRIGGER_SPOT)
             if iceberg is not None:
                 filters.check_iceberg(pm, otype, tif, quantity, iceberg)
         else:
@@ -284,7 +313,12 @@ class PaperExchange:
             quote_order_qty=quote_order_qty or ZERO,
             iceberg_qty=iceberg or ZERO,
             self_trade_prevention=stp,
+            stop_price=stop_price or ZERO,
+            working=not stop,
+            working_ms=-1 if stop else now,
         )
+        if stop:
+            return self._park_stop(account, pm, order, now), []
         book = self.book_config(kind, pm.symbol)
         taker = sweep(mid, market, book, side.lower(), quantity, price if limit else None)
         if taker and otype == "LIMIT_MAKER":
@@ -316,11 +350,229 @@ class PaperExchange:
         best = level_price(mid, market, book, "ask" if side == "BUY" else "bid", 0)
         return market.round_amount(quote / best, market_order=False)
 
+    def _park_stop(self, account: Account, pm: PaperMarket, order: Order, now: int) -> Order:
+        """Register a spot stop order that waits for its trigger, with what it locks meanwhile.
+
+        As on Binance, a sell locks its quantity and a limit buy quantity × price at placement;
+        a market buy (STOP_LOSS/TAKE_PROFIT) needs its cost only when it triggers.
+        """
+        if order.side == "SELL" or order.is_limit:
+            self._reserve_spot(account, pm.market, order, [])
+        self._register(account, order)
+        self._waiting[(SPOT, order.symbol)][order.order_id] = order
+        self._emit_order(account, order, None, "NEW", now)
+        self._emit_balances(account, SPOT, pm, now)
+        return order
+
+    def _activate_spot_stop(self, order: Order, price: Decimal) -> None:
+        """A spot stop reached its price: it works now, as a market or limit order at ``price``."""
+        account = self.accounts[order.account_id]
+        pm = self.catalog.get(SPOT, order.symbol)
+        now = self.stamp_ms()
+        self._waiting[(SPOT, order.symbol)].pop(order.order_id, None)
+        order.working, order.working_ms, order.updated_ms = True, now, now
+        book = self.book_config(SPOT, order.symbol)
+        limit_price = order.price if order.is_limit else None
+        taker = sweep(price, pm.market, book, order.side.lower(), order.remaining, limit_price)
+        if order.side == "BUY" and not order.is_limit:
+            need = sum((fp * fq for fp, fq in taker), ZERO)
+            if account.spot_free[pm.market.quote] < need:
+                self._close(account, order, "EXPIRED", now)  # no funds when it triggered
+                return
+            account.spot_free[pm.market.quote] -= need
+            account.spot_locked[pm.market.quote] += need
+            order.locked = need
+        if order.time_in_force == "FOK" and sum(q for _, q in taker) < order.remaining:
+            taker = []
+        for fp, fq in taker:
+            self._execute(account, pm, order, fp, fq, is_maker=False, now=now)
+        if order.is_open and (not order.is_limit or order.time_in_force in ("IOC", "FOK")):
+            self._close(account, order, "EXPIRED", now)
+        elif order.is_open:
+            self._resting[(SPOT, order.symbol)][order.order_id] = order
+        self._emit_balances(account, SPOT, pm, now)
+
+    # -- USDⓈ-M conditional (algo) orders ----------------------------------------------------
+
+    def place_algo_order(self, account: Account, p: dict[str, str]) -> AlgoOrder:
+        """Validate and park a conditional order of ``POST /fapi/v1/algoOrder``."""
+        pm = self.market(FUTURES, p.get("symbol"))
+        if (p.get("algoType") or "").upper() != "CONDITIONAL":
+            raise E.mandatory("algoType") if not p.get("algoType") else err(E.INVALID_ALGO_TYPE)
+        otype = (p.get("type") or "").upper()
+        if otype not in ALGO_TYPES:
+            raise E.mandatory("type") if not otype else BinanceError(-1116, "Invalid orderType.")
+        side = (p.get("side") or "").upper()
+        if side not in ("BUY", "SELL"):
+            raise E.mandatory("side") if not side else BinanceError(-1117, "Invalid side.")
+        if (p.get("positionSide") or "BOTH").upper() != "BOTH":
+            raise err(E.POSITION_SIDE_MISMATCH)
+        client_id = p.get("clientAlgoId") or f"paper_{secrets.token_hex(8)}"
+        if not CLIENT_ID_RE.match(client_id):
+            raise BinanceError(
+                -1100,
+                "Illegal characters found in parameter 'clientAlgoId'; legal range is "
+                "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.",
+            )
+        if any(a.client_algo_id == client_id and a.is_open for a in account.algo_orders.values()):
+            raise err(E.DUPLICATE_CLIENT_ID_FUTURES)
+        close_position = (p.get("closePosition") or "").lower() == "true"
+        reduce_only = (p.get("reduceOnly") or "").lower() == "true" or close_position
+        limit = otype in ("STOP", "TAKE_PROFIT")
+        price = _decimal_param(p, "price") if limit else ZERO
+        if limit and price is None:
+            raise E.mandatory("price")
+        tif = (p.get("timeInForce") or "GTC").upper()
+        if tif not in TIME_IN_FORCE[FUTURES]:
+            raise err(E.INVALID_TIF)
+        working_type = (p.get("workingType") or "CONTRACT_PRICE").upper()
+        if working_type not in ("CONTRACT_PRICE", "MARK_PRICE"):
+            raise BinanceError(-1100, "Illegal characters found in parameter 'workingType'.")
+        quantity = _decimal_param(p, "quantity")
+        if quantity is None and not close_position:
+            raise E.mandatory("quantity")
+        mark, last = self.mark_price(pm.symbol), self.price(FUTURES, pm.symbol)
+        reference = mark if working_type == "MARK_PRICE" else last
+        callback = activate = trigger = ZERO
+        if otype == "TRAILING_STOP_MARKET":
+            callback = _decimal_param(p, "callbackRate") or ZERO
+            if not Decimal("0.1") <= callback <= 10:
+                raise BinanceError(
+                    -1100,
+                    "Illegal characters found in parameter 'callbackRate'; legal range is "
+                    "'0.1-10'.",
+                )
+            activate = _decimal_param(p, "activatePrice") or ZERO
+            if activate:
+                filters.check_futures_price(pm, activate, mark, percent=False)
+        else:
+            trigger = _decimal_param(p, "triggerPrice")
+            if trigger is None:
+                raise E.mandatory("triggerPrice")
+            filters.check_futures_price(pm, trigger, mark, percent=False)
+            if _stop_reached(otype, side, trigger, reference):
+                raise err(E.WOULD_TRIGGER_FUTURES)
+        if quantity is not None:
+            filters.check_futures_order(
+                pm, quantity, price if limit else None, mark, trigger or last, reduce_only
+            )
+        now = self.stamp_ms()
+        algo = AlgoOrder(
+            algo_id=next(self._algo_seq),
+            client_algo_id=client_id,
+            account_id=account.account_id,
+            symbol=pm.symbol,
+            side=side,
+            order_type=otype,
+            quantity=quantity or ZERO,
+            price=price or ZERO,
+            trigger_price=trigger,
+            time_in_force=tif,
+            working_type=working_type,
+            reduce_only=reduce_only,
+            close_position=close_position,
+            created_ms=now,
+            updated_ms=now,
+            callback_rate=callback,
+            activate_price=activate,
+            self_trade_prevention=self._self_trade_prevention(pm, p.get("selfTradePreventionMode")),
+        )
+        account.algo_orders[algo.algo_id] = algo
+        self._waiting[(FUTURES, pm.symbol)][algo.algo_id] = algo
+        return algo
+
+    def find_algo_order(self, account: Account, p: dict[str, str]) -> AlgoOrder:
+        algo_id, client_id = p.get("algoId"), p.get("clientAlgoId")
+        if algo_id:
+            if not algo_id.isdigit():
+                raise BinanceError(-1100, "Illegal characters found in parameter 'algoId'.")
+            algo = account.algo_orders.get(int(algo_id))
+        elif client_id:
+            matches = [a for a in account.algo_orders.values() if a.client_algo_id == client_id]
+            algo = matches[-1] if matches else None
+        else:
+            raise BinanceError(
+                -1102, "Param 'clientAlgoId' or 'algoId' must be sent, but both were empty/null!"
+            )
+        if algo is None:
+            raise err(E.ORDER_NOT_FOUND)
+        return algo
+
+    def cancel_algo_order(self, account: Account, p: dict[str, str]) -> AlgoOrder:
+        try:
+            algo = self.find_algo_order(account, p)
+        except BinanceError as exc:
+            if exc.code == E.ORDER_NOT_FOUND[0]:
+                raise err(E.UNKNOWN_ORDER_CANCEL) from None
+            raise
+        if not algo.is_open:
+            raise err(E.UNKNOWN_ORDER_CANCEL)
+        algo.status, algo.updated_ms = "CANCELED", self.stamp_ms()
+        self._waiting[(FUTURES, algo.symbol)].pop(algo.algo_id, None)
+        return algo
+
+    def open_algo_orders(self, account: Account, symbol: str | None) -> list[AlgoOrder]:
+        if symbol:
+            self.market(FUTURES, symbol)
+        return [
+            a
+            for a in account.algo_orders.values()
+            if a.is_open and (not symbol or a.symbol == symbol)
+        ]
+
+    def _trigger_algo(self, algo: AlgoOrder, price: Decimal) -> None:
+        """Place the actual order of a triggered conditional order (EXPIRED if it is refused)."""
+        account = self.accounts[algo.account_id]
+        now = self.stamp_ms()
+        self._waiting[(FUTURES, algo.symbol)].pop(algo.algo_id, None)
+        algo.updated_ms = algo.trigger_ms = now
+        quantity = algo.quantity
+        if algo.close_position:
+            pos = account.positions.get(algo.symbol)
+            quantity = abs(pos.qty) if pos else ZERO
+        params = {
+            "symbol": algo.symbol,
+            "side": algo.side,
+            "type": "LIMIT" if algo.order_type in ("STOP", "TAKE_PROFIT") else "MARKET",
+            "quantity": f"{quantity:f}",
+            "newClientOrderId": algo.client_algo_id,
+            "selfTradePreventionMode": algo.self_trade_prevention,
+        }
+        if params["type"] == "LIMIT":
+            params.update(price=f"{algo.price:f}", timeInForce=algo.time_in_force)
+        if algo.reduce_only:
+            params["reduceOnly"] = "true"
+        try:
+            if not quantity:
+                raise err(E.REDUCE_ONLY_REJECTED)
+            order, _ = self.place_order(account, FUTURES, params)
+        except BinanceError:
+            algo.status = "EXPIRED"  # e.g. a reduce-only whose position is gone, no margin
+            return
+        algo.status, algo.actual_order_id = "TRIGGERED", order.order_id
+
+    def _check_triggers(self, kind: str, symbol: str, price: Decimal) -> None:
+        """Trigger the waiting orders of ``symbol`` that ``price`` (a replayed point) reaches."""
+        waiting = self._waiting.get((kind, symbol))
+        if not waiting:
+            return
+        for item in list(waiting.values()):
+            if isinstance(item, Order):
+                if _stop_reached(item.type, item.side, item.stop_price, price):
+                    self._activate_spot_stop(item, price)
+                continue
+            reference = self.mark_price(symbol) if item.working_type == "MARK_PRICE" else price
+            if item.order_type == "TRAILING_STOP_MARKET":
+                if _trailing_reached(item, reference):
+                    self._trigger_algo(item, reference)
+            elif _stop_reached(item.order_type, item.side, item.trigger_price, reference):
+                self._trigger_algo(item, reference)
+
     def _reserve_spot(self, account: Account, market: Market, order: Order, taker: list) -> None:
         """Check the spot balance and lock what a resting remainder needs."""
         if order.side == "BUY":
             # Binance locks quantity × limit price; a market buy needs what the sweep costs.
-            if order.type == "LIMIT":
+            if order.is_limit:
                 need = order.quantity * order.price
             else:
                 need = sum((fp * fq for fp, fq in taker), ZERO)
@@ -362,7 +614,7 @@ class PaperExchange:
         )
         if increase == 0:
             return
-        px = order.price if order.type == "LIMIT" else (taker[-1][0] if taker else mid)
+        px = order.price if order.is_limit else (taker[-1][0] if taker else mid)
         required = increase * px / account.leverage_of(market.symbol)
         available = self.available_balance(account)
         if exclude is not None and exclude.is_open and not exclude.reduce_only:
@@ -432,9 +684,7 @@ class PaperExchange:
         if kind == SPOT:
             if order.side == "BUY":
                 commission, commission_asset = q8(qty * rate, ROUND_UP), market.base
-                release = min(
-                    qty * order.price if order.type == "LIMIT" else quote_qty, order.locked
-                )
+                release = min(qty * order.price if order.is_limit else quote_qty, order.locked)
                 account.spot_locked[market.quote] -= release
                 order.locked -= release
                 account.spot_free[market.quote] += release - quote_qty
@@ -518,6 +768,7 @@ class PaperExchange:
         order.updated_ms = now
         account.open_orders.pop((order.kind, order.order_id), None)
         self._resting[(order.kind, order.symbol)].pop(order.order_id, None)
+        self._waiting[(order.kind, order.symbol)].pop(order.order_id, None)
         self._unlock(account, self.catalog.get(order.kind, order.symbol).market, order)
         self._emit_order(
             account, order, None, "CANCELED" if status == "CANCELED" else "EXPIRED", now
@@ -777,7 +1028,10 @@ class PaperExchange:
     def tick(self) -> None:
         """Advance to the simulated now: cross resting limit orders, settle funding."""
         now_sim = self.clock.now_ms()
-        for key in [k for k, orders in self._resting.items() if orders]:
+        active = {k for k, v in self._resting.items() if v} | {
+            k for k, v in self._waiting.items() if v
+        }
+        for key in active:
             kind, symbol = key
             if key in self.price_overrides:
                 continue
@@ -792,17 +1046,18 @@ class PaperExchange:
             self._last_index[key] = current
             self._match_resting(kind, symbol, prices)
         for key in list(self._last_index):
-            if not self._resting.get(key):
+            if not self._resting.get(key) and not self._waiting.get(key):
                 del self._last_index[key]
         self._settle_funding(now_sim)
 
     def _match_resting(self, kind: str, symbol: str, prices: list[Decimal]) -> None:
-        resting = self._resting.get((kind, symbol))
-        if not resting:
-            return
         pm = self.catalog.get(kind, symbol)
         book = self.book_config(kind, symbol)
         for price in prices:
+            self._check_triggers(kind, symbol, price)
+            resting = self._resting.get((kind, symbol))
+            if not resting:
+                continue
             best_ask = level_price(price, pm.market, book, "ask", 0)
             best_bid = level_price(price, pm.market, book, "bid", 0)
             for order in list(resting.values()):
@@ -825,8 +1080,6 @@ class PaperExchange:
                     chunk = min(chunk, abs(held))
                 self._execute(account, pm, order, order.price, chunk, is_maker=True, now=now)
                 self._emit_balances(account, kind, pm, now)
-            if not resting:
-                return
 
     def _settle_funding(self, now_sim: int) -> None:
         last = self._last_funding_ms
@@ -854,6 +1107,32 @@ class PaperExchange:
                             self.stamp_ms(),
                         ),
                     )
+
+
+def _stop_reached(order_type: str, side: str, trigger: Decimal, price: Decimal) -> bool:
+    """Return True when ``price`` reaches a stop (loss) or take-profit trigger, as Binance reads
+    them: a stop buys on a rise and sells on a fall; a take-profit buys on a fall, sells on a rise."""
+    if order_type.startswith("TAKE_PROFIT"):
+        return price <= trigger if side == "BUY" else price >= trigger
+    return price >= trigger if side == "BUY" else price <= trigger
+
+
+def _trailing_reached(algo: AlgoOrder, price: Decimal) -> bool:
+    """Track a trailing stop's best price since activation; True once the price retraces
+    ``callbackRate`` % from it (a sell from the peak, a buy from the trough)."""
+    if algo.activate_price and not algo.extreme:
+        active = (
+            price >= algo.activate_price if algo.side == "SELL" else price <= algo.activate_price
+        )
+        if not active:
+            return False
+    if not algo.extreme:
+        algo.extreme = price
+    if algo.side == "SELL":
+        algo.extreme = max(algo.extreme, price)
+        return price <= algo.extreme * (1 - algo.callback_rate / 100)
+    algo.extreme = min(algo.extreme, price)
+    return price >= algo.extreme * (1 + algo.callback_rate / 100)
 
 
 def _decimal_param(p: dict[str, str], name: str) -> Decimal | None:

@@ -91,7 +91,9 @@ def check_futures_order(
         )
 
 
-def check_futures_price(pm: PaperMarket, price: Decimal, mark: Decimal) -> None:
+def check_futures_price(
+    pm: PaperMarket, price: Decimal, mark: Decimal, *, percent: bool = True
+) -> None:
     """PRICE_FILTER (-4001, -1111, -4013, -4014, -4002) and PERCENT_PRICE around the mark (-4016/-4024)."""
     market = pm.market
     if price <= 0:
@@ -106,7 +108,7 @@ def check_futures_price(pm: PaperMarket, price: Decimal, mark: Decimal) -> None:
     if market.tick_size and (price - market.min_price) % market.tick_size != 0:
         raise BinanceError(-4014, "Price not increased by tick size.")
     f = _filter(pm, "PERCENT_PRICE")
-    if f is None:
+    if f is None or not percent:  # trigger prices are not limit prices
         return
     tick = market.tick_size or Decimal(1)
     cap = _to_tick(mark * Decimal(f["multiplierUp"]), tick, ROUND_FLOOR)

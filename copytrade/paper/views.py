@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from copytrade.paper.accounts import Account, Fill, Order
+from copytrade.paper.accounts import Account, AlgoOrder, Fill, Order
 from copytrade.paper.candles import Window
 from copytrade.paper.catalog import PaperMarket
 from copytrade.paper.risk import BRACKETS, FuturesFigures, PositionFigures
@@ -157,6 +157,7 @@ def spot_order(
     if response_type == "ACK" and not query:
         body["transactTime"] = order.created_ms
         return body
+    stop = bool(order.stop_price)
     if not query:
         body["transactTime"] = order.updated_ms
     body.update(
@@ -169,21 +170,23 @@ def spot_order(
             "timeInForce": order.time_in_force or "GTC",
             "type": order.type,
             "side": order.side,
-            "workingTime": order.created_ms,
+            "workingTime": order.working_ms,
             "origQuoteOrderQty": s8(order.quote_order_qty),
             "selfTradePreventionMode": order.self_trade_prevention,
         }
     )
     if order.iceberg_qty and not query:
         body["icebergQty"] = s8(order.iceberg_qty)  # new-order answers carry it only when sent
+    if stop and not query:
+        body["stopPrice"] = s8(order.stop_price)
     if query:
         body.update(
             {
-                "stopPrice": s8(ZERO),
+                "stopPrice": s8(order.stop_price),
                 "icebergQty": s8(order.iceberg_qty),
                 "time": order.created_ms,
                 "updateTime": order.updated_ms,
-                "isWorking": True,
+                "isWorking": order.working,
             }
         )
     elif response_type == "FULL":
@@ -270,8 +273,8 @@ def execution_report(order: Order, fill: Fill | None, exec_type: str, now: int) 
         "f": order.time_in_force or "GTC",
         "q": s8(order.quantity),
         "p": s8(order.price),
-        "P": s8(ZERO),
-        "F": s8(ZERO),
+        "P": s8(order.stop_price),
+        "F": s8(order.iceberg_qty),
         "g": -1,
         "C": order.client_order_id if exec_type == "CANCELED" else "",
         "x": exec_type,
@@ -287,14 +290,14 @@ def execution_report(order: Order, fill: Fill | None, exec_type: str, now: int) 
         "t": fill.trade_id if fill else -1,
         "v": 0,
         "I": 0,
-        "w": order.is_open,
+        "w": order.is_open and order.working,
         "m": fill.is_maker if fill else False,
         "M": False,
         "O": order.created_ms,
         "Z": s8(order.cum_quote),
         "Y": s8(fill.quote_qty if fill else ZERO),
         "Q": s8(order.quote_order_qty),
-        "W": order.created_ms,
+        "W": order.working_ms,
         "V": order.self_trade_prevention,
     }
 
@@ -348,6 +351,41 @@ def futures_order(order: Order, pm: PaperMarket, *, query: bool = False) -> dict
     }
     if query:
         body["time"] = order.created_ms
+    return body
+
+
+def futures_algo_order(algo: AlgoOrder, pm: PaperMarket, *, query: bool = False) -> dict:
+    """A conditional order as ``/fapi/v1/algoOrder`` answers it (``actualOrderId`` on queries)."""
+    trailing = algo.order_type == "TRAILING_STOP_MARKET"
+    body = {
+        "algoId": algo.algo_id,
+        "clientAlgoId": algo.client_algo_id,
+        "algoType": "CONDITIONAL",
+        "orderType": algo.order_type,
+        "symbol": algo.symbol,
+        "side": algo.side,
+        "positionSide": "BOTH",
+        "timeInForce": algo.time_in_force,
+        "quantity": qty(pm, algo.quantity),
+        "algoStatus": algo.status,
+        "triggerPrice": px(pm, algo.trigger_price),
+        "price": px(pm, algo.price),
+        "icebergQuantity": None,
+        "selfTradePreventionMode": algo.self_trade_prevention,
+        "workingType": algo.working_type,
+        "priceMatch": "NONE",
+        "closePosition": algo.close_position,
+        "priceProtect": False,
+        "reduceOnly": algo.reduce_only,
+        "activatePrice": px(pm, algo.activate_price) if trailing else "",
+        "callbackRate": f"{algo.callback_rate:f}" if trailing else "",
+        "createTime": algo.created_ms,
+        "updateTime": algo.updated_ms,
+        "triggerTime": algo.trigger_ms,
+        "goodTillDate": 0,
+    }
+    if query:
+        body["actualOrderId"] = str(algo.actual_order_id or "")
     return body
 
 

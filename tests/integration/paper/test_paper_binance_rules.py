@@ -160,10 +160,22 @@ async def test_limit_maker_rests_or_is_rejected_when_it_would_take(spot):
 async def test_exchange_info_lists_only_order_types_that_work(spot, futures):
     spot_info = await spot.publicGetExchangeInfo()
     futures_info = await futures.fapiPublicGetExchangeInfo()
-    assert {t for s in spot_info["symbols"] for t in s["orderTypes"]} <= {
+    # each of these is exercised in test_paper_conditional_orders.py / above
+    assert {t for s in spot_info["symbols"] for t in s["orderTypes"]} == {
         "LIMIT",
         "LIMIT_MAKER",
         "MARKET",
+        "STOP_LOSS_LIMIT",
+        "TAKE_PROFIT_LIMIT",
     }
-    assert {t for s in futures_info["symbols"] for t in s["orderTypes"]} <= {"LIMIT", "MARKET"}
+    assert {t for s in futures_info["symbols"] for t in s["orderTypes"]} == {
+        "LIMIT",
+        "MARKET",
+        "STOP",
+        "STOP_MARKET",
+        "TAKE_PROFIT",
+        "TAKE_PROFIT_MARKET",
+        "TRAILING_STOP_MARKET",
+    }
+    assert not any(s["ocoAllowed"] or s["cancelReplaceAllowed"] for s in spot_info["symbols"])
     assert all("GTD" not in s["timeInForce"] for s in futures_info["symbols"])
