@@ -518,17 +518,21 @@ class PaperServer:
             }
         ]
 
-    def _position_risk(self, kind: str, account: Account, p: dict) -> list:
-        now = wall_ms()
-        if p.get("symbol"):
-            symbols = [self.exchange.market(FUTURES, p["symbol"]).symbol]
-        else:
-            symbols = [s for s, pos in account.positions.items() if pos.qty]
-        ex = self.exchange
-        return [
-            views.position_risk(ex.market(FUTURES, s), ex.position_figures(account, s), now)
-            for s in symbols
-        ]
+    def _position_risk(self, version: int) -> Handler:
+        def handler(kind: str, account: Account, p: dict) -> list:
+            ex, now = self.exchange, wall_ms()
+            if p.get("symbol"):
+                symbols = [ex.market(FUTURES, p["symbol"]).symbol]
+            else:
+                symbols = [s for s, pos in account.positions.items() if pos.qty]
+            return [
+                views.position_risk(
+                    ex.market(FUTURES, s), ex.position_figures(account, s), now, version=version
+                )
+                for s in symbols
+            ]
+
+        return handler
 
     def _leverage(self, kind: str, account: Account, p: dict) -> dict:
         value = self.exchange.set_leverage(account, p.get("symbol"), p.get("leverage"))
@@ -931,7 +935,9 @@ class PaperServer:
         for version in (2, 3):
             r[("GET", f"/fapi/v{version}/account")] = sig(FUTURES, self._futures_account(version))
             r[("GET", f"/fapi/v{version}/balance")] = sig(FUTURES, self._futures_balance)
-            r[("GET", f"/fapi/v{version}/positionRisk")] = sig(FUTURES, self._position_risk)
+            r[("GET", f"/fapi/v{version}/positionRisk")] = sig(
+                FUTURES, self._position_risk(version)
+            )
         # A plain ccxt.binance loads COIN-M markets too (none here) and, with an API key,
         # currencies and margin pairs; answer them empty so it works unchanged.
         r[("GET", "/dapi/v1/exchangeInfo")] = pub(

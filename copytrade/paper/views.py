@@ -484,10 +484,12 @@ def futures_account_update(
     }
 
 
-def position_risk(pm: PaperMarket, f: PositionFigures, now: int) -> dict:
-    """One ``/fapi/v2|v3/positionRisk`` row: prices in the symbol's decimals, money in 8."""
+def position_risk(pm: PaperMarket, f: PositionFigures, now: int, *, version: int = 3) -> dict:
+    """One ``/fapi/v3/positionRisk`` row (or the older ``v2`` shape, with leverage and margin
+    type): prices and money in 8 decimals, the amount in the symbol's."""
     margin = f.initial_margin
-    return {
+    isolated_margin = fixed(margin if f.isolated else ZERO, 8)
+    common = {
         "symbol": f.symbol,
         "positionSide": "BOTH",
         "positionAmt": qty(pm, f.qty),
@@ -496,10 +498,22 @@ def position_risk(pm: PaperMarket, f: PositionFigures, now: int) -> dict:
         "markPrice": fixed(f.mark_price, 8),
         "unRealizedProfit": fixed(f.unrealized_pnl, 8),
         "liquidationPrice": fixed(f.liquidation_price, 8) if f.liquidation_price else "0",
-        "isolatedMargin": fixed(margin if f.isolated else ZERO, 8),
+        "isolatedMargin": isolated_margin,
         "notional": fixed(f.notional, 8),
+        "isolatedWallet": isolated_margin,
+        "updateTime": f.updated_ms or now,
+    }
+    if version == 2:
+        return {
+            **common,
+            "leverage": str(f.leverage),
+            "maxNotionalValue": fixed(f.max_notional, 0),
+            "marginType": "isolated" if f.isolated else "cross",
+            "isAutoAddMargin": "false",
+        }
+    return {
+        **common,
         "marginAsset": "USDT",
-        "isolatedWallet": fixed(margin if f.isolated else ZERO, 8),
         "initialMargin": fixed(margin, 8),
         "maintMargin": fixed(f.maint_margin, 8),
         "positionInitialMargin": fixed(margin, 8),
@@ -507,12 +521,6 @@ def position_risk(pm: PaperMarket, f: PositionFigures, now: int) -> dict:
         "adl": _adl(f),
         "bidNotional": "0",
         "askNotional": "0",
-        "leverage": str(f.leverage),
-        "marginType": "isolated" if f.isolated else "cross",
-        "isolated": f.isolated,
-        "maxNotionalValue": fixed(f.max_notional, 0),
-        "isAutoAddMargin": "false",
-        "updateTime": f.updated_ms or now,
     }
 
 

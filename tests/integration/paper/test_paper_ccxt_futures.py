@@ -32,9 +32,13 @@ async def test_set_leverage_margin_mode_and_fetch_positions(futures):
     position = positions[0]
     assert position["symbol"] == PEPE
     assert position["info"]["positionAmt"] == "20000"
-    assert position["leverage"] == 5
     assert position["side"] == "long"
-    assert position["marginMode"] == "isolated"
+    # /fapi/v3/positionRisk (ccxt's default) has no leverage or margin type, as on Binance:
+    # they come from symbolConfig (fetch_leverage), or from the older v2 answer.
+    leverage = await futures.fetch_leverage(PEPE)
+    assert leverage["longLeverage"] == 5 and leverage["marginMode"] == "isolated"
+    (v2,) = await futures.fetch_positions([PEPE], {"useV2": True})
+    assert v2["leverage"] == 5 and v2["marginMode"] == "isolated"
 
 
 async def test_fetch_balance_and_realised_pnl_on_close(paper, futures, account):
