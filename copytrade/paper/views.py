@@ -204,9 +204,10 @@ def spot_order(
 
 
 def spot_cancel(order: Order) -> dict:
+    """``DELETE /api/v3/order``: the order as it ended, without ``workingTime`` (as Binance)."""
     body = spot_order(order, response_type="RESULT")
-    body["origClientOrderId"] = order.client_order_id
-    return body
+    body.pop("workingTime", None)
+    return {"symbol": body.pop("symbol"), "origClientOrderId": order.client_order_id, **body}
 
 
 def spot_trade(f: Fill) -> dict:
@@ -332,7 +333,6 @@ def futures_order(order: Order, pm: PaperMarket, *, query: bool = False) -> dict
         "avgPrice": px(pm, order.average_price),
         "origQty": qty(pm, order.quantity),
         "executedQty": qty(pm, order.executed_qty),
-        "cumQty": qty(pm, order.executed_qty),
         "cumQuote": fixed(order.cum_quote, 8),
         "timeInForce": order.time_in_force or "GTC",
         "type": order.type,
@@ -350,7 +350,9 @@ def futures_order(order: Order, pm: PaperMarket, *, query: bool = False) -> dict
         "updateTime": order.updated_ms,
     }
     if query:
-        body["time"] = order.created_ms
+        body["time"] = order.created_ms  # a query answer has no cumQty (Binance's example)
+    else:
+        body["cumQty"] = qty(pm, order.executed_qty)
     return body
 
 
