@@ -580,22 +580,28 @@ def futures_account(account: Account, fig: FuturesFigures, *, version: int = 3) 
             }
         )
     body["assets"] = [asset]
-    body["positions"] = [
-        {
-            "symbol": f.symbol,
-            "positionSide": "BOTH",
-            "positionAmt": plain(f.qty),
-            "unrealizedProfit": fixed(f.unrealized_pnl, 8),
-            "isolatedMargin": fixed(f.initial_margin if f.isolated else ZERO, 8),
-            "notional": fixed(f.notional, 8),
-            "isolatedWallet": fixed(f.initial_margin if f.isolated else ZERO, 8),
-            "initialMargin": fixed(f.initial_margin, 8),
-            "maintMargin": fixed(f.maint_margin, 8),
-            "entryPrice": plain(f.entry_price),
-            "leverage": str(f.leverage),
-            "isolated": f.isolated,
-            "updateTime": f.updated_ms,
-        }
-        for f in fig.positions
-    ]
+    body["positions"] = [_account_position(f, version) for f in fig.positions]
     return body
+
+
+def _account_position(f: PositionFigures, version: int) -> dict:
+    """A position of ``/fapi/v3/account`` (v2 adds entry price, leverage, isolated)."""
+    row = {
+        "symbol": f.symbol,
+        "positionSide": "BOTH",
+        "positionAmt": plain(f.qty),
+        "unrealizedProfit": fixed(f.unrealized_pnl, 8),
+        "isolatedMargin": fixed(f.initial_margin if f.isolated else ZERO, 8),
+        "notional": fixed(f.notional, 8),
+        "isolatedWallet": fixed(f.initial_margin if f.isolated else ZERO, 8),
+        "initialMargin": fixed(f.initial_margin, 8),
+        "maintMargin": fixed(f.maint_margin, 8),
+        "updateTime": f.updated_ms,
+    }
+    if version == 2:
+        row.update(
+            entryPrice=plain(f.entry_price),
+            leverage=str(f.leverage),
+            isolated=f.isolated,
+        )
+    return row
