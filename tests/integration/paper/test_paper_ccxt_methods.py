@@ -118,3 +118,26 @@ async def test_positions_have_liquidation_maintenance_and_break_even_figures(cli
     assert Decimal(info["liquidationPrice"]) < entry
     trades = await call(futures.fetch_my_trades, ONDO)
     assert trades and all(t["info"]["marginAsset"] == "USDT" for t in trades)
+
+
+async def test_futures_stop_and_take_profit_orders_create_fetch_cancel(clients):
+    _, futures = clients
+    await call(futures.create_order, ONDO, "market", "buy", 20)
+    last = Decimal(str((await call(futures.fetch_ticker, ONDO))["last"]))
+    stop = futures.price_to_precision(ONDO, last * Decimal("0.95"))
+    target = futures.price_to_precision(ONDO, last * Decimal("1.05"))
+    sl = await call(futures.create_order, ONDO, "market", "sell", 20, None, {"stopLossPrice": stop})
+    tp = await call(
+        futures.create_order, ONDO, "market", "sell", 20, None, {"takeProfitPrice": target}
+    )
+    assert {sl["info"]["orderType"], tp["info"]["orderType"]} == {
+        "STOP_MARKET",
+        "TAKE_PROFIT_MARKET",
+    }
+    opened = await call(futures.fetch_open_orders, ONDO, None, None, {"trigger": True})
+    assert {o["id"] for o in opened} == {sl["id"], tp["id"]}
+    found = await call(futures.fetch_order, sl["id"], ONDO, {"trigger": True})
+    assert found["status"] == "open" and Decimal(str(found["triggerPrice"])) == Decimal(stop)
+    await call(futures.cancel_order, sl["id"], ONDO, {"trigger": True})
+    await call(futures.cancel_order, tp["id"], ONDO, {"trigger": True})
+    assert await call(futures.fetch_open_orders, ONDO, None, None, {"trigger": True}) == []
