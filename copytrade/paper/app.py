@@ -372,6 +372,55 @@ class PaperServer:
             else self._futures_view(order, query=True)
         )
 
+    def _cancel_replace(self, kind: str, account: Account, p: dict) -> dict:
+        """``POST /api/v3/order/cancelReplace``: cancel one order, then place a new one.
+
+        STOP_ON_FAILURE: a failed cancel places nothing (−2022); ALLOW_FAILURE places the new
+        order anyway. A new order refused after a cancel answers −2021 (partially failed).
+        """
+        mode = (p.get("cancelReplaceMode") or "").upper()
+        if mode not in ("STOP_ON_FAILURE", "ALLOW_FAILURE"):
+            raise E.mandatory("cancelReplaceMode")
+        target = {
+            "symbol": p.get("symbol", ""),
+            "orderId": p.get("cancelOrderId", ""),
+            "origClientOrderId": p.get("cancelOrigClientOrderId", ""),
+        }
+        new_params = {
+            k: v
+            for k, v in p.items()
+            if k not in ("cancelReplaceMode", "cancelOrderId", "cancelOrigClientOrderId")
+        }
+        body: dict = {}
+        try:
+            body["cancelResponse"] = views.spot_cancel(
+                self.exchange.cancel_order(account, SPOT, target)
+            )
+            body["cancelResult"] = "SUCCESS"
+        except BinanceError as exc:
+            body["cancelResult"], body["cancelResponse"] = "FAILURE", exc.body()
+            if mode == "STOP_ON_FAILURE":
+                body["newOrderResult"], body["newOrderResponse"] = "NOT_ATTEMPTED", None
+                raise E.CancelReplaceFailed(-2022, "Order cancel-replace failed.", body) from None
+        try:
+            body["newOrderResponse"] = self._new_order(SPOT, account, new_params)
+            body["newOrderResult"] = "SUCCESS"
+        except BinanceError as exc:
+            body["newOrderResult"], body["newOrderResponse"] = "FAILURE", exc.body()
+            code = -2021 if body["cancelResult"] == "SUCCESS" else -2022
+            message = (
+                "Order cancel-replace partially failed."
+                if code == -2021
+                else ("Order cancel-replace failed.")
+            )
+            raise E.CancelReplaceFailed(code, message, body) from None
+        return {
+            "cancelResult": body["cancelResult"],
+            "newOrderResult": body["newOrderResult"],
+            "cancelResponse": body["cancelResponse"],
+            "newOrderResponse": body["newOrderResponse"],
+        }
+
     def _open_order(self, kind: str, account: Account, p: dict) -> dict:
         return self._futures_view(self.exchange.open_order(account, kind, p), query=True)
 
@@ -902,6 +951,7 @@ class PaperServer:
             r[("GET", f"{prefix}/openOrders")] = sig(kind, self._open_orders)
             r[("GET", f"{prefix}/allOrders")] = sig(kind, self._all_orders)
         r[("DELETE", "/api/v3/openOrders")] = sig(SPOT, self._cancel_all)
+        r[("POST", "/api/v3/order/cancelReplace")] = sig(SPOT, self._cancel_replace)
         r[("DELETE", "/fapi/v1/allOpenOrders")] = sig(FUTURES, self._cancel_all)
         r[("GET", "/api/v3/account")] = sig(SPOT, self._spot_account)
         r[("GET", "/api/v3/myTrades")] = sig(SPOT, self._my_trades)

@@ -43,7 +43,7 @@ ORDER_TYPES = {
 ALGO_TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
 TIME_IN_FORCE = {SPOT: ("GTC", "IOC", "FOK"), FUTURES: ("GTC", "IOC", "FOK", "GTX")}
 # Spot features of the snapshot's entries that the paper exchange does not serve.
-UNSERVED_SPOT_FEATURES = ("ocoAllowed", "otoAllowed", "allowTrailingStop", "cancelReplaceAllowed")
+UNSERVED_SPOT_FEATURES = ("ocoAllowed", "otoAllowed", "allowTrailingStop")
 
 
 @dataclass(slots=True)
@@ -97,7 +97,7 @@ def _spot_entry(
         "ocoAllowed": False,
         "quoteOrderQtyMarketAllowed": True,
         "allowTrailingStop": False,
-        "cancelReplaceAllowed": False,
+        "cancelReplaceAllowed": True,
         "isSpotTradingAllowed": True,
         "isMarginTradingAllowed": False,
         "filters": [

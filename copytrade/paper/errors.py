@@ -19,6 +19,17 @@ class BinanceError(Exception):
         return {"code": self.code, "msg": self.msg}
 
 
+class CancelReplaceFailed(BinanceError):
+    """A failed ``cancelReplace``: Binance adds what happened to each half as ``data``."""
+
+    def __init__(self, code: int, msg: str, data: dict) -> None:
+        super().__init__(code, msg)
+        self.data = data
+
+    def body(self) -> dict:
+        return {"code": self.code, "msg": self.msg, "data": self.data}
+
+
 def mandatory(name: str) -> BinanceError:
     return BinanceError(
         -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."

@@ -141,3 +141,19 @@ async def test_futures_stop_and_take_profit_orders_create_fetch_cancel(clients):
     await call(futures.cancel_order, sl["id"], ONDO, {"trigger": True})
     await call(futures.cancel_order, tp["id"], ONDO, {"trigger": True})
     assert await call(futures.fetch_open_orders, ONDO, None, None, {"trigger": True}) == []
+
+
+async def test_spot_edit_order_cancels_and_replaces(clients):
+    spot, _ = clients
+    last = Decimal(str((await call(spot.fetch_ticker, "ETH/USDT"))["last"]))
+    low = spot.price_to_precision("ETH/USDT", last * Decimal("0.97"))
+    lower = spot.price_to_precision("ETH/USDT", last * Decimal("0.96"))
+    order = await call(spot.create_order, "ETH/USDT", "limit", "buy", 0.1, low)
+    edited = await call(spot.edit_order, order["id"], "ETH/USDT", "limit", "buy", 0.2, lower)
+    assert edited["id"] != order["id"] and edited["status"] == "open"
+    assert edited["amount"] == 0.2
+    assert (await call(spot.fetch_order, order["id"], "ETH/USDT"))["status"] == "canceled"
+    with pytest.raises(ccxt_sync.BaseError) as caught:  # the old one is gone: nothing placed
+        await call(spot.edit_order, order["id"], "ETH/USDT", "limit", "buy", 0.2, lower)
+    assert "-2022" in str(caught.value)
+    assert [o["id"] for o in await call(spot.fetch_open_orders, "ETH/USDT")] == [edited["id"]]
