@@ -741,7 +741,9 @@ class PaperServer:
                 result = fn(request, data)
                 if asyncio.iscoroutine(result):
                     result = await result
-            except (ValueError, TypeError, KeyError, orjson.JSONDecodeError) as exc:
+            except KeyError as exc:
+                return json_response({"error": f"{exc.args[0]}: missing (required)"}, 400)
+            except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
                 return json_response({"error": str(exc)}, 400)
             except BinanceError as exc:
                 return json_response({"error": exc.msg, "code": exc.code}, 400)
@@ -818,9 +820,10 @@ class PaperServer:
     def _admin_deposit(self, request: Request, data: dict) -> dict:
         account = self._admin_account(request)
         wallet = data.get("wallet", SPOT)
-        self.exchange.deposit(
-            account, wallet, str(data["asset"]), _amount(data["amount"], "amount")
-        )
+        asset = data["asset"]
+        if not isinstance(asset, str) or not asset:
+            raise ValueError(f"asset: {asset!r} must be an asset name such as USDT")
+        self.exchange.deposit(account, wallet, asset, _amount(data["amount"], "amount"))
         return self._account_view(account)
 
     def _admin_journal(self, request: Request, data: dict) -> dict:
@@ -851,12 +854,17 @@ class PaperServer:
         clock = self.exchange.clock
         if request.method == "POST":
             speed = data.get("speed")
-            if speed is not None and (not isinstance(speed, int | float) or speed < 0):
+            if speed is not None and (
+                isinstance(speed, bool) or not isinstance(speed, int | float) or speed < 0
+            ):
                 raise ValueError(f"speed: {speed!r} must be a number ≥ 0")
             if "time" in data:
                 clock.set(parse_time_ms(str(data["time"])), speed)
             elif "advance_seconds" in data:
-                clock.advance(int(Decimal(str(data["advance_seconds"])) * 1000))
+                seconds = _amount(data["advance_seconds"], "advance_seconds")
+                if seconds < 0:
+                    raise ValueError(f"advance_seconds: {seconds} must be ≥ 0")
+                clock.advance(int(seconds * 1000))
                 if speed is not None:
                     clock.speed = float(speed)
             elif speed is not None:
@@ -874,7 +882,10 @@ class PaperServer:
         kind = data.get("kind", SPOT)
         if kind not in (SPOT, FUTURES):
             raise ValueError(f"kind: {kind!r} is not spot or futures")
-        symbol = str(data["symbol"])
+        symbol = data["symbol"]
+        if not isinstance(symbol, str):
+            raise ValueError(f"symbol: {symbol!r} must be a string")
+        self.exchange.market(kind, symbol)
         price = data.get("price")
         self.exchange.set_price(kind, symbol, None if price is None else _amount(price, "price"))
         return {"kind": kind, "symbol": symbol, "price": str(self.exchange.price(kind, symbol))}

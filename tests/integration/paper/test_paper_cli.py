@@ -99,12 +99,45 @@ def test_bad_values_are_refused_with_exit_2_naming_field_value_and_rule(admin_en
         ({"kind": "rate_limit", "paths": "/order"}, "paths: '/order' must be a list"),
     ],
 )
-def test_admin_requests_with_bad_values_get_a_clear_400(paper, spec, says):
+def test_admin_fault_requests_with_bad_values_get_a_clear_400(paper, spec, says):
     response = httpx.post(
         f"{paper.base_url}/admin/faults", json=spec, headers={"X-Admin-Token": paper.admin_token}
     )
     assert response.status_code == 400
     assert says in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "says"),
+    [
+        ("/admin/accounts", {"spot": {"USDT": "lots"}}, "spot.USDT: 'lots' is not a number"),
+        ("/admin/accounts", {"futures": {"USDT": 1.5}}, "futures.USDT: 1.5 is a float"),
+        ("/admin/clock", {"advance_seconds": "soon"}, "advance_seconds: 'soon' is not a number"),
+        ("/admin/clock", {"speed": -1}, "speed: -1 must be a number ≥ 0"),
+        ("/admin/book", {"levels": "many"}, "levels: 'many' must be an integer"),
+        ("/admin/book", {"spread_bps": "wide"}, "spread_bps: 'wide' is not a number"),
+        ("/admin/prices", {"price": "1"}, "symbol: missing (required)"),
+        ("/admin/prices", {"symbol": "ETHUSDT", "price": "-3"}, "price: -3 must be positive"),
+    ],
+)
+def test_admin_requests_with_bad_values_get_a_clear_400_and_change_nothing(paper, path, body, says):
+    before = paper.admin.clock()
+    response = httpx.post(
+        f"{paper.base_url}{path}", json=body, headers={"X-Admin-Token": paper.admin_token}
+    )
+    assert response.status_code == 400, response.text
+    assert says in response.json()["error"]
+    assert paper.admin.clock()["speed"] == before["speed"]
+
+
+def test_admin_deposit_without_an_asset_is_refused(paper, account):
+    response = httpx.post(
+        f"{paper.base_url}/admin/accounts/{account.account_id}/deposit",
+        json={"amount": "5"},
+        headers={"X-Admin-Token": paper.admin_token},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "asset: missing (required)"
 
 
 def test_unreachable_exchange_exits_3_with_one_line(admin_env):
