@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,9 +35,10 @@ def serve(
 ) -> None:
     """Start the paper exchange (HTTP + websocket) and serve until interrupted.
 
-    Without COPYTRADE_PAPER_ADMIN_TOKEN a random admin token is generated, printed here once and
-    written to <COPYTRADE_HOME>/paper-admin-token (mode 0600), where the other `copytrade paper`
-    commands read it. Exit 2: a bad option.
+    Without COPYTRADE_PAPER_ADMIN_TOKEN a random admin token is generated, written to
+    <COPYTRADE_HOME>/paper-admin-token (mode 0600), where the other `copytrade paper` commands read
+    it, and printed once when standard error is a terminal (never into a captured log).
+    Exit 2: a bad option.
     """
     import uvicorn
 
@@ -56,10 +58,13 @@ def serve(
     if token is None:
         token_file = settings.paper_admin_token_file
         token = admin_token.generate(token_file)
-        # Shown once, to the operator who started the server; never logged.
+        # Shown once, to the operator at a terminal; when stderr is captured (`copytrade up`
+        # writes it to a log file) only where it is kept, so the token never lands in a log.
+        shown = f"admin token (X-Admin-Token): {token}\n  " if sys.stderr.isatty() else ""
         err_console.print(
-            f"admin token (X-Admin-Token): {token}\n  kept in {token_file} (mode 0600); "
-            "set COPYTRADE_PAPER_ADMIN_TOKEN to choose one"
+            f"{shown}admin token kept in {token_file} (mode 0600); "
+            "set COPYTRADE_PAPER_ADMIN_TOKEN to choose one",
+            soft_wrap=True,
         )
     paper = PaperServer(folder, token, start=start, speed=speed)
     config = uvicorn_config(paper.app(), host=host, port=port, log_level=log_level)
