@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from copytrade.domain.money import floor_to_step, to_decimal
-
-ZERO = Decimal(0)
+from copytrade.domain.money import ZERO, floor_to_step, to_decimal
 
 
 class FilterFailure(ValueError):

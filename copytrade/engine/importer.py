@@ -45,11 +45,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from copytrade.domain.money import ZERO
 from copytrade.engine import ingest
 from copytrade.exchange.protocol import Trade
 from models import LeaderFill, QuarantinedEvent
 
-ZERO = Decimal(0)
 CENT = Decimal("0.01")
 BINANCE_PAGE_TZ = timezone(timedelta(hours=3))  # the scraped page shows UTC+3
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,20}USDT$")

@@ -16,14 +16,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from copytrade import clock
+from copytrade.domain.fills import PositionState
 from copytrade.domain.markets import Market
+from copytrade.domain.money import ZERO
 from copytrade.domain.sizing import CopyBook, CopySettings
-from copytrade.engine.ledger_posting import PositionState
 from models import Copy, CopyPosition, ExchangeAccount, LeaderFill, LeaderWatermark, LeadPortfolio
 from models.ledger import LedgerAccount
 from models.trading import FollowerFill
 
-ZERO = Decimal(0)
 AUM_LEVERAGE_CAP = Decimal(100_000)  # R-LEAD-8
 
 
