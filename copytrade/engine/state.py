@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from copytrade import clock
 from copytrade.domain.fills import PositionState
 from copytrade.domain.markets import Market
-from copytrade.domain.money import ZERO
+from copytrade.domain.money import SCALE, UNIT, ZERO
 from copytrade.domain.sizing import CopyBook, CopySettings
 from models import Copy, CopyPosition, ExchangeAccount, LeaderFill, LeaderWatermark, LeadPortfolio
 from models.ledger import LedgerAccount
@@ -116,7 +116,7 @@ class PortfolioState:
 
     @property
     def leader_equity(self) -> Decimal:
-        return max(self.capital + self.leader_realised, Decimal("0.00000001"))
+        return max(self.capital + self.leader_realised, UNIT)
 
     def aum(self) -> Decimal:
         return self.leader_equity + sum((c.equity() for c in self.copies), ZERO)
@@ -157,7 +157,7 @@ class PortfolioState:
 
 
 def _units(value: Decimal) -> int:
-    return int(value.scaleb(8).to_integral_value(rounding="ROUND_DOWN"))
+    return int(value.scaleb(SCALE).to_integral_value(rounding="ROUND_DOWN"))
 
 
 def load_portfolios(
