@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from copytrade.exchange.http1 import HttpError, Pool
 
 
