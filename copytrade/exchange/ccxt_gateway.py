@@ -199,7 +199,7 @@ class CcxtGateway:
 
     async def _placements(self, started: list, began: float) -> list[Placement]:
         lean = self._lean
-        waiters = [p.waiter for p in started if isinstance(p, Pending)]
+        waiters = [p.waiter for p in started if isinstance(p, Pending) and not p.waiter.done()]
         if waiters:  # the deadline runs from the write, however late the caller awaits
             left = lean.timeout - (time.monotonic() - began)
             await asyncio.wait(waiters, timeout=max(left, 0.0))
