@@ -33,7 +33,7 @@ from decimal import ROUND_CEILING, Decimal
 
 import numpy as np
 
-from copytrade.domain.markets import Market
+from copytrade.domain.markets import DEFAULT_TAKER_FEE, Market
 from copytrade.domain.money import E8, UNIT, to_units
 
 _SAFE = 4.0e18  # below 2**63 ≈ 9.22e18 with a wide margin for float64 rounding of the check
@@ -108,7 +108,7 @@ class CopySettings:
     close_only: bool = False
     paused: bool = False
     symbols: frozenset[str] | None = None
-    taker_fee: Decimal = Decimal("0.001")
+    taker_fee: Decimal = DEFAULT_TAKER_FEE["spot"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from copytrade import clock
 from copytrade.domain.fills import PositionState
-from copytrade.domain.markets import Market
+from copytrade.domain.markets import DEFAULT_TAKER_FEE, Market
 from copytrade.domain.money import SCALE, UNIT, ZERO
 from copytrade.domain.sizing import CopyBook, CopySettings
 from models import Copy, CopyPosition, ExchangeAccount, LeaderFill, LeaderWatermark, LeadPortfolio
@@ -252,7 +252,7 @@ def load_copies(
         ps = states[c.portfolio_id]
         kind = ps.mode
         pos = positions.get(c.id, {})
-        taker = Decimal("0.0004") if kind == "futures" else Decimal("0.001")
+        taker = DEFAULT_TAKER_FEE["futures" if kind == "futures" else "spot"]
         state = CopyState(
             copy_id=c.id,
             account_id=c.exchange_account_id,
