@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from copytrade.domain.money import ZERO
 from copytrade.paper.errors import BinanceError
 from copytrade.paper.prices import PricePath
 
-ZERO = Decimal(0)
 INTERVALS = {
     "1s": 1_000,
     "1m": 60_000,

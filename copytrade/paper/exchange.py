@@ -16,7 +16,7 @@ from dataclasses import replace
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
 
 from copytrade.domain.markets import FilterFailure, Market
-from copytrade.domain.money import to_decimal
+from copytrade.domain.money import UNIT, ZERO, to_decimal
 from copytrade.paper import errors as E
 from copytrade.paper import filters, risk, views
 from copytrade.paper.accounts import (
@@ -43,10 +43,8 @@ from copytrade.paper.market_data import MarketData
 from copytrade.paper.prices import SimClock
 from copytrade.paper.risk import FuturesFigures, PositionFigures
 
-ZERO = Decimal(0)
 LIMIT_TYPES = ("LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
 SPOT_STOP_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
-Q8 = Decimal("0.00000001")
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 MAX_POINTS_PER_TICK = 5_000
 
@@ -58,7 +56,7 @@ def wall_ms() -> int:
 
 
 def q8(value: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
-    return value.quantize(Q8, rounding=rounding)
+    return value.quantize(UNIT, rounding=rounding)
 
 
 class PaperExchange:

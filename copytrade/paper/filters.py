@@ -14,7 +14,6 @@ from copytrade.domain.markets import Market
 from copytrade.paper.catalog import PaperMarket
 from copytrade.paper.errors import BinanceError
 
-ZERO = Decimal(0)
 PRECISION = (-1111, "Precision is over the maximum defined for this asset.")
 
 

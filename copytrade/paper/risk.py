@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
-ZERO = Decimal(0)
+from copytrade.domain.money import UNIT, ZERO
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +72,7 @@ def maint_margin(notional: Decimal) -> Decimal:
     if not notional:
         return ZERO
     b = bracket_for(notional)
-    return (abs(notional) * b.maint_margin_ratio - b.cum).quantize(
-        Decimal("0.00000001"), rounding=ROUND_UP
-    )
+    return (abs(notional) * b.maint_margin_ratio - b.cum).quantize(UNIT, rounding=ROUND_UP)
 
 
 def max_notional(leverage: int) -> Decimal:
@@ -104,7 +102,7 @@ def liquidation_price(
     numerator = wallet - other_maint + other_upnl + b.cum - side * size * entry
     denominator = size * b.maint_margin_ratio - side * size
     price = numerator / denominator
-    return max(price, ZERO).quantize(Decimal("0.00000001"), rounding=ROUND_DOWN)
+    return max(price, ZERO).quantize(UNIT, rounding=ROUND_DOWN)
 
 
 def break_even_price(qty: Decimal, entry: Decimal, taker_fee: Decimal) -> Decimal:
@@ -119,7 +117,7 @@ def break_even_price(qty: Decimal, entry: Decimal, taker_fee: Decimal) -> Decima
         price = entry * (1 + taker_fee) / (1 - taker_fee)
     else:
         price = entry * (1 - taker_fee) / (1 + taker_fee)
-    return price.quantize(Decimal("0.00000001"))
+    return price.quantize(UNIT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from copytrade.domain.money import ZERO
 from copytrade.paper.accounts import Account, AlgoOrder, Fill, Order
 from copytrade.paper.candles import Window
 from copytrade.paper.catalog import PaperMarket
 from copytrade.paper.risk import BRACKETS, FuturesFigures, PositionFigures
-
-ZERO = Decimal(0)
 
 
 def s8(value: Decimal) -> str:
