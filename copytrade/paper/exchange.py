@@ -84,6 +84,7 @@ class PaperExchange:
         # Orders waiting for a trigger: spot stop orders and USDⓈ-M algo orders, by id.
         self._waiting: dict[tuple[str, str], dict[int, Order | AlgoOrder]] = defaultdict(dict)
         self._algo_seq = itertools.count(9_000_001)
+        self._algo_of_order: dict[int, AlgoOrder] = {}  # actual (futures) order id → its algo
         self._last_index: dict[tuple[str, str], int] = {}
         self._last_funding_ms = clock.now_ms()
         # Times in answers and events: wall clock, as a live exchange's; or the simulated clock,
@@ -547,7 +548,12 @@ class PaperExchange:
         except BinanceError:
             algo.status = "EXPIRED"  # e.g. a reduce-only whose position is gone, no margin
             return
-        algo.status, algo.actual_order_id = "TRIGGERED", order.order_id
+        algo.actual_order_id = order.order_id
+        if order.is_open:  # resting in the book: FINISHED when it is filled or cancelled
+            algo.status = "TRIGGERED"
+            self._algo_of_order[order.order_id] = algo
+        else:
+            algo.status = "FINISHED"
 
     def _check_triggers(self, kind: str, symbol: str, price: Decimal) -> None:
         """Trigger the waiting orders of ``symbol`` that ``price`` (a replayed point) reaches."""
@@ -728,6 +734,7 @@ class PaperExchange:
             account.open_orders.pop((kind, order.order_id), None)
             self._resting[(kind, order.symbol)].pop(order.order_id, None)
             self._unlock(account, pm.market, order)
+            self._finish_algo(order, now)
         self._emit_order(account, order, fill, "TRADE", now)
         return fill
 
@@ -761,6 +768,12 @@ class PaperExchange:
             account.spot_free[asset] += order.locked
             order.locked = ZERO
 
+    def _finish_algo(self, order: Order, now: int) -> None:
+        """An algo order's actual order is done (filled, cancelled, expired): FINISHED."""
+        algo = self._algo_of_order.pop(order.order_id, None)
+        if algo is not None:
+            algo.status, algo.updated_ms = "FINISHED", now
+
     def _close(self, account: Account, order: Order, status: str, now: int) -> None:
         order.status = status
         order.updated_ms = now
@@ -768,6 +781,7 @@ class PaperExchange:
         self._resting[(order.kind, order.symbol)].pop(order.order_id, None)
         self._waiting[(order.kind, order.symbol)].pop(order.order_id, None)
         self._unlock(account, self.catalog.get(order.kind, order.symbol).market, order)
+        self._finish_algo(order, now)
         self._emit_order(
             account, order, None, "CANCELED" if status == "CANCELED" else "EXPIRED", now
         )

@@ -102,7 +102,9 @@ async def test_futures_stop_market_goes_to_algo_order_and_closes_the_position(fu
     assert [o["id"] for o in listed] == [algo["id"]]
     pin("ONDOUSDT", last * Decimal("0.96"), "futures")
     done = await futures.fetch_order(algo["id"], ONDO, {"trigger": True})
-    assert done["info"]["algoStatus"] == "TRIGGERED" and done["info"]["actualOrderId"]
+    # placed a market order that filled at once: TRIGGERED then FINISHED, as Binance reports
+    assert done["info"]["algoStatus"] == "FINISHED" and done["info"]["actualOrderId"]
+    assert done["status"] == "closed"
     assert await _position(futures) == 0
     assert await futures.fetch_open_orders(ONDO, None, None, {"trigger": True}) == []
 
@@ -121,7 +123,7 @@ async def test_futures_take_profit_limit_and_cancel(futures, pin):
     pin("ONDOUSDT", last * Decimal("0.979"), "futures")
     assert (await futures.fetch_order(kept["id"], ONDO, {"trigger": True}))["info"][
         "algoStatus"
-    ] == "TRIGGERED"
+    ] == "FINISHED"  # its limit buy crossed the book when it triggered
     gone = await futures.fetch_order(dropped["id"], ONDO, {"trigger": True})
     assert gone["info"]["algoStatus"] == "CANCELED"
     assert await _position(futures) == 10
@@ -162,3 +164,21 @@ async def test_futures_stop_that_would_trigger_at_once_is_rejected_2021(futures)
     with pytest.raises(ccxt.BaseError) as caught:
         await futures.create_order(ONDO, "market", "sell", 10, None, {"stopLossPrice": above})
     assert _code(caught.value) == -2021
+
+
+async def test_futures_triggered_limit_rests_as_triggered_then_finishes_when_cancelled(
+    futures, pin
+):
+    last = await _last(futures, ONDO)
+    trigger = futures.price_to_precision(ONDO, last * Decimal("1.02"))
+    limit = futures.price_to_precision(ONDO, last * Decimal("0.99"))  # below: it will rest
+    algo = await futures.create_order(ONDO, "limit", "buy", 10, limit, {"stopLossPrice": trigger})
+    assert algo["info"]["orderType"] == "STOP"
+    pin("ONDOUSDT", last * Decimal("1.021"), "futures")
+    triggered = await futures.fetch_order(algo["id"], ONDO, {"trigger": True})
+    assert triggered["info"]["algoStatus"] == "TRIGGERED"
+    actual = triggered["info"]["actualOrderId"]
+    assert (await futures.fetch_order(actual, ONDO))["status"] == "open"
+    await futures.cancel_order(actual, ONDO)
+    finished = await futures.fetch_order(algo["id"], ONDO, {"trigger": True})
+    assert finished["info"]["algoStatus"] == "FINISHED"
