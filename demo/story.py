@@ -179,11 +179,15 @@ class _Story:
     # -- the story ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        from copytrade.paper.testing import run_paper_exchange
+        import secrets
+
+        from copytrade.paper.server import serve_in_thread
 
         # Speed 1 between the jumps of the clock to each trade: copies trade (and are acknowledged)
         # moments after their leader, on the same simulated clock.
-        with run_paper_exchange(start=PAPER_START, speed=1, data_dir=self.data_dir) as paper:
+        with serve_in_thread(
+            self.data_dir, secrets.token_urlsafe(32), start=PAPER_START, speed=1
+        ) as paper:
             self.paper = paper
             exchange = paper.server.exchange
             exchange.simulated_timestamps = True

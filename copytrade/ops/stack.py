@@ -379,7 +379,9 @@ def leader_bot_account(stack: Stack, name: str = LEADER_BOT) -> Path:
         creds = json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         creds = {"api_key": secrets.token_hex(32), "api_secret": secrets.token_hex(32)}
-    token = get_settings().paper_admin_token.get_secret_value()
+    from copytrade.paper.admin_token import resolve
+
+    token = resolve(get_settings())
     with httpx.Client(
         base_url=stack.paper_url, headers={"X-Admin-Token": token}, timeout=10
     ) as admin:

@@ -30,11 +30,10 @@ from copytrade.exchange.factory import GatewayFactory
 from copytrade.ledger import Ledger
 from copytrade.paper.client import AsyncAdminClient
 from models import Copy, FollowerFill, FollowerOrderIntent, LeaderFill
+from tests.support import paper_exchange as paper_testing
 from tests.support.engine_world import make_paper_world, real_leader_rows, replay_leader
 
 pytestmark = pytest.mark.slow
-
-paper_testing = pytest.importorskip("copytrade.paper.testing")
 
 
 def mixed_copies(n: int = 50) -> tuple[list[dict], list]:

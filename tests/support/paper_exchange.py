@@ -1,9 +1,8 @@
-"""Run a paper exchange for tests, benchmarks and the demo: in a background thread or a subprocess.
+"""Run a paper exchange for tests and benchmarks: in a background thread or a subprocess.
 
     with run_paper_exchange() as paper:
         account = paper.admin.create_account(spot={"USDT": "10000"})
-        exchange = ccxt.async_support.binance({...})
-        exchange.urls["api"].update(paper_urls(paper.base_url))
+        exchange = ccxt_client("spot", paper.base_url, account.api_key, account.api_secret)
 
 The server listens on a free loopback port chosen by the OS (never a fixed one).
 """
@@ -11,43 +10,27 @@ The server listens on a free loopback port chosen by the OS (never a fixed one).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from copytrade.paper.client import AdminClient
+from copytrade.paper.server import PaperHandle, bound_socket, serve_in_thread
 
 TEST_ADMIN_TOKEN = "paper-test-admin"
 
-
-@dataclass
-class PaperHandle:
-    """A running paper exchange: its URL, an admin client and (thread mode) the server object."""
-
-    base_url: str
-    admin_token: str
-    admin: AdminClient
-    server: object | None = None  # copytrade.paper.app.PaperServer in thread mode
-    pid: int | None = None  # the server's process id in process mode
-
-    @property
-    def ws_url(self) -> str:
-        return "ws" + self.base_url[len("http") :]
-
-
-def _bound_socket(host: str) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+__all__ = [
+    "TEST_ADMIN_TOKEN",
+    "PaperHandle",
+    "ccxt_client",
+    "point_at_paper",
+    "process_cpu_seconds",
+    "run_paper_exchange",
+    "sync_ccxt_client",
+]
 
 
 @contextmanager
@@ -71,7 +54,14 @@ def run_paper_exchange(
 
     data_dir = data_dir or get_settings().data_dir
     if mode == "thread":
-        with _run_in_thread(data_dir, admin_token, start, speed, host, startup_timeout) as handle:
+        with serve_in_thread(
+            data_dir,
+            admin_token,
+            start=start,
+            speed=speed,
+            host=host,
+            startup_timeout=startup_timeout,
+        ) as handle:
             yield handle
     elif mode == "process":
         with _run_in_process(data_dir, admin_token, start, speed, host, startup_timeout) as handle:
@@ -81,54 +71,10 @@ def run_paper_exchange(
 
 
 @contextmanager
-def _run_in_thread(
-    data_dir, admin_token, start, speed, host, startup_timeout
-) -> Iterator[PaperHandle]:
-    import uvicorn
-
-    from copytrade.paper.app import DEFAULT_START, PaperServer
-
-    paper = PaperServer(data_dir, admin_token, start=start or DEFAULT_START, speed=speed)
-    sock = _bound_socket(host)
-    port = sock.getsockname()[1]
-    from copytrade.paper.http_protocol import best_http_protocol
-
-    config = uvicorn.Config(
-        paper.app(),
-        http=best_http_protocol(),
-        proxy_headers=False,
-        log_level="warning",
-        lifespan="on",
-        ws="websockets-sansio",
-        timeout_keep_alive=60,
-        backlog=2048,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="paper-exchange"
-    )
-    thread.start()
-    deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("paper exchange did not start")
-        time.sleep(0.01)
-    base_url = f"http://{host}:{port}"
-    admin = AdminClient(base_url, admin_token)
-    try:
-        yield PaperHandle(base_url, admin_token, admin, paper)
-    finally:
-        admin.close()
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-@contextmanager
 def _run_in_process(
     data_dir, admin_token, start, speed, host, startup_timeout
 ) -> Iterator[PaperHandle]:
-    sock = _bound_socket(host)
+    sock = bound_socket(host)
     port = sock.getsockname()[1]
     sock.close()  # the child binds the same port (SO_REUSEADDR); a tiny race, loopback only
     env = dict(
@@ -189,7 +135,18 @@ def ccxt_client(kind: str, base_url: str, api_key: str, api_secret: str, **confi
     """
     import ccxt.async_support as ccxt
 
-    cls = ccxt.binance if kind == "spot" else ccxt.binanceusdm
+    return _configured(ccxt, kind, base_url, api_key, api_secret, config)
+
+
+def sync_ccxt_client(kind: str, base_url: str, api_key: str, api_secret: str, **config: object):
+    """Return a plain synchronous ccxt client on the paper exchange (requests, not aiohttp)."""
+    import ccxt
+
+    return _configured(ccxt, kind, base_url, api_key, api_secret, config)
+
+
+def _configured(module, kind, base_url, api_key, api_secret, config):
+    cls = module.binance if kind == "spot" else module.binanceusdm
     client = cls({"apiKey": api_key, "secret": api_secret, **config})
     if kind == "spot":
         client.options["fetchMarkets"] = {"types": ["spot"]}
