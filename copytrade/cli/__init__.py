@@ -11,6 +11,7 @@ from copytrade.cli import (
     engine,
     leaders,
     ledger,
+    marks,
     metrics,
     paper,
     settle,
@@ -32,6 +33,7 @@ app.add_typer(wallets.app, name="wallets")
 app.add_typer(paper.app, name="paper")
 app.add_typer(engine.app, name="engine")
 app.add_typer(metrics.app, name="metrics")
+app.add_typer(marks.app, name="marks")
 metrics.register(leaders.app)
 app.command("demo")(demo.demo)
 app.command("settle")(settle.settle)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from datetime import date
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
-from copytrade.cli.common import console
+from copytrade.cli.common import console, refuse
 from copytrade.cli.platform_db import money, transaction
 from copytrade.domain.leaders import LeaderApplication
 from copytrade.platform import leaders
@@ -178,7 +182,40 @@ def scan_impersonation(
     console.print(f"{len(takedowns)} listings taken offline")
 
 
-# The copy engine owns this command (copytrade/cli/engine.py); listed here where users look.
-from copytrade.cli import engine as _engine  # noqa: E402
+@app.command("import-fills")
+def import_fills(
+    file: Path = typer.Argument(
+        ..., help="Leader fills: the Binance copy-trading export or the plain CSV."
+    ),
+    portfolio: int = typer.Option(..., "--portfolio", help="Lead portfolio the fills belong to."),
+    fmt: str = typer.Option(
+        None, "--format", help="binance-copy-trading or plain (default: detected)."
+    ),
+    capital_since: str = typer.Option(
+        None,
+        "--capital-since",
+        help="UTC day (YYYY-MM-DD) the portfolio's capital counts from; default the day of the "
+        "file's first fill (docs/metrics.md).",
+    ),
+) -> None:
+    """Import a leader's past fills (R-IN-1): bad rows quarantined one by one, the rest stored.
 
-app.command("import-fills")(_engine.import_fills)
+    Prints the counts as JSON. Idempotent: importing the same file again stores nothing.
+    """
+    from copytrade.engine.importer import import_fills as run_import
+
+    if portfolio < 1:
+        raise refuse(f"--portfolio {portfolio} must be a positive id (R-IN-2)")
+    if not file.is_file():
+        raise refuse(f"file {file} does not exist (R-IN-2)")
+    if fmt not in (None, "binance-copy-trading", "plain"):
+        raise refuse(f"--format {fmt!r} is not binance-copy-trading or plain (R-IN-2)")
+    since = None
+    if capital_since is not None:
+        try:
+            since = date.fromisoformat(capital_since)
+        except ValueError:
+            raise refuse(f"--capital-since {capital_since!r} is not a day YYYY-MM-DD") from None
+    with transaction() as session:
+        report = run_import(session, portfolio, file, fmt, capital_since=since)
+    console.print_json(json.dumps(report.as_dict()))

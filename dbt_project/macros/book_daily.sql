@@ -27,7 +27,7 @@ fills as (
 ),
 
 positions as (
-    select book_id, unrealised_date as position_date, unrealised_pnl_usd, _batch_id
+    select book_id, unrealised_date as position_date, unrealised_pnl_usd, unmarked_positions, _batch_id
     from {{ ref('int_book_unrealised_daily') }}
     where book_type = '{{ book_type }}'
 ),
@@ -140,7 +140,7 @@ daily_fills as (
 ),
 
 daily_positions as (
-    select book_id, position_date as equity_date, unrealised_pnl_usd
+    select book_id, position_date as equity_date, unrealised_pnl_usd, unmarked_positions
     from positions
     where position_date >= (select start_on from range_start)
 ),
@@ -157,6 +157,7 @@ joined as (
         coalesce(daily_fills.realised_pnl_usd, 0) as realised_pnl_usd,
         coalesce(daily_fills.fees_usd, 0) as fees_usd,
         coalesce(daily_positions.unrealised_pnl_usd, 0) as unrealised_pnl_usd,
+        coalesce(daily_positions.unmarked_positions, 0) as unmarked_positions,
         coalesce(carry.cumulative_flow_usd, 0) as carry_flow,
         coalesce(carry.cumulative_realised_pnl_usd, 0) as carry_realised,
         coalesce(carry.cumulative_fees_usd, 0) as carry_fees
@@ -191,6 +192,7 @@ select
     realised_pnl_usd,
     fees_usd,
     unrealised_pnl_usd,
+    unmarked_positions,
     cumulative_flow_usd,
     cumulative_realised_pnl_usd,
     cumulative_fees_usd,
@@ -309,6 +311,7 @@ select
     fills,
     closing_fills,
     winning_fills,
+    unmarked_positions,
     _batch_id
 from peaked
 {% endmacro %}
