@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import models  # noqa: E402
-from copytrade.analytics import reference  # noqa: E402
-from copytrade.analytics.synthetic import SyntheticConfig, generate  # noqa: E402
+from tests.support import reference  # noqa: E402
+from tests.support.synthetic import SyntheticConfig, generate  # noqa: E402
 from copytrade.analytics.warehouse import (  # noqa: E402
     PRODUCTION_EXCLUDE,
     Warehouse,

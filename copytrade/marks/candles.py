@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from copytrade.domain.money import round_down
+from copytrade.domain.money import round_down, to_units
 from copytrade.marks.store import Mark, Recorded, record
 
 _FILE_NAME = re.compile(
@@ -127,18 +127,17 @@ def read_marks(path: Path, market: str | None = None, symbol: str | None = None)
                     f"volume {volume} not negative"
                 )
             try:
+                to_units(close, "close")  # storable exactly (≤ 8 decimals, within BIGINT units)
+                quote_volume = round_down(volume * close)
+                to_units(quote_volume, "quote volume")
                 marks.append(
-                    Mark(
-                        symbol,
-                        market,
-                        opened + interval - _ONE_MS,
-                        close,
-                        round_down(volume * close),
-                        source,
-                    )
+                    Mark(symbol, market, opened + interval - _ONE_MS, close, quote_volume, source)
                 )
             except ValueError as exc:
                 raise ValueError(f"candle file {path.name} line {line}: {exc}") from None
+            except ArithmeticError:
+                reason = f"quote volume {volume} × {close} is too large to store exactly"
+                raise ValueError(f"candle file {path.name} line {line}: {reason}") from None
     return marks
 
 

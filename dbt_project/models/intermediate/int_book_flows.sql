@@ -70,7 +70,7 @@ copy_allocations as (
         select 1 from ledger_flows
         where ledger_flows.book_type = 'copy' and ledger_flows.book_id = copies.copy_id
     )
-)
+),
 
 all_flows as (
     select * from ledger_flows

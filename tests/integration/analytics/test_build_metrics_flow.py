@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 import models
-from copytrade.analytics.synthetic import SyntheticConfig, generate
+from tests.support.synthetic import SyntheticConfig, generate
 from copytrade.config import get_settings
 from copytrade.db import make_engine
 

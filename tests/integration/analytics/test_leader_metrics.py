@@ -24,8 +24,8 @@ from analytics_support import Fill, add_copy, add_fills, add_portfolio, flow, ut
 from sqlalchemy.orm import Session
 
 import models
-from copytrade.analytics import reference
-from copytrade.analytics.prices import daily_bars, load_candle_files
+from tests.support import reference
+from copytrade.marks.candles import daily_bars, load_files
 from copytrade.analytics.warehouse import Warehouse, build, run_dbt
 from copytrade.config import get_settings
 from copytrade.db import make_engine
@@ -140,7 +140,7 @@ def built(tmp_path_factory):
     pepe = _candles(data_dir / PEPE)
     ondo = _candles(data_dir / ONDO)
     with Session(engine) as session, session.begin():
-        load_candle_files(session, [data_dir / PEPE, data_dir / ONDO])
+        load_files(session, [data_dir / PEPE, data_dir / ONDO])
         add_portfolio(session, 1, capital=D(10_000), created=utc(date(2025, 1, 27), 0))
         add_fills(
             session,

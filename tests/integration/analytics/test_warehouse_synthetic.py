@@ -14,8 +14,8 @@ from analytics_support import warehouse_frame
 from sqlalchemy import text
 
 import models
-from copytrade.analytics import reference
-from copytrade.analytics.synthetic import SyntheticConfig, generate
+from tests.support import reference
+from tests.support.synthetic import SyntheticConfig, generate
 from copytrade.analytics.warehouse import Warehouse, build
 from copytrade.db import make_engine
 

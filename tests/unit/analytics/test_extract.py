@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import insert, update
 
 from copytrade.analytics.extract import ParquetSink, PostgresSink, extract
-from copytrade.analytics.synthetic import SyntheticConfig, generate
+from tests.support.synthetic import SyntheticConfig, generate
 from models.trading import FollowerOrderIntent
 
 
