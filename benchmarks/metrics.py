@@ -36,8 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import models  # noqa: E402
-from tests.support import reference  # noqa: E402
-from tests.support.synthetic import SyntheticConfig, generate  # noqa: E402
 from copytrade.analytics.warehouse import (  # noqa: E402
     PRODUCTION_EXCLUDE,
     Warehouse,
@@ -45,6 +43,8 @@ from copytrade.analytics.warehouse import (  # noqa: E402
     run_dbt,
 )
 from copytrade.db import make_engine  # noqa: E402
+from tests.support import reference  # noqa: E402
+from tests.support.synthetic import SyntheticConfig, generate  # noqa: E402
 
 SAME_WORK = ("build", "--select", "+leader_metrics")
 

@@ -582,8 +582,8 @@ class _Story:
 
     def build_metrics(self) -> None:
         from copytrade.analytics.leaderboard import top
-        from copytrade.marks.candles import store_daily_bars
         from copytrade.analytics.warehouse import Warehouse
+        from copytrade.marks.candles import store_daily_bars
         from flows.build_metrics import build_metrics
 
         self.step("5. Build the metrics warehouse on Prefect (DuckDB, dbt) (R-MET-*)")

@@ -113,10 +113,9 @@ def query(warehouse: Warehouse, sql: str) -> list[dict]:
         finally:
             con.close()
     from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from copytrade.db import make_engine
-
-    from sqlalchemy.exc import OperationalError, ProgrammingError
 
     engine = make_engine(warehouse.pg_url)
     try:

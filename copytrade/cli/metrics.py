@@ -199,7 +199,7 @@ def top_command(
             copiers,
             _num(row["aum_usd"], 0),
             str(row["history_days"]),
-            "complete" if row["marks_complete"] else f"{row['unmarked_days']} days missing",
+            "complete" if row["marks_complete"] else f"{row['unmarked_days']} d missing",
         )
     console.print(table)
 
