@@ -6,9 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 import models
-from tests.support.synthetic import SyntheticConfig, generate
 from copytrade.config import get_settings
 from copytrade.db import make_engine
+from tests.support.synthetic import SyntheticConfig, generate
 
 
 @pytest.fixture(scope="module")

@@ -24,11 +24,11 @@ from analytics_support import Fill, add_copy, add_fills, add_portfolio, flow, ut
 from sqlalchemy.orm import Session
 
 import models
-from tests.support import reference
-from copytrade.marks.candles import daily_bars, load_files
 from copytrade.analytics.warehouse import Warehouse, build, run_dbt
 from copytrade.config import get_settings
 from copytrade.db import make_engine
+from copytrade.marks.candles import daily_bars, load_files
+from tests.support import reference
 
 D = Decimal
 AS_OF = date(2025, 3, 21)
