@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from copytrade.cli.common import console, refuse
+from copytrade.cli.common import console, refusals, refuse
 from copytrade.cli.platform_db import money, transaction
 from copytrade.domain.leaders import LeaderApplication
 from copytrade.platform import leaders
@@ -219,3 +219,59 @@ def import_fills(
     with transaction() as session:
         report = run_import(session, portfolio, file, fmt, capital_since=since)
     console.print_json(json.dumps(report.as_dict()))
+
+
+@app.command()
+def report(
+    handle: str = typer.Argument(..., help="The leader's handle, or a lead portfolio id."),
+    output: Path = typer.Option(..., "--output", help="FILE.html or FILE.png to write."),
+    portfolio: int = typer.Option(
+        None, "--portfolio", help="Which of the leader's portfolios (when there are several)."
+    ),
+) -> None:
+    """Draw a leader's equity, drawdown and monthly returns over 7/30/90 days and all time, with
+    the R-MET figures (from the warehouse: run `copytrade metrics build` first)."""
+    from copytrade.analytics import report as leader_report
+    from copytrade.analytics.leaderboard import NoWarehouse, WarehouseUnavailable
+    from copytrade.analytics.warehouse import Warehouse
+    from copytrade.cli.common import EXIT_UNAVAILABLE, err_console
+
+    if output.suffix.lower() not in (".html", ".png"):
+        raise refuse(f"--output {output.name!r} must end in .html or .png")
+    portfolio_id = _portfolio_of(handle, portfolio)
+    try:
+        with refusals():
+            data = leader_report.load(Warehouse.default(), portfolio_id)
+    except (NoWarehouse, WarehouseUnavailable) as exc:
+        err_console.print(f"[bold red]no warehouse:[/] {exc}")
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    written = leader_report.write(data, output)
+    console.print(f"report of portfolio {portfolio_id} ({data.nickname}) written to {written}")
+
+
+def _portfolio_of(handle: str, portfolio: int | None) -> int:
+    """A portfolio id from a handle (its only portfolio, or --portfolio among them) or an id."""
+    from sqlalchemy import select
+
+    from models import LeadPortfolio, Person
+
+    if handle.isdigit():
+        return int(handle)
+    with transaction() as session:
+        ids = list(
+            session.scalars(
+                select(LeadPortfolio.id)
+                .join(Person, Person.id == LeadPortfolio.leader_person_id)
+                .where(Person.handle == handle)
+                .order_by(LeadPortfolio.id)
+            )
+        )
+    if not ids:
+        raise refuse(f"handle {handle!r} has no lead portfolio")
+    if portfolio is not None:
+        if portfolio not in ids:
+            raise refuse(f"--portfolio {portfolio} is not one of {handle}'s portfolios {ids}")
+        return portfolio
+    if len(ids) > 1:
+        raise refuse(f"{handle} has portfolios {ids}: choose one with --portfolio")
+    return ids[0]

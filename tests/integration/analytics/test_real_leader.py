@@ -59,12 +59,16 @@ def user(tmp_path_factory):
         built = runner.invoke(app, ["metrics", "build", "--as-of", LAST_DAY.isoformat()])
         assert built.exit_code == 0, built.output
         top = cli("leaders", "top", "--period", "all")
+        cli("leaders", "report", "trader", "--output", str(home / "trader.png"))
+        cli("leaders", "report", "1", "--output", str(home / "trader.html"))
         yield {
             "warehouse": home / "warehouse.duckdb",
             "imported": imported,
             "again": again,
             "build_output": " ".join(built.output.split()),
             "top": " ".join(top.split()),
+            "png": (home / "trader.png").read_bytes(),
+            "html": (home / "trader.html").read_text(),
         }
     get_settings.cache_clear()
 
@@ -167,3 +171,18 @@ def test_held_positions_are_marked_at_the_real_closes_and_the_rest_named_R_MET_3
     row = _metrics(user, "all")
     assert not row["marks_complete"] and row["unmarked_days"] > 0
     assert f"{row['unmarked_days']} d missing" in user["top"] and "RealTrader" in user["top"]
+
+
+def test_report_draws_png_and_html_with_the_r_met_figures(user):
+    """`copytrade leaders report`: equity, drawdown, monthly returns over 7/30/90/all + figures."""
+    assert user["png"].startswith(b"\x89PNG\r\n\x1a\n") and len(user["png"]) > 20_000
+    page = user["html"]
+    assert "RealTrader (portfolio 1)" in page and "data:image/png;base64," in page
+    assert "<td>PnL USD</td>" in page and "<td>1,954.79</td>" in page
+    assert "<td>win rate</td>" in page and "74.4%" in page
+    assert "<script" not in page  # self-contained, no network
+
+
+def test_report_refuses_bad_output_and_unknown_leader(user):
+    bad = runner.invoke(app, ["leaders", "report", "trader", "--output", "x.pdf"])
+    assert bad.exit_code == 2 and "must end in .html or .png" in bad.output
