@@ -1,4 +1,5 @@
-"""Flow `build_metrics`: extract the ledger, build the dbt warehouse, publish the leaderboard's top.
+"""Flow `build_metrics`: extract the ledger, build the dbt warehouse, publish the leaderboard's top
+and the top leaders' charts (markdown artifacts ``leader-report-<id>``).
 
 Deployment `build-metrics-hourly` (cron `5 * * * *`, UTC): the configured ledger and warehouse.
 The demo passes its own ledger (``database_url``, a SQLite file: no password; a URL with one
@@ -11,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from copytrade.analytics.extract import ExtractReport, extract
 from copytrade.analytics.leaderboard import copy_quality_by_leader, top
@@ -69,6 +70,44 @@ def publish_copy_quality(warehouse: Warehouse, period: str) -> int:
     return len(rows)
 
 
+@task(task_run_name="publish charts of the top {count} ({period})")
+def publish_leader_charts(warehouse: Warehouse, period: str, count: int) -> list[str]:
+    """The top leaders' reports (copytrade.analytics.report) as markdown artifacts, one per leader
+    (key ``leader-report-<id>``): the R-MET figures and the chart, with the HTML file beside it."""
+    import base64
+
+    from copytrade.analytics import report
+
+    folder = get_settings().home / "reports"
+    keys = []
+    for row in top(warehouse, period=period, sort="sharpe", limit=count) if count else []:
+        data = report.load(warehouse, row["portfolio_id"])
+        png = report.render_png(data)
+        page = folder / f"leader-{data.portfolio_id}.html"
+        folder.mkdir(parents=True, exist_ok=True)
+        page.write_text(report.render_html(data, png), encoding="utf-8")
+        table = report.figure_rows(data)
+        lines = [
+            f"### {data.nickname} (portfolio {data.portfolio_id}), metric date {data.metric_date}",
+            "",
+            "| R-MET | " + " | ".join(report.PERIODS) + " |",
+            "|---" * (len(report.PERIODS) + 1) + "|",
+            *("| " + " | ".join(r) + " |" for r in table),
+            "",
+            f"![equity, drawdown, monthly returns](data:image/png;base64,{base64.b64encode(png).decode()})",
+            "",
+            f"HTML report: `{page}`",
+        ]
+        key = f"leader-report-{data.portfolio_id}"
+        create_markdown_artifact(
+            key=key,
+            markdown="\n".join(lines),
+            description=f"{data.nickname}: equity, drawdown, monthly returns (R-MET-*)",
+        )
+        keys.append(key)
+    return keys
+
+
 @flow(name="build_metrics", flow_run_name="build-metrics-{period}")
 def build_metrics(
     period: str = "90d",
@@ -77,18 +116,21 @@ def build_metrics(
     warehouse_dir: str | None = None,
     full_refresh: bool = False,
     data_tests: bool = True,
+    charts: int = 3,
 ) -> dict:
     """Extract → dbt build → publish the leaderboard's top and copy quality as table artifacts.
 
     ``warehouse_dir``: a DuckDB warehouse folder (``warehouse.duckdb``, ``extract/``, ``dbt/``)
-    instead of the configured one; ``data_tests=False`` builds without dbt's data tests.
+    instead of the configured one; ``data_tests=False`` builds without dbt's data tests;
+    ``charts``: how many of the top leaders get a report artifact (0: none).
     """
     warehouse = Warehouse.duckdb(Path(warehouse_dir)) if warehouse_dir else Warehouse.default()
     extracted = extract_ledger(warehouse, database_url, full_refresh)
     summary = build_warehouse(warehouse, extracted, full_refresh, data_tests)
     listed = publish_leaderboard(warehouse, period, limit)
     publish_copy_quality(warehouse, period)
-    return {"extracted_rows": extracted.rows, "dbt": summary, "listed": listed}
+    reports = publish_leader_charts(warehouse, period, charts)
+    return {"extracted_rows": extracted.rows, "dbt": summary, "listed": listed, "reports": reports}
 
 
 if __name__ == "__main__":
