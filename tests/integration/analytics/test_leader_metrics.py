@@ -206,14 +206,14 @@ def _returns(built, portfolio_id: int, first: date | None = None, last: date = A
     return frame.set_index("return_date")["daily_return"]
 
 
-@pytest.mark.parametrize("portfolio_id", [1, 2, 3])
-@pytest.mark.parametrize("period,days", [("7d", 7), ("30d", 30), ("all", None)])
+@pytest.mark.parametrize("portfolio_id", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("period,days", [("7d", 7), ("30d", 30), ("90d", 90), ("all", None)])
 def test_metrics_agree_with_empyrical_R_MET_3(built, portfolio_id, period, days):
     returns = _returns(built, portfolio_id)
     if days is not None:
         returns = returns[[d > AS_OF - timedelta(days=days) for d in returns.index]]
     row = _metrics(built, portfolio_id, period)
-    assert row["return_days"] == len(returns) >= 2
+    assert row["return_days"] == len(returns) >= 1
     assert row["sharpe"] == pytest.approx(
         empyrical.sharpe_ratio(returns, annualization=365), rel=1e-9, abs=1e-12, nan_ok=True
     )

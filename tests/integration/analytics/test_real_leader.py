@@ -186,3 +186,27 @@ def test_report_draws_png_and_html_with_the_r_met_figures(user):
 def test_report_refuses_bad_output_and_unknown_leader(user):
     bad = runner.invoke(app, ["leaders", "report", "trader", "--output", "x.pdf"])
     assert bad.exit_code == 2 and "must end in .html or .png" in bad.output
+
+
+def test_no_money_column_is_a_float_R_MET_3(user):
+    """Every *_usd column of the books and marts is DECIMAL (capacity's estimates aside)."""
+    columns = warehouse_frame(
+        user["warehouse"],
+        "select table_name, column_name, data_type from information_schema.columns "
+        "where column_name like '%\\_usd' escape '\\' and table_name <> 'leader_capacity'",
+    )
+    assert len(columns) > 30
+    floats = columns[~columns["data_type"].str.startswith("DECIMAL")]
+    assert floats.empty, floats.to_string()
+
+
+def test_no_negative_zero_in_the_metrics_R_MET_3(user):
+    import math
+
+    frame = warehouse_frame(
+        user["warehouse"],
+        "select mdd_pct, roi_pct, twr_pct, annual_return_pct, sharpe from leader_metrics",
+    )
+    for column in frame.columns:
+        values = [v for v in frame[column] if v is not None and v == 0]
+        assert all(math.copysign(1, v) > 0 for v in values), column
