@@ -6,8 +6,8 @@
     Capital of an imported history (docs/metrics.md): a lead portfolio with imported fills counts
     its opening capital (its first flow) from the earliest capital_since of its imports (default
     the day of the first imported fill) when that is earlier than the posting, so the imported
-    days run on the declared capital. flow_at/flow_on are the effective time and day; posted_on
-    is when the ledger recorded it. -#}
+    days run on the declared capital. flow_on is the effective day; flow_at and posted_on say when
+    the ledger recorded it. -#}
 with postings as (
     select * from {{ ref('stg_ledger__postings') }}
 ),
@@ -102,11 +102,7 @@ select
     ordered.posting_id,
     ordered.transfer_code,
     ordered.flow_usd,
-    case
-        when ordered.flow_number = 1 and capital_since.capital_since < ordered.flow_on
-            then cast(capital_since.capital_since as timestamp)
-        else ordered.flow_at
-    end as flow_at,
+    ordered.flow_at,
     case
         when ordered.flow_number = 1 and capital_since.capital_since < ordered.flow_on
             then capital_since.capital_since
