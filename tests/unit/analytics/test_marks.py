@@ -263,3 +263,50 @@ async def test_fetch_through_klines_records_the_same_marks_as_the_file(session, 
         )
     ).all()
     assert stored == [(m.marked_at, m.price, m.quote_volume) for m in marks]
+
+
+class FakeBinance:
+    """The raw klines endpoints of a ccxt Binance client, as Binance answers (decimal strings)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+
+    def _rows(self, params):
+        day = 86_400_000
+        return [
+            [params["startTime"] + i * day, "1.0", "1.2", "0.9", f"1.{i}5", "1000", 0, f"1{i}00.5"]
+            for i in range(min(2, params["limit"]))
+            if params["startTime"] + i * day <= params["endTime"]
+        ]
+
+    async def fapiPublicGetKlines(self, params):  # noqa: N802 - ccxt's implicit API name
+        self.calls.append(("usdm", params))
+        return self._rows(params)
+
+    async def publicGetKlines(self, params):  # noqa: N802
+        self.calls.append(("spot", params))
+        return self._rows(params)
+
+
+@pytest.mark.parametrize("market", ["usdm", "spot"])
+async def test_binance_klines_reads_exact_strings_and_records_daily_closes(session, market):
+    from copytrade.marks.fetch import BinanceKlines
+
+    exchange = FakeBinance()
+    with session.begin():
+        result = await fetch_marks(
+            BinanceKlines(exchange, market),
+            session,
+            "ONDOUSDT",
+            market,
+            at("2025-03-01 00:00"),
+            at("2025-03-03 00:00"),
+        )
+    assert result.inserted == 2
+    assert exchange.calls[0][0] == market and exchange.calls[0][1]["interval"] == "1d"
+    with session.begin():
+        closes = daily_closes(session, "ONDOUSDT", market)
+    assert [(c.day, c.price, c.quote_volume, c.marked_at) for c in closes] == [
+        (date(2025, 3, 1), D("1.05"), D("1000.5"), at("2025-03-01 23:59")),
+        (date(2025, 3, 2), D("1.15"), D("1100.5"), at("2025-03-02 23:59")),
+    ]
