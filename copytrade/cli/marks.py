@@ -113,6 +113,23 @@ async def _fetch(exchange: str, market: str, symbols: list[str], start, end, int
     return results
 
 
+@app.command()
+def prune(
+    keep_minutes_days: int = typer.Option(
+        30, "--keep-minutes-days", help="Keep every minute of the last N days (N ≥ 1)."
+    ),
+) -> None:
+    """Delete minute marks older than N days, keeping each day's close and its summed volume."""
+    from copytrade.marks.store import PrunePolicy
+    from copytrade.marks.store import prune as run_prune
+
+    if keep_minutes_days < 1:
+        raise refuse(f"--keep-minutes-days {keep_minutes_days} must be at least 1")
+    with transaction() as session:
+        removed = run_prune(session, PrunePolicy(keep_minutes_days))
+    console.print(f"{removed:,} minute marks removed; every day's close kept")
+
+
 @app.command("list")
 def list_() -> None:
     """Stored marks per market and symbol: first and last minute, count."""

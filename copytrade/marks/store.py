@@ -228,6 +228,20 @@ def prune(session: Session, policy: PrunePolicy, now: datetime | None = None) ->
     return len(doomed)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredMarks:
+    """Marks from this table for whoever asks ``mark_price(symbol, at)`` (settlement's
+    ``MarkPrices`` provider protocol): the last mark at or before ``at`` within ``max_age``."""
+
+    session: Session
+    market: str = "usdm"
+    max_age: timedelta | None = timedelta(minutes=5)
+
+    def mark_price(self, symbol: str, at: datetime) -> Decimal | None:
+        mark = latest_at_or_before(self.session, symbol, self.market, at, self.max_age)
+        return None if mark is None else mark.price
+
+
 def stored_summary(session: Session) -> list[tuple[str, str, datetime, datetime, int]]:
     """(market, symbol, first mark, last mark, marks) per market and symbol."""
     return [
@@ -251,6 +265,7 @@ __all__ = [
     "Mark",
     "PrunePolicy",
     "Recorded",
+    "StoredMarks",
     "daily_closes",
     "latest_at_or_before",
     "minute_of",

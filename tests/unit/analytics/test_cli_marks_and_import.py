@@ -98,6 +98,9 @@ def test_marks_load_then_list_and_reload_is_idempotent(ledger, shared_data):
     assert "ONDOUSDT-5m-2025.csv 0 0 7,500" in words(again)
     listed = runner.invoke(app, ["marks", "list"])
     assert "usdm ONDOUSDT 2025-02-24 00:04 2025-03-22 00:59 7,500" in words(listed)
+    pruned = runner.invoke(app, ["marks", "prune", "--keep-minutes-days", "1"])
+    assert pruned.exit_code == 0 and "minute marks removed" in words(pruned)
+    assert count(ledger, MarkPrice) == 27  # one close per day (27 days) once all are old
 
 
 @pytest.mark.parametrize(
@@ -109,6 +112,7 @@ def test_marks_load_then_list_and_reload_is_idempotent(ledger, shared_data):
         (["fetch", "--symbol", "X", "--since", "2025-13-01"], "--since/--until"),
         (["fetch", "--symbol", "X", "--since", "2025-03-02", "--until", "2025-03-01"], "after"),
         (["fetch", "--symbol", "X", "--since", "2025-03-01", "--interval", "3m"], "--interval"),
+        (["prune", "--keep-minutes-days", "0"], "--keep-minutes-days 0 must be at least 1"),
     ],
 )
 def test_marks_bad_input_exits_2_and_stores_nothing(ledger, shared_data, tmp_path, args, message):

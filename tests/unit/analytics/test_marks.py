@@ -310,3 +310,15 @@ async def test_binance_klines_reads_exact_strings_and_records_daily_closes(sessi
         (date(2025, 3, 1), D("1.05"), D("1000.5"), at("2025-03-01 23:59")),
         (date(2025, 3, 2), D("1.15"), D("1100.5"), at("2025-03-02 23:59")),
     ]
+
+
+def test_stored_marks_serve_settlements_provider_protocol(session):
+    from copytrade.marks.store import StoredMarks
+    from copytrade.settlement.marks import MarkPrices
+
+    with session.begin():
+        record(session, [Mark("BTCUSDT", "usdm", at("2025-03-01 12:00"), D("61000.5"))])
+        provider: MarkPrices = StoredMarks(session)
+        assert provider.mark_price("BTCUSDT", at("2025-03-01 12:03")) == D("61000.5")
+        assert provider.mark_price("BTCUSDT", at("2025-03-01 12:30")) is None  # stale
+        assert provider.mark_price("ETHUSDT", at("2025-03-01 12:03")) is None
