@@ -46,6 +46,20 @@ def build_warehouse(
     return report.dbt.summary()
 
 
+@task(task_run_name="check marks")
+def check_marks(warehouse: Warehouse) -> list[str]:
+    """Name the held positions that had no mark on some days (their metrics: marks_complete false)."""
+    from prefect import get_run_logger
+
+    from copytrade.analytics.marks_coverage import unmarked_symbols
+
+    missing = [item.describe() for item in unmarked_symbols(warehouse)]
+    logger = get_run_logger()
+    for line in missing[:50]:
+        logger.warning("marks missing: %s (copytrade marks load / marks fetch)", line)
+    return missing
+
+
 @task(task_run_name="publish leaderboard {period}")
 def publish_leaderboard(warehouse: Warehouse, period: str, limit: int) -> int:
     rows = top(warehouse, period=period, sort="sharpe", limit=limit)
@@ -127,10 +141,17 @@ def build_metrics(
     warehouse = Warehouse.duckdb(Path(warehouse_dir)) if warehouse_dir else Warehouse.default()
     extracted = extract_ledger(warehouse, database_url, full_refresh)
     summary = build_warehouse(warehouse, extracted, full_refresh, data_tests)
+    missing = check_marks(warehouse)
     listed = publish_leaderboard(warehouse, period, limit)
     publish_copy_quality(warehouse, period)
     reports = publish_leader_charts(warehouse, period, charts)
-    return {"extracted_rows": extracted.rows, "dbt": summary, "listed": listed, "reports": reports}
+    return {
+        "extracted_rows": extracted.rows,
+        "dbt": summary,
+        "listed": listed,
+        "reports": reports,
+        "unmarked": len(missing),
+    }
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ def test_build_metrics_flow_publishes_the_leaderboard_artifact_R_MET_4(home):
         charts = [Artifact.get(key) for key in result["reports"]]
     assert result["extracted_rows"] > 0
     assert result["listed"] == 5
+    assert result["unmarked"] == 0  # the synthetic ledger has a daily mark for every market
     assert "pass" in result["dbt"]
     assert artifact is not None and artifact.type == "table"
     assert quality is not None and quality.type == "table"
