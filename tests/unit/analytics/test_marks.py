@@ -322,3 +322,19 @@ def test_stored_marks_serve_settlements_provider_protocol(session):
         assert provider.mark_price("BTCUSDT", at("2025-03-01 12:03")) == D("61000.5")
         assert provider.mark_price("BTCUSDT", at("2025-03-01 12:30")) is None  # stale
         assert provider.mark_price("ETHUSDT", at("2025-03-01 12:03")) is None
+
+
+def test_daily_bars_stored_as_the_days_last_minute(session, shared_data):
+    """The demo records the exchange's replayed daily bars this way (copytrade/demo.py)."""
+    from copytrade.marks.candles import store_daily_bars
+
+    bars = daily_bars(shared_data / ONDO)
+    with session.begin():
+        first = store_daily_bars(session, bars, "usdm")
+        again = store_daily_bars(session, bars, "usdm")
+        closes = daily_closes(session, "ONDOUSDT", "usdm")
+    assert first.inserted == len(bars) == 27 and again.unchanged == 27
+    assert [(c.day, c.price, c.quote_volume) for c in closes] == [
+        (b.price_date, b.price, b.quote_volume) for b in bars
+    ]
+    assert {c.marked_at.time().isoformat() for c in closes} == {"23:59:00"}
