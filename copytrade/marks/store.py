@@ -155,7 +155,7 @@ def daily_closes(
 ) -> list[DailyClose]:
     """The close (last mark) and summed quote volume of each UTC day with marks, oldest first.
 
-    The warehouse computes the same in SQL (``stg_ledger__mark_prices_daily``); this is the
+    The warehouse computes the same in SQL (``int_mark_daily_closes``); this is the
     Python reading for services and tests.
     """
     query = select(MarkPrice).where(MarkPrice.market == market, MarkPrice.symbol == symbol)
