@@ -2,7 +2,7 @@
 
 Prints JSON lines: the synthetic ledger (leaders × days, fills), the time to write it, the full
 extract and `dbt build`, the incremental extract and build after one more day of data, and the
-same metrics computed by a straightforward pandas loop per leader (copytrade.analytics.reference)
+same metrics computed by a straightforward pandas loop per leader (tests.support.reference)
 on a slice of leaders, extrapolated to all of them, with the ratio.
 
 The ratio is taken on the same work: the loop computes daily equity, returns and the four periods

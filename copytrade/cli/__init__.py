@@ -7,7 +7,6 @@ import typer
 from copytrade.cli import (
     copies,
     db,
-    demo,
     engine,
     leaders,
     ledger,
@@ -35,7 +34,6 @@ app.add_typer(engine.app, name="engine")
 app.add_typer(metrics.app, name="metrics")
 app.add_typer(marks.app, name="marks")
 metrics.register(leaders.app)
-app.command("demo")(demo.demo)
 app.command("settle")(settle.settle)
 app.command("validate")(settle.validate)
 app.command("up")(stack.up)

@@ -57,13 +57,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from copytrade.domain.money import to_units
+from copytrade.domain.money import UNIT, ZERO, to_units
 from copytrade.engine import ingest
 from copytrade.exchange.protocol import Trade
 from models import LeaderFill, LeadPortfolio, QuarantinedEvent
 from models.history import LeaderHistoryImport
 
-ZERO = Decimal(0)
 CENT = Decimal("0.01")
 BINANCE_PAGE_TZ = timezone(timedelta(hours=3))  # the scraped page shows UTC+3
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,20}USDT$")
@@ -440,7 +439,7 @@ def read_fills(path: Path, fmt: str | None = None) -> tuple[list[ImportedRow], I
         if not opening and position != 0 and known_close == trade.quantity:
             direction = 1 if position > 0 else -1
             row.recomputed_pnl = (known_close * (trade.price - costs[book]) * direction).quantize(
-                Decimal("1e-8")
+                UNIT
             )
             row.entry_decimals = entry_decimals.get(book, 8)
         # average-cost bookkeeping per position (hedge sides never cross zero)

@@ -15,7 +15,7 @@ from copytrade import migrate
 from copytrade.cli import app
 from copytrade.config import get_settings
 from copytrade.db import make_engine
-from copytrade.engine.fixtures import make_world
+from tests.support.engine_world import make_world
 from models import LeaderFill, MarkPrice, QuarantinedEvent
 
 runner = CliRunner()
