@@ -41,7 +41,9 @@ def user(tmp_path_factory):
     home = tmp_path_factory.mktemp("real-leader")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("COPYTRADE_HOME", str(home))
-        env.setenv("COLUMNS", "200")  # the leaderboard table is wide
+        from copytrade.cli.common import console
+
+        env.setattr(console, "width", 200)  # the leaderboard table is wide
         env.delenv("COPYTRADE_DATABASE_URL", raising=False)
         env.delenv("COPYTRADE_WAREHOUSE_PATH", raising=False)
         env.delenv("COPYTRADE_DBT_TARGET", raising=False)
