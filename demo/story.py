@@ -518,7 +518,7 @@ class _Story:
         """Daily marks as the exchange priced each simulated day (its close): the real 2025 candles
         for the replay's symbols; for XRPUSDT, the 2021 day the exchange replayed on that date
         (its price path repeats the file), with that day's volume (R-MET-*, R-X-5)."""
-        from copytrade.analytics.prices import DailyBar, daily_bars
+        from copytrade.marks.candles import DailyBar, daily_bars
 
         exchange = self.paper.server.exchange
         first = datetime.fromisoformat(PAPER_START.replace("Z", "+00:00")).date()
@@ -586,13 +586,13 @@ class _Story:
 
     def build_metrics(self) -> None:
         from copytrade.analytics.leaderboard import top
-        from copytrade.analytics.prices import store_bars
         from copytrade.analytics.warehouse import Warehouse
+        from copytrade.marks.candles import store_daily_bars
         from flows.build_metrics import build_metrics
 
         self.step("5. Build the metrics warehouse on Prefect (DuckDB, dbt) (R-MET-*)")
         with self.session() as session:
-            store_bars(session, self.daily_marks)
+            store_daily_bars(session, self.daily_marks, "usdm")
         root = self.home / "demo-warehouse"
         warehouse = Warehouse.duckdb(root)
         self.result.warehouse_path = warehouse.path

@@ -1,6 +1,7 @@
 """SQLAlchemy 2 schema of the ledger and platform tables; import this package to register them all."""
 
 from models.base import Base
+from models.history import LeaderHistoryImport
 from models.ledger import LedgerAccount, LedgerChainHead, LedgerPosting, LedgerTransfer
 from models.market import MarkPrice
 from models.platform import (
@@ -38,6 +39,7 @@ __all__ = [
     "FollowerOrderIntent",
     "LeadPortfolio",
     "LeaderFill",
+    "LeaderHistoryImport",
     "LeaderWatermark",
     "LedgerAccount",
     "LedgerChainVerification",

@@ -10,6 +10,7 @@ from copytrade.cli import (
     engine,
     leaders,
     ledger,
+    marks,
     metrics,
     paper,
     settle,
@@ -31,6 +32,7 @@ app.add_typer(wallets.app, name="wallets")
 app.add_typer(paper.app, name="paper")
 app.add_typer(engine.app, name="engine")
 app.add_typer(metrics.app, name="metrics")
+app.add_typer(marks.app, name="marks")
 metrics.register(leaders.app)
 app.command("settle")(settle.settle)
 app.command("validate")(settle.validate)

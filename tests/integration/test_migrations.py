@@ -15,9 +15,11 @@ from copytrade import migrate
 from copytrade.db import make_engine
 from copytrade.ledger import Ledger, Leg
 
+HEAD = "0004"
+
 
 def test_upgrade_matches_models_and_ledger_works(db_url):
-    assert migrate.upgrade(db_url) == "0002"
+    assert migrate.upgrade(db_url) == HEAD
     engine = make_engine(db_url)
     with engine.connect() as conn:
         diff = compare_metadata(
@@ -38,7 +40,7 @@ def test_upgrade_matches_models_and_ledger_works(db_url):
 
 def test_upgrade_is_idempotent_and_downgrade_removes_everything(db_url):
     migrate.upgrade(db_url)
-    assert migrate.upgrade(db_url) == "0002"
+    assert migrate.upgrade(db_url) == HEAD
     migrate.downgrade(db_url, "base")
     engine = make_engine(db_url)
     tables = set(inspect(engine).get_table_names()) - {"alembic_version"}
@@ -56,7 +58,7 @@ def test_0002_keeps_a_populated_ledger_and_swaps_the_posting_indexes(db_url):
             "deposit",
             [Leg("external:deposits", "USDT", D(-5)), Leg("person:1:spot", "USDT", D(5))],
         )
-    assert migrate.upgrade(db_url) == "0002"
+    assert migrate.upgrade(db_url) == HEAD
     indexes = {
         ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes("ledger_postings")
     }
@@ -67,6 +69,44 @@ def test_0002_keeps_a_populated_ledger_and_swaps_the_posting_indexes(db_url):
     with Session(engine) as session:
         assert Ledger(session).verify_chain().ok
         assert Ledger(session).balance("person:1:spot", "USDT") == D(5)
+    engine.dispose()
+
+
+def test_0004_keeps_daily_marks_as_minute_marks_and_goes_back(db_url):
+    """0002 → 0004 on a ledger with daily marks: each becomes its day's 23:59 mark; down again."""
+    from datetime import UTC, date, datetime
+
+    from sqlalchemy import text
+
+    from copytrade.marks.store import daily_closes
+
+    assert migrate.upgrade(db_url, "0002") == "0002"
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "insert into mark_prices (symbol, price_date, price, quote_volume, candles, source,"
+                " loaded_at) values ('ONDOUSDT', :d, 123456789, 500000000000, 288, 'ONDOUSDT-5m.csv',"
+                " :t), ('ETHBTC', :d, 9947000, 0, 288, 'ETH_BTC-5m.csv', :t)"
+            ),
+            {"d": date(2025, 3, 1), "t": datetime(2025, 3, 2, tzinfo=UTC)},
+        )
+    assert migrate.upgrade(db_url) == HEAD
+    with Session(engine) as session:
+        (ondo,) = daily_closes(session, "ONDOUSDT", "usdm")
+        (eth,) = daily_closes(session, "ETHBTC", "spot")
+    assert (ondo.day, ondo.price, ondo.quote_volume) == (date(2025, 3, 1), D("1.23456789"), D(5000))
+    assert ondo.marked_at == datetime(2025, 3, 1, 23, 59, tzinfo=UTC)
+    assert eth.price == D("0.09947")
+    migrate.downgrade(db_url, "0002")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("select symbol, price_date, price, quote_volume from mark_prices order by symbol")
+        ).all()
+    assert [(r[0], str(r[1]), r[2], r[3]) for r in rows] == [
+        ("ETHBTC", "2025-03-01", 9947000, 0),
+        ("ONDOUSDT", "2025-03-01", 123456789, 500000000000),
+    ]
     engine.dispose()
 
 

@@ -97,7 +97,7 @@ class SyntheticLedger:
                 bars = bars[bars["price_date"] >= lo.date()]
             if hi is not None:
                 bars = bars[bars["price_date"] < hi.date()]
-            counts["mark_prices"] = _insert(conn, "mark_prices", bars)
+            counts["mark_prices"] = _insert(conn, "mark_prices", bars.drop(columns="price_date"))
             fills = window(self.leader_fills, "traded_at")
             counts["leader_fills"] = _insert(conn, "leader_fills", fills)
             intents = window(self.intents, "created_at")
@@ -448,7 +448,8 @@ def generate(config: SyntheticConfig) -> SyntheticLedger:
 
     intents, follower_fills = _copied(rng, fills, portfolios, copies)
 
-    # Daily bars: close of the day's last hour, quote volume around 50 million USD.
+    # Daily marks: close of the day's last hour, recorded at the day's last minute (23:59 UTC),
+    # quote volume around 50 million USD; price_date is kept for the tests' reference loop.
     bar_rows = []
     bar_id = 0
     for s in range(config.symbols):
@@ -456,14 +457,16 @@ def generate(config: SyntheticConfig) -> SyntheticLedger:
             bar_id += 1
             close = int(round(paths[s, d * 24 + 23] * UNITS))
             volume = int(rng.uniform(2e7, 8e7)) * UNITS
+            day = origin + pd.Timedelta(days=d)
             bar_rows.append(
                 (
                     bar_id,
                     symbols[s],
-                    (origin + pd.Timedelta(days=d)).date(),
+                    "usdm",
+                    day + pd.Timedelta(hours=23, minutes=59),
+                    day.date(),
                     close,
                     volume,
-                    24,
                     "synthetic",
                     origin,
                 )
@@ -473,12 +476,13 @@ def generate(config: SyntheticConfig) -> SyntheticLedger:
         columns=[
             "id",
             "symbol",
+            "market",
+            "marked_at",
             "price_date",
             "price",
             "quote_volume",
-            "candles",
             "source",
-            "loaded_at",
+            "recorded_at",
         ],
     )
     return SyntheticLedger(
