@@ -17,6 +17,7 @@ from copytrade import clock
 from copytrade.domain.copies import CopySettings, JoinRequest, check_join, validate_copy_settings
 from copytrade.domain.errors import RuleViolation
 from copytrade.domain.leaders import check_leverage
+from copytrade.domain.triggers import Trigger, stop_reason
 from copytrade.ledger import Ledger, Leg
 from copytrade.ledger.accounts import follower_cash, leader_capital, person_spot
 from copytrade.platform.leaders import get_portfolio
@@ -24,7 +25,7 @@ from copytrade.platform.people import check_handle, record, require_person
 from copytrade.platform.wallets import ASSET
 from models import Copy, LeadPortfolio, Person
 
-STOPPED_BY_FOLLOWER = "stopped_by_follower"
+STOPPED_BY_FOLLOWER = stop_reason(Trigger.STOP_COPY)
 
 
 def portfolio_aum(session: Session, portfolio: LeadPortfolio) -> Decimal:

@@ -18,13 +18,14 @@ from copytrade.config import get_settings
 from copytrade.domain import leaders as rules
 from copytrade.domain.accounts import check_leader_identity
 from copytrade.domain.errors import RuleViolation
+from copytrade.domain.triggers import Trigger, stop_reason
 from copytrade.ledger import Ledger, Leg
 from copytrade.ledger.accounts import leader_capital, person_spot
 from copytrade.platform.people import check_handle, find_person, get_or_create_person, record
 from copytrade.platform.wallets import ASSET
 from models import CapacityRequest, Copy, LeadPortfolio
 
-STOPPED_BY_CLOSE = "portfolio_closed"
+STOPPED_BY_CLOSE = stop_reason(Trigger.PORTFOLIO_CLOSED)
 
 
 def capital_bounds() -> rules.CapitalBounds:

@@ -111,7 +111,7 @@ def test_final_trigger_on_an_active_copy_is_refused_and_changes_nothing_R_IN_2(
     with pytest.raises(RuleViolation, match="still active") as err:
         service().settle_copy(c, "stop_loss")
     assert err.value.field == "trigger" and err.value.rule == "R-SET-5"
-    with pytest.raises(RuleViolation, match="event trigger is one of"):
+    with pytest.raises(RuleViolation, match="trigger is one of"):
         service().settle_copy(c, "because")
     assert view.transfers() == transfers and view.payouts() == []
 
