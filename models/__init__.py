@@ -8,6 +8,7 @@ from models.platform import (
     CapacityRequest,
     Copy,
     ExchangeAccount,
+    LeaderLeverageViolation,
     LeadPortfolio,
     Person,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "FollowerOrderIntent",
     "LeadPortfolio",
     "LeaderFill",
+    "LeaderLeverageViolation",
     "LeaderWatermark",
     "LedgerAccount",
     "LedgerChainVerification",

@@ -17,7 +17,7 @@ from copytrade.ledger import Ledger, Leg
 
 
 def test_upgrade_matches_models_and_ledger_works(db_url):
-    assert migrate.upgrade(db_url) == "0002"
+    assert migrate.upgrade(db_url) == "0006"
     engine = make_engine(db_url)
     with engine.connect() as conn:
         diff = compare_metadata(
@@ -38,7 +38,7 @@ def test_upgrade_matches_models_and_ledger_works(db_url):
 
 def test_upgrade_is_idempotent_and_downgrade_removes_everything(db_url):
     migrate.upgrade(db_url)
-    assert migrate.upgrade(db_url) == "0002"
+    assert migrate.upgrade(db_url) == "0006"
     migrate.downgrade(db_url, "base")
     engine = make_engine(db_url)
     tables = set(inspect(engine).get_table_names()) - {"alembic_version"}
@@ -56,7 +56,7 @@ def test_0002_keeps_a_populated_ledger_and_swaps_the_posting_indexes(db_url):
             "deposit",
             [Leg("external:deposits", "USDT", D(-5)), Leg("person:1:spot", "USDT", D(5))],
         )
-    assert migrate.upgrade(db_url) == "0002"
+    assert migrate.upgrade(db_url) == "0006"
     indexes = {
         ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes("ledger_postings")
     }
@@ -67,6 +67,26 @@ def test_0002_keeps_a_populated_ledger_and_swaps_the_posting_indexes(db_url):
     with Session(engine) as session:
         assert Ledger(session).verify_chain().ok
         assert Ledger(session).balance("person:1:spot", "USDT") == D(5)
+    engine.dispose()
+
+
+def test_0006_adds_leverage_violations_to_a_ledger_with_history_R_LEAD_8(db_url):
+    """0002 → 0006 keeps the ledger and its chain; the new table starts empty and goes down again."""
+    assert migrate.upgrade(db_url, "0002") == "0002"
+    engine = make_engine(db_url)
+    with Session(engine) as session, session.begin():
+        Ledger(session).transfer(
+            "d",
+            "deposit",
+            [Leg("external:deposits", "USDT", D(-5)), Leg("person:1:spot", "USDT", D(5))],
+        )
+    assert migrate.upgrade(db_url) == "0006"
+    assert "leader_leverage_violations" in inspect(engine).get_table_names()
+    with Session(engine) as session:
+        assert Ledger(session).verify_chain().ok
+        assert Ledger(session).balance("person:1:spot", "USDT") == D(5)
+    migrate.downgrade(db_url, "0002")
+    assert "leader_leverage_violations" not in inspect(engine).get_table_names()
     engine.dispose()
 
 

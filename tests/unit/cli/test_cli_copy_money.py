@@ -274,3 +274,36 @@ def test_edit_changes_settings_with_an_audit_entry_or_refuses_R_COPY_12_R_IN_2(c
         cli_url, "copies", "edit", "9", "--handle", "erik", "--leverage", "2",
         field="copy_id", rule="R-IN-2",
     )  # fmt: skip
+
+
+def test_leader_leverage_violation_is_recorded_once_and_shown_R_LEAD_8(cli_url):
+    """At AUM ≥ 100,000 USD a leader position above 5× is recorded (the engine calls the
+    service per opened position) and listed by `leaders show`; below the threshold it is not."""
+    from copytrade.platform import leaders
+
+    ok("wallets", "deposit", "--handle", "chen", "--amount", "150000", "--key", "c1")
+    ok(
+        "leaders", "apply", "--handle", "chen", "--mode", "futures", "--nickname", "ChenBig",
+        "--description", "big", "--capital", "100000", "--accept-agreement",
+    )  # fmt: skip
+    assert "leader leverage violations (R-LEAD-8): none" in ok("leaders", "show", "1").text
+    engine = make_engine(cli_url)
+    with Session(engine) as session, session.begin():
+        common = {"symbol": "BTCUSDT", "opened_at": EPOCH}
+        assert (
+            leaders.record_leader_leverage(session, 1, leverage=5, exchange_ref="t1", **common)
+            is None
+        )
+        first = leaders.record_leader_leverage(session, 1, leverage=8, exchange_ref="t2", **common)
+        again = leaders.record_leader_leverage(session, 1, leverage=8, exchange_ref="t2", **common)
+        below = leaders.record_leader_leverage(
+            session, 1, leverage=20, exchange_ref="t3", aum=D("99999.99"), **common
+        )
+        assert first is not None and again.id == first.id and below is None
+        assert first.aum == D("100000")
+    engine.dispose()
+    shown = ok("leaders", "show", "1").text
+    assert "AUM: 100,000 USD" in shown
+    assert "│ 2025-01-06T00:00:00+00:00 │ BTCUSDT │ 8x │ 100,000 │ t2 │" in shown
+    assert shown.count("│ BTCUSDT │") == 1
+    refused(cli_url, "leaders", "show", "7", field="portfolio", rule="R-IN-2")
