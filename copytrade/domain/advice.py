@@ -7,7 +7,7 @@ first three depend on the follower's situation and are shown when they apply; th
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_UP, Decimal
 
 MIN_HISTORY_DAYS = 90
 MAX_SHARE_OF_CAPITAL = Decimal("0.05")
@@ -34,7 +34,7 @@ def copy_advice(
             f"{MIN_HISTORY_DAYS} days (R-COPY-9)"
         )
     if total_capital > 0 and allocation > total_capital * MAX_SHARE_OF_CAPITAL:
-        share = (allocation / total_capital * 100).quantize(Decimal("0.1"))
+        share = (allocation / total_capital * 100).quantize(Decimal("0.01"), ROUND_UP)
         advice.append(
             f"this copy is {share} % of your capital; keep any single leader at or below "
             f"{MAX_SHARE_OF_CAPITAL * 100:.0f} % (R-COPY-9)"

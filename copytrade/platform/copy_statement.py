@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from copytrade.domain.copy_funds import result_after_fees_and_shares, withdrawable_profit
@@ -129,10 +130,7 @@ def copy_statements(
         return {}
     cache = MarkCache(marks)
     batch = load_batch(session, ids, at, cache, lock=lock, mark_spot=True)
-    copies = {
-        c.id: c
-        for c in session.query(Copy).filter(Copy.id.in_(ids))  # principal and leverage
-    }
+    copies = {c.id: c for c in session.scalars(select(Copy).where(Copy.id.in_(ids)))}
     out: dict[int, CopyStatement] = {}
     for copy_id in ids:
         facts = batch.facts.get(copy_id)

@@ -131,7 +131,7 @@ def test_start_shows_the_advice_that_applies_R_COPY_9(cli_url):
     out = ok("copies", "start", "--handle", "erik", "--portfolio", "1", "--allocation", "500").text
     # a leader with no history, 500 of erik's 1,000 USDT (50 %), one leader followed
     assert "0 days of history; prefer leaders with at least 90 days" in out
-    assert "this copy is 50.0 % of your capital; keep any single leader at or below 5 %" in out
+    assert "this copy is 50.00 % of your capital; keep any single leader at or below 5 %" in out
     assert "you follow 1 leader; follow 3-5 complementary leaders" in out
 
 
