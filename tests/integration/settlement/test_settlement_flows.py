@@ -98,3 +98,27 @@ def test_settlement_task_logic_runs_without_the_orchestrator_R_SET_5(build, view
     )
     assert reports[0].cycle_keys == [f"event:stop_loss:copy:{c}"]
     assert [p.status for p in view.shares(c)] == ["paid"]
+
+
+def test_settle_event_run_settles_a_stopped_copy_once_R_SET_5_R_SET_9(
+    prefect_harness, build, view, db_url
+):
+    """What the settle-event automation runs: `settle(cycle='event', copy_id=…)` with no trigger
+    settles the stopped copy for its own stop reason; a second delivery pays nothing twice."""
+    from flows.settle import settle
+
+    def case(s):
+        c = s.copy(s.portfolio(mode="futures", ratio="0.1"))
+        s.fill(c, "BTCUSDT", "buy", "1", "60000", fee="6", at=EPOCH + DAY)
+        s.fill(c, "BTCUSDT", "sell", "1", "61000", fee="6.1", at=EPOCH + DAY)
+        s.stop(c, "stop_loss: cumulative PnL -201 (threshold -200)", at=EPOCH + 2 * DAY)
+        return c
+
+    c = build(case)
+    (first,) = settle(cycle="event", copy_id=c, at=EPOCH + 2 * DAY, database_url=db_url)
+    assert (first["trigger"], first["copies_settled"]) == ("stop_loss", 1)
+    assert [str(p.amount) for p in view.shares(c)] == ["98.79000000"]  # (1000 − 12.1) × 10 %
+    transfers = view.transfers()
+    (second,) = settle(cycle="event", copy_id=c, at=EPOCH + 3 * DAY, database_url=db_url)
+    assert second["status"] == "already_completed"
+    assert view.transfers() == transfers and len(view.shares(c)) == 1
