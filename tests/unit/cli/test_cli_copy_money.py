@@ -174,6 +174,10 @@ def test_withdraw_profit_settles_first_then_moves_the_profit_R_SET_5(cli_url):
         cli_url, "copies", "withdraw-profit", "1", "--handle", "erik",
         field="amount", rule="R-SET-5",
     )  # fmt: skip
+    refused(
+        cli_url, "copies", "withdraw-profit", "1", "--handle", "erik", "--ref", "has space",
+        field="ref", rule="R-SET-9",
+    )  # fmt: skip
     engine = make_engine(cli_url)
     with Session(engine) as session:
         (cycle,) = session.scalars(select(SettlementCycle)).all()
@@ -181,6 +185,11 @@ def test_withdraw_profit_settles_first_then_moves_the_profit_R_SET_5(cli_url):
         actions = session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)).all()
     engine.dispose()
     assert actions[-1] == "profit_withdrawn"
+    ok("copies", "stop", "1", "--handle", "erik")
+    refused(
+        cli_url, "copies", "withdraw-profit", "1", "--handle", "erik", "--ref", "w2",
+        field="copy_id", rule="R-SET-5",
+    )  # fmt: skip
 
 
 def test_show_futures_copy_marks_or_says_no_mark_and_keeps_margin_R_SET_3(cli_url):
