@@ -316,3 +316,30 @@ def test_leader_leverage_violation_is_recorded_once_and_shown_R_LEAD_8(cli_url):
     assert "│ 2025-01-06T00:00:00+00:00 │ BTCUSDT │ 8x │ 100,000 │ t2 │" in shown
     assert shown.count("│ BTCUSDT │") == 1
     refused(cli_url, "leaders", "show", "7", field="portfolio", rule="R-IN-2")
+
+
+def test_edit_and_add_funds_keep_copy_leverage_within_R_LEAD_8(cli_url):
+    """From 100,000 USD of AUM a copy may not raise its leverage above 5×, nor add funds that
+    carry the portfolio there while above 5×; below it, both are fine."""
+    ok("wallets", "deposit", "--handle", "chen", "--amount", "100000", "--key", "c1")
+    ok("wallets", "deposit", "--handle", "erik", "--amount", "2000", "--key", "e1")
+    ok(
+        "leaders", "apply", "--handle", "chen", "--mode", "futures", "--nickname", "ChenBig",
+        "--description", "big", "--capital", "98500", "--accept-agreement",
+    )  # fmt: skip
+    ok("copies", "start", "--handle", "erik", "--portfolio", "1", "--allocation", "1000",
+       "--leverage", "8")  # fmt: skip
+    # AUM 98,500 + 1,000 = 99,500: adding 500 reaches 100,000 with the copy at 8×
+    refused(
+        cli_url, "copies", "add-funds", "1", "--handle", "erik", "--amount", "500",
+        field="leverage", rule="R-LEAD-8",
+    )  # fmt: skip
+    ok("copies", "add-funds", "1", "--handle", "erik", "--amount", "499")  # AUM 99,999
+    ok("copies", "edit", "1", "--handle", "erik", "--leverage", "10")  # still below the threshold
+    ok("copies", "edit", "1", "--handle", "erik", "--leverage", "5")
+    ok("copies", "add-funds", "1", "--handle", "erik", "--amount", "1")  # AUM 100,000 at 5×
+    refused(
+        cli_url, "copies", "edit", "1", "--handle", "erik", "--leverage", "6",
+        field="leverage", rule="R-LEAD-8",
+    )  # fmt: skip
+    ok("copies", "edit", "1", "--handle", "erik", "--leverage", "4")  # lowering is always allowed
