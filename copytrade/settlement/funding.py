@@ -15,17 +15,19 @@ on what the follower really made. The copy engine posts them (``funding_transfer
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from copytrade.domain.errors import RuleViolation
 from copytrade.domain.money import from_units
 from copytrade.ledger import Leg, TransferSpec
 from copytrade.ledger.accounts import exchange, follower_cash
-from copytrade.ledger.rawsql import Raw
+from copytrade.settlement.sqlutil import chunks, raw_units
+from models.ledger import LedgerAccount, LedgerPosting, LedgerTransfer
 
 FUNDING_CODE = "funding"
 
@@ -64,24 +66,33 @@ def funding_by_copy(
     """
     if not assets:
         return {}
-    raw = Raw(session)
-    any_funding = session.connection().exec_driver_sql(
-        f"SELECT 1 FROM ledger_transfers WHERE code = '{FUNDING_CODE}' LIMIT 1"
+    connection = session.connection()
+    transfers, postings, accounts = (
+        LedgerTransfer.__table__,
+        LedgerPosting.__table__,
+        LedgerAccount.__table__,
     )
-    if any_funding.first() is None:  # spot-only ledgers: skip the join over every posting
+    any_funding = connection.execute(
+        select(transfers.c.id).where(transfers.c.code == FUNDING_CODE).limit(1)
+    ).first()
+    if any_funding is None:  # spot-only ledgers: skip the join over the copies' postings
         return {}
     by_address = {follower_cash(copy_id): copy_id for copy_id in assets}
-    rows: Sequence[tuple] = raw.select_in(
-        "SELECT a.address, a.asset, p.amount, t.created_at FROM ledger_postings p "
-        "JOIN ledger_accounts a ON a.id = p.account_id "
-        "JOIN ledger_transfers t ON t.id = p.transfer_id "
-        f"WHERE t.code = '{FUNDING_CODE}' AND a.address IN ({{in_}})",
-        sorted(by_address),
-    )
-    cutoff = raw.stamp(as_of)
     out: dict[int, int] = defaultdict(int)
-    for address, asset, amount, created_at in rows:
-        copy_id = by_address[address]
-        if asset == assets[copy_id] and created_at <= cutoff:
-            out[copy_id] += int(amount)
+    for chunk in chunks(sorted(by_address)):
+        rows = connection.execute(
+            select(accounts.c.address, accounts.c.asset, raw_units(postings.c.amount))
+            .select_from(postings)
+            .join(accounts, accounts.c.id == postings.c.account_id)
+            .join(transfers, transfers.c.id == postings.c.transfer_id)
+            .where(
+                transfers.c.code == FUNDING_CODE,
+                transfers.c.created_at <= as_of,
+                accounts.c.address.in_(chunk),
+            )
+        )
+        for address, asset, amount in rows:
+            copy_id = by_address[address]
+            if asset == assets[copy_id]:
+                out[copy_id] += int(amount)
     return {copy_id: from_units(total) for copy_id, total in out.items()}

@@ -292,25 +292,29 @@ def _fees_in_other_assets(
     """
     if not assets:
         return {}
-    settlement_assets = sorted(set(assets.values()))
-    raw = Raw(session)
-    rows = raw.select_in(
-        "SELECT copy_id, symbol, fee_asset, fee, price, traded_at FROM follower_fills "
-        "WHERE fee > 0 AND fee_asset NOT IN ("
-        + ", ".join(f"'{a}'" for a in settlement_assets if a.isalnum())
-        + ") AND copy_id IN ({in_})",
-        sorted(assets),
-    )
-    cutoff = raw.stamp(as_of)
+    ff = FollowerFill.__table__
     out: dict[int, Decimal] = defaultdict(lambda: ZERO)
-    for copy_id, symbol, fee_asset, fee, price, traded_at in rows:
-        if traded_at > cutoff:
-            continue
-        value = fee_in_settlement_asset(
-            from_units(fee), fee_asset, symbol, from_units(price), assets[copy_id]
+    for chunk in chunks(sorted(assets)):
+        rows = session.connection().execute(
+            select(
+                ff.c.copy_id,
+                ff.c.symbol,
+                ff.c.fee_asset,
+                raw_units(ff.c.fee),
+                raw_units(ff.c.price),
+            ).where(
+                ff.c.copy_id.in_(chunk),
+                ff.c.fee_asset.notin_(sorted(set(assets.values()))),
+                raw_units(ff.c.fee) > 0,
+                ff.c.traded_at <= as_of,
+            )
         )
-        if value is not None:
-            out[copy_id] += value
+        for copy_id, symbol, fee_asset, fee, price in rows:
+            value = fee_in_settlement_asset(
+                from_units(fee), fee_asset, symbol, from_units(price), assets[copy_id]
+            )
+            if value is not None:
+                out[copy_id] += value
     return dict(out)
 
 
