@@ -137,14 +137,20 @@ def get_copy(session: Session, copy_id: object, *, lock: bool = False) -> Copy:
     return copy
 
 
-def stop(session: Session, copy_id: object, handle: str, reason: str = STOPPED_BY_FOLLOWER) -> Copy:
-    """Stop a copy at its follower's request (R-COPY-5); settlement (R-SET-5) takes it from here."""
+def get_own_copy(session: Session, copy_id: object, handle: str, rule: str) -> tuple[Copy, Person]:
+    """Return the copy ``copy_id`` (locked) and its follower; refuse anyone else naming ``rule``."""
     copy = get_copy(session, copy_id, lock=True)
     person = require_person(session, handle)
     if person.id != copy.follower_person_id:
         raise RuleViolation(
-            "handle", handle, "R-COPY-5", f"{handle!r} is not the follower of copy {copy.id}"
+            "handle", handle, rule, f"{handle!r} is not the follower of copy {copy.id}"
         )
+    return copy, person
+
+
+def stop(session: Session, copy_id: object, handle: str, reason: str = STOPPED_BY_FOLLOWER) -> Copy:
+    """Stop a copy at its follower's request (R-COPY-5); settlement (R-SET-5) takes it from here."""
+    copy, person = get_own_copy(session, copy_id, handle, "R-COPY-5")
     if copy.status != "active":
         raise RuleViolation(
             "copy_id",
@@ -193,12 +199,7 @@ def edit(session: Session, copy_id: object, handle: str, **changes) -> dict[str,
     Everything is checked before the copy is touched; each edit is one audit entry listing every
     changed field with its old and new value.
     """
-    copy = get_copy(session, copy_id, lock=True)
-    person = require_person(session, handle)
-    if person.id != copy.follower_person_id:
-        raise RuleViolation(
-            "handle", handle, "R-COPY-12", f"{handle!r} is not the follower of copy {copy.id}"
-        )
+    copy, person = get_own_copy(session, copy_id, handle, "R-COPY-12")
     if copy.status != "active":
         raise RuleViolation(
             "copy_id", copy_id, "R-COPY-12", f"copy {copy.id} is {copy.status}; it cannot be edited"

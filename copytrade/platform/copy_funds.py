@@ -28,35 +28,26 @@ from copytrade.domain.leaders import check_leverage
 from copytrade.domain.triggers import Trigger
 from copytrade.ledger import Ledger, Leg
 from copytrade.ledger.accounts import follower_cash, person_spot
-from copytrade.platform.copies import get_copy, portfolio_aum
+from copytrade.platform.copies import get_own_copy, portfolio_aum
 from copytrade.platform.copy_statement import copy_statements
 from copytrade.platform.leaders import get_portfolio
-from copytrade.platform.people import record, require_person
+from copytrade.platform.people import record
 from copytrade.platform.wallets import ASSET
 from copytrade.settlement.cycles import event_cycle
 from copytrade.settlement.marks import MarkPrices
+from copytrade.settlement.report import RunReport
 from models import Copy, LedgerPosting, LedgerTransfer
 
 WITHDRAWAL_CODE = "profit_withdrawal"
 # Settles one copy for an event: (copy id, trigger, reference) → the run's report.
-Settle = Callable[[int, str, str], object]
-
-
-def _own_active_copy(session: Session, copy_id: object, handle: str, rule: str) -> Copy:
-    copy = get_copy(session, copy_id, lock=True)
-    person = require_person(session, handle)
-    if person.id != copy.follower_person_id:
-        raise RuleViolation(
-            "handle", handle, rule, f"{handle!r} is not the follower of copy {copy.id}"
-        )
-    return copy
+Settle = Callable[[int, str, str], RunReport]
 
 
 def add_funds(
     session: Session, copy_id: object, handle: str, amount: object, key: str | None = None
 ) -> Copy:
     """Move ``amount`` USDT from the follower's spot wallet into an active copy (R-COPY-2)."""
-    copy = _own_active_copy(session, copy_id, handle, "R-COPY-2")
+    copy, _ = get_own_copy(session, copy_id, handle, "R-COPY-2")
     if key is not None and not (1 <= len(key.strip()) <= 80):
         raise RuleViolation(
             "key", key, "R-IN-2", "an idempotency key of 1 to 80 characters is required"
@@ -120,7 +111,7 @@ def withdraw_profit(
     at = at or clock.now()
     ref = (ref or f"w{at.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}").strip()
     with sessions() as session, session.begin():
-        copy = _own_active_copy(session, copy_id, handle, "R-SET-5")
+        copy, _ = get_own_copy(session, copy_id, handle, "R-SET-5")
         cid, person_id = copy.id, copy.follower_person_id
         event_cycle(cid, Trigger.WITHDRAW_PROFIT, at, ref)  # checks the reference
         done = session.scalars(
@@ -153,7 +144,8 @@ def withdraw_profit(
         check_withdrawal(amount, expected)
     report = settle(cid, Trigger.WITHDRAW_PROFIT.value, ref)
     with sessions() as session, session.begin():
-        statement = copy_statements(session, [cid], at, marks, lock=True)[cid]
+        # read again after the settlement, the copy locked: what is there now is what may leave
+        statement = copy_statements(session, [cid], clock.now(), marks, lock=True)[cid]
         available = statement.withdrawable()
         value = check_withdrawal(amount, available if available is not None else Decimal(0))
         Ledger(session).transfer(
@@ -173,5 +165,4 @@ def withdraw_profit(
             details={"amount": str(value), "ref": ref, "withdrawable": str(available)},
         )
         balance = Ledger(session).balance(person_spot(person_id), ASSET)
-    shares = getattr(report, "shares_paid", Decimal(0))
-    return Withdrawal(cid, ref, value, shares, balance)
+    return Withdrawal(cid, ref, value, report.shares_paid, balance)
