@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 
 from copytrade.config import PROJECT_ROOT
@@ -122,3 +124,39 @@ def test_settle_event_run_settles_a_stopped_copy_once_R_SET_5_R_SET_9(
     (second,) = settle(cycle="event", copy_id=c, at=EPOCH + 3 * DAY, database_url=db_url)
     assert second["status"] == "already_completed"
     assert view.transfers() == transfers and len(view.shares(c)) == 1
+
+
+@pytest.mark.slow
+def test_copy_stopped_event_starts_a_settle_event_run_for_that_copy_R_SET_5(prefect_harness):
+    """The automation `prefect deploy` makes of the settle-event trigger (prefect.yaml), on a real
+    Prefect server: the event a stop emits schedules one settle run with that copy's id."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.events import emit_event
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+    from copytrade.settlement.events import copy_stopped_event
+
+    spec = deployments()["settle-event"]
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow_from_name("settle")
+        deployment_id = client.create_deployment(
+            flow_id=flow_id,
+            name=f"settle-event-{uuid.uuid4().hex[:6]}",
+            parameters=spec["parameters"],
+        )
+        trigger = DeploymentEventTrigger.model_validate(spec["triggers"][0])
+        trigger.set_deployment_id(deployment_id)
+        client.create_automation(trigger.as_automation())
+        emit_event(**copy_stopped_event(42, "stop_loss: cumulative PnL -201 (threshold -200)"))
+        only_this = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+        deadline = time.monotonic() + 120  # the server's trigger service works asynchronously
+        runs = []
+        while not runs and time.monotonic() < deadline:
+            time.sleep(1)
+            runs = client.read_flow_runs(deployment_filter=only_this)
+    assert [run.parameters for run in runs] == [
+        {"cycle": "event", "include_pending_events": False, "copy_id": 42}
+    ]
