@@ -9,6 +9,7 @@ from models.platform import (
     CapacityRequest,
     Copy,
     ExchangeAccount,
+    LeaderLeverageViolation,
     LeadPortfolio,
     Person,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "LeadPortfolio",
     "LeaderFill",
     "LeaderHistoryImport",
+    "LeaderLeverageViolation",
     "LeaderWatermark",
     "LedgerAccount",
     "LedgerChainVerification",

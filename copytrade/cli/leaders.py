@@ -136,6 +136,48 @@ def list_(
     console.print(table)
 
 
+@app.command()
+def show(portfolio_id: int = typer.Argument(..., help="Lead portfolio id.")) -> None:
+    """Show a lead portfolio: terms, followers, AUM and leader leverage violations (R-LEAD-8)."""
+    from copytrade.platform.leaders import portfolio_aum
+
+    with transaction() as session:
+        p = leaders.get_portfolio(session, portfolio_id)
+        row = next(r for r in leaders.list_portfolios(session, include_closed=True) if r.id == p.id)
+        aum = portfolio_aum(session, p)
+        violations = leaders.leverage_violations(session, p.id)
+    state = (
+        row.status if row.is_listed or row.status != "active" else f"offline ({row.offline_reason})"
+    )
+    console.print(
+        f"portfolio {row.id}: {row.nickname} by {row.leader} ({row.mode}, {row.visibility})"
+    )
+    console.print(f"status: {state}")
+    console.print(f"profit share: {money(row.ratio * 100)} %")
+    console.print(f"capital: {money(row.capital)} USDT; AUM: {money(aum)} USD")
+    console.print(f"followers: {row.followers}/{row.follower_cap}")
+    if not violations:
+        console.print("leader leverage violations (R-LEAD-8): none")
+        return
+    table = Table(
+        "opened at",
+        "symbol",
+        "leverage",
+        "AUM (USD)",
+        "trade",
+        title="Leader leverage violations (R-LEAD-8)",
+    )
+    for v in violations:
+        table.add_row(
+            v.opened_at.isoformat(timespec="seconds"),
+            v.symbol,
+            f"{v.leverage}x",
+            money(v.aum),
+            v.exchange_ref,
+        )
+    console.print(table)
+
+
 @app.command("capacity-request")
 def capacity_request(
     portfolio_id: int = typer.Argument(..., help="Lead portfolio id."),

@@ -158,6 +158,36 @@ class SettlementService:
                 )
         return self._run([spec], trigger, spec.as_of)
 
+    def settle_event(
+        self,
+        copy_id: int,
+        trigger: str | None = None,
+        *,
+        ref: str | None = None,
+        at: datetime | None = None,
+    ) -> RunReport:
+        """Settle one copy for an event, idempotently: the entry point of event automations.
+
+        Without ``trigger`` the copy must be stopped and its own stop reason names the trigger
+        (``copytrade.domain.triggers.trigger_of``). The cycle is keyed by trigger and copy (and a
+        withdrawal's reference), so delivering the same event again pays nothing twice (R-SET-9):
+        the run reports ``already_completed``.
+        """
+        if trigger is None:
+            with self.sessions() as session:
+                copy = session.get(Copy, copy_id)
+                if copy is None:
+                    raise RuleViolation("copy", copy_id, "R-SET-1", f"there is no copy {copy_id}")
+                if copy.status != "stopped":
+                    raise RuleViolation(
+                        "trigger",
+                        None,
+                        "R-SET-5",
+                        f"copy {copy_id} is still {copy.status}; name the trigger of a live copy",
+                    )
+                trigger = trigger_for_stop_reason(copy.stop_reason)
+        return self.settle_copy(copy_id, trigger, ref=ref, at=at)
+
     def settle_pending_events(self, at: datetime | None = None) -> RunReport:
         """Settle every stopped copy whose final settlement has not run yet (R-SET-5, R-LEAD-10)."""
         at = at or clock.now()

@@ -15,7 +15,7 @@ from copytrade import migrate
 from copytrade.db import make_engine
 from copytrade.ledger import Ledger, Leg
 
-HEAD = "0004"
+HEAD = "0006"
 
 
 def test_upgrade_matches_models_and_ledger_works(db_url):
@@ -107,6 +107,25 @@ def test_0004_keeps_daily_marks_as_minute_marks_and_goes_back(db_url):
         ("ETHBTC", "2025-03-01", 9947000, 0),
         ("ONDOUSDT", "2025-03-01", 123456789, 500000000000),
     ]
+
+
+def test_0006_adds_leverage_violations_to_a_ledger_with_history_R_LEAD_8(db_url):
+    """0002 → 0006 keeps the ledger and its chain; the new table starts empty and goes down again."""
+    assert migrate.upgrade(db_url, "0002") == "0002"
+    engine = make_engine(db_url)
+    with Session(engine) as session, session.begin():
+        Ledger(session).transfer(
+            "d",
+            "deposit",
+            [Leg("external:deposits", "USDT", D(-5)), Leg("person:1:spot", "USDT", D(5))],
+        )
+    assert migrate.upgrade(db_url) == HEAD
+    assert "leader_leverage_violations" in inspect(engine).get_table_names()
+    with Session(engine) as session:
+        assert Ledger(session).verify_chain().ok
+        assert Ledger(session).balance("person:1:spot", "USDT") == D(5)
+    migrate.downgrade(db_url, "0002")
+    assert "leader_leverage_violations" not in inspect(engine).get_table_names()
     engine.dispose()
 
 

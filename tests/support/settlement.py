@@ -325,7 +325,7 @@ class Scenario:
         return row.id
 
     def stop(
-        self, copy_id: int, reason: str = "stopped_by_follower", at: datetime | None = None
+        self, copy_id: int, reason: str = "stop_copy", at: datetime | None = None
     ) -> None:
         self.session.execute(
             update(Copy)

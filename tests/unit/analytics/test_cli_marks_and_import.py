@@ -15,8 +15,8 @@ from copytrade import migrate
 from copytrade.cli import app
 from copytrade.config import get_settings
 from copytrade.db import make_engine
-from tests.support.engine_world import make_world
 from models import LeaderFill, MarkPrice, QuarantinedEvent
+from tests.support.engine_world import make_world
 
 runner = CliRunner()
 ONDO = "market/futures/ONDOUSDT-5m-2025.csv"

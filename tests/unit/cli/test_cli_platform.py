@@ -137,6 +137,11 @@ def seed() -> tuple[int, int, str]:
         ["copies", "start"],
         ["copies", "stop"],
         ["copies", "list"],
+        ["copies", "edit"],
+        ["copies", "add-funds"],
+        ["copies", "withdraw-profit"],
+        ["copies", "show"],
+        ["leaders", "show"],
         ["wallets"],
         ["wallets", "deposit"],
         ["ledger", "balances"],
@@ -188,7 +193,7 @@ def test_good_flow_leaders_copies_ledger_R_LEAD_3_R_COPY_2_R_COPY_5_R_LEAD_7_R_L
     copies_out = ok("copies", "list", "--handle", "erik").text
     assert "300" in copies_out and "4x" in copies_out
     ok("copies", "stop", "1", "--handle", "erik")
-    assert "stopped_by_follower" in ok("copies", "list", "--all").text
+    assert "stopped (stop_copy)" in ok("copies", "list", "--all").text
     ok("leaders", "capacity-request", str(spot), "--handle", "alice", "--cap", "400")
     ok("leaders", "capacity-decide", "1", "--approve", "--operator", "ops-anna", "--reason", "fine")
     assert "0/400" in ok("leaders", "list").text
