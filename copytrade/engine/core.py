@@ -27,7 +27,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,8 +35,8 @@ from copytrade import clock
 from copytrade.db import update_rows
 from copytrade.domain.markets import Market
 from copytrade.domain.money import to_units
-from copytrade.domain.sizing import REASON_CODES, REASON_TEXT, SEND, FillSpec, size_fill
-from copytrade.engine import ingest
+from copytrade.domain.sizing import SEND, FillSpec, size_fill
+from copytrade.engine import completeness, ingest
 from copytrade.engine.dispatch import SendResult, outcome_of, send_all
 from copytrade.engine.gcpause import GcPause
 from copytrade.engine.ledger_posting import fill_transfers, leader_rebate, slippage_bps
@@ -109,6 +109,7 @@ class FillReport:
 
     leader_fill_id: int | None = None
     quarantined: str | None = None
+    merged: bool = False  # already stored: the same trade from another source (R-IN-3)
     intents: int = 0
     sent: int = 0
     skipped: int = 0
@@ -207,6 +208,15 @@ class CopyEngine:
             self.reports.append(report)
         return report
 
+    def _reload_leader(self, ps: PortfolioState, symbol: str) -> None:
+        """Re-derive the leader's positions and known trade ids of ``symbol`` from the database."""
+        with self.sf() as session:
+            ps.leader_positions, ps.baselines = completeness.derive_positions(
+                session, ps.portfolio_id, ps.mode
+            )
+            ps.known_ids.pop(symbol, None)
+            self._known_ids(session, ps, symbol)
+
     def _known_ids(self, session: Session, ps: PortfolioState, symbol: str) -> set[str]:
         ids = ps.known_ids.get(symbol)
         if ids is None:
@@ -226,7 +236,10 @@ class CopyEngine:
         symbol = getattr(event, "symbol", None)
         with self.sf() as session:
             known = self._known_ids(session, ps, symbol) if isinstance(symbol, str) else None
-        rejection = ingest.validate(event, markets, known, ps.watermarks.get(symbol))
+        rejection = ingest.validate(event, markets, known, ps.baselines.get(symbol))
+        if rejection and rejection.reason_code == "duplicate" and ps.merge(source, event):
+            # The same trade from a backfill or a check and the stream: merged by trade id.
+            return FillReport(merged=True)
         if rejection:
             self._quarantine(
                 ps.portfolio_id, source, rejection.reason_code, rejection.reason, event
@@ -257,7 +270,10 @@ class CopyEngine:
                 aum_capped=aum_capped,
                 first_fill_of_order=first_of_order,
             )
-            sizings.append((leg, size_fill(book, spec)))
+            paused = leg.opening and ps.ingest_paused  # close-only while incomplete (R-IN-3)
+            sizings.append(
+                (leg, completeness.paused_sizing(book) if paused else size_fill(book, spec))
+            )
         after = ingest.position_after(ps.mode, trade.side, trade.quantity, position)
 
         # 3. persist the fill and every intent in one transaction
@@ -289,6 +305,11 @@ class CopyEngine:
                         },
                     ).scalar_one()
             except IntegrityError:
+                # Stored meanwhile by another process (a reconcile run): take its effect on the
+                # leader's position from the stored fills instead of counting it twice or never.
+                self._reload_leader(ps, trade.symbol)
+                if source != "stream":
+                    return FillReport(merged=True)
                 report.quarantined = "duplicate"
                 self._quarantine(
                     ps.portfolio_id,
@@ -330,7 +351,7 @@ class CopyEngine:
                         sends.append((len(rows), i, leg))
                         row += ("pending", None, None, None)
                     else:
-                        row += ("done", "skipped", REASON_CODES[code], REASON_TEXT[code])
+                        row += ("done", "skipped", *completeness.skip_reason(code))
                     rows.append(row)
             ids = insert_intents(session, fill_id, rows)
             self._save_watermark(session, ps, trade, after)
@@ -338,6 +359,8 @@ class CopyEngine:
         ps.leader_positions[trade.symbol] = after
         ps.watermarks[trade.symbol] = max(ps.watermarks.get(trade.symbol, 0), int(trade.trade_id))
         ps.known_ids.setdefault(trade.symbol, set()).add(trade.trade_id)
+        if source != "stream":
+            ps.not_yet_streamed.add((trade.symbol, trade.trade_id))
         ps.copied_orders.add(trade.order_id)
         if trade.realised_pnl:
             ps.leader_realised += trade.realised_pnl
@@ -727,12 +750,16 @@ class CopyEngine:
     ) -> None:
         table = LeaderWatermark.__table__
         tid = int(trade.trade_id)
+        # A late fill lies below the watermark: the watermark stays the highest stored id.
+        highest = case((table.c.last_trade_id < tid, tid), else_=table.c.last_trade_id)
         updated = session.execute(
             update(table)
             .where(table.c.portfolio_id == ps.portfolio_id, table.c.symbol == trade.symbol)
-            .values(last_trade_id=tid, position=position, updated_at=utcnow())
+            .values(last_trade_id=highest, position=position, updated_at=utcnow())
         ).rowcount
         if not updated:
+            # First fill of a symbol never baselined: the leader started flat in it.
+            ps.baselines.setdefault(trade.symbol, 0)
             session.execute(
                 table.insert(),
                 {
@@ -740,6 +767,8 @@ class CopyEngine:
                     "symbol": trade.symbol,
                     "last_trade_id": tid,
                     "position": position,
+                    "baseline_trade_id": 0,
+                    "baseline_position": ZERO,
                     "updated_at": utcnow(),
                 },
             )
