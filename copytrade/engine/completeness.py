@@ -285,7 +285,9 @@ async def check_portfolio(
     for symbol in symbols:
         theirs, ours = after.get(symbol, ZERO), derived.get(symbol, ZERO)
         if theirs != ours:
-            text = f"{symbol}: exchange {theirs}, stored fills give {ours}"
+            text = (
+                f"{symbol}: exchange {theirs.normalize():f}, stored fills give {ours.normalize():f}"
+            )
             report.drift.append(text)
             open_gap(engine, ps, "position_drift", symbol, text)
         elif ("position_drift", symbol) in ps.gaps:

@@ -263,8 +263,9 @@ async def backfill(
 ) -> int:
     """Fetch and ingest the leader's trades after each symbol's watermark, in trade-id order.
 
-    Raises ``HistoryUnavailable`` naming the symbols whose trade list could not be read (after
-    ingesting the others); the caller retries (R-IN-3).
+    Raises ``HistoryUnavailable`` naming the symbols whose trade list could not be read, having
+    ingested nothing; the caller retries (R-IN-3). On success an open ``backfill_failed`` gap is
+    resolved before the trades are ingested, so they are copied normally.
     """
     report = report or ReconcileReport()
     gw = engine.gateway_for(ps.leader_account_id)
@@ -278,6 +279,11 @@ async def backfill(
             return symbol, [], exc
 
     pages = await asyncio.gather(*(fetch(s) for s in symbols))
+    failed = [(symbol, exc) for symbol, _, exc in pages if exc is not None]
+    if failed:
+        raise HistoryUnavailable([s for s, _ in failed], failed[0][1])
+    # Every missed trade is in hand: the history is complete again, so they are copied normally.
+    resolve_gaps(engine, ps, "backfill_failed", "backfill succeeded")
     trades = sorted(
         (t for _, page, _ in pages for t in page), key=lambda t: (t.traded_at, int(t.trade_id))
     )
@@ -291,9 +297,6 @@ async def backfill(
         elif not r.merged:
             count += 1
     report.backfilled += count
-    failed = [(symbol, exc) for symbol, _, exc in pages if exc is not None]
-    if failed:
-        raise HistoryUnavailable([s for s, _ in failed], failed[0][1])
     return count
 
 
@@ -310,7 +313,6 @@ async def reconcile(
         await baseline(engine, ps, report)
         try:
             await backfill(engine, ps, report)
-            resolve_gaps(engine, ps, "backfill_failed", "backfilled by a reconciliation sweep")
         except HistoryUnavailable as exc:
             report.unverified.append(f"portfolio {ps.portfolio_id}: {exc}")
             open_gap(engine, ps, "backfill_failed", None, str(exc)[:500])

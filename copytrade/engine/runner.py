@@ -22,7 +22,6 @@ from copytrade.engine.completeness import (
     HistoryUnavailable,
     check_all,
     open_gap,
-    resolve_gaps,
 )
 from copytrade.engine.core import CopyEngine
 from copytrade.engine.reconcile import (
@@ -240,8 +239,6 @@ class EngineRunner:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backfill_max_delay)
-        if ("backfill_failed", None) in ps.gaps:
-            resolve_gaps(self.engine, ps, "backfill_failed", "backfill succeeded")
         return ended
 
     async def _hand_over(self, ps, buffer: asyncio.Queue) -> bool:
