@@ -17,7 +17,7 @@ from copytrade.ledger import Ledger, Leg
 
 
 def test_upgrade_matches_models_and_ledger_works(db_url):
-    assert migrate.upgrade(db_url) == "0002"
+    assert migrate.upgrade(db_url) == "0003"
     engine = make_engine(db_url)
     with engine.connect() as conn:
         diff = compare_metadata(
@@ -38,7 +38,7 @@ def test_upgrade_matches_models_and_ledger_works(db_url):
 
 def test_upgrade_is_idempotent_and_downgrade_removes_everything(db_url):
     migrate.upgrade(db_url)
-    assert migrate.upgrade(db_url) == "0002"
+    assert migrate.upgrade(db_url) == "0003"
     migrate.downgrade(db_url, "base")
     engine = make_engine(db_url)
     tables = set(inspect(engine).get_table_names()) - {"alembic_version"}
@@ -56,7 +56,7 @@ def test_0002_keeps_a_populated_ledger_and_swaps_the_posting_indexes(db_url):
             "deposit",
             [Leg("external:deposits", "USDT", D(-5)), Leg("person:1:spot", "USDT", D(5))],
         )
-    assert migrate.upgrade(db_url) == "0002"
+    assert migrate.upgrade(db_url, "0002") == "0002"
     indexes = {
         ix["name"]: ix["column_names"] for ix in inspect(engine).get_indexes("ledger_postings")
     }
@@ -67,6 +67,54 @@ def test_0002_keeps_a_populated_ledger_and_swaps_the_posting_indexes(db_url):
     with Session(engine) as session:
         assert Ledger(session).verify_chain().ok
         assert Ledger(session).balance("person:1:spot", "USDT") == D(5)
+    engine.dispose()
+
+
+def test_0003_baselines_a_leader_with_history_so_the_derived_position_is_unchanged(db_url):
+    """0002 → 0003 on a ledger with leader fills: each watermark's baseline goes just below the
+    oldest stored live fill, so the position derived from the fills equals the stored one and a
+    late older fill is still accepted (R-IN-3)."""
+    from sqlalchemy import text
+
+    from copytrade.engine.completeness import derive_positions
+    from copytrade.engine.fixtures import make_world
+
+    assert migrate.upgrade(db_url, "0002") == "0002"
+    engine = make_engine(db_url)
+    with Session(engine) as session, session.begin():
+        # make_world writes platform rows only, which 0002 and 0003 share
+        world = make_world(session, mode="futures", copies=[])
+        pid = world.portfolio_id
+        for trade_id, side, qty in (("105", "buy", 3), ("110", "sell", 1), ("7", "buy", 9)):
+            session.execute(
+                text(
+                    "INSERT INTO leader_fills (portfolio_id, exchange_trade_id, symbol, side, "
+                    "price, quantity, fee, traded_at, is_opening, position_before, source, "
+                    "received_at) VALUES (:p, :t, 'BTCUSDT', :s, 5000000000000, :q, 0, "
+                    "'2026-01-01 00:00:00', true, 0, :src, '2026-01-01 00:00:00')"
+                ),
+                {
+                    "p": pid,
+                    "t": trade_id,
+                    "s": side,
+                    "q": qty * 10**8,
+                    "src": "import" if trade_id == "7" else "stream",
+                },
+            )
+        session.execute(
+            text(
+                "INSERT INTO leader_watermarks (portfolio_id, symbol, last_trade_id, position, "
+                "updated_at) VALUES (:p, 'BTCUSDT', 110, 700000000, '2026-01-01 00:00:00')"
+            ),
+            {"p": pid},
+        )
+    assert migrate.upgrade(db_url) == "0003"
+    with Session(engine) as session:
+        positions, baselines = derive_positions(session, pid, "futures")
+    assert baselines == {"BTCUSDT": 104}  # the imported #7 is history, not a live fill
+    assert positions == {"BTCUSDT": D(7)}  # baseline 5 + 3 − 1, as stored before
+    migrate.downgrade(db_url, "0002")
+    assert "ingest_gaps" not in inspect(engine).get_table_names()
     engine.dispose()
 
 
