@@ -212,6 +212,48 @@ def record_found(engine: CopyEngine, ps: PortfolioState, symbol: str, ids: list[
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PortfolioIngest:
+    """One lead portfolio's ingest state as the operator sees it (``copytrade engine status``)."""
+
+    portfolio_id: int
+    mode: str
+    symbols: int
+    fills: int
+    gaps: list[str]
+
+
+def ingest_status(session: Session) -> list[PortfolioIngest]:
+    """Return the ingest state of every active lead portfolio with a leader account."""
+    from sqlalchemy import func
+
+    from models import LeadPortfolio
+
+    out = []
+    for p in session.scalars(
+        select(LeadPortfolio)
+        .where(LeadPortfolio.status == "active", LeadPortfolio.exchange_account_id.is_not(None))
+        .order_by(LeadPortfolio.id)
+    ):
+        symbols = session.scalar(
+            select(func.count())
+            .select_from(LeaderWatermark)
+            .where(LeaderWatermark.portfolio_id == p.id)
+        )
+        fills = session.scalar(
+            select(func.count())
+            .select_from(LeaderFill)
+            .where(LeaderFill.portfolio_id == p.id, LeaderFill.source.in_(LIVE_SOURCES))
+        )
+        gaps = [
+            f"{g.kind}{' ' + g.symbol if g.symbol else ''} since {g.opened_at:%Y-%m-%d %H:%M:%S}: "
+            f"{g.detail}"
+            for g in open_gaps(session, p.id)
+        ]
+        out.append(PortfolioIngest(p.id, p.mode, symbols or 0, fills or 0, gaps))
+    return out
+
+
 # -- reading the exchange ---------------------------------------------------------------------------
 
 
