@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal as D
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from copytrade.engine.completeness import check_portfolio, derive_positions
 from copytrade.engine.reconcile import baseline, reconcile
@@ -201,3 +201,20 @@ async def test_check_reports_an_unreachable_exchange_as_unverified_R_IN_3(rig):
     report = await reconcile(eng)
     assert report.unresolved and report.unverified
     assert eng.portfolios[w.portfolio_id].ingest_paused  # a failed backfill is a known gap
+
+
+def test_validation_fails_only_the_ingest_gap_check_while_a_gap_is_open_R_IN_3(
+    db_url, session_maker
+):
+    from copytrade.engine.fixtures import make_world
+    from copytrade.validation import validate_ledger
+
+    with session_maker() as s, s.begin():
+        world = make_world(s, copies=[])
+        s.add(IngestGap(portfolio_id=world.portfolio_id, kind="position_drift", symbol="BTCUSDT"))
+    report = validate_ledger(db_url)
+    assert report.failed_checks() == {"no_lead_portfolio_has_an_open_ingest_gap"}
+    assert report.failed_rules() == {"R-IN-3"}
+    with session_maker() as s, s.begin():
+        s.execute(update(IngestGap).values(resolved_at=func.now(), resolution="agreed"))
+    assert validate_ledger(db_url).passed
