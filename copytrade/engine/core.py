@@ -28,7 +28,7 @@ from decimal import Decimal
 
 import numpy as np
 from sqlalchemy import case, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from copytrade import clock
@@ -72,6 +72,7 @@ E8 = 100_000_000
 STALE_AFTER_SECONDS = 60.0
 LEVERAGE_CONCURRENCY = 64
 LEVERAGE_RETRY_SECONDS = 30.0  # a never-sent intent older than this is not sent after a restart
+DB_RETRY_SECONDS = (0.2, 1.0, 3.0, 10.0)  # a dropped database session: try the event again
 
 
 def client_order_id(fill_id: int, copy_id: int, leg: int) -> str:
@@ -195,7 +196,7 @@ class CopyEngine:
         async with ps.lock:
             pause.hold()
             try:
-                report = await self._handle(ps, event, source, pause)
+                report = await self._handle_retrying(ps, event, source, pause)
             except Exception as exc:  # a bug on one event must not stop the leader's stream
                 log.exception("leader event of portfolio %s failed", portfolio_id)
                 self._quarantine(
@@ -207,6 +208,32 @@ class CopyEngine:
         if self.keep_reports:
             self.reports.append(report)
         return report
+
+    async def _handle_retrying(
+        self, ps: PortfolioState, event: object, source: str, pause: GcPause
+    ) -> FillReport:
+        """Handle an event; a lost database connection is not the event's fault: try again.
+
+        A dropped session rolls the fill's transaction back, so the fill is not stored and
+        handling it again is safe; if it was stored (the failure came later, while recording)
+        the open intents are the sweep's and the event is done (R-IN-3: never quarantined).
+        """
+        for attempt in range(len(DB_RETRY_SECONDS) + 1):
+            try:
+                return await self._handle(ps, event, source, pause)
+            except DBAPIError as exc:
+                if not (exc.connection_invalidated or isinstance(exc, OperationalError)):
+                    raise
+                symbol, trade_id = getattr(event, "symbol", None), getattr(event, "trade_id", None)
+                if trade_id in ps.known_ids.get(symbol, ()):
+                    log.warning("database lost after storing %s#%s: %r", symbol, trade_id, exc)
+                    return FillReport(merged=True)
+                if attempt == len(DB_RETRY_SECONDS):
+                    raise
+                log.warning("database lost (%r); handling the event again", exc)
+                await asyncio.sleep(DB_RETRY_SECONDS[attempt])
+                ps.known_ids.pop(symbol, None)  # re-read: the database is the truth
+        raise AssertionError("unreachable")
 
     def _reload_leader(self, ps: PortfolioState, symbol: str) -> None:
         """Re-derive the leader's positions and known trade ids of ``symbol`` from the database."""

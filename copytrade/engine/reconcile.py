@@ -3,7 +3,8 @@
 1. Every intent without an outcome (``pending``: persisted, maybe sent when the process died;
    ``unknown``: a timeout nobody could resolve yet; ``acked``: an order still open) is looked up by
    its client order id. Found → the exchange's state is adopted and recorded. Confirmed absent →
-   sent now if it is still fresh, otherwise closed as skipped (``not_sent``) with the reason.
+   sent now if it was decided less than ``stale_after`` seconds ago, otherwise closed as skipped
+   (``not_sent``) with the reason.
    A lookup that fails leaves the intent for the next sweep. Nothing is sent without a lookup.
 2. Leader fills missed while the stream was down are backfilled from ``myTrades`` by trade id,
    from each symbol's watermark, and go through the same ingest as the stream (R-IN-1). A
@@ -144,7 +145,10 @@ async def resolve_open_intents(
                     SendResult(state=state, acked_at=clock.now(), sent_at=intent.sent_at),
                     "adopted",
                 )
-            born = traded_at or intent.created_at
+            # Age from the engine's decision, not the leader's trade time: the decision already
+            # accepted the fill (a backfilled one may be older), and the paper exchange's
+            # trade times follow its simulated clock.
+            born = intent.created_at
             if (now - born).total_seconds() <= engine.stale_after:
                 request = OrderRequest(
                     symbol=intent.symbol,
