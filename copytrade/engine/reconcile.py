@@ -288,8 +288,9 @@ async def backfill(
         raise HistoryUnavailable([s for s, _ in failed], failed[0][1])
     # Every missed trade is in hand: the history is complete again, so they are copied normally.
     resolve_gaps(engine, ps, "backfill_failed", "backfill succeeded")
+    # Trade-id order per symbol (R-IN-1): a symbol's ids are the exchange's order of its trades.
     trades = sorted(
-        (t for _, page, _ in pages for t in page), key=lambda t: (t.traded_at, int(t.trade_id))
+        (t for _, page, _ in pages for t in page), key=lambda t: (t.symbol, int(t.trade_id))
     )
     count = 0
     for t in trades:

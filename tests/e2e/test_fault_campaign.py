@@ -39,11 +39,11 @@ from copytrade.exchange.factory import GatewayFactory
 from copytrade.ledger import Ledger
 from models import (
     Copy,
+    CopyPosition,
     ExchangeAccount,
     FollowerOrderIntent,
     LeaderFill,
     LeaderWatermark,
-    LeadPortfolio,
     QuarantinedEvent,
 )
 
@@ -177,6 +177,8 @@ async def _exchange_view(
                 start = max(int(t.trade_id) for t in page) + 1
             out["leader_trades"][symbol] = {t.trade_id for t in trades}
         out["leader_positions"] = {p.symbol: p.quantity for p in await leader.positions()}
+        out["markets"] = {symbol: leader.market(symbol) for symbol in SYMBOLS}
+        out["prices"] = {symbol: await leader.last_price(symbol) for symbol in SYMBOLS}
         for copy_id, account_id in follower_accounts.items():
             secret = pw.secrets[f"env:CT_SECRET_{account_id}"]
             gw = factory.gateway(keys[account_id], secret, f"check-{copy_id}")
@@ -405,54 +407,57 @@ def test_fault_campaign_loses_no_leader_fill_and_keeps_followers_proportional_R_
 def _proportionality(sm, view, pw) -> list[str]:
     """Return the followers whose position is not the leader's × their ratio, within rounding.
 
-    Each opening order is rounded down to the lot step (R-COPY-6) and reductions take the same
-    fraction of what the follower holds, so a follower may be below its exact share by less than
-    one step per opening since the leader was last flat, and never above it; equity moves between
-    fills (fees, PnL) so the ratio is taken from the copy's and the leader's equity at the end with
-    a 3 % margin.
+    A ratio copy's opening is the leader's quantity × copy equity / leader equity *at that fill*
+    (the ratio moves with both equities), rounded down to the lot step (R-COPY-6); a reduction
+    takes the same fraction of what the follower holds. So at the end a follower holds between
+    ``r_min`` and ``r_max`` × the leader's position — the smallest and largest ratio its openings
+    used (read back from the intents' exact ``computed_quantity``) — less at most one step per
+    opening since the leader was last flat and one minimum order (skipped or accumulated below the
+    market minimum), and never more. Most important: never the other side of the leader.
     """
-    from copytrade.engine.fixtures import load_reference_markets
-
-    markets = load_reference_markets(get_settings().data_dir)["futures"]
+    markets = view["markets"]
     problems = []
     with sm() as s:
-        portfolio = s.get(LeadPortfolio, pw.world.portfolio_id)
-        realised = sum((r or D(0) for r in s.scalars(select(LeaderFill.realised_pnl))), D(0))
-        leader_equity = portfolio.capital + realised
+        fills = {f.id: f for f in s.scalars(select(LeaderFill))}
         openings = {}
         for symbol in SYMBOLS:
-            rows = s.execute(
-                select(
-                    LeaderFill.exchange_trade_id, LeaderFill.position_before, LeaderFill.is_opening
-                ).where(LeaderFill.symbol == symbol)
-            ).all()
-            rows.sort(key=lambda r: int(r[0]))
             count = 0
-            for _, before, opening in rows:
-                count = 0 if before == 0 else count
-                count += bool(opening)
+            for f in sorted(
+                (f for f in fills.values() if f.symbol == symbol),
+                key=lambda f: int(f.exchange_trade_id),
+            ):
+                count = (0 if f.position_before == 0 else count) + bool(f.is_opening)
             openings[symbol] = count
-        ledger = Ledger(s)
-        for copy_id in pw.world.copy_ids:
-            equity = ledger.balance(f"follower:{copy_id}:cash", "USDT")
-            ratio = equity / leader_equity
-            for symbol in SYMBOLS:
-                step = markets[symbol].market_step_size or markets[symbol].step_size
-                leader = view["leader_positions"].get(symbol, D(0))
-                mine = view["followers"][copy_id].get(symbol, D(0))
-                exact = leader * ratio
-                if leader == 0:
-                    ok = mine == 0
-                elif (mine > 0) != (leader > 0) and mine != 0:
-                    ok = False
-                else:
-                    slack = step * (openings[symbol] + 1) + abs(exact) * D("0.03")
-                    ok = abs(mine) <= abs(exact) + abs(exact) * D("0.03") + step and (
-                        abs(exact) - abs(mine) <= slack
-                    )
-                if not ok:
-                    problems.append(
-                        f"copy {copy_id} {symbol}: holds {mine}, leader {leader} × {ratio:.4f}"
-                        f" = {exact:.4f} (step {step}, openings {openings[symbol]})"
-                    )
+        ratios: dict[tuple[int, str], list[D]] = {}
+        reasons: dict[tuple[int, str], Counter] = {}
+        for i in s.scalars(select(FollowerOrderIntent).where(FollowerOrderIntent.kind == "copy")):
+            f = fills[i.leader_fill_id]
+            reasons.setdefault((i.copy_id, i.symbol), Counter())[i.reason_code] += 1
+            if i.leg == 0 and f.is_opening and i.computed_quantity > 0:
+                ratios.setdefault((i.copy_id, i.symbol), []).append(
+                    i.computed_quantity / f.quantity
+                )
+        held = {(p.copy_id, p.symbol): p.quantity for p in s.scalars(select(CopyPosition))}
+    for copy_id in pw.world.copy_ids:
+        for symbol in SYMBOLS:
+            market = markets[symbol]
+            step = market.market_step_size
+            minimum = max(market.market_min_qty, market.min_notional / view["prices"][symbol])
+            leader = view["leader_positions"].get(symbol, D(0))
+            mine = view["followers"][copy_id].get(symbol, D(0))
+            used = ratios.get((copy_id, symbol)) or [D(0)]
+            low, high = min(used), max(used)
+            if leader == 0:
+                ok = mine == 0
+            elif mine and (mine > 0) != (leader > 0):
+                ok = False  # the issue-11 failure: a follower short while the leader is long
+            else:
+                slack = step * (openings[symbol] + 1) + minimum
+                ok = abs(leader) * low - slack <= abs(mine) <= abs(leader) * high + step
+            if not ok:
+                problems.append(
+                    f"copy {copy_id} {symbol}: holds {mine} (engine: {held.get((copy_id, symbol))}),"
+                    f" leader {leader}, ratios {low:.4f}..{high:.4f}, openings "
+                    f"{openings[symbol]}, outcomes {dict(reasons.get((copy_id, symbol), {}))}"
+                )
     return problems

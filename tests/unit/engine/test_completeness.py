@@ -218,3 +218,27 @@ def test_validation_fails_only_the_ingest_gap_check_while_a_gap_is_open_R_IN_3(
     with session_maker() as s, s.begin():
         s.execute(update(IngestGap).values(resolved_at=func.now(), resolution="agreed"))
     assert validate_ledger(db_url).passed
+
+
+async def test_a_dropped_database_session_handles_the_fill_again_not_quarantined_R_IN_3(
+    rig, monkeypatch
+):
+    from sqlalchemy.exc import OperationalError
+
+    import copytrade.engine.core as core
+
+    w = rig.build([{"allocation": "1000", "leverage": 10}])
+    eng = await _baselined(rig)
+    monkeypatch.setattr(core, "DB_RETRY_SECONDS", (0.0,))
+    real, calls = eng._handle, []
+
+    async def dropped_once(*args):
+        calls.append(1)
+        if len(calls) == 1:  # as pg_terminate_backend does to the session mid-transaction
+            raise OperationalError("INSERT", {}, Exception("terminating connection"))
+        return await real(*args)
+
+    eng._handle = dropped_once
+    report = await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "0.1", "50000"))
+    assert len(calls) == 2 and report.leader_fill_id is not None
+    assert _quarantined(rig.sm) == [] and len(_fills(rig.sm)) == 1
