@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 E8 = 100_000_000
 STALE_AFTER_SECONDS = 60.0
+ABSENT_AFTER_SECONDS = 12.0  # beyond ccxt's 10 s recvWindow: an unfound order can no longer execute
 LEVERAGE_CONCURRENCY = 64
 LEVERAGE_RETRY_SECONDS = 30.0  # a never-sent intent older than this is not sent after a restart
 DB_RETRY_SECONDS = (0.2, 1.0, 3.0, 10.0)  # a dropped database session: try the event again
@@ -132,12 +133,14 @@ class CopyEngine:
         *,
         venue: str = "paper",
         stale_after: float = STALE_AFTER_SECONDS,
+        absent_after: float = ABSENT_AFTER_SECONDS,
     ) -> None:
         self.sf = session_factory
         self.gateway_for = gateway_for
         self.markets_by_kind = markets_by_kind
         self.venue = venue
         self.stale_after = stale_after
+        self.absent_after = absent_after  # an order not found is resent only after this (reconcile)
         self.portfolios: dict[int, PortfolioState] = {}
         self.prices: dict[str, Decimal] = {}
         self._leverage_set: set[tuple[int, str, int]] = set()

@@ -2,9 +2,11 @@
 
 1. Every intent without an outcome (``pending``: persisted, maybe sent when the process died;
    ``unknown``: a timeout nobody could resolve yet; ``acked``: an order still open) is looked up by
-   its client order id. Found → the exchange's state is adopted and recorded. Confirmed absent →
-   sent now if it was decided less than ``stale_after`` seconds ago, otherwise closed as skipped
-   (``not_sent``) with the reason.
+   its client order id. Found → the exchange's state is adopted and recorded. Absent → left for
+   the next sweep while it could still be in flight (younger than ``absent_after``, beyond the
+   recvWindow), then sent if it was decided less than ``stale_after`` seconds ago, otherwise
+   closed as skipped (``not_sent``) with the reason. A resend the exchange refuses as a duplicate
+   client id means the first one exists: it is adopted at the next sweep.
    A lookup that fails leaves the intent for the next sweep. Nothing is sent without a lookup.
 2. Leader fills missed while the stream was down are backfilled from ``myTrades`` by trade id,
    from each symbol's watermark, and go through the same ingest as the stream (R-IN-1). A
@@ -43,6 +45,7 @@ from models import Copy, CopyPosition, FollowerOrderIntent, LeaderFill, LeaderWa
 
 log = logging.getLogger(__name__)
 OPEN_STATUSES = ("pending", "sent", "unknown", "acked")
+DUPLICATE_ID_CODES = ("-4116", "-2010")  # futures / spot: "ClientOrderId is duplicated"
 
 
 @dataclass
@@ -148,8 +151,12 @@ async def resolve_open_intents(
             # Age from the engine's decision, not the leader's trade time: the decision already
             # accepted the fill (a backfilled one may be older), and the paper exchange's
             # trade times follow its simulated clock.
-            born = intent.created_at
-            if (now - born).total_seconds() <= engine.stale_after:
+            age = (now - intent.created_at).total_seconds()
+            if age < engine.absent_after:
+                # The request may still be on its way or held by the exchange: absence is only
+                # final once it can no longer execute (its recvWindow has passed). Next sweep.
+                return it, None, "lookup_failed"
+            if age <= engine.stale_after:
                 request = OrderRequest(
                     symbol=intent.symbol,
                     side=intent.side,
@@ -157,7 +164,10 @@ async def resolve_open_intents(
                     client_order_id=intent.client_order_id,
                     reduce_only=intent.reduce_only,
                 )
-                return it, await send_one(gw, request), "resent"
+                result = await send_one(gw, request)
+                if result.rejected is not None and str(result.rejected.code) in DUPLICATE_ID_CODES:
+                    return it, None, "lookup_failed"  # it exists after all: adopted next sweep
+                return it, result, "resent"
             return it, None, "not_sent"
 
     results = await asyncio.gather(*(settle(*w) for w in work))

@@ -60,11 +60,15 @@ APP = "ct-campaign-engine"  # the engine's PostgreSQL application_name: only its
 
 
 def follower_settings(rng: random.Random, n: int) -> list[dict]:
-    """Ratio copies with room for the leader's largest positions; mixed leverage and policies."""
+    """Ratio copies with room for the leader's largest positions; mixed leverage and policies.
+
+    Leverage stays ≤ 5: the portfolio's AUM passes 100,000 USDT, beyond which higher leverage
+    is refused for openings (R-LEAD-8) and such copies would rightly not follow.
+    """
     return [
         {
             "allocation": str(rng.choice([4000, 5000, 6000])),
-            "leverage": rng.randint(3, 10),
+            "leverage": rng.randint(2, 5),
             "below_min_policy": ("skip", "accumulate")[i % 2],
         }
         for i in range(n)
