@@ -262,6 +262,9 @@ class CopyEngine:
     async def _handle(
         self, ps: PortfolioState, event: object, source: str, pause: GcPause
     ) -> FillReport:
+        if ps.copies_stale:
+            self.refresh_copies([ps.portfolio_id], force=True)
+            ps.copies_stale = False
         markets = self.markets(ps)
         symbol = getattr(event, "symbol", None)
         with self.sf() as session:
@@ -521,17 +524,25 @@ class CopyEngine:
             )
             if state is not None and state.filled_quantity > 0:
                 fill_plans.append((it, res, state, len(order_rows) - 1))
-        with self.sf() as session, session.begin():
-            update_rows(
-                session,
-                FollowerOrderIntent.__table__,
-                intent_updates,
-                key="id",
-                key_param="iid",
-                columns=("status", "outcome", "reason_code", "reason", "sent_at", "acked_at"),
-            )
-            order_ids = self._upsert_orders(session, order_rows)
-            self._record_fills(session, ps, fill_plans, order_ids)
+        try:
+            with self.sf() as session, session.begin():
+                update_rows(
+                    session,
+                    FollowerOrderIntent.__table__,
+                    intent_updates,
+                    key="id",
+                    key_param="iid",
+                    columns=("status", "outcome", "reason_code", "reason", "sent_at", "acked_at"),
+                )
+                order_ids = self._upsert_orders(session, order_rows)
+                self._record_fills(session, ps, fill_plans, order_ids)
+        except Exception:
+            # The fills were already applied to the in-memory positions when the transaction
+            # failed (e.g. a dropped database session): reload the copies from the database
+            # before the next fill, so the sweep's adoption of these orders counts them once.
+            if ps is not None:
+                ps.copies_stale = True
+            raise
         self.inflight.difference_update(it.intent_id for it in intents)
 
     def _upsert_orders(self, session: Session, rows: list[dict]) -> list[int]:

@@ -93,6 +93,15 @@ def _copy_for(
     return None, state, None
 
 
+def _rebind(ps: PortfolioState, intents: list[Intent]) -> None:
+    """Point each intent at its copy's current state and book index."""
+    live = {c.copy_id: (i, c) for i, c in enumerate(ps.copies)}
+    for it in intents:
+        found = live.get(it.copy.copy_id)
+        if found is not None:
+            it.index, it.copy = found
+
+
 async def resolve_open_intents(
     engine: CopyEngine, report: ReconcileReport | None = None
 ) -> ReconcileReport:
@@ -189,6 +198,12 @@ async def resolve_open_intents(
     for ps, intents, sends in to_record.values():
         if ps is not None:
             async with ps.lock:
+                # The copies may have been reloaded while the lookups ran (changed settings, a
+                # failed recording): record into the live state, not a replaced one.
+                if ps.copies_stale:
+                    engine.refresh_copies([ps.portfolio_id], force=True)
+                    ps.copies_stale = False
+                _rebind(ps, intents)
                 engine.record(ps, intents, sends)
         else:
             engine.record(None, intents, sends)

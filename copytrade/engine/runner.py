@@ -263,7 +263,8 @@ class EngineRunner:
                 await resolve_open_intents(self.engine)
                 for pid, ps in list(self.engine.portfolios.items()):
                     async with ps.lock:
-                        self.engine.refresh_copies([pid])
+                        self.engine.refresh_copies([pid], force=ps.copies_stale)
+                        ps.copies_stale = False
                 if time.monotonic() - last_check >= self.check_every:
                     last_check = time.monotonic()
                     for found in await check_all(self.engine, self.window):

@@ -118,6 +118,7 @@ class PortfolioState:
     )  # leader orders already fixed-amount copied
     copies: list[CopyState] = field(default_factory=list)
     book: CopyBook | None = None
+    copies_stale: bool = False  # a recording failed: reload the copies before the next fill
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def merge(self, source: str, event: object) -> bool:

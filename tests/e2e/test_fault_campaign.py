@@ -41,6 +41,7 @@ from models import (
     Copy,
     CopyPosition,
     ExchangeAccount,
+    FollowerOrder,
     FollowerOrderIntent,
     LeaderFill,
     LeaderWatermark,
@@ -190,7 +191,16 @@ async def _exchange_view(
             ids = []
             for symbol in SYMBOLS:
                 orders = await gw.exchange.fetch_orders(gw._unified(symbol), None, 1000)
-                ids += [o["info"].get("clientOrderId") for o in orders]
+                ids += [
+                    (
+                        o["info"].get("clientOrderId"),
+                        symbol,
+                        o["info"].get("side"),
+                        D(str(o["info"].get("executedQty") or 0)),
+                        o["info"].get("status"),
+                    )
+                    for o in orders
+                ]
             out["orders"][copy_id] = ids
     return out
 
@@ -377,7 +387,8 @@ def test_fault_campaign_loses_no_leader_fill_and_keeps_followers_proportional_R_
         fills = s.scalars(select(LeaderFill)).all()
         copy_rows = s.scalars(select(Copy)).all()
     recorded = {i.client_order_id for i in intents}
-    for copy_id, ids in view["orders"].items():
+    for copy_id, orders in view["orders"].items():
+        ids = [o[0] for o in orders]
         dupes = [cid for cid, n in Counter(ids).items() if n > 1]
         assert dupes == [], f"copy {copy_id}: client ids sent twice: {dupes[:5]}"
         assert set(ids) <= recorded, f"copy {copy_id}: orders never recorded"
@@ -442,6 +453,14 @@ def _proportionality(sm, view, pw) -> list[str]:
                     i.computed_quantity / f.quantity
                 )
         held = {(p.copy_id, p.symbol): p.quantity for p in s.scalars(select(CopyPosition))}
+        recorded = {
+            o.client_order_id: (o.filled_quantity, o.exchange_status)
+            for o in s.scalars(select(FollowerOrder))
+        }
+        intent_of = {
+            i.client_order_id: (i.kind, i.status, i.outcome, i.reason_code, i.quantity)
+            for i in s.scalars(select(FollowerOrderIntent))
+        }
     for copy_id in pw.world.copy_ids:
         for symbol in SYMBOLS:
             market = markets[symbol]
@@ -459,6 +478,12 @@ def _proportionality(sm, view, pw) -> list[str]:
                 slack = step * (openings[symbol] + 1) + minimum
                 ok = abs(leader) * low - slack <= abs(mine) <= abs(leader) * high + step
             if not ok:
+                differ = [
+                    (cid, side, qty, status, recorded.get(cid), intent_of.get(cid))
+                    for cid, sym, side, qty, status in view["orders"][copy_id]
+                    if sym == symbol and (recorded.get(cid) or (None,))[0] != qty
+                ]
+                problems.append(f"copy {copy_id} {symbol}: exchange ≠ ledger: {differ[:6]}")
                 problems.append(
                     f"copy {copy_id} {symbol}: holds {mine} (engine: {held.get((copy_id, symbol))}),"
                     f" leader {leader}, ratios {low:.4f}..{high:.4f}, openings "

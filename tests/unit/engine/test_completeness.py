@@ -15,11 +15,16 @@ from models import FollowerOrderIntent, LeaderFill, QuarantinedEvent
 from models.trading import IngestGap
 
 
-async def _wait(sm, n: int, timeout: float = 5.0) -> None:
+async def _wait(sm, n: int, timeout: float = 10.0) -> None:
+    """Wait until ``n`` leader fills are stored and every intent has its outcome."""
     for _ in range(int(timeout / 0.02)):
         with sm() as s:
-            if len(s.scalars(select(LeaderFill)).all()) >= n:
-                return
+            stored = len(s.scalars(select(LeaderFill)).all())
+            open_ = s.scalars(
+                select(FollowerOrderIntent.id).where(FollowerOrderIntent.status != "done")
+            ).all()
+        if stored >= n and not open_:
+            return
         await asyncio.sleep(0.02)
 
 
@@ -242,3 +247,37 @@ async def test_a_dropped_database_session_handles_the_fill_again_not_quarantined
     report = await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "0.1", "50000"))
     assert len(calls) == 2 and report.leader_fill_id is not None
     assert _quarantined(rig.sm) == [] and len(_fills(rig.sm)) == 1
+
+
+async def test_a_recording_lost_with_the_database_is_adopted_once_not_counted_twice_R_COPY_11(
+    rig, monkeypatch
+):
+    """The database drops while recording: the fills were applied in memory but not stored. The
+    copies are reloaded before the next use, so adopting the orders counts them exactly once."""
+    from sqlalchemy.exc import OperationalError
+
+    import copytrade.engine.core as core
+    from copytrade.engine.reconcile import resolve_open_intents
+
+    w = rig.build([{"allocation": "1000", "leverage": 10}])
+    eng = await _baselined(rig)
+    eng.absent_after = 0.0
+    monkeypatch.setattr(core, "DB_RETRY_SECONDS", (0.0,))
+    real = eng._record_fills
+
+    def dropped(session, ps, plans, order_ids):
+        real(session, ps, plans, order_ids)  # positions move in memory, then the commit fails
+        raise OperationalError("INSERT", {}, Exception("terminating connection"))
+
+    eng._record_fills = dropped
+    await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))
+    eng._record_fills = real
+    report = await resolve_open_intents(eng)
+    assert report.adopted == 1
+    ps = eng.portfolios[w.portfolio_id]
+    exchange = rig.fake.accounts[w.copy_accounts[w.copy_ids[0]]].positions["BTCUSDT"]
+    assert ps.copies[0].positions["BTCUSDT"].quantity == exchange == D("0.1")  # not 0.2
+    with rig.sm() as s:
+        from models import CopyPosition
+
+        assert s.scalars(select(CopyPosition.quantity)).one() == exchange
