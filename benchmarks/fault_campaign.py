@@ -2,7 +2,7 @@
 
     python benchmarks/fault_campaign.py [--fills 2000] [--followers 30] [--kills 12] [--seed N]
 
-The same campaign as ``tests/e2e/test_fault_campaign.py`` (``copytrade.engine.campaign``), longer:
+The same campaign as ``tests/e2e/test_fault_campaign.py`` (``tests/support/campaign.py``), longer:
 the leader bot loops the real trader's 484 fills until ``--fills`` orders were sent (≈ 0.3 s
 each), with ``--kills`` × ``kill -9`` of the engine spread over the replay, every paper-exchange
 fault kind and one dropped database session. Needs the PostgreSQL server at COPYTRADE_TEST_PG_URL (a fresh schema is made and
@@ -28,7 +28,7 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from copytrade.db import make_engine  # noqa: E402
-from copytrade.engine.campaign import CampaignConfig, run_campaign  # noqa: E402
+from tests.support.campaign import CampaignConfig, run_campaign  # noqa: E402
 
 PG_URL = os.environ.get(
     "COPYTRADE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -7,7 +7,6 @@ import typer
 from copytrade.cli import (
     copies,
     db,
-    demo,
     engine,
     leaders,
     ledger,
@@ -33,7 +32,6 @@ app.add_typer(paper.app, name="paper")
 app.add_typer(engine.app, name="engine")
 app.add_typer(metrics.app, name="metrics")
 metrics.register(leaders.app)
-app.command("demo")(demo.demo)
 app.command("settle")(settle.settle)
 app.command("validate")(settle.validate)
 app.command("up")(stack.up)

@@ -13,10 +13,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 from copytrade.domain.errors import RuleViolation
+from copytrade.domain.leaders import MAX_PRIVATE_RATIO
 from copytrade.domain.money import ZERO, round_down, to_decimal
 
 SPOT, FUTURES = "spot", "futures"
-MAX_RATIO = Decimal("0.3")  # R-LEAD-5: the highest ratio any portfolio may carry
+MAX_RATIO = MAX_PRIVATE_RATIO  # R-LEAD-5: the highest ratio any portfolio may carry
 
 
 def _exact(field: str, value: object, rule: str) -> Decimal:

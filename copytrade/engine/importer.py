@@ -45,11 +45,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from copytrade.domain.money import UNIT, ZERO
 from copytrade.engine import ingest
 from copytrade.exchange.protocol import Trade
 from models import LeaderFill, QuarantinedEvent
 
-ZERO = Decimal(0)
 CENT = Decimal("0.01")
 BINANCE_PAGE_TZ = timezone(timedelta(hours=3))  # the scraped page shows UTC+3
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,20}USDT$")
@@ -291,7 +291,7 @@ def read_fills(path: Path, fmt: str | None = None) -> tuple[list[ImportedRow], I
             closing = legs[0].quantity
             direction = 1 if position > 0 else -1
             row.recomputed_pnl = (closing * (trade.price - costs[symbol]) * direction).quantize(
-                Decimal("1e-8")
+                UNIT
             )
             row.entry_decimals = entry_decimals.get(symbol, 8)
         # average-cost position bookkeeping

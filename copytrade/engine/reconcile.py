@@ -28,6 +28,7 @@ from decimal import Decimal
 from sqlalchemy import select, update
 
 from copytrade import clock
+from copytrade.domain.fills import PositionState
 from copytrade.engine.completeness import (
     WINDOW_FILLS,
     HistoryUnavailable,
@@ -38,7 +39,6 @@ from copytrade.engine.completeness import (
 )
 from copytrade.engine.core import CopyEngine, Intent
 from copytrade.engine.dispatch import SendResult, send_one
-from copytrade.engine.ledger_posting import PositionState
 from copytrade.engine.state import CopyState, PortfolioState
 from copytrade.exchange.protocol import GatewayError, OrderRequest
 from models import Copy, CopyPosition, FollowerOrderIntent, LeaderFill, LeaderWatermark

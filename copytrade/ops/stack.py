@@ -352,10 +352,13 @@ def start_paper_exchange(stack: Stack, timeout: float = 120) -> str:
 
 
 def leader_bot_available() -> bool:
-    """Return True if this version's CLI has `copytrade paper leader-bot`."""
-    from copytrade.cli import paper
+    """Return True if this version has the leader bot `copytrade paper leader-bot` runs.
 
-    return any(c.name == "leader-bot" for c in paper.app.registered_commands)
+    Asked of the module, not of the CLI: ops sits below the command line and never imports it.
+    """
+    import importlib.util
+
+    return importlib.util.find_spec("copytrade.paper.leader_bot") is not None
 
 
 def leader_bot_account(stack: Stack, name: str = LEADER_BOT) -> Path:

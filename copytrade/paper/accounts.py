@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-ZERO = Decimal(0)
+from copytrade.domain.money import ZERO
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
 
 from copytrade.domain.markets import FilterFailure, Market
-from copytrade.domain.money import to_decimal
+from copytrade.domain.money import UNIT, ZERO, to_decimal
 from copytrade.paper import errors as E
 from copytrade.paper import views
 from copytrade.paper.accounts import Account, Fill, Order, Position, new_credentials
@@ -25,8 +25,6 @@ from copytrade.paper.errors import BinanceError, err
 from copytrade.paper.market_data import MarketData
 from copytrade.paper.prices import SimClock
 
-ZERO = Decimal(0)
-Q8 = Decimal("0.00000001")
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 MAX_POINTS_PER_TICK = 5_000
 
@@ -38,7 +36,7 @@ def wall_ms() -> int:
 
 
 def q8(value: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
-    return value.quantize(Q8, rounding=rounding)
+    return value.quantize(UNIT, rounding=rounding)
 
 
 class PaperExchange:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from copytrade.domain.money import ZERO
 from copytrade.paper.accounts import Account, Fill, Order
 
 if TYPE_CHECKING:
     from copytrade.paper.exchange import PaperExchange
-
-ZERO = Decimal(0)
 
 
 def s8(value: Decimal) -> str:

@@ -29,9 +29,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from copytrade import clock
 from copytrade.domain.errors import RuleViolation
 from copytrade.domain.money import ZERO, from_units
+from copytrade.gcpause import paused_gc
 from copytrade.ledger import Ledger, Leg, TransferSpec
 from copytrade.ledger.accounts import follower_cash, leader_capital, leader_rebates, person_spot
-from copytrade.ledger.rawsql import Raw, paused_gc, units
+from copytrade.ledger.rawsql import Raw, units
 from copytrade.settlement.cycles import (
     FINAL_TRIGGERS,
     CycleSpec,

@@ -6,14 +6,14 @@ followers; ``copytrade engine run`` as a subprocess. During the replay: every fa
 ``copytrade paper fault`` offers, 5 × ``kill -9`` of the engine (3 while orders are in flight),
 503s on the leader's ``userTrades`` while the engine restarts, one database session dropped with
 ``pg_terminate_backend``. Seeded and bounded (≈ 3–5 min on the shared 2-core machine). The
-machinery is ``copytrade.engine.campaign``; ``benchmarks/fault_campaign.py`` runs a longer one.
+machinery is ``tests/support/campaign.py``; ``benchmarks/fault_campaign.py`` runs a longer one.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from copytrade.engine.campaign import FAULT_KINDS, CampaignConfig, run_campaign
+from tests.support.campaign import FAULT_KINDS, CampaignConfig, run_campaign
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 pytest.importorskip("copytrade.paper.testing")

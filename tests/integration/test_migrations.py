@@ -77,7 +77,7 @@ def test_0003_baselines_a_leader_with_history_so_the_derived_position_is_unchang
     from sqlalchemy import text
 
     from copytrade.engine.completeness import derive_positions
-    from copytrade.engine.fixtures import make_world
+    from tests.support.engine_world import make_world
 
     assert migrate.upgrade(db_url, "0002") == "0002"
     engine = make_engine(db_url)

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from copytrade.domain.errors import RuleViolation
 from copytrade.settlement import StaticMarks
-from copytrade.settlement.fixtures import EPOCH
 from models import Copy, CopySettlementState, LeadPortfolio, SettlementCycle
+from tests.support.settlement import EPOCH
 
 DAY = timedelta(days=1)
 MON1 = EPOCH + timedelta(days=7)

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from copytrade.config import PROJECT_ROOT
-from copytrade.settlement.fixtures import EPOCH
+from tests.support.settlement import EPOCH
 
 DAY = timedelta(days=1)
 MON1 = EPOCH + timedelta(days=7)

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from copytrade.cli import EXIT_CODES, app
 from copytrade.config import get_settings
 from copytrade.db import make_engine
-from copytrade.engine.fixtures import make_world
 from models import Base
 from models.trading import IngestGap
+from tests.support.engine_world import make_world
 
 DOWN = "postgresql+psycopg://ledger:s3cr3t-pw@127.0.0.1:1/ledger"
 

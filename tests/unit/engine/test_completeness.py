@@ -211,8 +211,8 @@ async def test_check_reports_an_unreachable_exchange_as_unverified_R_IN_3(rig):
 def test_validation_fails_only_the_ingest_gap_check_while_a_gap_is_open_R_IN_3(
     db_url, session_maker
 ):
-    from copytrade.engine.fixtures import make_world
     from copytrade.validation import validate_ledger
+    from tests.support.engine_world import make_world
 
     with session_maker() as s, s.begin():
         world = make_world(s, copies=[])

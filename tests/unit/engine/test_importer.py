@@ -6,9 +6,9 @@ from decimal import Decimal as D
 
 from sqlalchemy import func, select
 
-from copytrade.engine.fixtures import make_world
 from copytrade.engine.importer import import_fills, read_fills
 from models import LeaderFill, QuarantinedEvent
+from tests.support.engine_world import make_world
 
 REAL = "leaders/binance-lead-trader-fills-2025-01-27_2025-03-21.csv"
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from copytrade.engine.http1 import Pool
+from copytrade.exchange.http1 import HttpError, Pool
 
 
 async def _requests(reader):
@@ -93,5 +93,43 @@ async def test_begin_writes_only_on_an_idle_connection_and_finish_reads_the_answ
         pool.finish(conn, waiter)
     assert conn.closed and pool.idle == []
     pool.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_an_answer_that_is_not_http_is_a_connection_error_and_the_connection_is_dropped():
+    """httptools' parser refuses the answer; the caller sees a ConnectionError (an unknown
+    outcome for an order, R-COPY-11) and the connection is never reused."""
+
+    async def garbage(reader, writer):
+        async for _ in _requests(reader):
+            writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = Pool(f"http://127.0.0.1:{port}")
+    with pytest.raises(HttpError):
+        await pool.post("/o", b"x=1", b"", 5)
+    assert pool.idle == []
+    server.close()
+    await server.wait_closed()
+
+
+async def test_connection_close_answer_is_read_and_the_connection_not_kept():
+    async def once(reader, writer):
+        async for _ in _requests(reader):
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye")
+            await writer.drain()
+            writer.close()
+            return
+
+    server = await asyncio.start_server(once, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = Pool(f"http://127.0.0.1:{port}")
+    response = await pool.post("/o", b"x=1", b"", 5)
+    assert (response.status, response.reason, response.body) == (200, "OK", b"bye")
+    assert response.headers["connection"] == "close" and pool.idle == []
     server.close()
     await server.wait_closed()

@@ -5,10 +5,10 @@ real ``Ledger`` service with the codes the copy engine uses:
 
 - ``deposit`` (external → person spot), ``lead_capital`` (leader spot → ``leader:<pid>:capital``)
   and ``copy_allocation`` (person spot → copy cash);
-- per follower fill, keyed ``<code>:<fill key>``: ``copy_fill`` (spot: the asset swap),
-  ``realised_pnl`` (futures: the realised PnL between the exchange and the copy's cash),
-  ``trading_fee`` (copy cash → ``platform:fees``) and ``fee_rebate`` (``platform:fees`` →
-  ``leader:<portfolio>:rebates``, 10 % of the fee), as ``copytrade.engine.ledger_posting`` does;
+- per follower fill, keyed ``<code>:<fill id>``: exactly the transfers the copy engine posts,
+  built by the same function (``copytrade.ledger.fill_transfers``): ``copy_fill`` (spot: the
+  asset swap), ``realised_pnl`` (futures), ``trading_fee`` and ``fee_rebate`` (10 % of the fee,
+  rounded down, R-SET-10);
 
 and writing the leader fill, the follower order intent, the order and the follower fill rows the
 engine writes (client order ids derived from leader fill, copy and leg). Realised PnL is computed
@@ -33,14 +33,12 @@ from copytrade.domain.fees import leader_rebate
 from copytrade.domain.money import ZERO, round_down, to_decimal, to_units
 from copytrade.ledger import Ledger, Leg, PostResult, TransferSpec
 from copytrade.ledger.accounts import (
-    PLATFORM_FEES,
-    exchange,
     external,
     follower_cash,
     leader_capital,
-    leader_rebates,
     person_spot,
 )
+from copytrade.ledger.fill_transfers import fill_transfers
 from models.platform import Copy, LeadPortfolio, Person
 from models.trading import FollowerFill, FollowerOrder, FollowerOrderIntent, LeaderFill
 from models.types import Amount
@@ -308,7 +306,7 @@ class Scenario:
         self.session.flush()
         self.poster(
             self.session,
-            fill_transfers(
+            _fill_transfers(
                 row.id,
                 copy_id,
                 portfolio.id,
@@ -320,7 +318,6 @@ class Scenario:
                 pnl,
                 fee,
                 fee_asset,
-                rebate,
                 quote=quote,
                 venue=self.venue,
             ),
@@ -351,7 +348,7 @@ class Scenario:
         )
 
 
-def fill_transfers(
+def _fill_transfers(
     fill_id: int,
     copy_id: int,
     portfolio_id: int,
@@ -363,61 +360,29 @@ def fill_transfers(
     realised: Decimal,
     fee: Decimal,
     fee_asset: str,
-    rebate: Decimal,
     *,
     quote: str = "USDT",
     venue: str = "paper",
     at: datetime | None = None,
 ) -> list[TransferSpec]:
-    """Return the ledger transfers of one follower fill (see the module docstring)."""
-    refs = {"copy_id": copy_id, "follower_fill_id": fill_id, "portfolio_id": portfolio_id}
-    cash, venue_account = follower_cash(copy_id), exchange(venue)
-    out = []
-    if mode == "spot":
-        base = symbol[: -len(quote)] if symbol.endswith(quote) else symbol
-        notional = round_down(quantity * price)
-        sign = 1 if side == "buy" else -1
-        legs = [
-            Leg(cash, quote, -sign * notional),
-            Leg(venue_account, quote, sign * notional),
-            Leg(cash, base, sign * quantity),
-            Leg(venue_account, base, -sign * quantity),
-        ]
-        out.append(TransferSpec(f"copy_fill:{fill_id}", "copy_fill", tuple(legs), refs=refs, at=at))
-    elif realised:
-        out.append(
-            TransferSpec(
-                f"realised_pnl:{fill_id}",
-                "realised_pnl",
-                (Leg(venue_account, quote, -realised), Leg(cash, quote, realised)),
-                refs=refs,
-                at=at,
-            )
-        )
-    if fee > 0:
-        out.append(
-            TransferSpec(
-                f"trading_fee:{fill_id}",
-                "trading_fee",
-                (Leg(cash, fee_asset, -fee), Leg(PLATFORM_FEES, fee_asset, fee)),
-                refs=refs,
-                at=at,
-            )
-        )
-    if rebate > 0:
-        out.append(
-            TransferSpec(
-                f"fee_rebate:{fill_id}",
-                "fee_rebate",
-                (
-                    Leg(PLATFORM_FEES, fee_asset, -rebate),
-                    Leg(leader_rebates(portfolio_id), fee_asset, rebate),
-                ),
-                refs=refs,
-                at=at,
-            )
-        )
-    return out
+    """Return the transfers the copy engine posts for this fill (``copytrade.ledger.fill_transfers``)."""
+    return fill_transfers(
+        key=str(fill_id),
+        copy_id=copy_id,
+        portfolio_id=portfolio_id,
+        venue=venue,
+        kind=mode,
+        base=symbol.removesuffix(quote),
+        quote=quote,
+        side=side,
+        quantity=quantity,
+        price=price,
+        fee=fee,
+        fee_asset=fee_asset,
+        realised_pnl=realised,
+        refs={"copy_id": copy_id, "follower_fill_id": fill_id, "portfolio_id": portfolio_id},
+        at=at,
+    )
 
 
 # -- bulk population (benchmark, crash test) ----------------------------------------------------
@@ -657,20 +622,8 @@ def generate_population(
                     "rebate": to_units(rebate),
                 }
             )
-            fill_specs += fill_transfers(
-                fid,
-                cid,
-                pid,
-                mode,
-                symbol,
-                side,
-                quantity,
-                price,
-                realised,
-                fee,
-                "USDT",
-                rebate,
-                at=at,
+            fill_specs += _fill_transfers(
+                fid, cid, pid, mode, symbol, side, quantity, price, realised, fee, "USDT", at=at
             )
         transfers += len(fill_specs)
         pending.extend(fill_specs)

@@ -1,10 +1,10 @@
-"""Automatic garbage collection is held while a leader fill is on its way out (copy latency)."""
+"""Automatic garbage collection is held while a leader fill is on its way out and during bulk steps."""
 
 from __future__ import annotations
 
 import gc
 
-from copytrade.engine.gcpause import GcPause
+from copytrade.gcpause import GcPause, paused_gc
 
 
 def test_holds_nest_across_portfolios_and_restore_the_collector():
@@ -28,3 +28,15 @@ def test_a_collector_disabled_before_stays_disabled():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_bulk_step_inside_a_held_fan_out_leaves_the_hold_in_place():
+    """The ledger's bulk steps and the engine's fan-out share one helper: a bulk step that ends
+    while a leader fill is still on its way out does not switch collection back on."""
+    hold = GcPause()
+    hold.hold()
+    with paused_gc():
+        assert not gc.isenabled()
+    assert not gc.isenabled()
+    hold.release()
+    assert gc.isenabled()

@@ -2,8 +2,8 @@
 
 aiohttp's request machinery costs more client CPU per request than the whole signed order
 needs. This client is an ``asyncio.Protocol``: a request is one ``transport.write`` and its
-answer a future that ``data_received`` resolves when the status line, headers and the
-Content-Length or chunked body are in. ``Pool.begin`` does the write synchronously on an idle
+answer a future resolved when httptools' parser reports the whole message (status line,
+headers, Content-Length or chunked body). ``Pool.begin`` does the write synchronously on an idle
 connection, so a fan-out writes every order without creating a task or a timer per order and
 then waits for all answers at once. One request per connection at a time (no pipelining); the
 connection is kept for the next request unless the server says ``Connection: close``. http and
@@ -17,6 +17,8 @@ import asyncio
 import ssl
 import time
 from urllib.parse import urlsplit
+
+import httptools
 
 
 class HttpError(ConnectionError):
@@ -34,14 +36,22 @@ class Response:
 
 
 class Connection(asyncio.Protocol):
-    """One keep-alive connection; at most one request in flight."""
+    """One keep-alive connection; at most one request in flight.
+
+    Answers are read by httptools' parser (llhttp, the parser of Node.js): status line, headers,
+    Content-Length or chunked bodies, keep-alive. One parser per connection, fed every byte in
+    order, so a kept-alive connection's answers follow one another as HTTP/1.1 says.
+    """
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
+        self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future | None = None
         self.keep = True
         self.closed = False
+        self._reason = b""
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -53,22 +63,47 @@ class Connection(asyncio.Protocol):
             waiter.set_exception(ConnectionError(f"connection lost: {exc!r}"))
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            waiter = self.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(HttpError(f"unreadable HTTP answer: {exc}"))
+            self.close()
+
+    # -- httptools callbacks -----------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._reason, self._headers, self._body = b"", {}, []
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1").strip()
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        parser = self.parser
+        self.keep = parser.should_keep_alive() and parser.get_http_version() == "1.1"
         waiter = self.waiter
         if waiter is None or waiter.done():
-            return
-        try:
-            response = _parse(self.buffer)
-        except HttpError as exc:
-            waiter.set_exception(exc)
-            self.close()
-            return
-        if response is not None:
-            response, self.keep = response
-            waiter.set_result(response)
+            return  # an answer nobody waits for (timed out): the connection is closed anyway
+        waiter.set_result(
+            Response(
+                parser.get_status_code(),
+                self._reason.decode("latin-1"),
+                self._headers,
+                b"".join(self._body),
+                time.time(),
+            )
+        )
+
+    # -- requests ----------------------------------------------------------------------------------
 
     def send(self, data: bytes) -> asyncio.Future:
-        self.buffer.clear()
         self.waiter = waiter = asyncio.get_running_loop().create_future()
         self.transport.write(data)
         return waiter
@@ -77,51 +112,6 @@ class Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
-
-
-def _parse(buffer: bytearray) -> tuple[Response, bool] | None:
-    """Return (response, keep-alive) once ``buffer`` holds a whole answer, else None."""
-    end = buffer.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    lines = buffer[:end].decode("latin-1").split("\r\n")
-    try:
-        version, status, *reason = lines[0].split(" ", 2)
-        code = int(status)
-    except ValueError:
-        raise HttpError(f"bad status line {lines[0]!r}") from None
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    start = end + 4
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        chunks, pos = [], start
-        while True:
-            eol = buffer.find(b"\r\n", pos)
-            if eol < 0:
-                return None
-            try:
-                size = int(bytes(buffer[pos:eol]).split(b";")[0], 16)
-            except ValueError:
-                raise HttpError("bad chunk size") from None
-            if size == 0:
-                if len(buffer) < eol + 4:
-                    return None
-                break
-            if len(buffer) < eol + 2 + size + 2:
-                return None
-            chunks.append(bytes(buffer[eol + 2 : eol + 2 + size]))
-            pos = eol + 2 + size + 2
-        body = b"".join(chunks)
-    else:
-        length = int(headers.get("content-length", "0"))
-        if len(buffer) < start + length:
-            return None
-        body = bytes(buffer[start : start + length])
-    keep = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
-    return Response(code, reason[0] if reason else "", headers, body, time.time()), keep
 
 
 class Pool:

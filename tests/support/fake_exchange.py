@@ -13,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from copytrade import clock
 from copytrade.exchange.protocol import (
     OrderRequest,
     OrderState,
+    Placement,
     Position,
     RateLimited,
     Rejected,
@@ -212,6 +214,18 @@ class FakeGateway:
         if fault == "unknown_after":
             raise UnknownOutcome("timeout after the order was executed")
         return state
+
+    def place_many(self, requests: Sequence[OrderRequest]) -> Awaitable[list[Placement]]:
+        """Start one ``place_order`` per request now; the awaitable collects their placements."""
+        return asyncio.gather(*(self._placed(r) for r in requests))
+
+    async def _placed(self, request: OrderRequest) -> Placement:
+        sent_at = clock.now()  # the platform's clock, as the dispatcher stamps every send
+        try:
+            state = await self.place_order(request)
+        except Exception as exc:
+            return Placement(error=exc, sent_at=sent_at)
+        return Placement(state, sent_at=sent_at, acked_at=clock.now())
 
     async def order_by_client_id(self, symbol: str, client_order_id: str) -> OrderState | None:
         self.exchange.requests += 1

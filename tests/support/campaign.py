@@ -7,7 +7,7 @@ every fault kind ``copytrade paper fault`` offers, ``kill -9`` of the engine at 
 (alternately while orders are in flight), 503s on the leader's ``userTrades`` while the engine
 restarts, and one database session dropped with ``pg_terminate_backend``. Then the engine catches
 up, ``copytrade engine reconcile`` and ``copytrade validate`` run, and ``check`` compares the
-ledger with the exchange. Test support like ``copytrade.paper.testing``: not used by the platform.
+ledger with the exchange. Test support (``tests/support``): the platform never imports it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from sqlalchemy.orm import sessionmaker
 from copytrade import migrate
 from copytrade.config import get_settings
 from copytrade.db import make_engine
-from copytrade.engine.fixtures import make_paper_world
 from copytrade.exchange.factory import GatewayFactory
 from copytrade.ledger import Ledger
 from models import (
@@ -46,6 +45,7 @@ from models import (
     LeaderWatermark,
     QuarantinedEvent,
 )
+from tests.support.engine_world import make_paper_world
 
 SYMBOLS = ("1000PEPEUSDT", "ONDOUSDT")
 FILE_FILLS = 484  # the real trader's 1000PEPE and ONDO fills: one pass of the leader bot

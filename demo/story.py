@@ -7,7 +7,7 @@ services (one refused), followers join with varied settings (one refused: privat
 without the code). One leader replays the real Binance lead trader's Feb–Mar 2025 fills on the
 real 1000PEPE/ONDO candles, two leaders trade a moving-average cross on the real XRPUSDT candles
 (2021, the exchange repeats the file along its clock), while the copy engine copies them; one
-follower's tight stop-loss fires. Then, on Prefect (``copytrade.demo_prefect``), the production
+follower's tight stop-loss fires. Then, on Prefect (``demo.prefect_server``), the production
 flows run: ``settle`` (weekly cycle, gated by its ``validate_ledger`` subflow) and
 ``build_metrics`` (DuckDB, dbt); and a summary is printed. docs/demo.md tells the why.
 """
@@ -212,7 +212,7 @@ class _Story:
         """Run the production flows (settle, gated by validate_ledger; build_metrics) on Prefect."""
         from prefect import tags
 
-        from copytrade.demo_prefect import demo_prefect, flow_runs_since
+        from demo.prefect_server import demo_prefect, flow_runs_since
 
         since = datetime.now(UTC)
         with ExitStack() as stack:
@@ -403,8 +403,9 @@ class _Story:
 
     async def replay(self, bots, progress: Progress) -> None:
         """Replay the real leader's fills at their times (the paper clock jumps to each)."""
-        from copytrade.engine.fixtures import real_leader_rows
+        from copytrade.engine.importer import read_fills
         from copytrade.exchange.protocol import GatewayError, OrderRequest
+        from copytrade.paper.leader_bot import LEADER_FILE
 
         paper = self.leader_accounts["pepe"]
         bot = bots.gateway(paper.api_key, paper.api_secret, "demo-replay")
@@ -413,9 +414,8 @@ class _Story:
         # From 24 February 2025 on: both symbols have real candles from then (1000PEPE from 27
         # January, ONDO from 24 February), so every fill lands on a real candle.
         start = datetime.fromisoformat(PAPER_START.replace("Z", "+00:00"))
-        rows = [
-            r for r in real_leader_rows(self.data_dir, REPLAY_SYMBOLS) if r.trade.traded_at >= start
-        ]
+        kept, _, _ = read_fills(self.data_dir / LEADER_FILE)
+        rows = [r for r in kept if r.trade.symbol in REPLAY_SYMBOLS and r.trade.traded_at >= start]
         rows = rows[: self.scale.replay_fills]
         task = progress.add_task("PepeReplay: real 2025 fills", total=len(rows))
         held: dict[str, Decimal] = {}

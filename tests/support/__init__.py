@@ -1,0 +1,7 @@
+"""Test support: fixtures, fakes and data generators for tests and benchmarks, never the product.
+
+``settlement`` (settlement cases and bulk populations posted through the real ledger),
+``engine_world`` (people, portfolios, copies and paper-exchange accounts for the engine),
+``fake_exchange`` (an in-memory exchange implementing the gateway protocol, faults on demand).
+Nothing under ``copytrade/`` imports this package (an import-linter contract checks it).
+"""
