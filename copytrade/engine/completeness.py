@@ -1,9 +1,8 @@
 """Completeness of a lead portfolio's fill history against the exchange (R-IN-3).
 
-Three things live here:
+Two things live here (the leader's position from the stored fills and the close-only gate are
+in ``history``):
 
-* the leader's position as the stored fills give it: the symbol's baseline (where the engine
-  started following it) plus every stored live fill above the baseline, in trade-id order;
 * known gaps (``ingest_gaps``): a backfill that keeps failing, fills found missing, a position
   that drifts from the exchange's. While a portfolio has an open gap its copying is close-only:
   openings are skipped with ``ingest_incomplete``, reductions are still followed;
@@ -20,12 +19,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from copytrade.domain.sizing import REASON_CODES, REASON_TEXT, CopyBook, Sizing
-from copytrade.engine.ingest import position_after
+from copytrade.domain.money import ZERO
+from copytrade.engine.history import LIVE_SOURCES, derive_positions, open_gaps
 from models import AuditEntry, LeaderFill, LeaderWatermark
 from models.trading import IngestGap
 from models.types import utcnow
@@ -35,34 +33,12 @@ if TYPE_CHECKING:
     from copytrade.engine.state import PortfolioState
 
 log = logging.getLogger(__name__)
-ZERO = Decimal(0)
 
 # How far back the check compares: the exchange's trades after the WINDOW_FILLS-th newest stored
 # fill of each symbol. Counted in fills, not hours, so it means the same on Binance and on the
 # paper exchange, whose clock replays history.
 WINDOW_FILLS = 1000
 PAGE = 1000
-PAUSE_CODE = "ingest_incomplete"
-PAUSE_TEXT = (
-    "the leader's fill history is incomplete or its position drifts from the exchange's; "
-    "copying is close-only until it is complete (R-IN-3)"
-)
-LIVE_SOURCES = ("stream", "backfill", "completeness")
-PAUSED = -1  # a sizing outcome code next to sizing's SKIP_* codes
-
-
-def paused_sizing(book: CopyBook) -> Sizing:
-    """Return the outcome of an opening leg while the portfolio is close-only: every copy skipped."""
-    n = len(book.copy_ids)
-    zeros = np.zeros(n, dtype=np.int64)
-    return Sizing(book.copy_ids, zeros, zeros.copy(), np.full(n, PAUSED, dtype=np.int8), False)
-
-
-def skip_reason(code: int) -> tuple[str, str]:
-    """Return (reason code, reason) of a skipped copy."""
-    if code == PAUSED:
-        return PAUSE_CODE, PAUSE_TEXT
-    return REASON_CODES[code], REASON_TEXT[code]
 
 
 class HistoryUnavailable(Exception):
@@ -89,47 +65,7 @@ class CheckReport:
         return dict(self.__dict__)
 
 
-# -- the leader's position from the stored fills ----------------------------------------------------
-
-
-def derive_positions(
-    session: Session, portfolio_id: int, mode: str
-) -> tuple[dict[str, Decimal], dict[str, int]]:
-    """Return (position, baseline trade id) per symbol, from the baselines and the stored fills."""
-    positions: dict[str, Decimal] = {}
-    baselines: dict[str, int] = {}
-    for wm in session.scalars(
-        select(LeaderWatermark).where(LeaderWatermark.portfolio_id == portfolio_id)
-    ):
-        positions[wm.symbol] = wm.baseline_position
-        baselines[wm.symbol] = wm.baseline_trade_id
-    fills: dict[str, list[tuple[int, str, Decimal]]] = {}
-    for symbol, trade_id, side, quantity in session.execute(
-        select(
-            LeaderFill.symbol, LeaderFill.exchange_trade_id, LeaderFill.side, LeaderFill.quantity
-        ).where(LeaderFill.portfolio_id == portfolio_id, LeaderFill.source.in_(LIVE_SOURCES))
-    ):
-        if trade_id.isdigit() and int(trade_id) > baselines.get(symbol, 0):
-            fills.setdefault(symbol, []).append((int(trade_id), side, quantity))
-    for symbol, rows in fills.items():
-        position = positions.get(symbol, ZERO)
-        for _, side, quantity in sorted(rows):
-            position = position_after(mode, side, quantity, position)
-        positions[symbol] = position
-    return positions, baselines
-
-
 # -- known gaps -------------------------------------------------------------------------------------
-
-
-def open_gaps(session: Session, portfolio_id: int) -> list[IngestGap]:
-    return list(
-        session.scalars(
-            select(IngestGap)
-            .where(IngestGap.portfolio_id == portfolio_id, IngestGap.resolved_at.is_(None))
-            .order_by(IngestGap.id)
-        )
-    )
 
 
 def open_gap(

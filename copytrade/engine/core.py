@@ -38,7 +38,7 @@ from copytrade.domain.fills import slippage_bps
 from copytrade.domain.markets import Market
 from copytrade.domain.money import ZERO, to_units
 from copytrade.domain.sizing import SEND, FillSpec, size_fill
-from copytrade.engine import completeness, ingest
+from copytrade.engine import history, ingest
 from copytrade.engine.dispatch import SendResult, outcome_of, send_all
 from copytrade.engine.persist import insert_intents, stored_time
 from copytrade.engine.state import (
@@ -241,7 +241,7 @@ class CopyEngine:
     def _reload_leader(self, ps: PortfolioState, symbol: str) -> None:
         """Re-derive the leader's positions and known trade ids of ``symbol`` from the database."""
         with self.sf() as session:
-            ps.leader_positions, ps.baselines = completeness.derive_positions(
+            ps.leader_positions, ps.baselines = history.derive_positions(
                 session, ps.portfolio_id, ps.mode
             )
             ps.known_ids.pop(symbol, None)
@@ -304,9 +304,7 @@ class CopyEngine:
                 first_fill_of_order=first_of_order,
             )
             paused = leg.opening and ps.ingest_paused  # close-only while incomplete (R-IN-3)
-            sizings.append(
-                (leg, completeness.paused_sizing(book) if paused else size_fill(book, spec))
-            )
+            sizings.append((leg, history.paused_sizing(book) if paused else size_fill(book, spec)))
         after = ingest.position_after(ps.mode, trade.side, trade.quantity, position)
 
         # 3. persist the fill and every intent in one transaction
@@ -384,7 +382,7 @@ class CopyEngine:
                         sends.append((len(rows), i, leg))
                         row += ("pending", None, None, None)
                     else:
-                        row += ("done", "skipped", *completeness.skip_reason(code))
+                        row += ("done", "skipped", *history.skip_reason(code))
                     rows.append(row)
             ids = insert_intents(session, fill_id, rows)
             self._save_watermark(session, ps, trade, after)

@@ -20,7 +20,7 @@ from copytrade.domain.fills import PositionState
 from copytrade.domain.markets import DEFAULT_TAKER_FEE, Market
 from copytrade.domain.money import SCALE, UNIT, ZERO
 from copytrade.domain.sizing import CopyBook, CopySettings
-from copytrade.engine.completeness import derive_positions, open_gaps
+from copytrade.engine.history import derive_positions, open_gaps
 from models import Copy, CopyPosition, ExchangeAccount, LeaderFill, LeaderWatermark, LeadPortfolio
 from models.ledger import LedgerAccount
 from models.trading import FollowerFill

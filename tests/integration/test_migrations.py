@@ -76,7 +76,7 @@ def test_0003_baselines_a_leader_with_history_so_the_derived_position_is_unchang
     late older fill is still accepted (R-IN-3)."""
     from sqlalchemy import text
 
-    from copytrade.engine.completeness import derive_positions
+    from copytrade.engine.history import derive_positions
     from tests.support.engine_world import make_world
 
     assert migrate.upgrade(db_url, "0002") == "0002"

@@ -8,7 +8,8 @@ from decimal import Decimal as D
 
 from sqlalchemy import func, select, update
 
-from copytrade.engine.completeness import check_portfolio, derive_positions
+from copytrade.engine.completeness import check_portfolio
+from copytrade.engine.history import derive_positions
 from copytrade.engine.reconcile import baseline, reconcile
 from copytrade.engine.runner import EngineRunner
 from models import FollowerOrderIntent, LeaderFill, QuarantinedEvent
