@@ -74,6 +74,7 @@ ABSENT_AFTER_SECONDS = 12.0  # beyond ccxt's 10 s recvWindow: an unfound order c
 LEVERAGE_CONCURRENCY = 64
 LEVERAGE_RETRY_SECONDS = 30.0  # a never-sent intent older than this is not sent after a restart
 DB_RETRY_SECONDS = (0.2, 1.0, 3.0, 10.0)  # a dropped database session: try the event again
+NOT_YET_STREAMED_LIMIT = 100_000
 
 
 def client_order_id(fill_id: int, copy_id: int, leg: int) -> str:
@@ -391,6 +392,8 @@ class CopyEngine:
         ps.watermarks[trade.symbol] = max(ps.watermarks.get(trade.symbol, 0), int(trade.trade_id))
         ps.known_ids.setdefault(trade.symbol, set()).add(trade.trade_id)
         if source != "stream":
+            if len(ps.not_yet_streamed) >= NOT_YET_STREAMED_LIMIT:
+                ps.not_yet_streamed.clear()  # only a quarantine note is lost, never a fill
             ps.not_yet_streamed.add((trade.symbol, trade.trade_id))
         ps.copied_orders.add(trade.order_id)
         if trade.realised_pnl:
