@@ -1,7 +1,14 @@
 """SQLAlchemy 2 schema of the ledger and platform tables; import this package to register them all."""
 
 from models.base import Base
-from models.ledger import LedgerAccount, LedgerChainHead, LedgerPosting, LedgerTransfer
+from models.ledger import (
+    LedgerAccount,
+    LedgerAnchor,
+    LedgerBalanceStripe,
+    LedgerChainHead,
+    LedgerPosting,
+    LedgerTransfer,
+)
 from models.market import MarkPrice
 from models.platform import (
     AuditEntry,
@@ -40,6 +47,8 @@ __all__ = [
     "LeaderFill",
     "LeaderWatermark",
     "LedgerAccount",
+    "LedgerAnchor",
+    "LedgerBalanceStripe",
     "LedgerChainVerification",
     "LedgerChainHead",
     "LedgerPosting",

@@ -6,6 +6,11 @@ Transfer ids are allocated up front — SQLite: after ``MAX(id)`` under the writ
 bulk inserts (``executemany`` / ``COPY``) without ``RETURNING``, which SQLAlchemy runs one row at a
 time on SQLite (measured ≈ 155 µs per transfer). Values are given as stored: integer 1e-8 units,
 timestamps through ``Raw.stamp``, JSON text.
+
+Everything a call locks belongs to its stream: the stream's head row, the accounts the stream's
+owner posts to, and the stream's stripe of each shared account (stream 0's stripe is the account
+row itself). The root chain's anchors are written under a transaction-scoped advisory lock on
+PostgreSQL, which a poster only *tries* (``pg_try_advisory_xact_lock``): it never waits for it.
 """
 
 from __future__ import annotations
@@ -15,10 +20,17 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from copytrade.ledger.chain import anchor_heads_text, chain_stamp, hash_from_stamp, stream_genesis
 from copytrade.ledger.rawsql import Raw
+from models.ledger import GENESIS_HASH
+
+# The (classid, objid) key of the root chain's advisory lock; two-key advisory locks never
+# collide with single-bigint ones (what other components, e.g. engine shards, use).
+ANCHOR_LOCK = (0x4C454447, 0x524F4F54)  # "LEDG", "ROOT"
 
 TRANSFER_COLUMNS = (
     "id",
+    "stream",
     "seq",
     "idempotency_key",
     "code",
@@ -44,13 +56,22 @@ class LedgerStore:
             sql = sql.replace("?", "%s")
         return self.session.connection().exec_driver_sql(sql, tuple(params)).all()
 
-    def lock_head(self) -> tuple[int, str]:
-        """Lock the chain head (PostgreSQL; SQLite's write lock is already held) and read it."""
+    def lock_head(self, stream: int) -> tuple[int, str]:
+        """Lock ``stream``'s head (PostgreSQL; SQLite's write lock is already held) and read it.
+
+        A stream's first writer creates its head row at the stream's genesis.
+        """
         lock = " FOR UPDATE" if self.raw.postgres else ""
-        (row,) = self._cursor_rows(
-            f"SELECT last_seq, last_hash FROM ledger_chain_head WHERE id = 1{lock}"
-        )
-        return row[0], row[1]
+        sql = f"SELECT last_seq, last_hash FROM ledger_chain_heads WHERE stream = ?{lock}"
+        rows = self._cursor_rows(sql, (stream,))
+        if not rows:
+            self._cursor_rows(
+                "INSERT INTO ledger_chain_heads (stream, last_seq, last_hash) VALUES (?, 0, ?) "
+                "ON CONFLICT (stream) DO NOTHING RETURNING stream",
+                (stream, stream_genesis(stream)),
+            )
+            rows = self._cursor_rows(sql, (stream,))
+        return rows[0][0], rows[0][1]
 
     def _select_matching(self, sql: str, column: str, values: list, array_type: str) -> list:
         """Run ``sql`` (``… WHERE {column} IN ({in_})``) for every value in ``values``.
@@ -88,10 +109,12 @@ class LedgerStore:
         missing = wanted - ids.keys()
         if missing:
             stamp = self.raw.stamp(now)
+            # ON CONFLICT: two streams may open the same shared account at the same moment
             self.raw.insert(
                 "ledger_accounts",
                 ("address", "asset", "allow_negative", "balance", "created_at"),
                 [(a, s, policies[a], 0, stamp) for a, s in sorted(missing)],
+                suffix=" ON CONFLICT (address, asset) DO NOTHING",
             )
             ids.update(self._lookup(missing))
         return ids
@@ -106,7 +129,7 @@ class LedgerStore:
         return {(a, s): i for a, s, i in rows if (a, s) in wanted}
 
     def balances(self, account_ids: Iterable[int]) -> dict[int, int]:
-        """Return the stored balances (integer units) of ``account_ids``."""
+        """Return the stored balances (integer units) of ``account_ids`` (their account rows)."""
         return dict(
             self._select_matching(
                 "SELECT id, balance FROM ledger_accounts WHERE id IN ({in_})",
@@ -115,6 +138,18 @@ class LedgerStore:
                 "bigint",
             )
         )
+
+    def stripes(self, account_ids: Iterable[int], stream: int) -> dict[int, int]:
+        """Return ``stream``'s part (integer units) of the shared accounts ``account_ids``."""
+        wanted = sorted(account_ids)
+        rows = self._select_matching(
+            f"SELECT account_id, balance FROM ledger_balance_stripes WHERE stream = {int(stream)} "
+            "AND account_id IN ({in_})",
+            "account_id",
+            wanted,
+            "bigint",
+        )
+        return {acc: 0 for acc in wanted} | dict(rows)
 
     def new_transfer_ids(self, count: int) -> list[int]:
         """Allocate ``count`` transfer ids (the caller holds the chain head, so nobody races)."""
@@ -130,27 +165,78 @@ class LedgerStore:
 
     def write(
         self,
+        stream: int,
         transfers: Sequence[tuple],
         postings: Sequence[tuple],
         deltas: dict[int, int],
+        striped: dict[int, int],
         head: tuple[int, str],
     ) -> None:
-        """Insert transfers (``TRANSFER_COLUMNS``) and postings, move balances and the head."""
+        """Insert transfers (``TRANSFER_COLUMNS``) and postings, move balances and the head.
+
+        ``deltas`` move account rows; ``striped`` moves ``stream``'s stripes of shared accounts.
+        """
         raw = self.raw
         raw.insert("ledger_transfers", TRANSFER_COLUMNS, transfers, casts={"refs": "json"})
         raw.insert("ledger_postings", POSTING_COLUMNS, postings)
         changed = sorted((acc, d) for acc, d in deltas.items() if d)
-        if changed and raw.postgres:
-            self.session.connection().exec_driver_sql(
-                "UPDATE ledger_accounts AS a SET balance = a.balance + d.delta "
-                "FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, delta) WHERE a.id = d.id",
-                ([acc for acc, _ in changed], [d for _, d in changed]),
-            )
-        elif changed:
+        stripes = sorted((acc, d) for acc, d in striped.items() if d)
+        if raw.postgres:
+            execute = self.session.connection().exec_driver_sql
+            if changed:
+                execute(
+                    "UPDATE ledger_accounts AS a SET balance = a.balance + d.delta "
+                    "FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, delta) WHERE a.id = d.id",
+                    ([acc for acc, _ in changed], [d for _, d in changed]),
+                )
+            if stripes:
+                execute(
+                    "INSERT INTO ledger_balance_stripes AS b (account_id, stream, balance) "
+                    "SELECT id, %s, delta FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, delta) "
+                    "ON CONFLICT (account_id, stream) DO UPDATE "
+                    "SET balance = b.balance + excluded.balance",
+                    (stream, [acc for acc, _ in stripes], [d for _, d in stripes]),
+                )
+        else:
             raw.execute_many(
                 "UPDATE ledger_accounts SET balance = balance + ? WHERE id = ?",
                 [(d, acc) for acc, d in changed],
             )
+            raw.execute_many(
+                "INSERT INTO ledger_balance_stripes (account_id, stream, balance) VALUES (?, ?, ?) "
+                "ON CONFLICT (account_id, stream) DO UPDATE "
+                "SET balance = balance + excluded.balance",
+                [(acc, stream, d) for acc, d in stripes],
+            )
         raw.execute_many(
-            "UPDATE ledger_chain_head SET last_seq = ?, last_hash = ? WHERE id = 1", [head]
+            "UPDATE ledger_chain_heads SET last_seq = ?, last_hash = ? WHERE stream = ?",
+            [(*head, stream)],
         )
+
+    def anchor(self, now: datetime, *, wait: bool) -> tuple[int, str] | None:
+        """Append an anchor of every stream's head (as this transaction sees them) to the root chain.
+
+        Return its seq and hash; ``None`` when ``wait`` is false and another writer is anchoring.
+        """
+        if self.raw.postgres and wait:
+            self._cursor_rows("SELECT 1 FROM pg_advisory_xact_lock(?, ?)", ANCHOR_LOCK)
+        elif self.raw.postgres:
+            ((got,),) = self._cursor_rows("SELECT pg_try_advisory_xact_lock(?, ?)", ANCHOR_LOCK)
+            if not got:
+                return None
+        heads = {
+            stream: (seq, digest)
+            for stream, seq, digest in self._cursor_rows(
+                "SELECT stream, last_seq, last_hash FROM ledger_chain_heads WHERE last_seq > 0"
+            )
+        }
+        last = self._cursor_rows("SELECT seq, hash FROM ledger_anchors ORDER BY seq DESC LIMIT 1")
+        seq, prev = (last[0][0] + 1, last[0][1]) if last else (1, GENESIS_HASH)
+        text = anchor_heads_text(heads)
+        digest = hash_from_stamp(prev, seq, chain_stamp(now), text)
+        self.raw.insert(
+            "ledger_anchors",
+            ("seq", "created_at", "heads", "prev_hash", "hash"),
+            [(seq, self.raw.stamp(now), text, prev, digest)],
+        )
+        return seq, digest
