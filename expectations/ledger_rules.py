@@ -292,7 +292,7 @@ def _checks(dialect: str) -> list[RuleCheck]:
             "(SELECT COALESCE(MAX(x.seq), 0) FROM ledger_transfers x WHERE x.stream = h.stream) "
             f"OR (h.last_seq = 0 AND h.stream = 0 AND h.last_hash <> '{GENESIS}') "
             "OR (h.last_seq > 0 AND (t.id IS NULL OR t.hash <> h.last_hash)) "
-            "UNION ALL SELECT DISTINCT t.stream, NULL FROM ledger_transfers t "
+            "UNION ALL SELECT DISTINCT t.stream, CAST(NULL AS BIGINT) FROM ledger_transfers t "
             "LEFT JOIN ledger_chain_heads h ON h.stream = t.stream WHERE h.stream IS NULL",
             "Every stream's head names its last transfer and its hash; every stream has a head.",
         ),

@@ -136,7 +136,9 @@ Expected = dict[tuple[int, int], tuple[str, str]]
 
 def _read_anchors(cursor, hasher, report: ChainReport, expected: Expected) -> None:
     """Recompute the root chain and collect the stream positions its anchors record."""
-    cursor.execute("SELECT seq, created_at, heads, prev_hash, hash FROM ledger_anchors ORDER BY seq")
+    cursor.execute(
+        "SELECT seq, created_at, heads, prev_hash, hash FROM ledger_anchors ORDER BY seq"
+    )
     prev, want = GENESIS_HASH, 1
     for seq, created_at, heads, prev_hash, stored in cursor.fetchall():
         if seq != want or prev_hash != prev or hasher(prev, seq, created_at, heads) != stored:
@@ -178,7 +180,7 @@ def recompute_chain(session: Session, batch: int = 50_000) -> ChainReport:
         _recompute_streams(cursor, mark, batch, hasher, addresses, expected, report)
         if report.problems:
             return report
-        for (stream, seq), (digest, source) in sorted(expected.items()):
+        for (stream, seq), (_, source) in sorted(expected.items()):
             reached = report.heads.get(stream, (0, ""))[0]
             if seq > reached:  # positions reached were checked on the way
                 report._break(

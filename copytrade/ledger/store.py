@@ -143,8 +143,8 @@ class LedgerStore:
         """Return ``stream``'s part (integer units) of the shared accounts ``account_ids``."""
         wanted = sorted(account_ids)
         rows = self._select_matching(
-            f"SELECT account_id, balance FROM ledger_balance_stripes WHERE stream = {int(stream)} "
-            "AND account_id IN ({in_})",
+            "SELECT account_id, balance FROM ledger_balance_stripes "
+            f"WHERE account_id IN ({{in_}}) AND stream = {int(stream)}",
             "account_id",
             wanted,
             "bigint",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 import models
@@ -56,7 +56,10 @@ def post_single_chain(engine, key: str, legs: list[tuple[str, str, int]], at: da
                 f"values ({m}, {m}, {m}, {m})",
                 (transfer_id, found[0], asset, units),
             )
-            run(f"update ledger_accounts set balance = balance + {m} where id = {m}", (units, found[0]))
+            run(
+                f"update ledger_accounts set balance = balance + {m} where id = {m}",
+                (units, found[0]),
+            )
         run(f"update ledger_chain_head set last_seq = {m}, last_hash = {m}", (seq, new_hash))
 
 
@@ -158,17 +161,17 @@ def test_0005_makes_the_single_chain_stream_0_and_keeps_it_verifiable_R_X_4(db_u
     for stream in (0, 3):
         with Session(engine) as session, session.begin():
             Ledger(session).post_many(
-                [
-                    models_deposit(f"after-{stream}-{i}", f"person:{stream}:spot")
-                    for i in range(3)
-                ],
+                [models_deposit(f"after-{stream}-{i}", f"person:{stream}:spot") for i in range(3)],
                 stream=stream,
             )
     with Session(engine) as session, session.begin():
         Ledger(session).anchor()
     with Session(engine) as session:
         report = Ledger(session).verify_chain()
-        assert report.ok and report.heads == {0: (43, report.heads[0][1]), 3: (3, report.heads[3][1])}
+        assert report.ok and report.heads == {
+            0: (43, report.heads[0][1]),
+            3: (3, report.heads[3][1]),
+        }
     tamper(
         engine,
         "ledger_postings",

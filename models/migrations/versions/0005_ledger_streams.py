@@ -49,9 +49,7 @@ def upgrade() -> None:
     if sqlite:
         _transfer_triggers(sqlite, create=False)
     with op.batch_alter_table("ledger_transfers", recreate="auto") as batch_op:
-        batch_op.add_column(
-            sa.Column("stream", sa.Integer(), server_default="0", nullable=False)
-        )
+        batch_op.add_column(sa.Column("stream", sa.Integer(), server_default="0", nullable=False))
         batch_op.drop_constraint("uq_ledger_transfers__seq", type_="unique")
         batch_op.drop_constraint("uq_ledger_transfers__hash", type_="unique")
         batch_op.create_unique_constraint("uq_ledger_transfers__stream_seq", ["stream", "seq"])
@@ -84,9 +82,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_anchors")),
         sa.UniqueConstraint("seq", name=op.f("uq_ledger_anchors__seq")),
     )
-    for statement in models.ledger.immutability_ddl(
-        bind.dialect.name, models.ledger.ANCHOR_TABLES
-    ):
+    for statement in models.ledger.immutability_ddl(bind.dialect.name, models.ledger.ANCHOR_TABLES):
         op.execute(sa.text(statement))
     op.create_table(
         "ledger_balance_stripes",
