@@ -52,9 +52,7 @@ class LedgerStore:
         self.session = session
 
     def _cursor_rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
-        if self.raw.postgres:
-            sql = sql.replace("?", "%s")
-        return self.session.connection().exec_driver_sql(sql, tuple(params)).all()
+        return self.raw.rows(sql, params)
 
     def lock_head(self, stream: int) -> tuple[int, str]:
         """Lock ``stream``'s head (PostgreSQL; SQLite's write lock is already held) and read it.
@@ -85,10 +83,14 @@ class LedgerStore:
         if self.raw.postgres:
             joined = sql.replace(
                 f"WHERE {column} IN ({{in_}})",
-                f"JOIN unnest(%s::{array_type}[]) AS wanted(v) ON {column} = wanted.v",
+                f"JOIN unnest(?::{array_type}[]) AS wanted(v) ON {column} = wanted.v",
             )
-            return self.session.connection().exec_driver_sql(joined, (values,)).all()
-        return self.raw.select_in(sql, values)
+            return self.raw.rows(joined, (values,))
+        rows: list[tuple] = []
+        for start in range(0, len(values), 900):  # SQLite's bound-parameter limit
+            part = values[start : start + 900]
+            rows += self.raw.rows(sql.format(in_=", ".join("?" * len(part))), part)
+        return rows
 
     def existing(self, keys: Iterable[str]) -> dict[str, tuple[int, str]]:
         """Return ``key → (transfer id, digest)`` of the keys already posted."""
@@ -129,10 +131,16 @@ class LedgerStore:
         return {(a, s): i for a, s, i in rows if (a, s) in wanted}
 
     def balances(self, account_ids: Iterable[int]) -> dict[int, int]:
-        """Return the stored balances (integer units) of ``account_ids`` (their account rows)."""
+        """Lock and return the stored balances (integer units) of ``account_ids``' rows.
+
+        Locked (PostgreSQL) because another stream may post to the same guarded account: the
+        balance checked must be the one updated. These rows are updated later in the
+        transaction anyway, so the lock adds no waiting.
+        """
+        lock = " ORDER BY id FOR UPDATE OF ledger_accounts" if self.raw.postgres else ""
         return dict(
             self._select_matching(
-                "SELECT id, balance FROM ledger_accounts WHERE id IN ({in_})",
+                "SELECT id, balance FROM ledger_accounts WHERE id IN ({in_})" + lock,
                 "id",
                 sorted(account_ids),
                 "bigint",
@@ -181,36 +189,39 @@ class LedgerStore:
         raw.insert("ledger_postings", POSTING_COLUMNS, postings)
         changed = sorted((acc, d) for acc, d in deltas.items() if d)
         stripes = sorted((acc, d) for acc, d in striped.items() if d)
+        head_row = (head[0], head[1], stream)
         if raw.postgres:
-            execute = self.session.connection().exec_driver_sql
-            if changed:
-                execute(
-                    "UPDATE ledger_accounts AS a SET balance = a.balance + d.delta "
-                    "FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, delta) WHERE a.id = d.id",
-                    ([acc for acc, _ in changed], [d for _, d in changed]),
-                )
-            if stripes:
-                execute(
-                    "INSERT INTO ledger_balance_stripes AS b (account_id, stream, balance) "
-                    "SELECT id, %s, delta FROM unnest(%s::bigint[], %s::bigint[]) AS d(id, delta) "
-                    "ON CONFLICT (account_id, stream) DO UPDATE "
-                    "SET balance = b.balance + excluded.balance",
-                    (stream, [acc for acc, _ in stripes], [d for _, d in stripes]),
-                )
-        else:
-            raw.execute_many(
-                "UPDATE ledger_accounts SET balance = balance + ? WHERE id = ?",
-                [(d, acc) for acc, d in changed],
-            )
-            raw.execute_many(
-                "INSERT INTO ledger_balance_stripes (account_id, stream, balance) VALUES (?, ?, ?) "
+            # one round trip: the balance rows, the stream's stripes and its head
+            raw.rows(
+                "WITH a AS (UPDATE ledger_accounts AS a SET balance = a.balance + d.delta "
+                "FROM unnest(?::bigint[], ?::bigint[]) AS d(id, delta) WHERE a.id = d.id), "
+                "b AS (INSERT INTO ledger_balance_stripes AS b (account_id, stream, balance) "
+                "SELECT id, ?, delta FROM unnest(?::bigint[], ?::bigint[]) AS d(id, delta) "
                 "ON CONFLICT (account_id, stream) DO UPDATE "
-                "SET balance = balance + excluded.balance",
-                [(acc, stream, d) for acc, d in stripes],
+                "SET balance = b.balance + excluded.balance) "
+                "UPDATE ledger_chain_heads SET last_seq = ?, last_hash = ? WHERE stream = ?",
+                (
+                    [acc for acc, _ in changed],
+                    [d for _, d in changed],
+                    stream,
+                    [acc for acc, _ in stripes],
+                    [d for _, d in stripes],
+                    *head_row,
+                ),
             )
+            return
+        raw.execute_many(
+            "UPDATE ledger_accounts SET balance = balance + ? WHERE id = ?",
+            [(d, acc) for acc, d in changed],
+        )
+        raw.execute_many(
+            "INSERT INTO ledger_balance_stripes (account_id, stream, balance) VALUES (?, ?, ?) "
+            "ON CONFLICT (account_id, stream) DO UPDATE SET balance = balance + excluded.balance",
+            [(acc, stream, d) for acc, d in stripes],
+        )
         raw.execute_many(
             "UPDATE ledger_chain_heads SET last_seq = ?, last_hash = ? WHERE stream = ?",
-            [(*head, stream)],
+            [head_row],
         )
 
     def anchor(self, now: datetime, *, wait: bool) -> tuple[int, str] | None:
