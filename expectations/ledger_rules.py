@@ -288,13 +288,20 @@ def _checks(dialect: str) -> list[RuleCheck]:
             "R-X-4",
             "ledger_chain_heads",
             "SELECT h.stream, h.last_seq FROM {batch} h LEFT JOIN ledger_transfers t "
-            "ON t.stream = h.stream AND t.seq = h.last_seq WHERE h.last_seq <> "
+            "ON t.stream = h.stream AND t.seq = h.last_seq WHERE h.stream >= 0 AND (h.last_seq <> "
             "(SELECT COALESCE(MAX(x.seq), 0) FROM ledger_transfers x WHERE x.stream = h.stream) "
             f"OR (h.last_seq = 0 AND h.stream = 0 AND h.last_hash <> '{GENESIS}') "
-            "OR (h.last_seq > 0 AND (t.id IS NULL OR t.hash <> h.last_hash)) "
+            "OR (h.last_seq > 0 AND (t.id IS NULL OR t.hash <> h.last_hash))) "
             "UNION ALL SELECT DISTINCT t.stream, CAST(NULL AS BIGINT) FROM ledger_transfers t "
-            "LEFT JOIN ledger_chain_heads h ON h.stream = t.stream WHERE h.stream IS NULL",
-            "Every stream's head names its last transfer and its hash; every stream has a head.",
+            "LEFT JOIN ledger_chain_heads h ON h.stream = t.stream WHERE h.stream IS NULL "
+            # stream -1: the root chain's head names the last anchor
+            "UNION ALL SELECT h.stream, h.last_seq FROM ledger_chain_heads h "
+            "LEFT JOIN ledger_anchors a ON a.seq = h.last_seq WHERE h.stream = -1 AND "
+            "(h.last_seq <> (SELECT COALESCE(MAX(seq), 0) FROM ledger_anchors) "
+            f"OR (h.last_seq = 0 AND h.last_hash <> '{GENESIS}') "
+            "OR (h.last_seq > 0 AND (a.id IS NULL OR a.hash <> h.last_hash)))",
+            "Every stream's head names its last transfer and its hash; every stream has a head; "
+            "the root chain's head (stream -1) names the last anchor.",
         ),
         RuleCheck(
             "chain_recomputed_without_break",

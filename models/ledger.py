@@ -116,7 +116,10 @@ class LedgerPosting(Base):
 
 
 class LedgerChainHead(Base):
-    """One row per stream, locked by the stream's writer: its last sequence number and hash."""
+    """One row per stream, locked by the stream's writer: its last sequence number and hash.
+
+    The row of stream -1 is the root chain's head: the last anchor's seq and hash.
+    """
 
     __tablename__ = "ledger_chain_heads"
 
@@ -191,6 +194,11 @@ event.listen(
     LedgerChainHead.__table__,
     "after_create",
     lambda target, connection, **_kw: connection.execute(
-        insert(target).values(stream=0, last_seq=0, last_hash=GENESIS_HASH)
+        insert(target).values(
+            [
+                {"stream": stream, "last_seq": 0, "last_hash": GENESIS_HASH}
+                for stream in (-1, 0)  # the root chain, stream 0
+            ]
+        )
     ),
 )

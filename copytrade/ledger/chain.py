@@ -33,6 +33,9 @@ from sqlalchemy.orm import Session
 from models.ledger import GENESIS_HASH
 
 DEFAULT_STREAM = 0
+# The root chain's head row in ``ledger_chain_heads``: the last anchor's seq and hash. Writers
+# append anchors under its row lock; streams are non-negative.
+ROOT_STREAM = -1
 # A writer whose stream passes a multiple of this many transfers anchors every stream head (if no
 # other writer is anchoring at that moment): a stream cut short loses at most this many
 # transfers unnoticed until the next validation anchors it.
@@ -134,8 +137,11 @@ def _problem(stream: int, seq: int, expected: int, relinked: bool, edited: bool)
 Expected = dict[tuple[int, int], tuple[str, str]]
 
 
-def _read_anchors(cursor, hasher, report: ChainReport, expected: Expected) -> None:
-    """Recompute the root chain and collect the stream positions its anchors record."""
+def _read_anchors(
+    cursor, hasher, report: ChainReport, expected: Expected, root: tuple[int, str]
+) -> None:
+    """Recompute the root chain, check it reaches its head row, and collect the stream
+    positions its anchors record."""
     cursor.execute(
         "SELECT seq, created_at, heads, prev_hash, hash FROM ledger_anchors ORDER BY seq"
     )
@@ -144,10 +150,20 @@ def _read_anchors(cursor, hasher, report: ChainReport, expected: Expected) -> No
         if seq != want or prev_hash != prev or hasher(prev, seq, created_at, heads) != stored:
             report._break(None, None, f"anchor {seq}: the root chain is broken (expected {want})")
             return
+        if seq == root[0] and stored != root[1]:
+            report._break(None, None, f"anchor {seq}: the root head records another hash")
+            return
         for stream, position in parse_heads(heads).items():
             expected.setdefault((stream, position[0]), (position[1], f"anchor {seq}"))
         report.anchors = seq
         prev, want = stored, seq + 1
+    if report.anchors < root[0]:
+        report._break(
+            None,
+            None,
+            f"root chain: ends at anchor {report.anchors}, but its head records anchor "
+            f"{root[0]} (anchors were removed)",
+        )
 
 
 def recompute_chain(session: Session, batch: int = 50_000) -> ChainReport:
@@ -167,12 +183,15 @@ def recompute_chain(session: Session, batch: int = 50_000) -> ChainReport:
     expected: Expected = {}
     try:
         cursor.execute("SELECT stream, last_seq, last_hash FROM ledger_chain_heads")
+        root = (0, GENESIS_HASH)
         for stream, last_seq, last_hash in cursor.fetchall():
-            if last_seq == 0 and last_hash != stream_genesis(stream):
+            if stream == ROOT_STREAM:
+                root = (last_seq, last_hash)
+            elif last_seq == 0 and last_hash != stream_genesis(stream):
                 report._break(stream, 0, f"stream {stream}: empty, but its head is not genesis")
             elif last_seq:
                 expected[(stream, last_seq)] = (last_hash, "its head")
-        _read_anchors(cursor, hasher, report, expected)
+        _read_anchors(cursor, hasher, report, expected, root)
         if report.problems:
             return report
         cursor.execute("SELECT id, address FROM ledger_accounts")

@@ -208,7 +208,7 @@ class Ledger:
         store = LedgerStore(session)
         last_seq, last_hash = store.lock_head(stream)
 
-        existing = store.existing(p.spec.key for p in prepared)
+        existing, new_ids = store.existing((p.spec.key for p in prepared), len(prepared))
         results: dict[str, PostResult] = {}
         in_batch: dict[str, str] = {}  # key -> digest of transfers new in this batch
         fresh: list[_Prepared] = []
@@ -249,7 +249,7 @@ class Ledger:
         seq, prev = last_seq, last_hash
         transfers, postings = [], []
         deltas: dict[int, int] = defaultdict(int)
-        for item, transfer_id in zip(fresh, store.new_transfer_ids(len(fresh)), strict=True):
+        for item, transfer_id in zip(fresh, new_ids, strict=False):
             seq += 1
             spec = item.spec
             stamp = stamps.get(item.at) or stamps.setdefault(item.at, chain_stamp(item.at))

@@ -9,8 +9,9 @@ timestamps through ``Raw.stamp``, JSON text.
 
 Everything a call locks belongs to its stream: the stream's head row, the accounts the stream's
 owner posts to, and the stream's stripe of each shared account (stream 0's stripe is the account
-row itself). The root chain's anchors are written under a transaction-scoped advisory lock on
-PostgreSQL, which a poster only *tries* (``pg_try_advisory_xact_lock``): it never waits for it.
+row itself). An anchor is appended under the root chain's head row (``ROOT_STREAM`` in
+``ledger_chain_heads``), which a poster only tries to lock (``FOR UPDATE SKIP LOCKED``): it never
+waits for another writer's anchor.
 """
 
 from __future__ import annotations
@@ -20,13 +21,18 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from copytrade.ledger.chain import anchor_heads_text, chain_stamp, hash_from_stamp, stream_genesis
+from copytrade.ledger.chain import (
+    ROOT_STREAM,
+    anchor_heads_text,
+    chain_stamp,
+    hash_from_stamp,
+    stream_genesis,
+)
 from copytrade.ledger.rawsql import Raw
 from models.ledger import GENESIS_HASH
 
-# The (classid, objid) key of the root chain's advisory lock; two-key advisory locks never
-# collide with single-bigint ones (what other components, e.g. engine shards, use).
-ANCHOR_LOCK = (0x4C454447, 0x524F4F54)  # "LEDG", "ROOT"
+# Up to this many transfers a PostgreSQL posting is one statement; above, COPY is cheaper.
+SMALL_BATCH = 1000
 
 TRANSFER_COLUMNS = (
     "id",
@@ -92,16 +98,34 @@ class LedgerStore:
             rows += self.raw.rows(sql.format(in_=", ".join("?" * len(part))), part)
         return rows
 
-    def existing(self, keys: Iterable[str]) -> dict[str, tuple[int, str]]:
-        """Return ``key → (transfer id, digest)`` of the keys already posted."""
-        rows = self._select_matching(
-            "SELECT idempotency_key, id, digest FROM ledger_transfers "
-            "WHERE idempotency_key IN ({in_})",
-            "idempotency_key",
-            list(dict.fromkeys(keys)),
-            "text",
+    def existing(
+        self, keys: Iterable[str], ids: int = 0
+    ) -> tuple[dict[str, tuple[int, str]], list[int]]:
+        """Return ``key → (transfer id, digest)`` of the keys already posted, and ``ids`` new
+        transfer ids (the caller holds its stream's head, so within a stream ids grow with seq).
+
+        On PostgreSQL both come in one round trip; ids not used are a harmless gap.
+        """
+        wanted = list(dict.fromkeys(keys))
+        if not self.raw.postgres:
+            rows = self._select_matching(
+                "SELECT idempotency_key, id, digest FROM ledger_transfers "
+                "WHERE idempotency_key IN ({in_})",
+                "idempotency_key",
+                wanted,
+                "text",
+            )
+            ((last,),) = self._cursor_rows("SELECT COALESCE(MAX(id), 0) FROM ledger_transfers")
+            return {k: (t, d) for k, t, d in rows}, list(range(last + 1, last + 1 + ids))
+        rows = self.raw.rows(
+            "SELECT t.idempotency_key, t.id, t.digest FROM ledger_transfers t "
+            "JOIN unnest(?::text[]) AS wanted(v) ON t.idempotency_key = wanted.v "
+            "UNION ALL SELECT NULL, nextval(pg_get_serial_sequence('ledger_transfers', 'id')), "
+            "NULL FROM generate_series(1, ?)",
+            (wanted, ids),
         )
-        return {key: (tid, digest) for key, tid, digest in rows}
+        found = {k: (t, d) for k, t, d in rows if k is not None}
+        return found, sorted(t for k, t, _ in rows if k is None)
 
     def account_ids(
         self, wanted: set[tuple[str, str]], policies: dict[str, bool], now: datetime
@@ -159,18 +183,6 @@ class LedgerStore:
         )
         return {acc: 0 for acc in wanted} | dict(rows)
 
-    def new_transfer_ids(self, count: int) -> list[int]:
-        """Allocate ``count`` transfer ids (the caller holds the chain head, so nobody races)."""
-        if self.raw.postgres:
-            rows = self._cursor_rows(
-                "SELECT nextval(pg_get_serial_sequence('ledger_transfers', 'id')) "
-                "FROM generate_series(1, ?)",
-                (count,),
-            )
-            return sorted(r[0] for r in rows)
-        ((last,),) = self._cursor_rows("SELECT COALESCE(MAX(id), 0) FROM ledger_transfers")
-        return list(range(last + 1, last + 1 + count))
-
     def write(
         self,
         stream: int,
@@ -185,11 +197,14 @@ class LedgerStore:
         ``deltas`` move account rows; ``striped`` moves ``stream``'s stripes of shared accounts.
         """
         raw = self.raw
-        raw.insert("ledger_transfers", TRANSFER_COLUMNS, transfers, casts={"refs": "json"})
-        raw.insert("ledger_postings", POSTING_COLUMNS, postings)
         changed = sorted((acc, d) for acc, d in deltas.items() if d)
         stripes = sorted((acc, d) for acc, d in striped.items() if d)
         head_row = (head[0], head[1], stream)
+        if raw.postgres and len(transfers) <= SMALL_BATCH:
+            self._write_small(transfers, postings, changed, stripes, head_row)
+            return
+        raw.insert("ledger_transfers", TRANSFER_COLUMNS, transfers, casts={"refs": "json"})
+        raw.insert("ledger_postings", POSTING_COLUMNS, postings)
         if raw.postgres:
             # one round trip: the balance rows, the stream's stripes and its head
             raw.rows(
@@ -224,30 +239,78 @@ class LedgerStore:
             [head_row],
         )
 
+    def _write_small(self, transfers, postings, changed, stripes, head_row) -> None:
+        """PostgreSQL, a few transfers (one leader fill's): everything in one statement.
+
+        COPY costs three protocol exchanges per table; at a few dozen rows arrays are cheaper.
+        The postings' foreign keys are checked at the end of the statement, when the
+        transfers inserted beside them exist.
+        """
+        columns = list(zip(*transfers, strict=True))
+        posting_columns = list(zip(*postings, strict=True))
+        self.raw.rows(
+            f"WITH t AS (INSERT INTO ledger_transfers ({', '.join(TRANSFER_COLUMNS)}) "
+            "SELECT * FROM unnest(?::bigint[], ?::int[], ?::bigint[], ?::text[], ?::text[], "
+            "?::text[], ?::json[], ?::timestamptz[], ?::text[], ?::text[], ?::text[])), "
+            f"p AS (INSERT INTO ledger_postings ({', '.join(POSTING_COLUMNS)}) "
+            "SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::text[], ?::bigint[])), "
+            "a AS (UPDATE ledger_accounts AS a SET balance = a.balance + d.delta "
+            "FROM unnest(?::bigint[], ?::bigint[]) AS d(id, delta) WHERE a.id = d.id), "
+            "b AS (INSERT INTO ledger_balance_stripes AS b (account_id, stream, balance) "
+            "SELECT id, ?, delta FROM unnest(?::bigint[], ?::bigint[]) AS d(id, delta) "
+            "ON CONFLICT (account_id, stream) DO UPDATE "
+            "SET balance = b.balance + excluded.balance) "
+            "UPDATE ledger_chain_heads SET last_seq = ?, last_hash = ? WHERE stream = ?",
+            (
+                *map(list, columns),
+                *map(list, posting_columns),
+                [acc for acc, _ in changed],
+                [d for _, d in changed],
+                head_row[2],
+                [acc for acc, _ in stripes],
+                [d for _, d in stripes],
+                *head_row,
+            ),
+        )
+
     def anchor(self, now: datetime, *, wait: bool) -> tuple[int, str] | None:
         """Append an anchor of every stream's head (as this transaction sees them) to the root chain.
 
         Return its seq and hash; ``None`` when ``wait`` is false and another writer is anchoring.
         """
-        if self.raw.postgres and wait:
-            self._cursor_rows("SELECT 1 FROM pg_advisory_xact_lock(?, ?)", ANCHOR_LOCK)
-        elif self.raw.postgres:
-            ((got,),) = self._cursor_rows("SELECT pg_try_advisory_xact_lock(?, ?)", ANCHOR_LOCK)
-            if not got:
-                return None
+        lock = ""
+        if self.raw.postgres:
+            lock = " FOR UPDATE" if wait else " FOR UPDATE SKIP LOCKED"
+        root = self._cursor_rows(
+            f"SELECT last_seq, last_hash FROM ledger_chain_heads WHERE stream = ?{lock}",
+            (ROOT_STREAM,),
+        )
+        if not root:
+            if not wait:
+                return None  # another writer holds the root head: it is anchoring
+            self._cursor_rows(
+                "INSERT INTO ledger_chain_heads (stream, last_seq, last_hash) VALUES (?, 0, ?) "
+                "ON CONFLICT (stream) DO NOTHING RETURNING stream",
+                (ROOT_STREAM, GENESIS_HASH),
+            )
+            return self.anchor(now, wait=wait)
         heads = {
             stream: (seq, digest)
             for stream, seq, digest in self._cursor_rows(
-                "SELECT stream, last_seq, last_hash FROM ledger_chain_heads WHERE last_seq > 0"
+                "SELECT stream, last_seq, last_hash FROM ledger_chain_heads "
+                "WHERE stream >= 0 AND last_seq > 0"
             )
         }
-        last = self._cursor_rows("SELECT seq, hash FROM ledger_anchors ORDER BY seq DESC LIMIT 1")
-        seq, prev = (last[0][0] + 1, last[0][1]) if last else (1, GENESIS_HASH)
+        seq, prev = root[0][0] + 1, root[0][1]
         text = anchor_heads_text(heads)
         digest = hash_from_stamp(prev, seq, chain_stamp(now), text)
         self.raw.insert(
             "ledger_anchors",
             ("seq", "created_at", "heads", "prev_hash", "hash"),
             [(seq, self.raw.stamp(now), text, prev, digest)],
+        )
+        self._cursor_rows(
+            "UPDATE ledger_chain_heads SET last_seq = ?, last_hash = ? WHERE stream = ?",
+            (seq, digest, ROOT_STREAM),
         )
         return seq, digest

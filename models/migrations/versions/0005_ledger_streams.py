@@ -5,7 +5,7 @@
   per (stream, seq); the unique index on ``hash`` goes (it cost every insert and guarded nothing
   that the chain does not).
 - ``ledger_chain_head`` (one row, id 1) becomes ``ledger_chain_heads`` (one row per stream; the old
-  head is stream 0's).
+  head is stream 0's; the row of stream -1 is the root chain's head).
 - ``ledger_anchors`` (the root chain, append-only) and ``ledger_balance_stripes`` (each stream's
   part of the shared accounts) are new; ``ledger_chain_verifications`` gains
   ``first_broken_stream``.
@@ -68,6 +68,11 @@ def upgrade() -> None:
             "INSERT INTO ledger_chain_heads (stream, last_seq, last_hash) "
             "SELECT 0, last_seq, last_hash FROM ledger_chain_head WHERE id = 1"
         )
+    )
+    op.execute(  # the root chain's head: no anchor yet
+        sa.text(
+            "INSERT INTO ledger_chain_heads (stream, last_seq, last_hash) VALUES (-1, 0, :h)"
+        ).bindparams(h=models.ledger.GENESIS_HASH)
     )
     op.drop_table("ledger_chain_head")
 

@@ -141,7 +141,11 @@ def test_each_stream_chains_from_its_own_genesis_and_verifies_R_X_4(engine, veri
         rows = conn.exec_driver_sql(
             "select stream, seq, prev_hash from ledger_transfers order by id"
         ).all()
-        heads = dict(conn.exec_driver_sql("select stream, last_seq from ledger_chain_heads").all())
+        heads = dict(
+            conn.exec_driver_sql(
+                "select stream, last_seq from ledger_chain_heads where stream >= 0"
+            ).all()
+        )
     assert heads == {0: 3 + 12, 1: 12, 2: 12}  # stream 0: three fundings, then its fills
     for stream in (1, 2):
         mine = [(seq, prev) for s, seq, prev in rows if s == stream]
