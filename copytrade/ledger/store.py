@@ -31,9 +31,6 @@ from copytrade.ledger.chain import (
 from copytrade.ledger.rawsql import Raw
 from models.ledger import GENESIS_HASH
 
-# Up to this many transfers a PostgreSQL posting is one statement; above, COPY is cheaper.
-SMALL_BATCH = 1000
-
 TRANSFER_COLUMNS = (
     "id",
     "stream",
@@ -200,9 +197,6 @@ class LedgerStore:
         changed = sorted((acc, d) for acc, d in deltas.items() if d)
         stripes = sorted((acc, d) for acc, d in striped.items() if d)
         head_row = (head[0], head[1], stream)
-        if raw.postgres and len(transfers) <= SMALL_BATCH:
-            self._write_small(transfers, postings, changed, stripes, head_row)
-            return
         raw.insert("ledger_transfers", TRANSFER_COLUMNS, transfers, casts={"refs": "json"})
         raw.insert("ledger_postings", POSTING_COLUMNS, postings)
         if raw.postgres:
@@ -237,40 +231,6 @@ class LedgerStore:
         raw.execute_many(
             "UPDATE ledger_chain_heads SET last_seq = ?, last_hash = ? WHERE stream = ?",
             [head_row],
-        )
-
-    def _write_small(self, transfers, postings, changed, stripes, head_row) -> None:
-        """PostgreSQL, a few transfers (one leader fill's): everything in one statement.
-
-        COPY costs three protocol exchanges per table; at a few dozen rows arrays are cheaper.
-        The postings' foreign keys are checked at the end of the statement, when the
-        transfers inserted beside them exist.
-        """
-        columns = list(zip(*transfers, strict=True))
-        posting_columns = list(zip(*postings, strict=True))
-        self.raw.rows(
-            f"WITH t AS (INSERT INTO ledger_transfers ({', '.join(TRANSFER_COLUMNS)}) "
-            "SELECT * FROM unnest(?::bigint[], ?::int[], ?::bigint[], ?::text[], ?::text[], "
-            "?::text[], ?::json[], ?::timestamptz[], ?::text[], ?::text[], ?::text[])), "
-            f"p AS (INSERT INTO ledger_postings ({', '.join(POSTING_COLUMNS)}) "
-            "SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::text[], ?::bigint[])), "
-            "a AS (UPDATE ledger_accounts AS a SET balance = a.balance + d.delta "
-            "FROM unnest(?::bigint[], ?::bigint[]) AS d(id, delta) WHERE a.id = d.id), "
-            "b AS (INSERT INTO ledger_balance_stripes AS b (account_id, stream, balance) "
-            "SELECT id, ?, delta FROM unnest(?::bigint[], ?::bigint[]) AS d(id, delta) "
-            "ON CONFLICT (account_id, stream) DO UPDATE "
-            "SET balance = b.balance + excluded.balance) "
-            "UPDATE ledger_chain_heads SET last_seq = ?, last_hash = ? WHERE stream = ?",
-            (
-                *map(list, columns),
-                *map(list, posting_columns),
-                [acc for acc, _ in changed],
-                [d for _, d in changed],
-                head_row[2],
-                [acc for acc, _ in stripes],
-                [d for _, d in stripes],
-                *head_row,
-            ),
         )
 
     def anchor(self, now: datetime, *, wait: bool) -> tuple[int, str] | None:
