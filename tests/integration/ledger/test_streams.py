@@ -206,6 +206,7 @@ def test_a_stream_is_a_non_negative_integer(engine):
         "swap_two",
         "delete_last_anchored",
         "delete_last_unanchored",
+        "delete_last_anchor",
     ],
 )
 def test_verify_chain_detects_every_kind_of_tampering_R_X_4(engine, verify_chain, tampering):
@@ -235,6 +236,11 @@ def test_verify_chain_detects_every_kind_of_tampering_R_X_4(engine, verify_chain
         # the last transfer of stream 2 and its head moved back: only the anchor remembers it
         delete_transfer(engine, 2, 12, move_head=True)
         expected = "stream 2: ends at seq 11, but anchor 1 records seq 12 (transfers were removed)"
+    elif tampering == "delete_last_anchor":
+        # the anchor goes too: the root chain's head row still names it
+        delete_transfer(engine, 2, 12, move_head=True)
+        sql(engine, "delete from ledger_anchors where seq = 1")
+        expected = "root chain: ends at anchor 0, but its head records anchor 1"
     else:
         # after the anchor: the stream's head still names the deleted transfer
         with Session(engine) as session, session.begin():
