@@ -12,10 +12,10 @@ removed positions.
 ``recompute_chain`` reads transfers in id order a batch at a time straight from the DB-API (within
 a stream ids grow with seq: both are allocated under the stream's head lock), their postings by one
 id-range query per batch and addresses from one map — at millions of rows SQLAlchemy's per-row
-fetch costs more than the hashing. On SQLite the stored timestamp text *is* the instant the chain
-hashed (SQLAlchemy writes UTC with six microsecond digits), so the hash is computed from it without
-a datetime round trip (``hash_from_stamp``, tested equal to ``chain_hash``); on PostgreSQL the
-driver's datetime goes through ``chain_hash``.
+fetch costs more than the hashing. The hash is computed from the instant's text without a datetime
+round trip (``hash_from_stamp``): on SQLite the stored text *is* the instant the chain hashed
+(SQLAlchemy writes UTC with six microsecond digits; tested equal to ``chain_hash``), and
+PostgreSQL formats it the same way (``PG_STAMP``).
 """
 
 from __future__ import annotations
@@ -108,9 +108,18 @@ def parse_heads(text: str) -> dict[int, tuple[int, str]]:
     return heads
 
 
+# PostgreSQL formats the instant as ``chain_stamp`` does: parsing millions of timestamps into
+# datetimes and formatting them again cost more client CPU than the hashing.
+PG_STAMP = "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+
+def _stamp_column(postgres: bool) -> str:
+    return PG_STAMP if postgres else "created_at"
+
+
 def _hasher(postgres: bool):
     if postgres:
-        return lambda prev, seq, at, digest: chain_hash(prev, seq, at, digest)
+        return hash_from_stamp
 
     def from_text(prev: str, seq: int, at, digest: str) -> str:
         if isinstance(at, str) and len(at) == 26:
@@ -138,13 +147,11 @@ Expected = dict[tuple[int, int], tuple[str, str]]
 
 
 def _read_anchors(
-    cursor, hasher, report: ChainReport, expected: Expected, root: tuple[int, str]
+    cursor, stamp, hasher, report: ChainReport, expected: Expected, root: tuple[int, str]
 ) -> None:
     """Recompute the root chain, check it reaches its head row, and collect the stream
     positions its anchors record."""
-    cursor.execute(
-        "SELECT seq, created_at, heads, prev_hash, hash FROM ledger_anchors ORDER BY seq"
-    )
+    cursor.execute(f"SELECT seq, {stamp}, heads, prev_hash, hash FROM ledger_anchors ORDER BY seq")
     prev, want = GENESIS_HASH, 1
     for seq, created_at, heads, prev_hash, stored in cursor.fetchall():
         if seq != want or prev_hash != prev or hasher(prev, seq, created_at, heads) != stored:
@@ -176,6 +183,7 @@ def recompute_chain(session: Session, batch: int = 50_000) -> ChainReport:
     postgres = connection.dialect.name == "postgresql"
     mark = "%s" if postgres else "?"
     hasher = _hasher(postgres)
+    stamp = _stamp_column(postgres)
     # The driver's own cursor: at millions of rows SQLAlchemy's per-row fetch costs more than the
     # hashing. It runs inside the session's transaction, so it sees one consistent ledger.
     cursor = connection.connection.driver_connection.cursor()
@@ -191,12 +199,12 @@ def recompute_chain(session: Session, batch: int = 50_000) -> ChainReport:
                 report._break(stream, 0, f"stream {stream}: empty, but its head is not genesis")
             elif last_seq:
                 expected[(stream, last_seq)] = (last_hash, "its head")
-        _read_anchors(cursor, hasher, report, expected, root)
+        _read_anchors(cursor, stamp, hasher, report, expected, root)
         if report.problems:
             return report
         cursor.execute("SELECT id, address FROM ledger_accounts")
         addresses = dict(cursor.fetchall())
-        _recompute_streams(cursor, mark, batch, hasher, addresses, expected, report)
+        _recompute_streams(cursor, mark, stamp, batch, hasher, addresses, expected, report)
         if report.problems:
             return report
         for (stream, seq), (_, source) in sorted(expected.items()):
@@ -215,13 +223,13 @@ def recompute_chain(session: Session, batch: int = 50_000) -> ChainReport:
 
 
 def _recompute_streams(
-    cursor, mark, batch, hasher, addresses, expected: Expected, report: ChainReport
+    cursor, mark, stamp, batch, hasher, addresses, expected: Expected, report: ChainReport
 ) -> None:
     heads = report.heads  # stream -> (seq, hash) of its last matched transfer
     last_id = 0
     while True:
         cursor.execute(
-            "SELECT id, stream, seq, idempotency_key, code, created_at, digest, prev_hash, hash "
+            f"SELECT id, stream, seq, idempotency_key, code, {stamp}, digest, prev_hash, hash "
             f"FROM ledger_transfers WHERE id > {mark} ORDER BY id LIMIT {mark}",
             (last_id, batch),
         )
