@@ -188,9 +188,10 @@ class Ledger:
         A transfer without its own ``at`` is stamped with the instant of this call.
 
         ``stream`` is the chain the transfers join (a non-negative integer chosen by the poster,
-        e.g. the engine's shard): posters on different streams do not wait for each other, as
-        long as each guarded account (a copy's cash, a person's wallet) is posted to by one
-        stream at a time. Idempotency keys are unique across all streams.
+        e.g. the engine's shard): posters on different streams do not wait for each other unless
+        both debit one guarded account (a copy's cash, a person's wallet), whose row the debit
+        locks (one writer per follower account avoids that). Idempotency keys are unique across
+        all streams.
         """
         if not specs:
             return []
