@@ -174,12 +174,12 @@ def test_0006_adds_leverage_violations_to_a_ledger_with_history_R_LEAD_8(db_url)
     """0002 → 0006 keeps the ledger and its chain; the new table starts empty and goes down again."""
     assert migrate.upgrade(db_url, "0002") == "0002"
     engine = make_engine(db_url)
-    with Session(engine) as session, session.begin():
-        Ledger(session).transfer(
-            "d",
-            "deposit",
-            [Leg("external:deposits", "USDT", D(-5)), Leg("person:1:spot", "USDT", D(5))],
-        )
+    post_single_chain(  # as the ledger posted at 0002 (before streams)
+        engine,
+        "d",
+        [("external:deposits", "USDT", -500_000_000), ("person:1:spot", "USDT", 500_000_000)],
+        datetime.now(UTC),
+    )
     assert migrate.upgrade(db_url) == HEAD
     assert "leader_leverage_violations" in inspect(engine).get_table_names()
     with Session(engine) as session:
