@@ -16,6 +16,7 @@ from copytrade.engine.importer import ImportReport, import_fills
 from copytrade.engine.reconcile import ReconcileReport, reconcile
 from copytrade.engine.resync import resync
 from copytrade.engine.runner import EngineRunner, RunStats
+from copytrade.engine.shards import Shard, ShardLock
 from copytrade.engine.wiring import GatewayDirectory, SecretSource
 
 log = logging.getLogger(__name__)
@@ -41,13 +42,25 @@ def exchange_url(exchange: str | None) -> str | None:
     return exchange.rstrip("/")
 
 
-async def _open(database_url: str | None, exchange: str | None, secrets: SecretSource | None):
+async def _open(
+    database_url: str | None,
+    exchange: str | None,
+    secrets: SecretSource | None,
+    shard: Shard | None = None,
+):
     sf = session_factory(database_url)
     directory = GatewayDirectory(sf, exchange_url(exchange), secrets=secrets)
     try:
         await directory.start()
         venue = "binance" if exchange == "binance" else "paper"
-        engine = CopyEngine(sf, directory, directory.markets_by_kind, venue=venue)
+        engine = CopyEngine(
+            sf,
+            directory,
+            directory.markets_by_kind,
+            venue=venue,
+            owns=shard.owns if shard else None,
+            ledger_stream=shard.stream if shard else 0,
+        )
         engine.load()
     except BaseException:
         # an unreachable exchange or database: close what was opened, then let the CLI say which
@@ -64,9 +77,23 @@ async def run_engine(
     heartbeat: Callable[[str], None] | None = None,
     heartbeat_every: float = 30.0,
     stop: asyncio.Event | None = None,
+    shard: Shard | None = None,
 ) -> RunStats:
-    """Run the engine until ``stop`` is set (or the task is cancelled); close everything after."""
-    engine, directory = await _open(database_url, exchange, secrets)
+    """Run the engine (of ``shard``: its lead portfolios, their copies, its ledger stream) until
+    ``stop`` is set (or the task is cancelled); close everything after.
+
+    The shard is held first (``ShardLock``): a second process for it raises ``ShardBusy``
+    before anything is loaded or sent.
+    """
+    shard = shard or Shard()
+    with ShardLock(database_url or get_settings().ledger_url, shard):
+        return await _run(database_url, exchange, secrets, heartbeat, heartbeat_every, stop, shard)
+
+
+async def _run(
+    database_url, exchange, secrets, heartbeat, heartbeat_every, stop, shard
+) -> RunStats:
+    engine, directory = await _open(database_url, exchange, secrets, shard)
     runner = EngineRunner(engine, heartbeat=heartbeat, heartbeat_every=heartbeat_every)
     waiter = None
     if stop is not None:

@@ -7,6 +7,7 @@ changed settings); kept in memory between leader fills so sizing touches no data
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -183,9 +184,12 @@ def _units(value: Decimal) -> int:
 
 
 def load_portfolios(
-    session: Session, markets_by_kind: dict[str, dict[str, Market]]
+    session: Session,
+    markets_by_kind: dict[str, dict[str, Market]],
+    owns: Callable[[int], bool] | None = None,
 ) -> dict[int, PortfolioState]:
-    """Load every active lead portfolio with a leader account, and its active copies."""
+    """Load every active lead portfolio with a leader account (of this shard: ``owns``), and
+    its active copies."""
     portfolios = session.scalars(
         select(LeadPortfolio).where(
             LeadPortfolio.status == "active", LeadPortfolio.exchange_account_id.is_not(None)
@@ -193,6 +197,8 @@ def load_portfolios(
     ).all()
     states: dict[int, PortfolioState] = {}
     for p in portfolios:
+        if owns is not None and not owns(p.id):
+            continue
         ps = PortfolioState(p.id, p.mode, p.capital, p.exchange_account_id)
         ps.leader_realised = sum(
             (
