@@ -114,10 +114,11 @@ def run(
         try:
             asyncio.run(main())
         except ShardBusy as exc:
-            err_console.print(f"[bold red]shard busy:[/] {exc}")
+            err_console.print(f"[bold red]shard busy:[/] {exc}", soft_wrap=True)  # one line
             raise typer.Exit(EXIT_UNAVAILABLE) from None
         except OperationalError as exc:
-            err_console.print(f"[bold red]database unreachable:[/] {str(exc.orig).strip()[:300]}")
+            why = " ".join(str(exc.orig).split())[:300]
+            err_console.print(f"[bold red]database unreachable:[/] {why}", soft_wrap=True)
             raise typer.Exit(EXIT_UNAVAILABLE) from None
         except OSError as exc:
             err_console.print(f"[bold red]exchange unreachable:[/] {exc}")

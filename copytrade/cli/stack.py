@@ -71,7 +71,7 @@ def up(
     if shards > 1 and make_url(get_settings().ledger_url).get_backend_name() == "sqlite":
         raise refuse(
             f"--shards {shards}: a SQLite ledger has one writer, so one engine; shards need a "
-            "PostgreSQL ledger (COPYTRADE_LEDGER_URL)"
+            "PostgreSQL ledger (COPYTRADE_DATABASE_URL)"
         )
     try:
         stack = ops.Stack.from_settings(prefect_port=port, paper_port=paper_port)

@@ -145,7 +145,7 @@ class ShardLock:
         if self.shard.count > 1:
             raise ValueError(
                 f"--shard {self.shard}: a SQLite ledger has one writer, so one engine; "
-                "shards need a PostgreSQL ledger (COPYTRADE_LEDGER_URL)"
+                "shards need a PostgreSQL ledger (COPYTRADE_DATABASE_URL)"
             )
         database = self.url.database
         if not database or database == ":memory:":

@@ -21,7 +21,8 @@ from sqlalchemy.orm import sessionmaker
 
 from copytrade import migrate
 from copytrade.db import make_engine
-from models import LedgerTransfer
+from copytrade.engine.shards import shard_of
+from models import LeaderFill, LedgerTransfer
 from tests.support import fleet
 from tests.support.paper_exchange import run_paper_exchange
 
@@ -88,7 +89,12 @@ def test_a_killed_shard_restarts_and_every_fill_copy_has_one_outcome_R_COPY_11_R
             assert set(counts) <= fleet.recorded_orders(sm), "an order on the exchange is unknown"
         with sm() as s:
             streams = set(s.scalars(select(LedgerTransfer.stream).distinct()))
+            caught_up = s.scalars(
+                select(LeaderFill.portfolio_id).where(LeaderFill.source == "backfill")
+            ).all()
         assert {0, 1} <= streams, streams
+        # the fills shard 1's leaders made while it was down came in by its restart's backfill
+        assert caught_up and {shard_of(pid, 2) for pid in caught_up} == {1}
         verify = subprocess.run(
             [sys.executable, "-m", "copytrade", "ledger", "verify-chain"],
             env=env,
