@@ -81,3 +81,13 @@ def test_up_on_other_ports_than_the_running_stack_is_refused(home: Path) -> None
         assert "--port: 45003 differs from the running stack's port 45001" in output
     finally:
         assert terminate([record], timeout=5) == ["prefect-server"]
+
+
+def test_up_with_shards_on_a_sqlite_ledger_is_refused_and_starts_nothing(home: Path) -> None:
+    """Shards need PostgreSQL: SQLite has one writer (exit 2, nothing started or migrated)."""
+    result = runner.invoke(app, ["up", "--shards", "2", "--no-paper"])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2, output
+    assert "--shards 2" in output and "PostgreSQL" in output
+    assert Stack.from_settings().processes() == {}
+    assert not (home / "ledger.db").exists()
