@@ -95,19 +95,25 @@ async def _run(
 ) -> RunStats:
     engine, directory = await _open(database_url, exchange, secrets, shard)
     runner = EngineRunner(engine, heartbeat=heartbeat, heartbeat_every=heartbeat_every)
-    waiter = None
-    if stop is not None:
 
-        async def relay():
+    async def relay():
+        if stop is not None:
             await stop.wait()
             runner.stop()
 
-        waiter = asyncio.create_task(relay())
+    async def announce():
+        # Once every leader is followed and every follower gateway is built: what an operator
+        # (or a failover script) waits for before counting on this shard.
+        await runner.ready.wait()
+        copies = sum(len(ps.copies) for ps in engine.portfolios.values())
+        runner.heartbeat(f"ready: {len(engine.portfolios)} lead portfolios, {copies} copies")
+
+    helpers = [asyncio.create_task(relay()), asyncio.create_task(announce())]
     try:
         return await runner.run()
     finally:
-        if waiter:
-            waiter.cancel()
+        for task in helpers:
+            task.cancel()
         await directory.close()
 
 

@@ -87,6 +87,7 @@ class ShardProcesses:
     workdir: Path
     count: int
     procs: dict[int, subprocess.Popen] = field(default_factory=dict)
+    _offsets: dict[int, int] = field(default_factory=dict)
 
     def argv(self, index: int) -> list[str]:
         return [
@@ -104,8 +105,15 @@ class ShardProcesses:
     def log(self, index: int) -> Path:
         return self.workdir / f"shard-{index}.log"
 
+    def ready(self, index: int) -> bool:
+        """Whether shard ``index``'s latest start printed its ready line."""
+        text = self.log(index).read_text(errors="replace") if self.log(index).exists() else ""
+        return "ready:" in text[self._offsets.get(index, 0) :]
+
     def start(self, index: int) -> subprocess.Popen:
-        with open(self.log(index), "ab") as log:
+        log_path = self.log(index)
+        self._offsets[index] = len(log_path.read_text(errors="replace")) if log_path.exists() else 0
+        with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 self.argv(index), env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
@@ -147,7 +155,8 @@ class ShardProcesses:
 
 
 def wait_following(sm, worlds, shards: ShardProcesses, timeout: float = 300) -> None:
-    """Return once every leader's symbol is baselined (its engine follows the stream)."""
+    """Return once every leader's symbol is baselined (its engine follows the stream) and every
+    shard said it is ready (all its follower gateways built)."""
     want = {w.world.portfolio_id for w in worlds}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -158,7 +167,7 @@ def wait_following(sm, worlds, shards: ShardProcesses, timeout: float = 300) -> 
                     select(LeaderWatermark.portfolio_id).where(LeaderWatermark.symbol == SYMBOL)
                 )
             )
-        if want <= have:
+        if want <= have and all(shards.ready(i) for i in shards.procs):
             return
         time.sleep(0.25)
     raise RuntimeError(f"engines not following within {timeout}s: {sorted(want - have)}")
