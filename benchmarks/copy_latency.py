@@ -35,13 +35,13 @@ from copytrade.config import get_settings  # noqa: E402
 from copytrade.db import make_engine  # noqa: E402
 from copytrade.domain.sizing import CopyBook, CopySettings, FillSpec, size_fill  # noqa: E402
 from copytrade.engine.core import CopyEngine  # noqa: E402
-from copytrade.engine.fixtures import make_paper_world  # noqa: E402
-from copytrade.engine.gcpause import GcPause  # noqa: E402
 from copytrade.engine.runner import EngineRunner  # noqa: E402
 from copytrade.engine.wiring import GatewayDirectory  # noqa: E402
 from copytrade.exchange.factory import GatewayFactory  # noqa: E402
 from copytrade.exchange.protocol import OrderRequest  # noqa: E402
-from copytrade.paper.testing import run_paper_exchange  # noqa: E402
+from copytrade.gcpause import GcPause  # noqa: E402
+from tests.support.engine_world import make_paper_world  # noqa: E402
+from tests.support.paper_exchange import run_paper_exchange  # noqa: E402
 
 SYMBOL = "XRPUSDT"
 LEADER_QTY = Decimal("500")  # XRP; followers copy at 1000/100,000 × … see allocations below

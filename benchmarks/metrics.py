@@ -2,7 +2,7 @@
 
 Prints JSON lines: the synthetic ledger (leaders × days, fills), the time to write it, the full
 extract and `dbt build`, the incremental extract and build after one more day of data, and the
-same metrics computed by a straightforward pandas loop per leader (copytrade.analytics.reference)
+same metrics computed by a straightforward pandas loop per leader (tests.support.reference)
 on a slice of leaders, extrapolated to all of them, with the ratio.
 
 The ratio is taken on the same work: the loop computes daily equity, returns and the four periods
@@ -36,8 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import models  # noqa: E402
-from copytrade.analytics import reference  # noqa: E402
-from copytrade.analytics.synthetic import SyntheticConfig, generate  # noqa: E402
 from copytrade.analytics.warehouse import (  # noqa: E402
     PRODUCTION_EXCLUDE,
     Warehouse,
@@ -45,6 +43,8 @@ from copytrade.analytics.warehouse import (  # noqa: E402
     run_dbt,
 )
 from copytrade.db import make_engine  # noqa: E402
+from tests.support import reference  # noqa: E402
+from tests.support.synthetic import SyntheticConfig, generate  # noqa: E402
 
 SAME_WORK = ("build", "--select", "+leader_metrics")
 

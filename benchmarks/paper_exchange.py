@@ -145,7 +145,7 @@ def run_level(
     call: str = "create_order",
 ) -> dict:
     """Drive ``accounts`` from ``procs`` client processes; return throughput, latency and CPU."""
-    from copytrade.paper.testing import process_cpu_seconds
+    from tests.support.paper_exchange import process_cpu_seconds
 
     procs = max(1, min(procs, len(accounts)))
     queue: mp.Queue = mp.get_context("fork").Queue()
@@ -241,8 +241,9 @@ def main() -> None:
     )
 
     from copytrade.config import get_settings
+    from copytrade.paper.admin_token import resolve
     from copytrade.paper.client import AdminClient
-    from copytrade.paper.testing import run_paper_exchange
+    from tests.support.paper_exchange import run_paper_exchange
 
     levels = [int(x) for x in args.accounts.split(",") if x]
     needed = max(levels)
@@ -270,7 +271,7 @@ def main() -> None:
     started = time.time()
     load_at_start = os.getloadavg()[0]
     if args.url:
-        admin = AdminClient(args.url, get_settings().paper_admin_token.get_secret_value())
+        admin = AdminClient(args.url, resolve(get_settings()))
         result = bench(args.url, admin, None)
     else:
         with run_paper_exchange(mode="process", speed=1.0) as paper:

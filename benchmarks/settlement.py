@@ -52,7 +52,6 @@ from copytrade.settlement.decide import (  # noqa: E402
     portfolio_deferral,
     rebates_to_pay,
 )
-from copytrade.settlement.fixtures import generate_population  # noqa: E402
 from copytrade.settlement.gate import gate_from_report  # noqa: E402
 from copytrade.settlement.marks import LeaderFillsUnrealised, SymbolBook, mark_books  # noqa: E402
 from copytrade.validation import validate_ledger  # noqa: E402
@@ -66,6 +65,7 @@ from models import (  # noqa: E402
     SettlementCycle,
     SettlementPayout,
 )
+from tests.support.settlement import generate_population  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -140,7 +140,7 @@ def checkpoint_wal(path: Path) -> None:
 
 def generate_population_spec(copies: int, fills: int):
     """Return what ``generate_population`` returned for this shape, without writing anything."""
-    from copytrade.settlement.fixtures import EPOCH, Population, population_marks
+    from tests.support.settlement import EPOCH, Population, population_marks
 
     return Population(
         copies=copies,

@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     )
     paper_host: str = "127.0.0.1"
     paper_port: int = DEFAULT_PAPER_PORT
-    paper_admin_token: SecretStr = SecretStr("paper-admin")
+    # Unset: `copytrade paper serve` generates a random token and keeps it in
+    # paper_admin_token_file (0600), where the admin commands read it (copytrade.paper.admin_token).
+    paper_admin_token: SecretStr | None = None
     # Bounds of R-LEAD-1/2 are configuration with the SPEC's defaults.
     spot_capital_min: int = 500
     spot_capital_max: int = 250_000
@@ -49,6 +51,10 @@ class Settings(BaseSettings):
     @property
     def warehouse(self) -> Path:
         return self.warehouse_path or self.home / "warehouse.duckdb"
+
+    @property
+    def paper_admin_token_file(self) -> Path:
+        return self.home / "paper-admin-token"
 
     @property
     def paper_url(self) -> str:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from copytrade.domain.money import E8 as UNIT  # units of 1e-8 in one whole
+
 GENESIS = "0" * 64
-UNIT = 100_000_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,8 +62,8 @@ def run_settlement(
             if include_pending_events:
                 reports.append(service.settle_pending_events(at))
             reports.append(service.settle_weekly(at))
-        else:
-            reports.append(service.settle_copy(copy_id, trigger, ref=ref, at=at))
+        else:  # an event; without a trigger, the stopped copy's own (the settle-event automation)
+            reports.append(service.settle_event(copy_id, trigger or None, ref=ref, at=at))
     except SettlementBlocked as blocked:
         reports.append(blocked.report)
     return reports
@@ -100,13 +100,17 @@ def settle(
     database_url: str | None = None,
     include_pending_events: bool = True,
 ) -> list[dict]:
-    """Validate, settle (``cycle='weekly'`` or ``'event'`` with ``copy_id`` and ``trigger``), report."""
-    if cycle not in ("weekly", "event") or (cycle == "event" and (copy_id is None or not trigger)):
+    """Validate, settle (``cycle='weekly'`` or ``'event'`` with ``copy_id`` [and ``trigger``]), report.
+
+    An event run without a trigger settles a stopped copy for its own stop reason: the
+    ``settle-event`` deployment runs it so when a ``copytrade.copy.stopped`` event arrives.
+    """
+    if cycle not in ("weekly", "event") or (cycle == "event" and copy_id is None):
         raise RuleViolation(
             "cycle",
             cycle,
             "R-SET-5",
-            "settle cycle='weekly', or cycle='event' with copy_id and trigger",
+            "settle cycle='weekly', or cycle='event' with copy_id (and the trigger of a live copy)",
         )
     validation = validate_ledger(
         scope=f"before-settle-{cycle}",

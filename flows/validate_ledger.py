@@ -55,7 +55,7 @@ def validate_ledger(
     report = checkpoint(database_url, data_docs)
     publish(report)
     if fail_on_problems and not report.passed:
-        raise LedgerValidationFailed(report.as_gate_result().reason)
+        raise LedgerValidationFailed(report.reason)
     return report
 
 

@@ -1,6 +1,7 @@
 """SQLAlchemy 2 schema of the ledger and platform tables; import this package to register them all."""
 
 from models.base import Base
+from models.history import LeaderHistoryImport
 from models.ledger import (
     LedgerAccount,
     LedgerAnchor,
@@ -15,6 +16,7 @@ from models.platform import (
     CapacityRequest,
     Copy,
     ExchangeAccount,
+    LeaderLeverageViolation,
     LeadPortfolio,
     Person,
 )
@@ -45,6 +47,8 @@ __all__ = [
     "FollowerOrderIntent",
     "LeadPortfolio",
     "LeaderFill",
+    "LeaderHistoryImport",
+    "LeaderLeverageViolation",
     "LeaderWatermark",
     "LedgerAccount",
     "LedgerAnchor",

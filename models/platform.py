@@ -147,6 +147,27 @@ class Copy(Base):
     portfolio: Mapped[LeadPortfolio] = relationship(back_populates="copies")
 
 
+class LeaderLeverageViolation(Base):
+    """A leader position opened above 5× while the portfolio's AUM was at or above 100,000 USD (R-LEAD-8).
+
+    The platform does not run the exchange, so it cannot refuse the leader's own order; it records
+    the violation here (once per leader position, ``exchange_ref``) and shows it with the portfolio.
+    Copies of it never use more than 5× (the copy engine's cap).
+    """
+
+    __tablename__ = "leader_leverage_violations"
+    __table_args__ = (UniqueConstraint("portfolio_id", "symbol", "exchange_ref"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    portfolio_id: Mapped[int] = mapped_column(ForeignKey("lead_portfolios.id"), index=True)
+    symbol: Mapped[str] = mapped_column(String(32))
+    leverage: Mapped[int] = mapped_column(Integer)
+    aum: Mapped[Decimal] = mapped_column(Amount)  # USD, when the position was opened
+    exchange_ref: Mapped[str] = mapped_column(String(64))  # the opening fill's trade id
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class AuditEntry(Base):
     """An operator or rule decision, kept forever (R-LEAD-7 capacity, R-LEAD-9 impersonation, gates)."""
 

@@ -111,7 +111,19 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         "mark_prices",
         "snapshot",
-        {"id": I64, "symbol": STR, "price_date": DATE, "price": I64, "quote_volume": I64},
+        {
+            "id": I64,
+            "symbol": STR,
+            "market": STR,
+            "marked_at": TS,
+            "price": I64,
+            "quote_volume": I64,
+        },
+    ),
+    TableSpec(
+        "leader_history_imports",
+        "snapshot",
+        {"id": I64, "portfolio_id": I64, "first_fill_at": TS, "capital_since": DATE},
     ),
     TableSpec("ledger_accounts", "append", {"id": I64, "address": STR, "asset": STR}),
     TableSpec(

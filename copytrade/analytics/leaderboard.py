@@ -30,6 +30,8 @@ COLUMNS = (
     "is_full",
     "aum_usd",
     "history_days",
+    "marks_complete",
+    "unmarked_days",
     "metric_date",
 )
 
@@ -56,7 +58,7 @@ def top(
         f"select {', '.join(COLUMNS)} from leaderboard where period = '{period}' "
         f"order by {SORTS[sort]} limit {int(limit)}"
     )
-    return _query(warehouse, sql)
+    return query(warehouse, sql)
 
 
 def copy_quality_by_leader(warehouse: Warehouse, period: str = "all") -> list[dict]:
@@ -72,25 +74,46 @@ def copy_quality_by_leader(warehouse: Warehouse, period: str = "all") -> list[di
             "select * from copy_quality "
             f"where scope = 'leader' and period = '{period}' order by portfolio_id"
         )
-    return _query(warehouse, sql)
+    return query(warehouse, sql)
 
 
-def _query(warehouse: Warehouse, sql: str) -> list[dict]:
+class NoWarehouse(FileNotFoundError):
+    """The warehouse (or its leaderboard) has not been built yet."""
+
+
+class WarehouseUnavailable(ConnectionError):
+    """The warehouse cannot be reached (PostgreSQL down, DuckDB file locked)."""
+
+
+def query(warehouse: Warehouse, sql: str) -> list[dict]:
+    """Run a read-only query on the warehouse; ``NoWarehouse`` when it has not been built."""
     if warehouse.kind == "duckdb":
         import duckdb
 
         if warehouse.path is None or not warehouse.path.exists():
-            raise FileNotFoundError(
+            raise NoWarehouse(
                 f"no warehouse at {warehouse.path}: run `copytrade metrics build` first"
             )
-        con = duckdb.connect(str(warehouse.path), read_only=True)
         try:
-            result = con.execute(sql)
+            con = duckdb.connect(str(warehouse.path), read_only=True)
+        except duckdb.IOException as exc:
+            raise WarehouseUnavailable(
+                f"warehouse {warehouse.path} cannot be opened: {str(exc).splitlines()[0]}"
+            ) from None
+        try:
+            try:
+                result = con.execute(sql)
+            except duckdb.CatalogException as exc:
+                raise NoWarehouse(
+                    f"the warehouse at {warehouse.path} has no complete build "
+                    f"({str(exc).splitlines()[0]}): run `copytrade metrics build`"
+                ) from None
             names = [d[0] for d in result.description]
             return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
         finally:
             con.close()
     from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from copytrade.db import make_engine
 
@@ -99,5 +122,14 @@ def _query(warehouse: Warehouse, sql: str) -> list[dict]:
         with engine.connect() as conn:
             conn.execute(text(f'set search_path to "{warehouse.schema}"'))
             return [dict(r._mapping) for r in conn.execute(text(sql))]
+    except ProgrammingError as exc:
+        raise NoWarehouse(
+            f"schema {warehouse.schema!r} has no complete build "
+            f"({str(exc.orig).splitlines()[0]}): run `copytrade metrics build`"
+        ) from None
+    except OperationalError as exc:
+        raise WarehouseUnavailable(
+            f"warehouse database unreachable: {str(exc.orig).splitlines()[0]}"
+        ) from None
     finally:
         engine.dispose()

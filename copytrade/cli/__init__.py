@@ -7,10 +7,10 @@ import typer
 from copytrade.cli import (
     copies,
     db,
-    demo,
     engine,
     leaders,
     ledger,
+    marks,
     metrics,
     paper,
     settle,
@@ -32,8 +32,8 @@ app.add_typer(wallets.app, name="wallets")
 app.add_typer(paper.app, name="paper")
 app.add_typer(engine.app, name="engine")
 app.add_typer(metrics.app, name="metrics")
+app.add_typer(marks.app, name="marks")
 metrics.register(leaders.app)
-app.command("demo")(demo.demo)
 app.command("settle")(settle.settle)
 app.command("validate")(settle.validate)
 app.command("up")(stack.up)

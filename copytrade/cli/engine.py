@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import signal
-from pathlib import Path
 
 import typer
 
@@ -138,29 +137,11 @@ def stop_copy(
     console.print(f"copy {copy_id} stopped")
 
 
-@app.command("import-fills")
-def import_fills(
-    file: Path = typer.Argument(
-        ..., help="Leader fills: the Binance copy-trading export or the plain CSV."
-    ),
-    portfolio: int = typer.Option(..., "--portfolio", help="Lead portfolio the fills belong to."),
-    fmt: str = typer.Option(
-        None, "--format", help="binance-copy-trading or plain (default: detected)."
-    ),
-) -> None:
-    """Import a leader's past fills through ingest validation and quarantine (R-IN-1)."""
-    from sqlalchemy.exc import IntegrityError
+# `engine import-fills` is `leaders import-fills` (copytrade/cli/leaders.py), listed here too.
+def _register_import_fills() -> None:
+    from copytrade.cli.leaders import import_fills
 
-    from copytrade.engine.service import import_leader_fills
+    app.command("import-fills")(import_fills)
 
-    _check_id("portfolio", portfolio)
-    if not file.is_file():
-        raise refuse(f"file {file} does not exist (R-IN-2)")
-    if fmt not in (None, "binance-copy-trading", "plain"):
-        raise refuse(f"format {fmt!r} is not binance-copy-trading or plain (R-IN-2)")
-    with refusals():
-        try:
-            report = import_leader_fills(portfolio, file, fmt)
-        except IntegrityError:
-            raise refuse(f"portfolio {portfolio} does not exist (R-IN-2)") from None
-    console.print_json(json.dumps(report.as_dict()))
+
+_register_import_fills()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from datetime import date
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
-from copytrade.cli.common import console
+from copytrade.cli.common import console, refusals, refuse
 from copytrade.cli.platform_db import money, transaction
 from copytrade.domain.leaders import LeaderApplication
 from copytrade.platform import leaders
@@ -132,6 +136,48 @@ def list_(
     console.print(table)
 
 
+@app.command()
+def show(portfolio_id: int = typer.Argument(..., help="Lead portfolio id.")) -> None:
+    """Show a lead portfolio: terms, followers, AUM and leader leverage violations (R-LEAD-8)."""
+    from copytrade.platform.leaders import portfolio_aum
+
+    with transaction() as session:
+        p = leaders.get_portfolio(session, portfolio_id)
+        row = next(r for r in leaders.list_portfolios(session, include_closed=True) if r.id == p.id)
+        aum = portfolio_aum(session, p)
+        violations = leaders.leverage_violations(session, p.id)
+    state = (
+        row.status if row.is_listed or row.status != "active" else f"offline ({row.offline_reason})"
+    )
+    console.print(
+        f"portfolio {row.id}: {row.nickname} by {row.leader} ({row.mode}, {row.visibility})"
+    )
+    console.print(f"status: {state}")
+    console.print(f"profit share: {money(row.ratio * 100)} %")
+    console.print(f"capital: {money(row.capital)} USDT; AUM: {money(aum)} USD")
+    console.print(f"followers: {row.followers}/{row.follower_cap}")
+    if not violations:
+        console.print("leader leverage violations (R-LEAD-8): none")
+        return
+    table = Table(
+        "opened at",
+        "symbol",
+        "leverage",
+        "AUM (USD)",
+        "trade",
+        title="Leader leverage violations (R-LEAD-8)",
+    )
+    for v in violations:
+        table.add_row(
+            v.opened_at.isoformat(timespec="seconds"),
+            v.symbol,
+            f"{v.leverage}x",
+            money(v.aum),
+            v.exchange_ref,
+        )
+    console.print(table)
+
+
 @app.command("capacity-request")
 def capacity_request(
     portfolio_id: int = typer.Argument(..., help="Lead portfolio id."),
@@ -178,7 +224,96 @@ def scan_impersonation(
     console.print(f"{len(takedowns)} listings taken offline")
 
 
-# The copy engine owns this command (copytrade/cli/engine.py); listed here where users look.
-from copytrade.cli import engine as _engine  # noqa: E402
+@app.command("import-fills")
+def import_fills(
+    file: Path = typer.Argument(
+        ..., help="Leader fills: the Binance copy-trading export or the plain CSV."
+    ),
+    portfolio: int = typer.Option(..., "--portfolio", help="Lead portfolio the fills belong to."),
+    fmt: str = typer.Option(
+        None, "--format", help="binance-copy-trading or plain (default: detected)."
+    ),
+    capital_since: str = typer.Option(
+        None,
+        "--capital-since",
+        help="UTC day (YYYY-MM-DD) the portfolio's capital counts from; default the day of the "
+        "file's first fill (docs/metrics.md).",
+    ),
+) -> None:
+    """Import a leader's past fills (R-IN-1): bad rows quarantined one by one, the rest stored.
 
-app.command("import-fills")(_engine.import_fills)
+    Prints the counts as JSON. Idempotent: importing the same file again stores nothing.
+    """
+    from copytrade.engine.importer import import_fills as run_import
+
+    if portfolio < 1:
+        raise refuse(f"--portfolio {portfolio} must be a positive id (R-IN-2)")
+    if not file.is_file():
+        raise refuse(f"file {file} does not exist (R-IN-2)")
+    if fmt not in (None, "binance-copy-trading", "plain"):
+        raise refuse(f"--format {fmt!r} is not binance-copy-trading or plain (R-IN-2)")
+    since = None
+    if capital_since is not None:
+        try:
+            since = date.fromisoformat(capital_since)
+        except ValueError:
+            raise refuse(f"--capital-since {capital_since!r} is not a day YYYY-MM-DD") from None
+    with transaction() as session:
+        report = run_import(session, portfolio, file, fmt, capital_since=since)
+    console.print_json(json.dumps(report.as_dict()))
+
+
+@app.command()
+def report(
+    handle: str = typer.Argument(..., help="The leader's handle, or a lead portfolio id."),
+    output: Path = typer.Option(..., "--output", help="FILE.html or FILE.png to write."),
+    portfolio: int = typer.Option(
+        None, "--portfolio", help="Which of the leader's portfolios (when there are several)."
+    ),
+) -> None:
+    """Draw a leader's equity, drawdown and monthly returns over 7/30/90 days and all time, with
+    the R-MET figures (from the warehouse: run `copytrade metrics build` first)."""
+    from copytrade.analytics import report as leader_report
+    from copytrade.analytics.leaderboard import NoWarehouse, WarehouseUnavailable
+    from copytrade.analytics.warehouse import Warehouse
+    from copytrade.cli.common import EXIT_UNAVAILABLE, err_console
+
+    if output.suffix.lower() not in (".html", ".png"):
+        raise refuse(f"--output {output.name!r} must end in .html or .png")
+    portfolio_id = _portfolio_of(handle, portfolio)
+    try:
+        with refusals():
+            data = leader_report.load(Warehouse.default(), portfolio_id)
+    except (NoWarehouse, WarehouseUnavailable) as exc:
+        err_console.print(f"[bold red]no warehouse:[/] {exc}")
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    written = leader_report.write(data, output)
+    console.print(f"report of portfolio {portfolio_id} ({data.nickname}) written to {written}")
+
+
+def _portfolio_of(handle: str, portfolio: int | None) -> int:
+    """A portfolio id from a handle (its only portfolio, or --portfolio among them) or an id."""
+    from sqlalchemy import select
+
+    from models import LeadPortfolio, Person
+
+    if handle.isdigit():
+        return int(handle)
+    with transaction() as session:
+        ids = list(
+            session.scalars(
+                select(LeadPortfolio.id)
+                .join(Person, Person.id == LeadPortfolio.leader_person_id)
+                .where(Person.handle == handle)
+                .order_by(LeadPortfolio.id)
+            )
+        )
+    if not ids:
+        raise refuse(f"handle {handle!r} has no lead portfolio")
+    if portfolio is not None:
+        if portfolio not in ids:
+            raise refuse(f"--portfolio {portfolio} is not one of {handle}'s portfolios {ids}")
+        return portfolio
+    if len(ids) > 1:
+        raise refuse(f"{handle} has portfolios {ids}: choose one with --portfolio")
+    return ids[0]

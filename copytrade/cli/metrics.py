@@ -7,7 +7,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from copytrade.cli.common import EXIT_PROBLEM, console, err_console, handles_refusals
+from copytrade.cli.common import (
+    EXIT_PROBLEM,
+    EXIT_UNAVAILABLE,
+    console,
+    err_console,
+    handles_refusals,
+)
 
 app = typer.Typer(
     help="Leader metrics: ledger → Parquet extract, dbt warehouse (DuckDB or PostgreSQL), leaderboard.",
@@ -94,6 +100,26 @@ def build(
         if report.dbt.error:
             err_console.print(report.dbt.error)
         raise typer.Exit(EXIT_PROBLEM)
+    _say_unmarked(warehouse)
+
+
+def _say_unmarked(warehouse) -> None:
+    """Name the held positions the build could not mark (their metrics: marks_complete false)."""
+    from copytrade.analytics.marks_coverage import unmarked_symbols
+
+    missing = unmarked_symbols(warehouse)
+    if not missing:
+        console.print("marks complete: every held position had a mark on every day")
+        return
+    err_console.print(
+        f"[bold yellow]marks missing[/] for {len(missing)} held symbols (carried at cost or at an "
+        "older close; their metrics show marks_complete = false). Load them with "
+        "`copytrade marks load FILES…` or `copytrade marks fetch`:"
+    )
+    for item in missing[:20]:
+        err_console.print(f"  {item.describe()}")
+    if len(missing) > 20:
+        err_console.print(f"  … and {len(missing) - 20} more")
 
 
 @app.command()
@@ -135,10 +161,14 @@ def top_command(
     limit: int = typer.Option(20, help="How many listings."),
 ) -> None:
     """Print the top of the leaderboard (offline listings hidden, full ones marked)."""
-    from copytrade.analytics.leaderboard import top
+    from copytrade.analytics.leaderboard import NoWarehouse, WarehouseUnavailable, top
 
     with handles_refusals_context():
-        rows = top(_warehouse(), period=period, sort=sort, limit=limit)
+        try:
+            rows = top(_warehouse(), period=period, sort=sort, limit=limit)
+        except (NoWarehouse, WarehouseUnavailable) as exc:
+            err_console.print(f"[bold red]no leaderboard:[/] {exc}")
+            raise typer.Exit(EXIT_UNAVAILABLE) from None
     table = Table(
         "#",
         "portfolio",
@@ -151,6 +181,7 @@ def top_command(
         "copiers",
         "AUM USD",
         "days",
+        "marks",
         title=f"Leaderboard {period}, by {sort}"
         + (f" (metric date {rows[0]['metric_date']})" if rows else ""),
     )
@@ -168,6 +199,7 @@ def top_command(
             copiers,
             _num(row["aum_usd"], 0),
             str(row["history_days"]),
+            "complete" if row["marks_complete"] else f"{row['unmarked_days']} d missing",
         )
     console.print(table)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from decimal import Decimal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -31,11 +33,18 @@ def serve(
     ),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
 ) -> None:
-    """Start the paper exchange (HTTP + websocket) and serve until interrupted."""
+    """Start the paper exchange (HTTP + websocket) and serve until interrupted.
+
+    Without COPYTRADE_PAPER_ADMIN_TOKEN a random admin token is generated, written to
+    <COPYTRADE_HOME>/paper-admin-token (mode 0600), where the other `copytrade paper` commands read
+    it, and printed once when standard error is a terminal (never into a captured log).
+    Exit 2: a bad option.
+    """
     import uvicorn
 
+    from copytrade.paper import admin_token
     from copytrade.paper.app import PaperServer
-    from copytrade.paper.http_protocol import best_http_protocol
+    from copytrade.paper.server import uvicorn_config
 
     settings = get_settings()
     folder = data_dir or settings.data_dir
@@ -45,48 +54,74 @@ def serve(
         )
     if speed < 0:
         raise refuse(f"speed: {speed} must be ≥ 0")
-    paper = PaperServer(
-        folder, settings.paper_admin_token.get_secret_value(), start=start, speed=speed
-    )
-    loop = "uvloop" if _has("uvloop") else "asyncio"
+    token = admin_token.configured(settings)
+    if token is None:
+        token_file = settings.paper_admin_token_file
+        token = admin_token.generate(token_file)
+        # Shown once, to the operator at a terminal; when stderr is captured (`copytrade up`
+        # writes it to a log file) only where it is kept, so the token never lands in a log.
+        shown = f"admin token (X-Admin-Token): {token}\n  " if sys.stderr.isatty() else ""
+        err_console.print(
+            f"{shown}admin token kept in {token_file} (mode 0600); "
+            "set COPYTRADE_PAPER_ADMIN_TOKEN to choose one",
+            soft_wrap=True,
+        )
+    paper = PaperServer(folder, token, start=start, speed=speed)
+    config = uvicorn_config(paper.app(), host=host, port=port, log_level=log_level)
     err_console.print(
-        f"paper exchange on http://{host}:{port} (spot /api/v3, futures /fapi; loop {loop})"
+        f"paper exchange on http://{host}:{port} (spot /api/v3, futures /fapi; loop {config.loop})"
     )
-    uvicorn.run(
-        paper.app(),
-        host=host,
-        port=port,
-        loop=loop,
-        http=best_http_protocol(),
-        ws="websockets-sansio",
-        log_level=log_level,
-        access_log=False,
-        proxy_headers=False,
-        backlog=4096,
-        timeout_keep_alive=120,
-    )
+    uvicorn.Server(config).run()
 
 
-def _has(module: str) -> bool:
-    import importlib.util
+def _admin_token() -> str:
+    from copytrade.paper.admin_token import AdminTokenMissing, resolve
 
-    return importlib.util.find_spec(module) is not None
+    try:
+        return resolve(get_settings())
+    except AdminTokenMissing as exc:
+        # Without its token the exchange's admin API cannot be reached (exit 3, one line).
+        err_console.print(f"[bold red]paper exchange unreachable:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
 
 
 def _admin(url: str | None):
     from copytrade.paper.client import AdminClient
 
-    settings = get_settings()
-    return AdminClient(url or settings.paper_url, settings.paper_admin_token.get_secret_value())
+    return AdminClient(url or get_settings().paper_url, _admin_token())
+
+
+@contextmanager
+def _reaching(url: str | None) -> Iterator[None]:
+    """Turn an unreachable exchange into exit 3 and a refused admin request into exit 2."""
+    import httpx
+
+    from copytrade.paper.client import AdminError
+
+    try:
+        yield
+    except httpx.HTTPError as exc:
+        where = url or get_settings().paper_url
+        err_console.print(
+            f"[bold red]paper exchange unreachable at {where}:[/] {exc}", soft_wrap=True
+        )
+        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    except AdminError as exc:
+        raise refuse(str(exc)) from None
 
 
 def _balances(pairs: list[str], option: str) -> dict[str, str]:
+    from copytrade.domain.money import to_decimal
+
     out: dict[str, str] = {}
     for pair in pairs or []:
         asset, sep, amount = pair.partition("=")
-        if not sep or not asset:
+        if not sep or not asset.strip():
             raise ValueError(f"{option}: {pair!r} is not ASSET=AMOUNT (e.g. USDT=10000)")
-        out[asset.upper()] = str(Decimal(amount.strip()))
+        value = to_decimal(amount, f"{option} {asset.strip().upper()}")
+        if value <= 0:
+            raise ValueError(f"{option} {asset.strip().upper()}: {amount!r} must be positive")
+        out[asset.strip().upper()] = str(value)
     return out
 
 
@@ -104,17 +139,13 @@ def create_account(
     ),
     url: str = typer.Option(None, help="Paper exchange URL (default: COPYTRADE_PAPER_HOST/PORT)."),
 ) -> None:
-    """Create a paper account with an API key; print its id and key, write the secret to a file."""
-    import httpx
+    """Create a paper account with an API key; print its id and key, write the secret to a file.
 
-    try:
-        with _admin(url) as admin:
-            account = admin.create_account(
-                name, _balances(spot, "--spot"), _balances(futures, "--futures")
-            )
-    except httpx.HTTPError as exc:
-        err_console.print(f"[bold red]paper exchange unreachable:[/] {exc}")
-        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    Exit 2: a bad deposit (ASSET=AMOUNT, a positive number); exit 3: the exchange is unreachable.
+    """
+    deposits = _balances(spot, "--spot"), _balances(futures, "--futures")
+    with _reaching(url), _admin(url) as admin:
+        account = admin.create_account(name, *deposits)
     console.print(f"account [bold]{account.account_id}[/] api key {account.api_key}")
     if credentials_file:
         credentials_file.write_text(
@@ -148,7 +179,21 @@ def fault(
     retry_after: int = typer.Option(1, help="Retry-After seconds (rate_limit, ban)."),
     url: str = typer.Option(None, help="Paper exchange URL."),
 ) -> None:
-    """Arm a fault on the paper exchange."""
+    """Arm a fault on the paper exchange.
+
+    Exit 2: an unknown kind or a bad value (refused before anything is sent); exit 3: the
+    exchange is unreachable.
+    """
+    from copytrade.paper.faults import KINDS
+
+    if kind not in KINDS:
+        raise refuse(f"kind: {kind!r} is not one of {', '.join(sorted(KINDS))}")
+    if count < 0:
+        raise refuse(f"--count: {count} must be ≥ 0 (0 = until cleared)")
+    if delay is not None and not 0 <= delay <= 600:
+        raise refuse(f"--delay: {delay} must be between 0 and 600 seconds")
+    if retry_after < 0:
+        raise refuse(f"--retry-after: {retry_after} must be ≥ 0 seconds")
     spec: dict = {
         "account_id": account_id,
         "count": count or None,
@@ -157,15 +202,15 @@ def fault(
     }
     if delay is not None:
         spec["delay"] = delay
-    with _admin(url) as admin:
+    with _reaching(url), _admin(url) as admin:
         result = admin.add_fault(kind, **spec)
     console.print(result)
 
 
 @app.command("clear-faults")
 def clear_faults(url: str = typer.Option(None, help="Paper exchange URL.")) -> None:
-    """Disarm every fault."""
-    with _admin(url) as admin:
+    """Disarm every fault. Exit 3: the exchange is unreachable."""
+    with _reaching(url), _admin(url) as admin:
         console.print(f"cleared {admin.clear_faults()} faults")
 
 
@@ -206,13 +251,14 @@ def leader_bot(
 
     import httpx
 
+    from copytrade.domain.money import to_decimal
     from copytrade.exchange.protocol import GatewayError
     from copytrade.paper import leader_bot as bot
     from copytrade.paper.client import PaperAccount
 
     settings = get_settings()
     base_url = url or settings.paper_url
-    token = settings.paper_admin_token.get_secret_value()
+    token = _admin_token()
     credentials = None
     if credentials_file:
         data = json.loads(credentials_file.read_text())
@@ -229,9 +275,9 @@ def leader_bot(
                     token,
                     settings.data_dir,
                     credentials=credentials,
-                    deposit=Decimal(deposit),
+                    deposit=to_decimal(deposit, "--deposit"),
                     leverage=leverage,
-                    scale=Decimal(scale),
+                    scale=to_decimal(scale, "--scale"),
                     limit=limit,
                     max_wait=max_wait,
                     on_fill=lambda f, status: console.print(
@@ -253,9 +299,9 @@ def leader_bot(
                     kind=kind,
                     fast=fast,
                     slow=slow,
-                    notional=Decimal(notional),
+                    notional=to_decimal(notional, "--notional"),
                     credentials=credentials,
-                    deposit=Decimal(deposit),
+                    deposit=to_decimal(deposit, "--deposit"),
                     max_trades=max_trades,
                     max_wait=max_wait,
                     on_trade=lambda signal, status: console.print(f"{symbol} {signal} → {status}"),

@@ -313,3 +313,94 @@ def check_join(request: JoinRequest) -> Decimal:
     if request.mode == FUTURES:
         check_leverage(request.aum + allocation, request.leverage)
     return allocation
+
+
+# -- editing a running copy -----------------------------------------------------------------
+
+# What a follower may change after starting (as Binance's copy settings): risk limits, leverage,
+# symbols and the below-minimum policy. Sizing mode and the fixed amount stay as started.
+EDITABLE = (
+    "stop_loss_pct",
+    "take_profit_pct",
+    "max_cost_per_order",
+    "slippage_limit_pct",
+    "leverage",
+    "symbols",
+    "below_min_policy",
+)
+# Given as the value of a setting that may be absent, "off" removes it (slippage: back to the
+# default of the pair; symbols: every symbol).
+OFF = "off"
+_CLEARABLE = frozenset(
+    {"stop_loss_pct", "take_profit_pct", "max_cost_per_order", "slippage_limit_pct", "symbols"}
+)
+
+
+def edit_copy_settings(
+    mode: str, allocation: Decimal, current: CopySettings, changes: dict[str, object]
+) -> CopySettings:
+    """Return ``current`` with ``changes`` applied and every setting checked again (R-COPY-3/6/12).
+
+    Unknown or fixed fields are refused, and so is an edit that changes nothing (R-IN-2).
+    """
+    given = {k: v for k, v in changes.items() if v is not None}
+    if not given:
+        raise RuleViolation(
+            "settings", "none", "R-IN-2", f"give at least one of {', '.join(EDITABLE)}"
+        )
+    for field in given:
+        if field not in EDITABLE:
+            raise RuleViolation(
+                field, given[field], "R-IN-2", f"{field} cannot be changed on a running copy"
+            )
+    merged = {
+        "sizing_mode": current.sizing_mode,
+        "fixed_amount": current.fixed_amount,
+        "below_min_policy": current.below_min_policy,
+        "stop_loss_pct": current.stop_loss_pct,
+        "take_profit_pct": current.take_profit_pct,
+        "max_cost_per_order": current.max_cost_per_order,
+        "slippage_limit_pct": current.slippage_limit_pct,
+        "position_take_profit_pct": current.position_take_profit_pct,
+        "position_stop_loss_pct": current.position_stop_loss_pct,
+        "leverage": current.leverage,
+        "symbols": current.symbols,
+        "daily_loss_limit": current.daily_loss_limit,
+        "close_only": current.close_only,
+    }
+    for field, value in given.items():
+        is_off = isinstance(value, str) and value.strip().lower() == OFF
+        if field == "symbols" and not isinstance(value, str):
+            values = list(value)  # type: ignore[call-overload]
+            is_off = [str(v).strip().lower() for v in values] == [OFF]
+            value = values
+        if is_off:
+            if field not in _CLEARABLE:
+                raise RuleViolation(field, value, "R-IN-2", f"{field} cannot be switched off")
+            merged[field] = None
+        else:
+            merged[field] = value
+    updated = validate_copy_settings(mode, allocation, **merged)
+    if updated == current:
+        raise RuleViolation("settings", given, "R-IN-2", "these are the copy's settings already")
+    return updated
+
+
+def changed_settings(before: CopySettings, after: CopySettings) -> dict[str, list[str | None]]:
+    """Return ``{field: [old, new]}`` of the settings that differ, as text (for the audit log)."""
+
+    def text(value: object) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, tuple):
+            return ",".join(value)
+        if isinstance(value, Decimal):  # stored amounts carry 8 decimals: 30.00000000 → 30
+            return format(value.normalize(), "f")
+        return str(value)
+
+    out = {}
+    for field in EDITABLE:
+        old, new = getattr(before, field), getattr(after, field)
+        if old != new:
+            out[field] = [text(old), text(new)]
+    return out

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from copytrade.domain.money import floor_to_step, to_decimal
+from copytrade.domain.money import ZERO, floor_to_step, to_decimal
 
-ZERO = Decimal(0)
+# Binance's standard taker fee per market kind (VIP 0), used when exchangeInfo carries none.
+DEFAULT_TAKER_FEE = {"spot": Decimal("0.001"), "futures": Decimal("0.0004")}
 
 
 class FilterFailure(ValueError):
@@ -43,8 +44,8 @@ class Market:
     apply_min_to_market: bool = True
     min_price: Decimal = ZERO
     max_price: Decimal | None = None
-    taker_fee: Decimal = Decimal("0.001")
-    maker_fee: Decimal = Decimal("0.001")
+    taker_fee: Decimal = DEFAULT_TAKER_FEE["spot"]
+    maker_fee: Decimal = DEFAULT_TAKER_FEE["spot"]
 
     @classmethod
     def from_exchange_info(
@@ -66,7 +67,7 @@ class Market:
 
         step = dec(lot, "stepSize")
         market_step = dec(market_lot, "stepSize") or step
-        default_fee = "0.0004" if kind == "futures" else "0.001"
+        default_fee = str(DEFAULT_TAKER_FEE["futures" if kind == "futures" else "spot"])
         return cls(
             symbol=entry["symbol"],
             base=entry["baseAsset"],

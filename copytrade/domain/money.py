@@ -12,6 +12,7 @@ from decimal import ROUND_DOWN, ROUND_UP, Decimal, InvalidOperation
 
 SCALE = 8
 UNIT = Decimal(1).scaleb(-SCALE)  # 0.00000001
+E8 = 10**SCALE  # units of 1e-8 in one whole: an amount × E8 is its stored BIGINT
 BIGINT_MAX = 2**63 - 1
 ZERO = Decimal(0)
 
@@ -40,7 +41,7 @@ def to_decimal(value: object, field: str = "amount") -> Decimal:
 
 def round_down(value: Decimal, places: int = SCALE) -> Decimal:
     """Truncate towards zero to ``places`` decimals (never takes more than the formula gives)."""
-    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)
+    return value.quantize(UNIT if places == SCALE else Decimal(1).scaleb(-places), ROUND_DOWN)
 
 
 def round_up(value: Decimal, places: int = SCALE) -> Decimal:

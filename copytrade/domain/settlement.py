@@ -13,10 +13,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 from copytrade.domain.errors import RuleViolation
-from copytrade.domain.money import ZERO, round_down, to_decimal
+from copytrade.domain.leaders import MAX_PRIVATE_RATIO
+from copytrade.domain.money import ZERO, round_down, round_up, to_decimal
 
 SPOT, FUTURES = "spot", "futures"
-MAX_RATIO = Decimal("0.3")  # R-LEAD-5: the highest ratio any portfolio may carry
+MAX_RATIO = MAX_PRIVATE_RATIO  # R-LEAD-5: the highest ratio any portfolio may carry
 
 
 def _exact(field: str, value: object, rule: str) -> Decimal:
@@ -60,3 +61,20 @@ def profit_share(
     basis = realised if mode == SPOT else realised + unrealised
     due = basis * ratio - paid
     return round_down(due) if due > 0 else round_down(ZERO)
+
+
+def fee_in_settlement_asset(
+    fee: Decimal, fee_asset: str, symbol: str, price: Decimal, asset: str
+) -> Decimal | None:
+    """Return a fill's fee valued in the settlement ``asset``, or None when it cannot be valued.
+
+    A fee in the settlement asset counts as it is. A fee in the fill's base coin (a spot buy of
+    BTCUSDT pays its fee in BTC) is worth ``fee × fill price``, rounded *up* to 1e-8 so the
+    profit basis is never overstated and settlement never overpays (R-SET-2, R-SET-10). A fee in
+    any other asset (BNB) has no price at the fill and is not valued.
+    """
+    if fee_asset == asset:
+        return fee
+    if symbol == f"{fee_asset}{asset}":
+        return round_up(fee * price)
+    return None

@@ -33,10 +33,9 @@ from decimal import ROUND_CEILING, Decimal
 
 import numpy as np
 
-from copytrade.domain.markets import Market
-from copytrade.domain.money import to_units
+from copytrade.domain.markets import DEFAULT_TAKER_FEE, Market
+from copytrade.domain.money import E8, UNIT, to_units
 
-E8 = 100_000_000
 _SAFE = 4.0e18  # below 2**63 ≈ 9.22e18 with a wide margin for float64 rounding of the check
 
 # Outcome codes of one copy for one leader fill.
@@ -109,7 +108,7 @@ class CopySettings:
     close_only: bool = False
     paused: bool = False
     symbols: frozenset[str] | None = None
-    taker_fee: Decimal = Decimal("0.001")
+    taker_fee: Decimal = DEFAULT_TAKER_FEE["spot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +143,7 @@ class Sizing:
 
 
 def _units(value: Decimal) -> int:
-    return to_units(value.quantize(Decimal("1e-8"), rounding="ROUND_DOWN"))
+    return to_units(value.quantize(UNIT, rounding="ROUND_DOWN"))
 
 
 def _muldiv(a, b, c):
@@ -391,7 +390,7 @@ def size_reference(
     step = m.market_step_size
     futures = m.kind == "futures"
     ref = fill.reference_price or fill.price
-    q1 = Decimal("1e-8")
+    q1 = UNIT
 
     def floor_steps(x: Decimal) -> Decimal:
         return (x // step) * step

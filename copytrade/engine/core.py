@@ -33,13 +33,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from copytrade import clock
 from copytrade.db import update_rows
+from copytrade.domain.fees import leader_rebate
+from copytrade.domain.fills import slippage_bps
 from copytrade.domain.markets import Market
-from copytrade.domain.money import to_units
+from copytrade.domain.money import ZERO, to_units
 from copytrade.domain.sizing import REASON_CODES, REASON_TEXT, SEND, FillSpec, size_fill
 from copytrade.engine import ingest
 from copytrade.engine.dispatch import SendResult, outcome_of, send_all
-from copytrade.engine.gcpause import GcPause
-from copytrade.engine.ledger_posting import fill_transfers, leader_rebate, slippage_bps
 from copytrade.engine.persist import insert_intents, stored_time
 from copytrade.engine.state import (
     CopyState,
@@ -50,8 +50,10 @@ from copytrade.engine.state import (
     next_utc_midnight,
 )
 from copytrade.exchange.protocol import ExchangeGateway, OrderRequest, OrderState, Trade
+from copytrade.gcpause import GcPause
 from copytrade.ledger import Ledger
 from copytrade.ledger.errors import LedgerError
+from copytrade.ledger.fill_transfers import fill_transfers
 from models import (
     AuditEntry,
     Copy,
@@ -67,8 +69,6 @@ from models import (
 from models.types import utcnow
 
 log = logging.getLogger(__name__)
-ZERO = Decimal(0)
-E8 = 100_000_000
 STALE_AFTER_SECONDS = 60.0
 LEVERAGE_CONCURRENCY = 64
 LEVERAGE_RETRY_SECONDS = 30.0  # a never-sent intent older than this is not sent after a restart
@@ -1005,8 +1005,3 @@ class CopyEngine:
         # The copy is no longer active: drop it from the sizing columns.
         ps.copies = [c for c in ps.copies if c.copy_id != copy_id]
         ps.rebuild_book(self.markets(ps))
-
-
-def rebate_of(fee: Decimal) -> Decimal:
-    """Expose the rebate rule used for follower fills (R-FEE-2)."""
-    return leader_rebate(fee)

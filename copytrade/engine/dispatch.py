@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from copytrade import clock
-from copytrade.engine import fastpath
 from copytrade.exchange.protocol import (
     ExchangeGateway,
     GatewayError,
@@ -76,8 +75,9 @@ async def send_one(
 ) -> SendResult:
     """Send one order and return its settled result (never raises).
 
-    ``first_error``: the order already went out once (``send_all``'s batch) and that attempt
-    ended in this error; it is handled exactly as if this call had sent it.
+    ``first_error``: the order already went out once (``send_all``'s batch, through
+    ``place_many``) and that attempt ended in this error; it is handled exactly as if this call
+    had sent it.
     """
     result = SendResult(sent_at=sent_at or clock.now())
     rate_limited = resends = 0
@@ -87,7 +87,7 @@ async def send_one(
             if first_error is not None:
                 error, first_error = first_error, None
                 raise error
-            state = await fastpath.place(gateway, request)
+            state = await gateway.place_order(request)
         except RateLimited as exc:
             rate_limited += 1
             if rate_limited > MAX_RATE_LIMIT_RETRIES:
@@ -122,38 +122,33 @@ async def send_all(
 ) -> list[SendResult]:
     """Send every order concurrently (one gateway per account) and return results in order.
 
-    Every order that can take the lean path on a kept-alive connection is signed and written
-    right here, one after the other, and all answers are awaited at once; only the others (no
-    idle connection yet, not a market order, not a ccxt gateway) and any order whose answer is
-    not a plain success get a task of their own (``send_one``: retries, lookups by client id).
+    Each gateway gets its orders as one ``place_many`` batch, and every batch is started before
+    any is awaited: the ccxt gateway signs and writes its market orders on kept-alive
+    connections right there, so a fan-out to a thousand accounts creates no task per order.
+    Only an order whose one attempt did not end in a plain answer gets a task of its own
+    (``send_one``: retries after a rate limit, lookups by client id after a doubt).
     """
     if not orders:
         return []
-    stamp = fastpath.timestamp()
-    batch = [fastpath.begin(gw, req, stamp) for gw, req in orders]
-    tasks = {
-        i: asyncio.ensure_future(send_one(gw, req))
-        for i, ((gw, req), pending) in enumerate(zip(orders, batch, strict=True))
-        if pending is None
-    }
-    waiters = [p.waiter for p in batch if p is not None]
-    if waiters:
-        await asyncio.wait(waiters, timeout=max(p.lean.timeout for p in batch if p is not None))
+    batches: dict[int, tuple[ExchangeGateway, list[int]]] = {}
+    for i, (gw, _) in enumerate(orders):
+        batches.setdefault(id(gw), (gw, []))[1].append(i)
+    started = [
+        (gw, indexes, gw.place_many([orders[i][1] for i in indexes]))
+        for gw, indexes in batches.values()
+    ]
     results: list[SendResult | None] = [None] * len(orders)
-    for i, pending in enumerate(batch):
-        if pending is None:
-            continue
-        try:
-            state = fastpath.finish(pending)
-        except Exception as exc:  # settled like any other attempt: lookups, retries, resend
-            gw, req = orders[i]
-            tasks[i] = asyncio.ensure_future(
-                send_one(gw, req, first_error=exc, sent_at=pending.sent_at())
-            )
-            continue
-        results[i] = SendResult(
-            state, acked_at=pending.acked_at(), sent_at=pending.sent_at(), attempts=1
-        )
+    tasks: dict[int, asyncio.Future] = {}
+    for gw, indexes, placing in started:
+        for i, placed in zip(indexes, await placing, strict=True):
+            if placed.error is None:
+                results[i] = SendResult(
+                    placed.state, acked_at=placed.acked_at, sent_at=placed.sent_at, attempts=1
+                )
+            else:  # settled like any other attempt: lookups, retries, resend
+                tasks[i] = asyncio.ensure_future(
+                    send_one(gw, orders[i][1], first_error=placed.error, sent_at=placed.sent_at)
+                )
     if tasks:
         for i, result in zip(tasks, await asyncio.gather(*tasks.values()), strict=True):
             results[i] = result

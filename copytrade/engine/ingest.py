@@ -16,9 +16,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from copytrade.domain.markets import Market
+from copytrade.domain.money import ZERO
 from copytrade.exchange.protocol import Trade
-
-ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)

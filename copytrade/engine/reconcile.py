@@ -22,9 +22,9 @@ from decimal import Decimal
 from sqlalchemy import select, update
 
 from copytrade import clock
+from copytrade.domain.fills import PositionState
 from copytrade.engine.core import CopyEngine, Intent
 from copytrade.engine.dispatch import SendResult, send_one
-from copytrade.engine.ledger_posting import PositionState
 from copytrade.engine.state import CopyState, PortfolioState
 from copytrade.exchange.protocol import GatewayError, OrderRequest
 from models import Copy, CopyPosition, FollowerOrderIntent, LeaderFill, LeaderWatermark

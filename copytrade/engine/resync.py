@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from copytrade.domain.money import ZERO
 from copytrade.engine.core import CopyEngine
-
-ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)

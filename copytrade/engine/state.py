@@ -16,14 +16,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from copytrade import clock
-from copytrade.domain.markets import Market
+from copytrade.domain.fills import PositionState
+from copytrade.domain.markets import DEFAULT_TAKER_FEE, Market
+from copytrade.domain.money import SCALE, UNIT, ZERO
 from copytrade.domain.sizing import CopyBook, CopySettings
-from copytrade.engine.ledger_posting import PositionState
 from models import Copy, CopyPosition, ExchangeAccount, LeaderFill, LeaderWatermark, LeadPortfolio
 from models.ledger import LedgerAccount
 from models.trading import FollowerFill
 
-ZERO = Decimal(0)
 AUM_LEVERAGE_CAP = Decimal(100_000)  # R-LEAD-8
 
 
@@ -116,7 +116,7 @@ class PortfolioState:
 
     @property
     def leader_equity(self) -> Decimal:
-        return max(self.capital + self.leader_realised, Decimal("0.00000001"))
+        return max(self.capital + self.leader_realised, UNIT)
 
     def aum(self) -> Decimal:
         return self.leader_equity + sum((c.equity() for c in self.copies), ZERO)
@@ -157,7 +157,7 @@ class PortfolioState:
 
 
 def _units(value: Decimal) -> int:
-    return int(value.scaleb(8).to_integral_value(rounding="ROUND_DOWN"))
+    return int(value.scaleb(SCALE).to_integral_value(rounding="ROUND_DOWN"))
 
 
 def load_portfolios(
@@ -252,7 +252,7 @@ def load_copies(
         ps = states[c.portfolio_id]
         kind = ps.mode
         pos = positions.get(c.id, {})
-        taker = Decimal("0.0004") if kind == "futures" else Decimal("0.001")
+        taker = DEFAULT_TAKER_FEE["futures" if kind == "futures" else "spot"]
         state = CopyState(
             copy_id=c.id,
             account_id=c.exchange_account_id,

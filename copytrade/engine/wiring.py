@@ -86,17 +86,15 @@ class GatewayDirectory:
                 self.reload_accounts()
             kind, key, ref = self._accounts[account_id]
             secret = resolve_secret(ref, self.secrets)
-            gateway = self.factories[kind].gateway(key, secret, label=f"account-{account_id}")
-            # One order per account per leader fill: ccxt's client-side leaky bucket only adds
+            # One order per account per leader fill: a client-side rate limiter only adds
             # sleeps here; the exchange's 429/418 answers are handled by the dispatcher.
-            gateway.exchange.enableRateLimit = False
+            gateway = self.factories[kind].gateway(
+                key, secret, label=f"account-{account_id}", client_rate_limit=False
+            )
             self._gateways[account_id] = gateway
         return gateway
 
     async def close(self) -> None:
-        from copytrade.engine.fastpath import close_pools
-
-        close_pools()
         for factory in self.factories.values():
             await factory.close()
         self.factories.clear()

@@ -11,26 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import ccxt.async_support as ccxt
 
+from copytrade import clock
 from copytrade.domain.markets import Market
+from copytrade.domain.money import ZERO
+from copytrade.exchange.binance_fastpath import LeanOrders, Pending, timestamp
 from copytrade.exchange.errors import translate
 from copytrade.exchange.protocol import (
     OrderRequest,
     OrderState,
+    Placement,
     Position,
     Rejected,
     Retryable,
     Trade,
     UnknownOutcome,
 )
+from copytrade.exchange.stream import UserDataStream
 
 log = logging.getLogger("copytrade.exchange")
-ZERO = Decimal(0)
 SPOT, FUTURES = "spot", "futures"
 
 _STATUS = {
@@ -77,6 +82,8 @@ class CcxtGateway:
         self.label = account_label or "account"
         self._market_type = "spot" if kind == SPOT else "linear"
         self._stream = None
+        self._lean: LeanOrders | None = None
+        self._lean_checked = False
 
     def __repr__(self) -> str:  # never shows the key
         return f"CcxtGateway({self.kind}, {self.label})"
@@ -110,8 +117,8 @@ class CcxtGateway:
 
     # -- orders ------------------------------------------------------------------------------------
 
-    async def place_order(self, request: OrderRequest) -> OrderState:
-        """Send one order with our client order id; never retried (UnknownOutcome on doubt)."""
+    def _check(self, request: OrderRequest) -> None:
+        """Refuse what no exchange would accept, before anything is sent."""
         if not request.client_order_id:
             raise Rejected(
                 "client_order_id: empty; every order carries our own id (R-COPY-11)",
@@ -123,9 +130,34 @@ class CcxtGateway:
             raise Rejected(
                 f"order_type: {request.order_type!r} is not market or limit", reason="invalid_order"
             )
-        symbol = self._unified(request.symbol)
+        self.market(request.symbol)
         if self._stream is not None:
             self._stream.watch_symbol(request.symbol)
+
+    def _lean_path(self, request: OrderRequest) -> LeanOrders | None:
+        """The lean path for a market order (built on first use); None for anything else.
+
+        A hedge-mode ``position_side`` goes through ccxt: the lean body does not carry it.
+        """
+        if request.order_type != "market" or request.position_side:
+            return None
+        if not self._lean_checked:
+            self._lean_checked = True
+            if self.exchange.apiKey:
+                self._lean = LeanOrders(self.exchange, self.kind == FUTURES, self._order_state)
+        return self._lean
+
+    async def place_order(self, request: OrderRequest) -> OrderState:
+        """Send one order with our client order id; never retried (UnknownOutcome on doubt).
+
+        Market orders take the lean signed POST on a kept-alive connection
+        (``binance_fastpath``); limit orders go through ccxt's ``create_order``.
+        """
+        self._check(request)
+        lean = self._lean_path(request)
+        if lean is not None:
+            return await lean.post(request)
+        symbol = self._unified(request.symbol)
         params: dict = {"clientOrderId": request.client_order_id}
         if self.kind == FUTURES:
             if request.reduce_only:
@@ -144,6 +176,47 @@ class CcxtGateway:
             changes_state=True,
         )
         return self._order_state(order["info"], request.side)
+
+    def place_many(self, requests: Sequence[OrderRequest]) -> Awaitable[list[Placement]]:
+        """Send every order once, starting now; return an awaitable of their ``Placement``s.
+
+        Every market order that finds an idle kept-alive connection is signed and written right
+        here, one after the other (no task, timer or coroutine per order); the others get one
+        task each through ``place_order``. Awaiting the result waits for all answers at once.
+        """
+        stamp, began = timestamp(), time.monotonic()
+        started: list[Pending | asyncio.Task | Placement] = []
+        for request in requests:
+            try:
+                self._check(request)
+            except Rejected as exc:
+                started.append(Placement(error=exc, sent_at=clock.now()))
+                continue
+            lean = self._lean_path(request)
+            pending = lean.begin(request, stamp) if lean is not None else None
+            started.append(pending or asyncio.ensure_future(_placed(self.place_order(request))))
+        return self._placements(started, began)
+
+    async def _placements(self, started: list, began: float) -> list[Placement]:
+        lean = self._lean
+        waiters = [p.waiter for p in started if isinstance(p, Pending) and not p.waiter.done()]
+        if waiters:  # the deadline runs from the write, however late the caller awaits
+            left = lean.timeout - (time.monotonic() - began)
+            await asyncio.wait(waiters, timeout=max(left, 0.0))
+        out: list[Placement] = []
+        for item in started:
+            if isinstance(item, Placement):
+                out.append(item)
+            elif not isinstance(item, Pending):
+                out.append(await item)
+            else:
+                try:
+                    state = lean.finish(item)
+                except Exception as exc:  # settled by the caller: lookups, retries, resend
+                    out.append(Placement(error=exc, sent_at=item.sent_at()))
+                else:
+                    out.append(Placement(state, sent_at=item.sent_at(), acked_at=item.acked_at()))
+        return out
 
     async def order_by_client_id(self, symbol: str, client_order_id: str) -> OrderState | None:
         """Return the order with this client id, or None if the exchange does not know it."""
@@ -364,9 +437,7 @@ class CcxtGateway:
 
     # -- stream ------------------------------------------------------------------------------------
 
-    def _user_stream(self):
-        from copytrade.exchange.stream import UserDataStream
-
+    def _user_stream(self) -> UserDataStream:
         if self._stream is None:
             self._stream = UserDataStream(self)
         return self._stream
@@ -380,6 +451,18 @@ class CcxtGateway:
         return self._user_stream().fills()
 
     async def close(self) -> None:
+        if self._lean is not None:
+            self._lean.close()
         if self._stream is not None:
             await self._stream.close()
         await self.exchange.close()
+
+
+async def _placed(sending) -> Placement:
+    """Await one ``place_order`` and return its placement (its error kept, never raised)."""
+    sent_at = clock.now()
+    try:
+        state = await sending
+    except Exception as exc:
+        return Placement(error=exc, sent_at=sent_at)
+    return Placement(state, sent_at=sent_at, acked_at=clock.now())

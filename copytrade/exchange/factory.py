@@ -177,13 +177,21 @@ class GatewayFactory:
                 maker_fee=_fee(market.get("maker")),
             )
 
-    def gateway(self, api_key: str, secret: str, label: str = "") -> CcxtGateway:
-        """Return a gateway for one account (its own ccxt instance and rate limiter)."""
+    def gateway(
+        self, api_key: str, secret: str, label: str = "", *, client_rate_limit: bool = True
+    ) -> CcxtGateway:
+        """Return a gateway for one account (its own ccxt instance and rate limiter).
+
+        ``client_rate_limit=False`` turns off ccxt's client-side leaky bucket: for an account
+        that sends one order per leader fill it only adds sleeps, and the exchange's own 429/418
+        answers are handled by the caller (the engine's dispatcher).
+        """
         if self.session is None or self._loader is None:
             raise RuntimeError("GatewayFactory.start() first")
         exchange = new_client(
             self.kind, self.base_url, api_key, secret, self.session, self.timeout_ms
         )
+        exchange.enableRateLimit = client_rate_limit
         exchange.set_markets_from_exchange(self._loader)
         stream = stream_urls(self.base_url)["spot" if self.kind == SPOT else "futures"]
         gateway = CcxtGateway(exchange, self.kind, self.markets, stream, label)

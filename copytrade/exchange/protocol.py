@@ -6,7 +6,7 @@ tests. Domain and engine code depend on this protocol, never on ccxt.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -90,6 +90,20 @@ class OrderState:
     trades: tuple[Trade, ...] = field(default_factory=tuple)
 
 
+@dataclass(slots=True)
+class Placement:
+    """One order of a ``place_many`` batch after its single attempt: its state, or its error.
+
+    ``error`` is what ``place_order`` would have raised for that attempt (a ``GatewayError``, a
+    ``TimeoutError``, …); nothing is retried or looked up here, the caller decides (R-COPY-11).
+    """
+
+    state: OrderState | None = None
+    error: Exception | None = None
+    sent_at: datetime | None = None
+    acked_at: datetime | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
     symbol: str
@@ -104,6 +118,15 @@ class ExchangeGateway(Protocol):
     """One exchange account (one API key). Order placement is never retried automatically."""
 
     async def place_order(self, request: OrderRequest) -> OrderState: ...
+
+    def place_many(self, requests: Sequence[OrderRequest]) -> Awaitable[list[Placement]]:
+        """Send every order once, starting now, and return an awaitable of their placements.
+
+        Every order is on its way (written, or its send scheduled) before this returns, so a
+        caller fanning out over many accounts starts them all before awaiting any; awaiting it
+        creates no task. Placements come back in the order of ``requests`` and never raise.
+        """
+        ...
 
     async def order_by_client_id(self, symbol: str, client_order_id: str) -> OrderState | None: ...
 

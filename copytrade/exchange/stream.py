@@ -16,19 +16,16 @@ import hmac
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
 
 from copytrade import clock
 from copytrade.exchange.protocol import GatewayError, Trade
-
-if TYPE_CHECKING:
-    from copytrade.exchange.ccxt_gateway import CcxtGateway
 
 log = logging.getLogger("copytrade.exchange.stream")
 KEEPALIVE_SECONDS = 30 * 60
@@ -65,10 +62,25 @@ def trade_from_event(event: dict) -> Trade | None:
     )
 
 
+class StreamAccount(Protocol):
+    """What the stream needs of its gateway (``CcxtGateway``), so neither module imports the other."""
+
+    exchange: Any  # the account's ccxt client: its aiohttp session, key, secret, listenKey calls
+    kind: str
+    label: str
+    stream_url: str
+
+    def _call(self, coro: Awaitable, *, changes_state: bool = False) -> Awaitable: ...
+
+    async def my_trades(
+        self, symbol: str, from_id: str | None = None, limit: int = 1000
+    ) -> list[Trade]: ...
+
+
 class UserDataStream:
     """Reads one account's user-data stream and yields its fills."""
 
-    def __init__(self, gateway: CcxtGateway) -> None:
+    def __init__(self, gateway: StreamAccount) -> None:
         self.gateway = gateway
         self._queue: asyncio.Queue[Trade] = asyncio.Queue()
         self._seen: set[tuple[str, str]] = set()

@@ -9,34 +9,14 @@ text — and handed to ``executemany`` (SQLite) or ``COPY`` (PostgreSQL).
 
 from __future__ import annotations
 
-import gc
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
 from copytrade.domain.money import to_units
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector for one bulk step; reference counting still frees.
-
-    A settlement batch or a chain recomputation keeps hundreds of thousands of small objects alive
-    until it ends, and every automatic full collection walks them all again (measured: about a
-    third of a settlement batch's time). Nested use and an already disabled collector are kept.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def units(value: Decimal, field: str = "amount") -> int:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from copytrade import clock
 from copytrade.domain.money import from_units
+from copytrade.gcpause import paused_gc
 from copytrade.ledger.accounts import AccountPolicy, account_policy
 from copytrade.ledger.chain import (
     ANCHOR_EVERY,
@@ -31,7 +32,7 @@ from copytrade.ledger.chain import (
     transfer_digest,
 )
 from copytrade.ledger.errors import IdempotencyConflict, NegativeBalance, UnbalancedTransfer
-from copytrade.ledger.rawsql import paused_gc, units
+from copytrade.ledger.rawsql import units
 from copytrade.ledger.store import LedgerStore
 from models.ledger import LedgerAccount, LedgerBalanceStripe, LedgerPosting
 

@@ -352,10 +352,13 @@ def start_paper_exchange(stack: Stack, timeout: float = 120) -> str:
 
 
 def leader_bot_available() -> bool:
-    """Return True if this version's CLI has `copytrade paper leader-bot`."""
-    from copytrade.cli import paper
+    """Return True if this version has the leader bot `copytrade paper leader-bot` runs.
 
-    return any(c.name == "leader-bot" for c in paper.app.registered_commands)
+    Asked of the module, not of the CLI: ops sits below the command line and never imports it.
+    """
+    import importlib.util
+
+    return importlib.util.find_spec("copytrade.paper.leader_bot") is not None
 
 
 def leader_bot_account(stack: Stack, name: str = LEADER_BOT) -> Path:
@@ -376,7 +379,9 @@ def leader_bot_account(stack: Stack, name: str = LEADER_BOT) -> Path:
         creds = json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         creds = {"api_key": secrets.token_hex(32), "api_secret": secrets.token_hex(32)}
-    token = get_settings().paper_admin_token.get_secret_value()
+    from copytrade.paper.admin_token import resolve
+
+    token = resolve(get_settings())
     with httpx.Client(
         base_url=stack.paper_url, headers={"X-Admin-Token": token}, timeout=10
     ) as admin:

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-ZERO = Decimal(0)
+from copytrade.domain.money import ZERO
 
 
 @dataclass(slots=True)
@@ -23,7 +23,7 @@ class Order:
     kind: str  # spot | futures
     symbol: str
     side: str  # BUY | SELL
-    type: str  # MARKET | LIMIT
+    type: str  # MARKET | LIMIT | LIMIT_MAKER | spot STOP_LOSS(_LIMIT) | TAKE_PROFIT(_LIMIT)
     time_in_force: str
     quantity: Decimal
     price: Decimal
@@ -35,6 +35,11 @@ class Order:
     reduce_only: bool = False
     locked: Decimal = ZERO  # spot: still reserved (quote for buys, base for sells)
     quote_order_qty: Decimal = ZERO
+    iceberg_qty: Decimal = ZERO
+    self_trade_prevention: str = "NONE"
+    stop_price: Decimal = ZERO  # spot stop-loss / take-profit trigger
+    working: bool = True  # False while a spot stop order waits for its trigger
+    working_ms: int = -1
 
     @property
     def remaining(self) -> Decimal:
@@ -45,8 +50,46 @@ class Order:
         return self.status in ("NEW", "PARTIALLY_FILLED")
 
     @property
+    def is_limit(self) -> bool:
+        """True for the types that carry a limit price (LIMIT, LIMIT_MAKER, *_LIMIT)."""
+        return self.type.startswith("LIMIT") or self.type.endswith("_LIMIT")
+
+    @property
     def average_price(self) -> Decimal:
         return self.cum_quote / self.executed_qty if self.executed_qty else ZERO
+
+
+@dataclass(slots=True)
+class AlgoOrder:
+    """A USDⓈ-M conditional order (``/fapi/v1/algoOrder``): it waits for its trigger on the
+    replayed price, then places an actual order (``actual_order_id``) and is TRIGGERED."""
+
+    algo_id: int
+    client_algo_id: str
+    account_id: str
+    symbol: str
+    side: str
+    order_type: str  # STOP | STOP_MARKET | TAKE_PROFIT | TAKE_PROFIT_MARKET | TRAILING_STOP_MARKET
+    quantity: Decimal
+    price: Decimal
+    trigger_price: Decimal
+    time_in_force: str
+    working_type: str  # CONTRACT_PRICE | MARK_PRICE
+    reduce_only: bool
+    close_position: bool
+    created_ms: int
+    callback_rate: Decimal = ZERO  # trailing: percent
+    activate_price: Decimal = ZERO  # trailing: 0 = active at once
+    extreme: Decimal = ZERO  # trailing: best price since activation (peak for sells)
+    self_trade_prevention: str = "NONE"
+    status: str = "NEW"  # NEW | CANCELED | TRIGGERED | EXPIRED
+    updated_ms: int = 0
+    trigger_ms: int = 0
+    actual_order_id: int | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == "NEW"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +143,7 @@ class Account:
     margin_type: dict[str, str] = field(default_factory=dict)
     orders: dict[tuple[str, int], Order] = field(default_factory=dict)
     by_client_id: dict[tuple[str, str, str], Order] = field(default_factory=dict)
+    algo_orders: dict[int, AlgoOrder] = field(default_factory=dict)
     open_orders: dict[tuple[str, int], Order] = field(default_factory=dict)
     fills: dict[tuple[str, str], list[Fill]] = field(default_factory=lambda: defaultdict(list))
     journal: list[tuple[str, str, str, Decimal]] = field(default_factory=list)

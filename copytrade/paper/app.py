@@ -24,8 +24,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from copytrade.domain.money import to_decimal
+from copytrade.paper import candles, views
 from copytrade.paper import errors as E
-from copytrade.paper import views
 from copytrade.paper.accounts import Account
 from copytrade.paper.auth import api_key_account, check_timestamp, params_of, verify_signed
 from copytrade.paper.book import BookConfig
@@ -40,6 +40,7 @@ from copytrade.paper.stream import StreamHub, Subscriber
 log = logging.getLogger("copytrade.paper")
 DEFAULT_START = "2025-01-27T00:00:00Z"
 TICK_SECONDS = 0.1
+DAY_MS = 86_400_000
 FREEZE_EVERY_TICKS = 100  # 10 s
 
 Handler = Callable[[str, Account, dict], object]
@@ -261,41 +262,47 @@ class PaperServer:
         return handler
 
     def _ticker_24hr(self, kind: str) -> Callable[[dict], object]:
-        fmt = views.s8 if kind == SPOT else views.plain
-
         def handler(p: dict) -> object:
-            now, sim = wall_ms(), self.exchange.clock.now_ms()
+            sim = self.exchange.clock.now_ms()
             rows = []
             for symbol in self._symbols(kind, p):
-                path = self.exchange.data.path(kind, symbol)
-                last = self.exchange.price(kind, symbol)
-                i1 = path.index(sim)
-                window = [
-                    path.at_index(i)
-                    for i in range(max(path.index(sim - 86_400_000), i1 - 2000), i1 + 1)
-                ] or [last]
-                open_ = window[0]
-                rows.append(
-                    {
-                        "symbol": symbol,
-                        "priceChange": fmt(last - open_),
-                        "priceChangePercent": f"{(last - open_) / open_ * 100:.3f}",
-                        "weightedAvgPrice": fmt(last),
-                        "lastPrice": fmt(last),
-                        "lastQty": fmt(Decimal(0)),
-                        "openPrice": fmt(open_),
-                        "highPrice": fmt(max(window + [last])),
-                        "lowPrice": fmt(min(window + [last])),
-                        "volume": "0",
-                        "quoteVolume": "0",
-                        "openTime": now - 86_400_000,
-                        "closeTime": now,
-                        "firstId": 0,
-                        "lastId": 0,
-                        "count": 0,
-                    }
-                )
+                pm = self.exchange.market(kind, symbol)
+                w = candles.window(self.exchange.data.path(kind, symbol), sim - DAY_MS + 1, sim)
+                w = self.exchange.with_pinned_price(kind, symbol, w)
+                bids, asks = self.exchange.depth(kind, symbol, 1)
+                rows.append(views.ticker_24hr(pm, w, bids[0], asks[0]))
             return rows[0] if p.get("symbol") else rows
+
+        return handler
+
+    def _klines(self, kind: str) -> Callable[[dict], object]:
+        def handler(p: dict) -> list:
+            pm = self.exchange.market(kind, p.get("symbol"))
+            interval = candles.interval_ms(p.get("interval"))
+            rows = candles.klines(
+                self.exchange.data.path(kind, pm.symbol),
+                interval,
+                self.exchange.clock.now_ms(),
+                _limit(p, 500, 1500 if kind == FUTURES else 1000),
+                _int_param(p, "startTime"),
+                _int_param(p, "endTime"),
+            )
+            return [views.kline(pm, w) for w in rows]
+
+        return handler
+
+    def _agg_trades(self, kind: str) -> Callable[[dict], object]:
+        def handler(p: dict) -> list:
+            pm = self.exchange.market(kind, p.get("symbol"))
+            rows = candles.points(
+                self.exchange.data.path(kind, pm.symbol),
+                self.exchange.clock.now_ms(),
+                _limit(p, 500, 1000),
+                from_id=_int_param(p, "fromId"),
+                start=_int_param(p, "startTime"),
+                end=_int_param(p, "endTime"),
+            )
+            return [views.agg_trade(pm, row) for row in rows]
 
         return handler
 
@@ -352,26 +359,151 @@ class PaperServer:
             return views.spot_order(
                 order, fills=fills, response_type=(p.get("newOrderRespType") or "FULL").upper()
             )
-        return views.futures_order(order)
+        return self._futures_view(order)
+
+    def _futures_view(self, order, *, query: bool = False) -> dict:
+        return views.futures_order(order, self.exchange.catalog.futures[order.symbol], query=query)
 
     def _query_order(self, kind: str, account: Account, p: dict) -> dict:
         order = self.exchange.find_order(account, kind, p, E.ORDER_NOT_FOUND)
         return (
             views.spot_order(order, query=True)
             if kind == SPOT
-            else views.futures_order(order, query=True)
+            else self._futures_view(order, query=True)
         )
+
+    def _cancel_replace(self, kind: str, account: Account, p: dict) -> dict:
+        """``POST /api/v3/order/cancelReplace``: cancel one order, then place a new one.
+
+        STOP_ON_FAILURE: a failed cancel places nothing (−2022); ALLOW_FAILURE places the new
+        order anyway. A new order refused after a cancel answers −2021 (partially failed).
+        """
+        mode = (p.get("cancelReplaceMode") or "").upper()
+        if mode not in ("STOP_ON_FAILURE", "ALLOW_FAILURE"):
+            raise E.mandatory("cancelReplaceMode")
+        target = {
+            "symbol": p.get("symbol", ""),
+            "orderId": p.get("cancelOrderId", ""),
+            "origClientOrderId": p.get("cancelOrigClientOrderId", ""),
+        }
+        new_params = {
+            k: v
+            for k, v in p.items()
+            if k not in ("cancelReplaceMode", "cancelOrderId", "cancelOrigClientOrderId")
+        }
+        body: dict = {}
+        try:
+            body["cancelResponse"] = views.spot_cancel(
+                self.exchange.cancel_order(account, SPOT, target)
+            )
+            body["cancelResult"] = "SUCCESS"
+        except BinanceError as exc:
+            body["cancelResult"], body["cancelResponse"] = "FAILURE", exc.body()
+            if mode == "STOP_ON_FAILURE":
+                body["newOrderResult"], body["newOrderResponse"] = "NOT_ATTEMPTED", None
+                raise E.CancelReplaceFailed(-2022, "Order cancel-replace failed.", body) from None
+        try:
+            body["newOrderResponse"] = self._new_order(SPOT, account, new_params)
+            body["newOrderResult"] = "SUCCESS"
+        except BinanceError as exc:
+            body["newOrderResult"], body["newOrderResponse"] = "FAILURE", exc.body()
+            code = -2021 if body["cancelResult"] == "SUCCESS" else -2022
+            message = (
+                "Order cancel-replace partially failed."
+                if code == -2021
+                else ("Order cancel-replace failed.")
+            )
+            raise E.CancelReplaceFailed(code, message, body) from None
+        return {
+            "cancelResult": body["cancelResult"],
+            "newOrderResult": body["newOrderResult"],
+            "cancelResponse": body["cancelResponse"],
+            "newOrderResponse": body["newOrderResponse"],
+        }
+
+    def _open_order(self, kind: str, account: Account, p: dict) -> dict:
+        return self._futures_view(self.exchange.open_order(account, kind, p), query=True)
+
+    def _modify_order(self, kind: str, account: Account, p: dict) -> dict:
+        return self._futures_view(self.exchange.modify_order(account, p))
+
+    def _batch_orders(self, kind: str, account: Account, p: dict) -> list:
+        """Up to 5 orders, each answered on its own: the order, or its ``{code, msg}``."""
+        try:
+            batch = orjson.loads(p.get("batchOrders") or "")
+        except orjson.JSONDecodeError:
+            raise E.err(E.BATCH_INVALID) from None
+        if not isinstance(batch, list) or not 1 <= len(batch) <= 5:
+            raise E.err(E.BATCH_INVALID)
+        answers: list = []
+        for item in batch:
+            if not isinstance(item, dict):
+                answers.append(E.err(E.BATCH_INVALID).body())
+                continue
+            params = {k: _param_text(v) for k, v in item.items()}
+            try:
+                answers.append(self._new_order(kind, account, params))
+            except BinanceError as exc:
+                answers.append(exc.body())
+        return answers
+
+    def _algo_view(self, algo, *, query: bool = False) -> dict:
+        pm = self.exchange.catalog.futures[algo.symbol]
+        return views.futures_algo_order(algo, pm, query=query)
+
+    def _new_algo_order(self, kind: str, account: Account, p: dict) -> dict:
+        return self._algo_view(self.exchange.place_algo_order(account, p))
+
+    def _query_algo_order(self, kind: str, account: Account, p: dict) -> dict:
+        return self._algo_view(self.exchange.find_algo_order(account, p), query=True)
+
+    def _cancel_algo_order(self, kind: str, account: Account, p: dict) -> dict:
+        algo = self.exchange.cancel_algo_order(account, p)
+        return {
+            "algoId": algo.algo_id,
+            "clientAlgoId": algo.client_algo_id,
+            "code": "200",
+            "msg": "success",
+        }
+
+    def _open_algo_orders(self, kind: str, account: Account, p: dict) -> list:
+        algos = self.exchange.open_algo_orders(account, p.get("symbol"))
+        return [self._algo_view(a, query=True) for a in algos]
+
+    def _cancel_all_algo(self, kind: str, account: Account, p: dict) -> dict:
+        symbol = self.exchange.market(FUTURES, p.get("symbol")).symbol
+        for algo in self.exchange.open_algo_orders(account, symbol):
+            self.exchange.cancel_algo_order(account, {"algoId": str(algo.algo_id)})
+        return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
+    def _symbol_config(self, kind: str, account: Account, p: dict) -> list:
+        ex = self.exchange
+        symbols = (
+            [ex.market(FUTURES, p["symbol"]).symbol]
+            if p.get("symbol")
+            else list(ex.catalog.futures)
+        )
+        return [
+            {
+                "symbol": s,
+                "marginType": account.margin_type.get(s, "CROSSED"),
+                "isAutoAddMargin": "false",
+                "leverage": account.leverage_of(s),
+                "maxNotionalValue": views.fixed(ex.max_notional(account, s), 0),
+            }
+            for s in symbols
+        ]
 
     def _cancel_order(self, kind: str, account: Account, p: dict) -> dict:
         order = self.exchange.cancel_order(account, kind, p)
-        return views.spot_cancel(order) if kind == SPOT else views.futures_order(order)
+        return views.spot_cancel(order) if kind == SPOT else self._futures_view(order)
 
     def _open_orders(self, kind: str, account: Account, p: dict) -> list:
         orders = self.exchange.open_orders(account, kind, p.get("symbol"))
         fmt = (
             (lambda o: views.spot_order(o, query=True))
             if kind == SPOT
-            else (lambda o: views.futures_order(o, query=True))
+            else (lambda o: self._futures_view(o, query=True))
         )
         return [fmt(o) for o in orders]
 
@@ -398,7 +530,7 @@ class PaperServer:
         fmt = (
             (lambda o: views.spot_order(o, query=True))
             if kind == SPOT
-            else (lambda o: views.futures_order(o, query=True))
+            else (lambda o: self._futures_view(o, query=True))
         )
         return [fmt(o) for o in orders[-limit:]]
 
@@ -407,7 +539,7 @@ class PaperServer:
         return (
             [views.spot_trade(f) for f in fills]
             if kind == SPOT
-            else [views.futures_trade(f) for f in fills]
+            else [views.futures_trade(f, self.exchange.catalog.futures[f.symbol]) for f in fills]
         )
 
     def _spot_account(self, kind: str, account: Account, p: dict) -> dict:
@@ -415,11 +547,11 @@ class PaperServer:
 
     def _futures_account(self, version: int) -> Handler:
         return lambda kind, account, p: views.futures_account(
-            self.exchange, account, wall_ms(), version=version
+            account, self.exchange.futures_figures(account, wall_ms()), version=version
         )
 
     def _futures_balance(self, kind: str, account: Account, p: dict) -> list:
-        body = views.futures_account(self.exchange, account, wall_ms())
+        body = views.futures_account(account, self.exchange.futures_figures(account, wall_ms()))
         a = body["assets"][0]
         return [
             {
@@ -435,35 +567,40 @@ class PaperServer:
             }
         ]
 
-    def _position_risk(self, kind: str, account: Account, p: dict) -> list:
-        now = wall_ms()
-        if p.get("symbol"):
-            symbols = [self.exchange.market(FUTURES, p["symbol"]).symbol]
-        else:
-            symbols = [s for s, pos in account.positions.items() if pos.qty]
-        return [views.position_risk(self.exchange, account, s, now) for s in symbols]
+    def _position_risk(self, version: int) -> Handler:
+        def handler(kind: str, account: Account, p: dict) -> list:
+            ex, now = self.exchange, wall_ms()
+            if p.get("symbol"):
+                symbols = [ex.market(FUTURES, p["symbol"]).symbol]
+            else:
+                symbols = [s for s, pos in account.positions.items() if pos.qty]
+            return [
+                views.position_risk(
+                    ex.market(FUTURES, s), ex.position_figures(account, s), now, version=version
+                )
+                for s in symbols
+            ]
+
+        return handler
 
     def _leverage(self, kind: str, account: Account, p: dict) -> dict:
         value = self.exchange.set_leverage(account, p.get("symbol"), p.get("leverage"))
-        return {"leverage": value, "maxNotionalValue": "1000000", "symbol": p["symbol"]}
+        cap = self.exchange.max_notional(account, p["symbol"])
+        return {"leverage": value, "maxNotionalValue": views.fixed(cap, 0), "symbol": p["symbol"]}
 
     def _margin_type(self, kind: str, account: Account, p: dict) -> dict:
         self.exchange.set_margin_type(account, p.get("symbol"), p.get("marginType"))
         return {"code": 200, "msg": "success"}
 
-    def _leverage_bracket(self, kind: str, account: Account, p: dict) -> list:
-        symbols = [p["symbol"]] if p.get("symbol") else list(self.exchange.catalog.futures)
-        brackets = [
-            {
-                "bracket": 1,
-                "initialLeverage": 125,
-                "notionalCap": 1_000_000,
-                "notionalFloor": 0,
-                "maintMarginRatio": 0.004,
-                "cum": 0.0,
-            }
-        ]
-        return [{"symbol": s, "notionalCoef": 1.0, "brackets": brackets} for s in symbols]
+    def _leverage_bracket(self, kind: str, account: Account, p: dict) -> object:
+        ex = self.exchange
+        symbols = (
+            [ex.market(FUTURES, p["symbol"]).symbol]
+            if p.get("symbol")
+            else list(ex.catalog.futures)
+        )
+        rows = [views.leverage_brackets(s) for s in symbols]
+        return rows[0] if p.get("symbol") else rows  # Binance: an object for one symbol
 
     def _income(self, kind: str, account: Account, p: dict) -> list:
         return []
@@ -604,7 +741,9 @@ class PaperServer:
                 result = fn(request, data)
                 if asyncio.iscoroutine(result):
                     result = await result
-            except (ValueError, TypeError, KeyError, orjson.JSONDecodeError) as exc:
+            except KeyError as exc:
+                return json_response({"error": f"{exc.args[0]}: missing (required)"}, 400)
+            except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
                 return json_response({"error": str(exc)}, 400)
             except BinanceError as exc:
                 return json_response({"error": exc.msg, "code": exc.code}, 400)
@@ -681,9 +820,10 @@ class PaperServer:
     def _admin_deposit(self, request: Request, data: dict) -> dict:
         account = self._admin_account(request)
         wallet = data.get("wallet", SPOT)
-        self.exchange.deposit(
-            account, wallet, str(data["asset"]), _amount(data["amount"], "amount")
-        )
+        asset = data["asset"]
+        if not isinstance(asset, str) or not asset:
+            raise ValueError(f"asset: {asset!r} must be an asset name such as USDT")
+        self.exchange.deposit(account, wallet, asset, _amount(data["amount"], "amount"))
         return self._account_view(account)
 
     def _admin_journal(self, request: Request, data: dict) -> dict:
@@ -714,12 +854,17 @@ class PaperServer:
         clock = self.exchange.clock
         if request.method == "POST":
             speed = data.get("speed")
-            if speed is not None and (not isinstance(speed, int | float) or speed < 0):
+            if speed is not None and (
+                isinstance(speed, bool) or not isinstance(speed, int | float) or speed < 0
+            ):
                 raise ValueError(f"speed: {speed!r} must be a number ≥ 0")
             if "time" in data:
                 clock.set(parse_time_ms(str(data["time"])), speed)
             elif "advance_seconds" in data:
-                clock.advance(int(Decimal(str(data["advance_seconds"])) * 1000))
+                seconds = _amount(data["advance_seconds"], "advance_seconds")
+                if seconds < 0:
+                    raise ValueError(f"advance_seconds: {seconds} must be ≥ 0")
+                clock.advance(int(seconds * 1000))
                 if speed is not None:
                     clock.speed = float(speed)
             elif speed is not None:
@@ -737,7 +882,10 @@ class PaperServer:
         kind = data.get("kind", SPOT)
         if kind not in (SPOT, FUTURES):
             raise ValueError(f"kind: {kind!r} is not spot or futures")
-        symbol = str(data["symbol"])
+        symbol = data["symbol"]
+        if not isinstance(symbol, str):
+            raise ValueError(f"symbol: {symbol!r} must be a string")
+        self.exchange.market(kind, symbol)
         price = data.get("price")
         self.exchange.set_price(kind, symbol, None if price is None else _amount(price, "price"))
         return {"kind": kind, "symbol": symbol, "price": str(self.exchange.price(kind, symbol))}
@@ -806,12 +954,15 @@ class PaperServer:
             r[("GET", f"{prefix}/ticker/price")] = pub(self._ticker_price(kind))
             r[("GET", f"{prefix}/ticker/24hr")] = pub(self._ticker_24hr(kind))
             r[("GET", f"{prefix}/ticker/bookTicker")] = pub(self._book_ticker(kind))
+            r[("GET", f"{prefix}/klines")] = pub(self._klines(kind))
+            r[("GET", f"{prefix}/aggTrades")] = pub(self._agg_trades(kind))
             r[("POST", f"{prefix}/order")] = sig(kind, self._new_order)
             r[("GET", f"{prefix}/order")] = sig(kind, self._query_order)
             r[("DELETE", f"{prefix}/order")] = sig(kind, self._cancel_order)
             r[("GET", f"{prefix}/openOrders")] = sig(kind, self._open_orders)
             r[("GET", f"{prefix}/allOrders")] = sig(kind, self._all_orders)
         r[("DELETE", "/api/v3/openOrders")] = sig(SPOT, self._cancel_all)
+        r[("POST", "/api/v3/order/cancelReplace")] = sig(SPOT, self._cancel_replace)
         r[("DELETE", "/fapi/v1/allOpenOrders")] = sig(FUTURES, self._cancel_all)
         r[("GET", "/api/v3/account")] = sig(SPOT, self._spot_account)
         r[("GET", "/api/v3/myTrades")] = sig(SPOT, self._my_trades)
@@ -819,6 +970,15 @@ class PaperServer:
         r[("PUT", "/api/v3/userDataStream")] = key(SPOT, self._keepalive)
         r[("DELETE", "/api/v3/userDataStream")] = key(SPOT, self._close_key)
         r[("GET", "/fapi/v1/premiumIndex")] = pub(self._premium_index)
+        r[("GET", "/fapi/v1/openOrder")] = sig(FUTURES, self._open_order)
+        r[("PUT", "/fapi/v1/order")] = sig(FUTURES, self._modify_order)
+        r[("POST", "/fapi/v1/batchOrders")] = sig(FUTURES, self._batch_orders)
+        r[("GET", "/fapi/v1/symbolConfig")] = sig(FUTURES, self._symbol_config)
+        r[("POST", "/fapi/v1/algoOrder")] = sig(FUTURES, self._new_algo_order)
+        r[("GET", "/fapi/v1/algoOrder")] = sig(FUTURES, self._query_algo_order)
+        r[("DELETE", "/fapi/v1/algoOrder")] = sig(FUTURES, self._cancel_algo_order)
+        r[("GET", "/fapi/v1/openAlgoOrders")] = sig(FUTURES, self._open_algo_orders)
+        r[("DELETE", "/fapi/v1/algoOpenOrders")] = sig(FUTURES, self._cancel_all_algo)
         r[("GET", "/fapi/v1/userTrades")] = sig(FUTURES, self._my_trades)
         r[("POST", "/fapi/v1/leverage")] = sig(FUTURES, self._leverage)
         r[("POST", "/fapi/v1/marginType")] = sig(FUTURES, self._margin_type)
@@ -836,7 +996,9 @@ class PaperServer:
         for version in (2, 3):
             r[("GET", f"/fapi/v{version}/account")] = sig(FUTURES, self._futures_account(version))
             r[("GET", f"/fapi/v{version}/balance")] = sig(FUTURES, self._futures_balance)
-            r[("GET", f"/fapi/v{version}/positionRisk")] = sig(FUTURES, self._position_risk)
+            r[("GET", f"/fapi/v{version}/positionRisk")] = sig(
+                FUTURES, self._position_risk(version)
+            )
         # A plain ccxt.binance loads COIN-M markets too (none here) and, with an API key,
         # currencies and margin pairs; answer them empty so it works unchanged.
         r[("GET", "/dapi/v1/exchangeInfo")] = pub(
@@ -904,6 +1066,36 @@ class PaperServer:
         return RestRouter(self.rest_routes(), app)
 
 
+def _param_text(value: object) -> str:
+    """A batch item's JSON value as the form parameter Binance reads it as."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _int_param(p: dict, name: str) -> int | None:
+    raw = p.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.lstrip("-").isdigit():
+        raise BinanceError(
+            -1100,
+            f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.",
+        )
+    return int(raw)
+
+
+def _limit(p: dict, default: int, most: int) -> int:
+    value = _int_param(p, "limit")
+    if value is None:
+        return default
+    if value <= 0:
+        raise BinanceError(
+            -1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'."
+        )
+    return min(value, most)
+
+
 def _amount(value: object, field: str) -> Decimal:
     if isinstance(value, float):
         raise ValueError(f"{field}: {value!r} is a float; send amounts as strings or integers")
@@ -912,21 +1104,3 @@ def _amount(value: object, field: str) -> Decimal:
 
 def _iso(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
-
-
-def create_app(
-    data_dir: Path | None = None,
-    admin_token: str | None = None,
-    start: str = DEFAULT_START,
-    speed: float = 1.0,
-) -> Starlette:
-    """Build the paper exchange app from the settings (data folder, admin token)."""
-    from copytrade.config import get_settings
-
-    settings = get_settings()
-    return PaperServer(
-        data_dir or settings.data_dir,
-        admin_token or settings.paper_admin_token.get_secret_value(),
-        start=start,
-        speed=speed,
-    ).app()

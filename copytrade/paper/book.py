@@ -26,12 +26,18 @@ class BookConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> BookConfig:
+        """Build a shape from admin JSON (missing keys keep the defaults); a bad value names its
+        field (ValueError)."""
+        default = cls()  # slots: the class attributes are descriptors, not the defaults
+        levels = data.get("levels", default.levels)
+        if isinstance(levels, bool) or not isinstance(levels, int):
+            raise ValueError(f"levels: {levels!r} must be an integer")
         return cls(
-            levels=int(data.get("levels", cls.levels)),
-            spread_bps=Decimal(str(data.get("spread_bps", cls.spread_bps))),
-            step_bps=Decimal(str(data.get("step_bps", cls.step_bps))),
-            level_notional_multiple=Decimal(
-                str(data.get("level_notional_multiple", cls.level_notional_multiple))
+            levels=levels,
+            spread_bps=_number(data, "spread_bps", default.spread_bps),
+            step_bps=_number(data, "step_bps", default.step_bps),
+            level_notional_multiple=_number(
+                data, "level_notional_multiple", default.level_notional_multiple
             ),
         )
 
@@ -42,6 +48,19 @@ class BookConfig:
             "step_bps": str(self.step_bps),
             "level_notional_multiple": str(self.level_notional_multiple),
         }
+
+
+def _number(data: dict, name: str, default: Decimal) -> Decimal:
+    value = data.get(name, default)
+    if isinstance(value, bool | float) or not isinstance(value, int | str | Decimal):
+        raise ValueError(f"{name}: {value!r} must be a number (string or integer)")
+    try:
+        result = Decimal(str(value))
+    except ArithmeticError:
+        raise ValueError(f"{name}: {value!r} is not a number") from None
+    if not result.is_finite():
+        raise ValueError(f"{name}: {value!r} is not a finite number")
+    return result
 
 
 def _round(value: Decimal, tick: Decimal, rounding: str) -> Decimal:

@@ -18,6 +18,32 @@ from pathlib import Path
 from copytrade.domain.markets import Market
 
 SPOT, FUTURES = "spot", "futures"
+# What the paper exchange executes; exchangeInfo lists exactly these (never a type it refuses).
+ORDER_TYPES = {
+    SPOT: (
+        "LIMIT",
+        "LIMIT_MAKER",
+        "MARKET",
+        "STOP_LOSS",
+        "STOP_LOSS_LIMIT",
+        "TAKE_PROFIT",
+        "TAKE_PROFIT_LIMIT",
+    ),
+    FUTURES: (
+        "LIMIT",
+        "MARKET",
+        "STOP",
+        "STOP_MARKET",
+        "TAKE_PROFIT",
+        "TAKE_PROFIT_MARKET",
+        "TRAILING_STOP_MARKET",
+    ),
+}
+# USDⓈ-M conditional types go through /fapi/v1/algoOrder (Binance: -4120 on /fapi/v1/order).
+ALGO_TYPES = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
+TIME_IN_FORCE = {SPOT: ("GTC", "IOC", "FOK"), FUTURES: ("GTC", "IOC", "FOK", "GTX")}
+# Spot features of the snapshot's entries that the paper exchange does not serve.
+UNSERVED_SPOT_FEATURES = ("ocoAllowed", "otoAllowed", "allowTrailingStop")
 
 
 @dataclass(slots=True)
@@ -33,6 +59,16 @@ class PaperMarket:
     @property
     def symbol(self) -> str:
         return self.market.symbol
+
+    @property
+    def price_decimals(self) -> int:
+        """Decimals Binance writes this symbol's prices with (spot: always 8)."""
+        return int(self.entry["pricePrecision"]) if self.kind == FUTURES else 8
+
+    @property
+    def qty_decimals(self) -> int:
+        """Decimals Binance writes this symbol's quantities with (spot: always 8)."""
+        return int(self.entry["quantityPrecision"]) if self.kind == FUTURES else 8
 
 
 def _spot_entry(
@@ -56,12 +92,12 @@ def _spot_entry(
         "quoteAssetPrecision": 8,
         "baseCommissionPrecision": 8,
         "quoteCommissionPrecision": 8,
-        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
+        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
         "icebergAllowed": False,
         "ocoAllowed": False,
         "quoteOrderQtyMarketAllowed": True,
         "allowTrailingStop": False,
-        "cancelReplaceAllowed": False,
+        "cancelReplaceAllowed": True,
         "isSpotTradingAllowed": True,
         "isMarginTradingAllowed": False,
         "filters": [
@@ -149,7 +185,15 @@ def _futures_entry(
                 "multiplierDown": "0.9500",
             },
         ],
-        "orderTypes": ["LIMIT", "MARKET"],
+        "orderTypes": [
+            "LIMIT",
+            "MARKET",
+            "STOP",
+            "STOP_MARKET",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_MARKET",
+            "TRAILING_STOP_MARKET",
+        ],
         "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
     }
 
@@ -245,6 +289,13 @@ def _paper_market(entry: dict, kind: str) -> PaperMarket:
 def _normalise_entry(entry: dict, kind: str) -> dict:
     """Return the entry with Binance's live types (ccxt's snapshot keeps some numbers as strings)."""
     entry = json.loads(json.dumps(entry))
+    entry["orderTypes"] = [t for t in entry.get("orderTypes", []) if t in ORDER_TYPES[kind]]
+    if kind == FUTURES:
+        entry["timeInForce"] = [t for t in entry.get("timeInForce", []) if t in TIME_IN_FORCE[kind]]
+    else:
+        for feature in UNSERVED_SPOT_FEATURES:
+            if feature in entry:
+                entry[feature] = False
     if kind == FUTURES:
         for key in ("pricePrecision", "quantityPrecision", "baseAssetPrecision", "quotePrecision"):
             if key in entry:

@@ -19,6 +19,17 @@ class BinanceError(Exception):
         return {"code": self.code, "msg": self.msg}
 
 
+class CancelReplaceFailed(BinanceError):
+    """A failed ``cancelReplace``: Binance adds what happened to each half as ``data``."""
+
+    def __init__(self, code: int, msg: str, data: dict) -> None:
+        super().__init__(code, msg)
+        self.data = data
+
+    def body(self) -> dict:
+        return {"code": self.code, "msg": self.msg, "data": self.data}
+
+
 def mandatory(name: str) -> BinanceError:
     return BinanceError(
         -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
@@ -59,6 +70,30 @@ UNKNOWN_EXECUTION = (
 )
 NO_NEED_TO_CHANGE_MARGIN = (-4046, "No need to change margin type.")
 INVALID_LISTEN_KEY = (-1125, "This listenKey does not exist.")
+INVALID_TIF = (-1115, "Invalid timeInForce.")
+WOULD_TAKE = (-2010, "Order would immediately match and take.")
+POST_ONLY_REJECTED = (
+    -5022,
+    "Due to the order could not be executed as maker, the Post Only order will be rejected.",
+)
+NO_NEED_TO_MODIFY = (-5027, "No need to modify the order.")
+QUANTITY_BELOW_EXECUTED = (-4003, "Quantity less than or equal to the executed quantity.")
+BATCH_INVALID = (-1130, "Data sent for parameter 'batchOrders' is not valid.")
+WOULD_TRIGGER_SPOT = (-2010, "Order would trigger immediately.")
+WOULD_TRIGGER_FUTURES = (-2021, "Order would immediately trigger.")
+INVALID_ALGO_TYPE = (
+    -1100,
+    "Illegal characters found in parameter 'algoType'; legal range is 'CONDITIONAL'.",
+)
+USE_ALGO_ENDPOINT = (
+    -4120,
+    "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead.",
+)
+POSITION_SIDE_MISMATCH = (-4061, "Order's position side does not match user's setting.")
+
+
+def param_not_required(name: str) -> tuple[int, str]:
+    return (-1106, f"Parameter '{name}' sent when not required.")
 
 
 def err(pair: tuple[int, str], status: int = 400) -> BinanceError:

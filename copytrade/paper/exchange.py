@@ -12,21 +12,39 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
 
 from copytrade.domain.markets import FilterFailure, Market
-from copytrade.domain.money import to_decimal
+from copytrade.domain.money import UNIT, ZERO, to_decimal
 from copytrade.paper import errors as E
-from copytrade.paper import views
-from copytrade.paper.accounts import Account, Fill, Order, Position, new_credentials
+from copytrade.paper import filters, risk, views
+from copytrade.paper.accounts import (
+    Account,
+    AlgoOrder,
+    Fill,
+    Order,
+    Position,
+    new_credentials,
+)
 from copytrade.paper.book import BookConfig, level_price, level_quantity, sweep
-from copytrade.paper.catalog import FUTURES, SPOT, Catalog, PaperMarket
+from copytrade.paper.candles import Window
+from copytrade.paper.catalog import (
+    ALGO_TYPES,
+    FUTURES,
+    ORDER_TYPES,
+    SPOT,
+    TIME_IN_FORCE,
+    Catalog,
+    PaperMarket,
+)
 from copytrade.paper.errors import BinanceError, err
 from copytrade.paper.market_data import MarketData
 from copytrade.paper.prices import SimClock
+from copytrade.paper.risk import FuturesFigures, PositionFigures
 
-ZERO = Decimal(0)
-Q8 = Decimal("0.00000001")
+LIMIT_TYPES = ("LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
+SPOT_STOP_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
 CLIENT_ID_RE = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
 MAX_POINTS_PER_TICK = 5_000
 
@@ -38,7 +56,7 @@ def wall_ms() -> int:
 
 
 def q8(value: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
-    return value.quantize(Q8, rounding=rounding)
+    return value.quantize(UNIT, rounding=rounding)
 
 
 class PaperExchange:
@@ -63,6 +81,10 @@ class PaperExchange:
         self._order_seq = {SPOT: itertools.count(1_000_001), FUTURES: itertools.count(5_000_001)}
         self._trade_seq = {SPOT: itertools.count(100_001), FUTURES: itertools.count(500_001)}
         self._resting: dict[tuple[str, str], dict[int, Order]] = defaultdict(dict)
+        # Orders waiting for a trigger: spot stop orders and USDⓈ-M algo orders, by id.
+        self._waiting: dict[tuple[str, str], dict[int, Order | AlgoOrder]] = defaultdict(dict)
+        self._algo_seq = itertools.count(9_000_001)
+        self._algo_of_order: dict[int, AlgoOrder] = {}  # actual (futures) order id → its algo
         self._last_index: dict[tuple[str, str], int] = {}
         self._last_funding_ms = clock.now_ms()
         # Times in answers and events: wall clock, as a live exchange's; or the simulated clock,
@@ -122,7 +144,7 @@ class PaperExchange:
             self._emit(
                 account.account_id,
                 FUTURES,
-                views.futures_account_update(self, account, "DEPOSIT", [], now),
+                views.futures_account_update(account, "DEPOSIT", [], now),
             )
         else:
             raise ValueError(f"wallet: {wallet!r} is not spot or futures")
@@ -153,6 +175,13 @@ class PaperExchange:
         if mark is not None and override is None:
             return mark.price_at(self.clock.now_ms())
         return self.price(FUTURES, symbol)
+
+    def with_pinned_price(self, kind: str, symbol: str, w: Window) -> Window:
+        """Return market figures with an admin-pinned price as the last trade, if one is pinned."""
+        pinned = self.price_overrides.get((kind, symbol))
+        if pinned is None:
+            return w
+        return replace(w, close=pinned, high=max(w.high, pinned), low=min(w.low, pinned))
 
     def book_config(self, kind: str, symbol: str) -> BookConfig:
         return self.book_overrides.get((kind, symbol), self.book)
@@ -192,8 +221,13 @@ class PaperExchange:
         if side not in ("BUY", "SELL"):
             raise E.mandatory("side") if not side else BinanceError(-1117, "Invalid side.")
         otype = (p.get("type") or "").upper()
-        if otype not in ("MARKET", "LIMIT"):
+        if otype not in ORDER_TYPES[kind]:
             raise E.mandatory("type") if not otype else BinanceError(-1116, "Invalid orderType.")
+        if kind == FUTURES and otype in ALGO_TYPES:
+            raise err(E.USE_ALGO_ENDPOINT)
+        if otype not in pm.entry["orderTypes"]:
+            name = otype.replace("_", " ").lower().capitalize()
+            raise BinanceError(-2010, f"{name} orders are not supported for this symbol.")
         client_id = p.get("newClientOrderId") or f"paper_{secrets.token_hex(8)}"
         if not CLIENT_ID_RE.match(client_id):
             raise BinanceError(
@@ -204,13 +238,20 @@ class PaperExchange:
         existing = account.by_client_id.get((kind, pm.symbol, client_id))
         if existing is not None and existing.is_open:
             raise err(E.DUPLICATE_ORDER if kind == SPOT else E.DUPLICATE_CLIENT_ID_FUTURES)
-        price = _decimal_param(p, "price") if otype == "LIMIT" else ZERO
+        limit = otype in LIMIT_TYPES
+        stop = otype in SPOT_STOP_TYPES
+        price = _decimal_param(p, "price") if limit else ZERO
+        stop_price = _decimal_param(p, "stopPrice") if stop else None
+        if stop and stop_price is None:
+            raise E.mandatory("stopPrice")
         tif = (p.get("timeInForce") or "").upper()
-        if otype == "LIMIT":
+        if otype == "LIMIT_MAKER":
+            tif = "GTC"  # Binance's LIMIT_MAKER takes no timeInForce and reports GTC
+        if limit:
             if price is None:
                 raise E.mandatory("price")
-            if tif not in ("GTC", "IOC", "FOK", "GTX"):
-                raise E.mandatory("timeInForce")
+            if tif not in TIME_IN_FORCE[kind]:
+                raise E.mandatory("timeInForce") if not tif else err(E.INVALID_TIF)
         mid = self.price(kind, pm.symbol)
         quote_order_qty = _decimal_param(p, "quoteOrderQty") if kind == SPOT else None
         quantity = _decimal_param(p, "quantity")
@@ -218,16 +259,39 @@ class PaperExchange:
             quantity = self._quantity_for_quote(kind, market, side, quote_order_qty, mid)
         if quantity is None:
             raise E.mandatory("quantity")
+        stp = self._self_trade_prevention(pm, p.get("selfTradePreventionMode"))
+        iceberg = _decimal_param(p, "icebergQty")
         reduce_only = (p.get("reduceOnly") or "").lower() == "true"
-        check_price = price if otype == "LIMIT" else mid
         if kind == SPOT:
             try:
-                market.check_order(quantity, check_price, market_order=otype == "MARKET")
+                market.check_order(quantity, price if limit else mid, market_order=not limit)
             except FilterFailure as exc:
                 raise BinanceError(exc.code, f"Filter failure: {exc.filter_type}") from None
+            if limit:
+                filters.check_spot_percent_price(pm, side, price, mid)
+            if stop:
+                try:
+                    market.check_order(quantity, stop_price, market_order=False)
+                except FilterFailure as exc:
+                    raise BinanceError(exc.code, f"Filter failure: {exc.filter_type}") from None
+                if _stop_reached(otype, side, stop_price, mid):
+                    raise err(E.WOULD_TRIGGER_SPOT)
+            if iceberg is not None:
+                filters.check_iceberg(pm, otype, tif, quantity, iceberg)
         else:
-            _check_futures_filters(
-                market, quantity, price if otype == "LIMIT" else None, mid, reduce_only
+            if iceberg is not None:
+                raise err(E.param_not_required("icebergQty"))
+            if (p.get("positionSide") or "BOTH").upper() != "BOTH":
+                raise err(E.POSITION_SIDE_MISMATCH)  # one-way mode only (dualSidePosition false)
+            if reduce_only:
+                quantity = self._reduce_only_quantity(account, pm.symbol, side, quantity)
+            filters.check_futures_order(
+                pm,
+                quantity,
+                price if limit else None,
+                self.mark_price(pm.symbol),
+                mid,
+                reduce_only,
             )
 
         now = self.stamp_ms()
@@ -239,24 +303,28 @@ class PaperExchange:
             symbol=pm.symbol,
             side=side,
             type=otype,
-            time_in_force=tif if otype == "LIMIT" else ("GTC" if kind == FUTURES else ""),
+            time_in_force=tif if limit else ("GTC" if kind == FUTURES else ""),
             quantity=quantity,
             price=price or ZERO,
             created_ms=now,
             updated_ms=now,
             reduce_only=reduce_only,
             quote_order_qty=quote_order_qty or ZERO,
+            iceberg_qty=iceberg or ZERO,
+            self_trade_prevention=stp,
+            stop_price=stop_price or ZERO,
+            working=not stop,
+            working_ms=-1 if stop else now,
         )
+        if stop:
+            return self._park_stop(account, pm, order, now), []
         book = self.book_config(kind, pm.symbol)
-        taker = sweep(
-            mid, market, book, side.lower(), quantity, price if otype == "LIMIT" else None
-        )
-        if otype == "LIMIT" and tif == "GTX" and taker:
-            raise BinanceError(
-                -5022,
-                "Due to the order could not be executed as maker, the Post Only order will be rejected.",
-            )
-        if otype == "LIMIT" and tif == "FOK" and sum(q for _, q in taker) < quantity:
+        taker = sweep(mid, market, book, side.lower(), quantity, price if limit else None)
+        if taker and otype == "LIMIT_MAKER":
+            raise err(E.WOULD_TAKE)
+        if taker and tif == "GTX":
+            raise err(E.POST_ONLY_REJECTED)
+        if tif == "FOK" and sum(q for _, q in taker) < quantity:
             taker = []
         if kind == SPOT:
             self._reserve_spot(account, market, order, taker)
@@ -267,7 +335,7 @@ class PaperExchange:
         fills = [
             self._execute(account, pm, order, fp, fq, is_maker=False, now=now) for fp, fq in taker
         ]
-        if order.is_open and (otype == "MARKET" or tif in ("IOC", "FOK")):
+        if order.is_open and (not limit or tif in ("IOC", "FOK")):
             self._close(account, order, "EXPIRED", now)
         elif order.is_open:
             self._resting[(kind, pm.symbol)][order.order_id] = order
@@ -281,11 +349,234 @@ class PaperExchange:
         best = level_price(mid, market, book, "ask" if side == "BUY" else "bid", 0)
         return market.round_amount(quote / best, market_order=False)
 
+    def _park_stop(self, account: Account, pm: PaperMarket, order: Order, now: int) -> Order:
+        """Register a spot stop order that waits for its trigger, with what it locks meanwhile.
+
+        As on Binance, a sell locks its quantity and a limit buy quantity × price at placement;
+        a market buy (STOP_LOSS/TAKE_PROFIT) needs its cost only when it triggers.
+        """
+        if order.side == "SELL" or order.is_limit:
+            self._reserve_spot(account, pm.market, order, [])
+        self._register(account, order)
+        self._waiting[(SPOT, order.symbol)][order.order_id] = order
+        self._emit_order(account, order, None, "NEW", now)
+        self._emit_balances(account, SPOT, pm, now)
+        return order
+
+    def _activate_spot_stop(self, order: Order, price: Decimal) -> None:
+        """A spot stop reached its price: it works now, as a market or limit order at ``price``."""
+        account = self.accounts[order.account_id]
+        pm = self.catalog.get(SPOT, order.symbol)
+        now = self.stamp_ms()
+        self._waiting[(SPOT, order.symbol)].pop(order.order_id, None)
+        order.working, order.working_ms, order.updated_ms = True, now, now
+        book = self.book_config(SPOT, order.symbol)
+        limit_price = order.price if order.is_limit else None
+        taker = sweep(price, pm.market, book, order.side.lower(), order.remaining, limit_price)
+        if order.side == "BUY" and not order.is_limit:
+            need = sum((fp * fq for fp, fq in taker), ZERO)
+            if account.spot_free[pm.market.quote] < need:
+                self._close(account, order, "EXPIRED", now)  # no funds when it triggered
+                return
+            account.spot_free[pm.market.quote] -= need
+            account.spot_locked[pm.market.quote] += need
+            order.locked = need
+        if order.time_in_force == "FOK" and sum(q for _, q in taker) < order.remaining:
+            taker = []
+        for fp, fq in taker:
+            self._execute(account, pm, order, fp, fq, is_maker=False, now=now)
+        if order.is_open and (not order.is_limit or order.time_in_force in ("IOC", "FOK")):
+            self._close(account, order, "EXPIRED", now)
+        elif order.is_open:
+            self._resting[(SPOT, order.symbol)][order.order_id] = order
+        self._emit_balances(account, SPOT, pm, now)
+
+    # -- USDⓈ-M conditional (algo) orders ----------------------------------------------------
+
+    def place_algo_order(self, account: Account, p: dict[str, str]) -> AlgoOrder:
+        """Validate and park a conditional order of ``POST /fapi/v1/algoOrder``."""
+        pm = self.market(FUTURES, p.get("symbol"))
+        if (p.get("algoType") or "").upper() != "CONDITIONAL":
+            raise E.mandatory("algoType") if not p.get("algoType") else err(E.INVALID_ALGO_TYPE)
+        otype = (p.get("type") or "").upper()
+        if otype not in ALGO_TYPES:
+            raise E.mandatory("type") if not otype else BinanceError(-1116, "Invalid orderType.")
+        side = (p.get("side") or "").upper()
+        if side not in ("BUY", "SELL"):
+            raise E.mandatory("side") if not side else BinanceError(-1117, "Invalid side.")
+        if (p.get("positionSide") or "BOTH").upper() != "BOTH":
+            raise err(E.POSITION_SIDE_MISMATCH)
+        client_id = p.get("clientAlgoId") or f"paper_{secrets.token_hex(8)}"
+        if not CLIENT_ID_RE.match(client_id):
+            raise BinanceError(
+                -1100,
+                "Illegal characters found in parameter 'clientAlgoId'; legal range is "
+                "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.",
+            )
+        if any(a.client_algo_id == client_id and a.is_open for a in account.algo_orders.values()):
+            raise err(E.DUPLICATE_CLIENT_ID_FUTURES)
+        close_position = (p.get("closePosition") or "").lower() == "true"
+        reduce_only = (p.get("reduceOnly") or "").lower() == "true" or close_position
+        limit = otype in ("STOP", "TAKE_PROFIT")
+        price = _decimal_param(p, "price") if limit else ZERO
+        if limit and price is None:
+            raise E.mandatory("price")
+        tif = (p.get("timeInForce") or "GTC").upper()
+        if tif not in TIME_IN_FORCE[FUTURES]:
+            raise err(E.INVALID_TIF)
+        working_type = (p.get("workingType") or "CONTRACT_PRICE").upper()
+        if working_type not in ("CONTRACT_PRICE", "MARK_PRICE"):
+            raise BinanceError(-1100, "Illegal characters found in parameter 'workingType'.")
+        quantity = _decimal_param(p, "quantity")
+        if quantity is None and not close_position:
+            raise E.mandatory("quantity")
+        mark, last = self.mark_price(pm.symbol), self.price(FUTURES, pm.symbol)
+        reference = mark if working_type == "MARK_PRICE" else last
+        callback = activate = trigger = ZERO
+        if otype == "TRAILING_STOP_MARKET":
+            callback = _decimal_param(p, "callbackRate") or ZERO
+            if not Decimal("0.1") <= callback <= 10:
+                raise BinanceError(
+                    -1100,
+                    "Illegal characters found in parameter 'callbackRate'; legal range is "
+                    "'0.1-10'.",
+                )
+            activate = _decimal_param(p, "activatePrice") or ZERO
+            if activate:
+                filters.check_futures_price(pm, activate, mark, percent=False)
+        else:
+            trigger = _decimal_param(p, "triggerPrice")
+            if trigger is None:
+                raise E.mandatory("triggerPrice")
+            filters.check_futures_price(pm, trigger, mark, percent=False)
+            if _stop_reached(otype, side, trigger, reference):
+                raise err(E.WOULD_TRIGGER_FUTURES)
+        if quantity is not None:
+            filters.check_futures_order(
+                pm, quantity, price if limit else None, mark, trigger or last, reduce_only
+            )
+        now = self.stamp_ms()
+        algo = AlgoOrder(
+            algo_id=next(self._algo_seq),
+            client_algo_id=client_id,
+            account_id=account.account_id,
+            symbol=pm.symbol,
+            side=side,
+            order_type=otype,
+            quantity=quantity or ZERO,
+            price=price or ZERO,
+            trigger_price=trigger,
+            time_in_force=tif,
+            working_type=working_type,
+            reduce_only=reduce_only,
+            close_position=close_position,
+            created_ms=now,
+            updated_ms=now,
+            callback_rate=callback,
+            activate_price=activate,
+            self_trade_prevention=self._self_trade_prevention(pm, p.get("selfTradePreventionMode")),
+        )
+        account.algo_orders[algo.algo_id] = algo
+        self._waiting[(FUTURES, pm.symbol)][algo.algo_id] = algo
+        return algo
+
+    def find_algo_order(self, account: Account, p: dict[str, str]) -> AlgoOrder:
+        algo_id, client_id = p.get("algoId"), p.get("clientAlgoId")
+        if algo_id:
+            if not algo_id.isdigit():
+                raise BinanceError(-1100, "Illegal characters found in parameter 'algoId'.")
+            algo = account.algo_orders.get(int(algo_id))
+        elif client_id:
+            matches = [a for a in account.algo_orders.values() if a.client_algo_id == client_id]
+            algo = matches[-1] if matches else None
+        else:
+            raise BinanceError(
+                -1102, "Param 'clientAlgoId' or 'algoId' must be sent, but both were empty/null!"
+            )
+        if algo is None:
+            raise err(E.ORDER_NOT_FOUND)
+        return algo
+
+    def cancel_algo_order(self, account: Account, p: dict[str, str]) -> AlgoOrder:
+        try:
+            algo = self.find_algo_order(account, p)
+        except BinanceError as exc:
+            if exc.code == E.ORDER_NOT_FOUND[0]:
+                raise err(E.UNKNOWN_ORDER_CANCEL) from None
+            raise
+        if not algo.is_open:
+            raise err(E.UNKNOWN_ORDER_CANCEL)
+        algo.status, algo.updated_ms = "CANCELED", self.stamp_ms()
+        self._waiting[(FUTURES, algo.symbol)].pop(algo.algo_id, None)
+        return algo
+
+    def open_algo_orders(self, account: Account, symbol: str | None) -> list[AlgoOrder]:
+        if symbol:
+            self.market(FUTURES, symbol)
+        return [
+            a
+            for a in account.algo_orders.values()
+            if a.is_open and (not symbol or a.symbol == symbol)
+        ]
+
+    def _trigger_algo(self, algo: AlgoOrder, price: Decimal) -> None:
+        """Place the actual order of a triggered conditional order (EXPIRED if it is refused)."""
+        account = self.accounts[algo.account_id]
+        now = self.stamp_ms()
+        self._waiting[(FUTURES, algo.symbol)].pop(algo.algo_id, None)
+        algo.updated_ms = algo.trigger_ms = now
+        quantity = algo.quantity
+        if algo.close_position:
+            pos = account.positions.get(algo.symbol)
+            quantity = abs(pos.qty) if pos else ZERO
+        params = {
+            "symbol": algo.symbol,
+            "side": algo.side,
+            "type": "LIMIT" if algo.order_type in ("STOP", "TAKE_PROFIT") else "MARKET",
+            "quantity": f"{quantity:f}",
+            "newClientOrderId": algo.client_algo_id,
+            "selfTradePreventionMode": algo.self_trade_prevention,
+        }
+        if params["type"] == "LIMIT":
+            params.update(price=f"{algo.price:f}", timeInForce=algo.time_in_force)
+        if algo.reduce_only:
+            params["reduceOnly"] = "true"
+        try:
+            if not quantity:
+                raise err(E.REDUCE_ONLY_REJECTED)
+            order, _ = self.place_order(account, FUTURES, params)
+        except BinanceError:
+            algo.status = "EXPIRED"  # e.g. a reduce-only whose position is gone, no margin
+            return
+        algo.actual_order_id = order.order_id
+        if order.is_open:  # resting in the book: FINISHED when it is filled or cancelled
+            algo.status = "TRIGGERED"
+            self._algo_of_order[order.order_id] = algo
+        else:
+            algo.status = "FINISHED"
+
+    def _check_triggers(self, kind: str, symbol: str, price: Decimal) -> None:
+        """Trigger the waiting orders of ``symbol`` that ``price`` (a replayed point) reaches."""
+        waiting = self._waiting.get((kind, symbol))
+        if not waiting:
+            return
+        for item in list(waiting.values()):
+            if isinstance(item, Order):
+                if _stop_reached(item.type, item.side, item.stop_price, price):
+                    self._activate_spot_stop(item, price)
+                continue
+            reference = self.mark_price(symbol) if item.working_type == "MARK_PRICE" else price
+            if item.order_type == "TRAILING_STOP_MARKET":
+                if _trailing_reached(item, reference):
+                    self._trigger_algo(item, reference)
+            elif _stop_reached(item.order_type, item.side, item.trigger_price, reference):
+                self._trigger_algo(item, reference)
+
     def _reserve_spot(self, account: Account, market: Market, order: Order, taker: list) -> None:
         """Check the spot balance and lock what a resting remainder needs."""
         if order.side == "BUY":
             # Binance locks quantity × limit price; a market buy needs what the sweep costs.
-            if order.type == "LIMIT":
+            if order.is_limit:
                 need = order.quantity * order.price
             else:
                 need = sum((fp * fq for fp, fq in taker), ZERO)
@@ -306,18 +597,20 @@ class PaperExchange:
         return pos
 
     def _check_margin(
-        self, account: Account, market: Market, order: Order, taker: list, mid: Decimal
+        self,
+        account: Account,
+        market: Market,
+        order: Order,
+        taker: list,
+        mid: Decimal,
+        exclude: Order | None = None,
     ) -> None:
         """Refuse a futures order whose added exposure needs more margin than is available."""
         pos = account.positions.get(market.symbol)
         held = pos.qty if pos else ZERO
         signed = order.quantity if order.side == "BUY" else -order.quantity
         if order.reduce_only:
-            if held == 0 or (held > 0) == (signed > 0):
-                raise err(E.REDUCE_ONLY_REJECTED)
-            if abs(signed) > abs(held):
-                order.quantity = abs(held)
-            return
+            return  # cut to the position before the sweep (_reduce_only_quantity)
         increase = (
             max(abs(held + signed) - abs(held), ZERO)
             if (held == 0 or (held > 0) == (signed > 0))
@@ -325,10 +618,50 @@ class PaperExchange:
         )
         if increase == 0:
             return
-        px = order.price if order.type == "LIMIT" else (taker[-1][0] if taker else mid)
+        px = order.price if order.is_limit else (taker[-1][0] if taker else mid)
         required = increase * px / account.leverage_of(market.symbol)
-        if required > self.available_balance(account):
+        available = self.available_balance(account)
+        if exclude is not None and exclude.is_open and not exclude.reduce_only:
+            # an order being modified frees the margin its old remainder held
+            available += exclude.remaining * exclude.price / account.leverage_of(exclude.symbol)
+        if required > available:
             raise err(E.MARGIN_INSUFFICIENT)
+
+    def _reduce_only_quantity(
+        self, account: Account, symbol: str, side: str, quantity: Decimal
+    ) -> Decimal:
+        """Return a reduce-only order's quantity cut to the position it reduces.
+
+        Binance never lets a reduce-only order open or flip a position: against no position, or
+        on the side that would increase it, it answers -2022; a larger quantity than the
+        position executes only the position's size.
+        """
+        pos = account.positions.get(symbol)
+        held = pos.qty if pos else ZERO
+        if held == 0 or (held > 0) == (side == "BUY"):
+            raise err(E.REDUCE_ONLY_REJECTED)
+        return min(quantity, abs(held))
+
+    def _self_trade_prevention(self, pm: PaperMarket, raw: str | None) -> str:
+        """Return the order's STP mode: the symbol's default, or an allowed one (else -1100).
+
+        Paper orders only ever trade against the synthetic book, never another account's order,
+        so the mode is recorded and echoed but never triggers.
+        """
+        if pm.kind == SPOT:
+            allowed = ["NONE", *pm.entry.get("allowedSelfTradePreventionModes", [])]
+            default = pm.entry.get("defaultSelfTradePreventionMode", "NONE")
+        else:
+            allowed, default = ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"], "NONE"
+        if not raw:
+            return default
+        if raw.upper() not in allowed:
+            raise BinanceError(
+                -1100,
+                "Illegal characters found in parameter 'selfTradePreventionMode'; legal range is "
+                f"'{', '.join(allowed)}'.",
+            )
+        return raw.upper()
 
     def _register(self, account: Account, order: Order) -> None:
         account.orders[(order.kind, order.order_id)] = order
@@ -355,9 +688,7 @@ class PaperExchange:
         if kind == SPOT:
             if order.side == "BUY":
                 commission, commission_asset = q8(qty * rate, ROUND_UP), market.base
-                release = min(
-                    qty * order.price if order.type == "LIMIT" else quote_qty, order.locked
-                )
+                release = min(qty * order.price if order.is_limit else quote_qty, order.locked)
                 account.spot_locked[market.quote] -= release
                 order.locked -= release
                 account.spot_free[market.quote] += release - quote_qty
@@ -403,6 +734,7 @@ class PaperExchange:
             account.open_orders.pop((kind, order.order_id), None)
             self._resting[(kind, order.symbol)].pop(order.order_id, None)
             self._unlock(account, pm.market, order)
+            self._finish_algo(order, now)
         self._emit_order(account, order, fill, "TRADE", now)
         return fill
 
@@ -436,12 +768,20 @@ class PaperExchange:
             account.spot_free[asset] += order.locked
             order.locked = ZERO
 
+    def _finish_algo(self, order: Order, now: int) -> None:
+        """An algo order's actual order is done (filled, cancelled, expired): FINISHED."""
+        algo = self._algo_of_order.pop(order.order_id, None)
+        if algo is not None:
+            algo.status, algo.updated_ms = "FINISHED", now
+
     def _close(self, account: Account, order: Order, status: str, now: int) -> None:
         order.status = status
         order.updated_ms = now
         account.open_orders.pop((order.kind, order.order_id), None)
         self._resting[(order.kind, order.symbol)].pop(order.order_id, None)
+        self._waiting[(order.kind, order.symbol)].pop(order.order_id, None)
         self._unlock(account, self.catalog.get(order.kind, order.symbol).market, order)
+        self._finish_algo(order, now)
         self._emit_order(
             account, order, None, "CANCELED" if status == "CANCELED" else "EXPIRED", now
         )
@@ -463,7 +803,9 @@ class PaperExchange:
         if kind == SPOT:
             event = views.outbound_account_position(account, [pm.market.base, pm.market.quote], now)
         else:
-            event = views.futures_account_update(self, account, "ORDER", [pm.symbol], now)
+            event = views.futures_account_update(
+                account, "ORDER", [self.position_figures(account, pm.symbol)], now
+            )
         self._emit(account.account_id, kind, event)
 
     def find_order(
@@ -489,6 +831,63 @@ class PaperExchange:
             )
         if order is None or order.symbol != pm.symbol:
             raise err(missing)
+        return order
+
+    def open_order(self, account: Account, kind: str, p: dict[str, str]) -> Order:
+        """Return one open order (``GET /fapi/v1/openOrder``); a done one does not exist here."""
+        order = self.find_order(account, kind, p, E.ORDER_NOT_FOUND)
+        if not order.is_open:
+            raise err(E.ORDER_NOT_FOUND)
+        return order
+
+    def modify_order(self, account: Account, p: dict[str, str]) -> Order:
+        """Change an open futures LIMIT order's price and quantity in place (``PUT order``).
+
+        As on Binance the order keeps its id; a new price that crosses the book trades at once
+        as taker, the rest rests at the new price.
+        """
+        order = self.find_order(account, FUTURES, p, E.ORDER_NOT_FOUND)
+        if not order.is_open:
+            raise err(E.ORDER_NOT_FOUND)
+        if order.type != "LIMIT":
+            raise BinanceError(-1116, "Invalid orderType.")
+        side = (p.get("side") or "").upper()
+        if not side:
+            raise E.mandatory("side")
+        if side != order.side:
+            raise BinanceError(-1117, "Invalid side.")
+        price = _decimal_param(p, "price")
+        quantity = _decimal_param(p, "quantity")
+        if price is None:
+            raise E.mandatory("price")
+        if quantity is None:
+            raise E.mandatory("quantity")
+        if price == order.price and quantity == order.quantity:
+            raise err(E.NO_NEED_TO_MODIFY)
+        if quantity <= order.executed_qty:
+            raise err(E.QUANTITY_BELOW_EXECUTED)
+        pm = self.market(FUTURES, order.symbol)
+        mid = self.price(FUTURES, order.symbol)
+        filters.check_futures_order(
+            pm, quantity, price, self.mark_price(order.symbol), mid, order.reduce_only
+        )
+        remaining = replace(order, quantity=quantity - order.executed_qty, price=price)
+        remaining.executed_qty = ZERO
+        self._check_margin(account, pm.market, remaining, [], mid, exclude=order)
+        now = self.stamp_ms()
+        self._resting[(FUTURES, order.symbol)].pop(order.order_id, None)
+        order.price, order.quantity, order.updated_ms = price, quantity, now
+        self._emit_order(account, order, None, "AMENDMENT", now)
+        book = self.book_config(FUTURES, order.symbol)
+        taker = sweep(mid, pm.market, book, side.lower(), order.remaining, price)
+        if taker and order.time_in_force == "GTX":
+            self._close(account, order, "EXPIRED", now)  # post-only: would take, so expires
+            return order
+        for fp, fq in taker:
+            self._execute(account, pm, order, fp, fq, is_maker=False, now=now)
+        if order.is_open:
+            self._resting[(FUTURES, order.symbol)][order.order_id] = order
+        self._emit_balances(account, FUTURES, pm, now)
         return order
 
     def cancel_order(self, account: Account, kind: str, p: dict[str, str]) -> Order:
@@ -536,7 +935,7 @@ class PaperExchange:
             value = int(leverage or "")
         except ValueError:
             raise E.mandatory("leverage") from None
-        if not 1 <= value <= 125:
+        if not 1 <= value <= risk.MAX_LEVERAGE:
             raise BinanceError(-4028, f"Leverage {value} is not valid")
         account.leverage[pm.symbol] = value
         return value
@@ -558,6 +957,56 @@ class PaperExchange:
         ):
             raise BinanceError(-4048, "Margin type cannot be changed if there exists position.")
         account.margin_type[pm.symbol] = value
+
+    def max_notional(self, account: Account, symbol: str) -> Decimal:
+        return risk.max_notional(account.leverage_of(symbol))
+
+    def position_figures(self, account: Account, symbol: str) -> PositionFigures:
+        """Return a position's figures: margins from the brackets, liquidation, break-even."""
+        pos = account.positions.get(symbol) or Position(symbol)
+        mark = self.mark_price(symbol)
+        others = [p for p in account.positions.values() if p.qty and p.symbol != symbol]
+        liquidation = risk.liquidation_price(
+            pos.qty,
+            pos.entry_price,
+            account.futures_wallet.get("USDT", ZERO),
+            sum((risk.maint_margin(p.qty * self.mark_price(p.symbol)) for p in others), ZERO),
+            sum((self.unrealized_pnl(p) for p in others), ZERO),
+            mark,
+        )
+        return PositionFigures(
+            symbol=symbol,
+            qty=pos.qty,
+            entry_price=pos.entry_price,
+            break_even_price=risk.break_even_price(
+                pos.qty, pos.entry_price, account.futures_taker_fee
+            ),
+            mark_price=mark,
+            unrealized_pnl=self.unrealized_pnl(pos),
+            initial_margin=self.position_margin(account, pos),
+            maint_margin=risk.maint_margin(pos.qty * mark),
+            liquidation_price=liquidation,
+            leverage=account.leverage_of(symbol),
+            isolated=account.margin_type.get(symbol) == "ISOLATED",
+            max_notional=self.max_notional(account, symbol),
+            updated_ms=pos.updated_ms,
+        )
+
+    def futures_figures(self, account: Account, now: int) -> FuturesFigures:
+        """Return the futures wallet's totals with the figures of every open position."""
+        positions = [
+            self.position_figures(account, p.symbol) for p in account.positions.values() if p.qty
+        ]
+        return FuturesFigures(
+            wallet=account.futures_wallet.get("USDT", ZERO),
+            unrealized_pnl=sum((p.unrealized_pnl for p in positions), ZERO),
+            position_margin=sum((p.initial_margin for p in positions), ZERO),
+            open_order_margin=self.open_order_margin(account),
+            maint_margin=sum((p.maint_margin for p in positions), ZERO),
+            available=self.available_balance(account),
+            positions=positions,
+            updated_ms=account.updated_ms or now,
+        )
 
     def unrealized_pnl(self, pos: Position) -> Decimal:
         if not pos.qty:
@@ -591,7 +1040,10 @@ class PaperExchange:
     def tick(self) -> None:
         """Advance to the simulated now: cross resting limit orders, settle funding."""
         now_sim = self.clock.now_ms()
-        for key in [k for k, orders in self._resting.items() if orders]:
+        active = {k for k, v in self._resting.items() if v} | {
+            k for k, v in self._waiting.items() if v
+        }
+        for key in active:
             kind, symbol = key
             if key in self.price_overrides:
                 continue
@@ -606,17 +1058,18 @@ class PaperExchange:
             self._last_index[key] = current
             self._match_resting(kind, symbol, prices)
         for key in list(self._last_index):
-            if not self._resting.get(key):
+            if not self._resting.get(key) and not self._waiting.get(key):
                 del self._last_index[key]
         self._settle_funding(now_sim)
 
     def _match_resting(self, kind: str, symbol: str, prices: list[Decimal]) -> None:
-        resting = self._resting.get((kind, symbol))
-        if not resting:
-            return
         pm = self.catalog.get(kind, symbol)
         book = self.book_config(kind, symbol)
         for price in prices:
+            self._check_triggers(kind, symbol, price)
+            resting = self._resting.get((kind, symbol))
+            if not resting:
+                continue
             best_ask = level_price(price, pm.market, book, "ask", 0)
             best_bid = level_price(price, pm.market, book, "bid", 0)
             for order in list(resting.values()):
@@ -639,8 +1092,6 @@ class PaperExchange:
                     chunk = min(chunk, abs(held))
                 self._execute(account, pm, order, order.price, chunk, is_maker=True, now=now)
                 self._emit_balances(account, kind, pm, now)
-            if not resting:
-                return
 
     def _settle_funding(self, now_sim: int) -> None:
         last = self._last_funding_ms
@@ -662,9 +1113,38 @@ class PaperExchange:
                         account.account_id,
                         FUTURES,
                         views.futures_account_update(
-                            self, account, "FUNDING_FEE", [symbol], self.stamp_ms()
+                            account,
+                            "FUNDING_FEE",
+                            [self.position_figures(account, symbol)],
+                            self.stamp_ms(),
                         ),
                     )
+
+
+def _stop_reached(order_type: str, side: str, trigger: Decimal, price: Decimal) -> bool:
+    """Return True when ``price`` reaches a stop (loss) or take-profit trigger, as Binance reads
+    them: a stop buys on a rise and sells on a fall; a take-profit buys on a fall, sells on a rise."""
+    if order_type.startswith("TAKE_PROFIT"):
+        return price <= trigger if side == "BUY" else price >= trigger
+    return price >= trigger if side == "BUY" else price <= trigger
+
+
+def _trailing_reached(algo: AlgoOrder, price: Decimal) -> bool:
+    """Track a trailing stop's best price since activation; True once the price retraces
+    ``callbackRate`` % from it (a sell from the peak, a buy from the trough)."""
+    if algo.activate_price and not algo.extreme:
+        active = (
+            price >= algo.activate_price if algo.side == "SELL" else price <= algo.activate_price
+        )
+        if not active:
+            return False
+    if not algo.extreme:
+        algo.extreme = price
+    if algo.side == "SELL":
+        algo.extreme = max(algo.extreme, price)
+        return price <= algo.extreme * (1 - algo.callback_rate / 100)
+    algo.extreme = min(algo.extreme, price)
+    return price >= algo.extreme * (1 + algo.callback_rate / 100)
 
 
 def _decimal_param(p: dict[str, str], name: str) -> Decimal | None:
@@ -684,36 +1164,3 @@ def _decimal_param(p: dict[str, str], name: str) -> Decimal | None:
             f"Illegal characters found in parameter '{name}'; legal range is '^([0-9]{{1,20}})(\\.[0-9]{{1,20}})?$'.",
         )
     return value
-
-
-def _check_futures_filters(
-    market: Market, quantity: Decimal, price: Decimal | None, mid: Decimal, reduce_only: bool
-) -> None:
-    """Raise Binance USDⓈ-M's answers for quantity/price/notional filter failures."""
-    is_market = price is None
-    step = market.market_step_size if is_market else market.step_size
-    min_qty = market.market_min_qty if is_market else market.min_qty
-    max_qty = market.market_max_qty if is_market else market.max_qty
-    if quantity <= 0:
-        raise BinanceError(-4003, "Quantity less than or equal to zero.")
-    if step and quantity % step != 0:
-        raise BinanceError(-1111, "Precision is over the maximum defined for this asset.")
-    if quantity < min_qty:
-        raise BinanceError(-4004, "Quantity less than or equal to min quantity.")
-    if max_qty and quantity > max_qty:
-        raise BinanceError(-4005, "Quantity greater than max quantity.")
-    if price is not None:
-        if price <= 0:
-            raise BinanceError(-4001, "Price less than 0.")
-        if market.tick_size and price % market.tick_size != 0:
-            raise BinanceError(-1111, "Precision is over the maximum defined for this asset.")
-        if price < market.min_price:
-            raise BinanceError(-4016, "Limit price can't be higher than .")
-        if market.max_price and price > market.max_price:
-            raise BinanceError(-4016, f"Limit price can't be higher than {market.max_price}.")
-    notional = quantity * (price if price is not None else mid)
-    if market.min_notional and notional < market.min_notional and not reduce_only:
-        raise BinanceError(
-            -4164,
-            f"Order's notional must be no smaller than {market.min_notional.normalize()} (unless you choose reduce only).",
-        )

@@ -63,32 +63,39 @@ class Faults:
         if kind not in KINDS:
             raise ValueError(f"kind: {kind!r} is not one of {sorted(KINDS)}")
         remaining = spec.get("count", 1)
-        if remaining is not None and (not isinstance(remaining, int) or remaining < 1):
+        if remaining is not None and (
+            not isinstance(remaining, int) or isinstance(remaining, bool) or remaining < 1
+        ):
             raise ValueError(
                 f"count: {remaining!r} must be a positive integer or null (until cleared)"
             )
-        methods = tuple(m.upper() for m in spec.get("methods") or ())
-        delay = float(spec.get("delay", 0.0 if kind not in ("slow", "timeout_after") else 2.0))
-        if delay < 0 or delay > 600:
-            raise ValueError(f"delay: {delay} must be between 0 and 600 seconds")
+        methods = tuple(m.upper() for m in _strings(spec, "methods"))
+        default_delay = 2.0 if kind in ("slow", "timeout_after") else 0.0
+        delay = _number(spec, "delay", default_delay, 0, 600, "seconds")
+        retry_after = _number(spec, "retry_after", 1, 0, 86_400, "seconds", integer=True)
+        status = spec.get("status")
+        if status is not None and not (
+            isinstance(status, int) and not isinstance(status, bool) and 500 <= status <= 599
+        ):
+            raise ValueError(f"status: {status!r} must be a 5xx status")
+        body = spec.get("body", "text")
+        if body not in ("text", "binance"):
+            raise ValueError(f"body: {body!r} is not 'text' or 'binance'")
+        account_id = spec.get("account_id")
+        if account_id is not None and not isinstance(account_id, str):
+            raise ValueError(f"account_id: {account_id!r} must be a string")
         fault = Fault(
             fault_id=next(self._ids),
             kind=kind,
-            account_id=spec.get("account_id"),
+            account_id=account_id,
             remaining=remaining,
-            paths=tuple(spec.get("paths") or ()),
+            paths=_strings(spec, "paths"),
             methods=methods,
-            retry_after=int(spec.get("retry_after", 1)),
-            delay=delay,
-            status=spec.get("status"),
-            body=spec.get("body", "text"),
+            retry_after=int(retry_after),
+            delay=float(delay),
+            status=status,
+            body=body,
         )
-        if fault.body not in ("text", "binance"):
-            raise ValueError(f"body: {fault.body!r} is not 'text' or 'binance'")
-        if fault.status is not None and not (
-            isinstance(fault.status, int) and 500 <= fault.status <= 599
-        ):
-            raise ValueError(f"status: {fault.status!r} must be a 5xx status")
         if kind not in IMMEDIATE:
             self._faults.append(fault)
         return fault
@@ -117,3 +124,28 @@ class Faults:
                         self._faults.remove(fault)
                 return fault
         return None
+
+
+def _strings(spec: dict, name: str) -> tuple[str, ...]:
+    values = spec.get(name) or ()
+    if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"{name}: {values!r} must be a list of strings")
+    return tuple(values)
+
+
+def _number(
+    spec: dict,
+    name: str,
+    default: float,
+    low: float,
+    high: float,
+    unit: str,
+    *,
+    integer: bool = False,
+) -> float:
+    value = spec.get(name, default)
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{name}: {value!r} must be {kind} between {low} and {high} {unit}")
+    return value

@@ -36,12 +36,20 @@ def parse_time_ms(text: str) -> int:
 
 @dataclass(slots=True)
 class PricePath:
-    """Points (ms, price) in time order; ``span`` is the period after which the path repeats."""
+    """Points (ms, price, base volume) in time order; ``span`` is the period after which the path
+    repeats. A candle's volume is spread evenly over its four points (exact: a quarter of a
+    decimal is a decimal), a trade's amount is its point's volume; a flat path trades nothing."""
 
     times: list[int]
     prices: list[Decimal]
     span: int
     source: str
+    volumes: list[Decimal] | None = None
+
+    def volume_at_index(self, virtual_index: int) -> Decimal:
+        if self.volumes is None:
+            return Decimal(0)
+        return self.volumes[virtual_index % len(self.volumes)]
 
     @property
     def first(self) -> int:
@@ -65,8 +73,13 @@ class PricePath:
 
     def scaled(self, factor: Decimal, tick: Decimal, source: str) -> PricePath:
         """Return this path multiplied by ``factor`` and rounded to ``tick``."""
-        prices = [(p * factor).quantize(tick, rounding=ROUND_HALF_EVEN) for p in self.prices]
-        return PricePath(self.times, prices, self.span, source)
+        # A multiple of the tick, not the tick's exponent: 0.01000000 has 8 decimals, and
+        # quantize() would keep them (163.96880000 with a 0.01 tick).
+        prices = [
+            (p * factor / tick).to_integral_value(rounding=ROUND_HALF_EVEN) * tick
+            for p in self.prices
+        ]
+        return PricePath(self.times, prices, self.span, source, self.volumes)
 
     @classmethod
     def flat(cls, price: Decimal, source: str) -> PricePath:
@@ -77,6 +90,7 @@ def candles_path(path: Path) -> PricePath:
     """Read a candle CSV (timestamp, open, high, low, close, volume) into a four-points-per-candle path."""
     times: list[int] = []
     prices: list[Decimal] = []
+    volumes: list[Decimal] = []
     step = 0
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -96,22 +110,26 @@ def candles_path(path: Path) -> PricePath:
         first, second = (lo, h) if c >= o else (h, lo)  # a rising candle dips first, by convention
         times += (start, start + quarter, start + 2 * quarter, start + 3 * quarter)
         prices += (o, first, second, c)
+        share = Decimal(row.get("volume") or 0) / 4  # mark-price candles have none
+        volumes += (share, share, share, share)
     if any(not p.is_finite() or p <= 0 for p in prices):
         raise ValueError(f"{path.name}: a price is not a positive number")
     span = times[-1] - times[0] + quarter
-    return PricePath(times, prices, span, f"candles {path.name}")
+    return PricePath(times, prices, span, f"candles {path.name}", volumes)
 
 
 def trades_path(path: Path) -> PricePath:
     """Read a public-trades CSV (timestamp, id, side, price, amount, cost) into a path."""
     times: list[int] = []
     prices: list[Decimal] = []
+    volumes: list[Decimal] = []
     with path.open(newline="") as fh:
         for row in csv.DictReader(fh):
             times.append(parse_time_ms(row["timestamp"]))
             prices.append(to_decimal(row["price"], "price"))
+            volumes.append(to_decimal(row["amount"], "amount"))
     span = times[-1] - times[0] + 1_000
-    return PricePath(times, prices, span, f"trades {path.name}")
+    return PricePath(times, prices, span, f"trades {path.name}", volumes)
 
 
 @dataclass(slots=True)

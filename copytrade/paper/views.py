@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
-from copytrade.paper.accounts import Account, Fill, Order
-
-if TYPE_CHECKING:
-    from copytrade.paper.exchange import PaperExchange
-
-ZERO = Decimal(0)
+from copytrade.domain.money import ZERO
+from copytrade.paper.accounts import Account, AlgoOrder, Fill, Order
+from copytrade.paper.candles import Window
+from copytrade.paper.catalog import PaperMarket
+from copytrade.paper.risk import BRACKETS, FuturesFigures, PositionFigures
 
 
 def s8(value: Decimal) -> str:
@@ -26,6 +24,116 @@ def plain(value: Decimal) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text
+
+
+def fixed(value: Decimal, decimals: int) -> str:
+    """Binance's fixed decimals per field ("0.200" for a quantity of precision 3)."""
+    return f"{value:.{decimals}f}"
+
+
+def px(pm: PaperMarket, value: Decimal) -> str:
+    return fixed(value, pm.price_decimals)
+
+
+def qty(pm: PaperMarket, value: Decimal) -> str:
+    return fixed(value, pm.qty_decimals)
+
+
+def leverage_brackets(symbol: str) -> dict:
+    """``/fapi/v1/leverageBracket`` for one symbol (numbers as JSON numbers, as Binance sends)."""
+    return {
+        "symbol": symbol,
+        "notionalCoef": 1.0,
+        "brackets": [
+            {
+                "bracket": b.bracket,
+                "initialLeverage": b.initial_leverage,
+                "notionalCap": int(b.cap),
+                "notionalFloor": int(b.floor),
+                "maintMarginRatio": float(b.maint_margin_ratio),
+                "cum": float(b.cum),
+            }
+            for b in BRACKETS
+        ],
+    }
+
+
+# -- market data (spot and USDⓈ-M) ---------------------------------------------------------------
+
+
+def kline(pm: PaperMarket, w: Window) -> list:
+    """One candle as ``/api/v3/klines`` and ``/fapi/v1/klines`` answer it (taker split unknown: 0)."""
+    return [
+        w.start,
+        px(pm, w.open),
+        px(pm, w.high),
+        px(pm, w.low),
+        px(pm, w.close),
+        qty(pm, w.volume),
+        w.end,
+        fixed(w.quote_volume, 8),
+        w.count,
+        qty(pm, ZERO),
+        fixed(ZERO, 8),
+        "0",
+    ]
+
+
+def agg_trade(pm: PaperMarket, point: tuple[int, int, Decimal, Decimal, bool]) -> dict:
+    trade_id, time_ms, price, amount, buyer_maker = point
+    row = {
+        "a": trade_id,
+        "p": px(pm, price),
+        "q": qty(pm, amount),
+        "f": trade_id,
+        "l": trade_id,
+        "T": time_ms,
+        "m": buyer_maker,
+    }
+    if pm.kind == "spot":
+        row["M"] = True
+    return row
+
+
+def ticker_24hr(
+    pm: PaperMarket, w: Window, bid: tuple[Decimal, Decimal], ask: tuple[Decimal, Decimal]
+) -> dict:
+    """``ticker/24hr`` of one symbol: the window's figures; spot adds the book's best bid/ask."""
+    change = w.close - w.open
+    body = {
+        "symbol": pm.symbol,
+        "priceChange": px(pm, change),
+        "priceChangePercent": f"{change / w.open * 100:.3f}",
+        "weightedAvgPrice": px(pm, w.weighted_average),
+    }
+    if pm.kind == "spot":
+        body["prevClosePrice"] = px(pm, w.prev_close)
+    body["lastPrice"] = px(pm, w.close)
+    body["lastQty"] = qty(pm, w.last_qty)
+    if pm.kind == "spot":
+        body.update(
+            {
+                "bidPrice": px(pm, bid[0]),
+                "bidQty": qty(pm, bid[1]),
+                "askPrice": px(pm, ask[0]),
+                "askQty": qty(pm, ask[1]),
+            }
+        )
+    body.update(
+        {
+            "openPrice": px(pm, w.open),
+            "highPrice": px(pm, w.high),
+            "lowPrice": px(pm, w.low),
+            "volume": qty(pm, w.volume),
+            "quoteVolume": fixed(w.quote_volume, 8),
+            "openTime": w.start,
+            "closeTime": w.end,
+            "firstId": w.first_id,
+            "lastId": w.last_id,
+            "count": w.count,
+        }
+    )
+    return body
 
 
 # -- spot ---------------------------------------------------------------------------------------
@@ -48,6 +156,7 @@ def spot_order(
     if response_type == "ACK" and not query:
         body["transactTime"] = order.created_ms
         return body
+    stop = bool(order.stop_price)
     if not query:
         body["transactTime"] = order.updated_ms
     body.update(
@@ -60,19 +169,23 @@ def spot_order(
             "timeInForce": order.time_in_force or "GTC",
             "type": order.type,
             "side": order.side,
-            "workingTime": order.created_ms,
+            "workingTime": order.working_ms,
             "origQuoteOrderQty": s8(order.quote_order_qty),
-            "selfTradePreventionMode": "NONE",
+            "selfTradePreventionMode": order.self_trade_prevention,
         }
     )
+    if order.iceberg_qty and not query:
+        body["icebergQty"] = s8(order.iceberg_qty)  # new-order answers carry it only when sent
+    if stop and not query:
+        body["stopPrice"] = s8(order.stop_price)
     if query:
         body.update(
             {
-                "stopPrice": s8(ZERO),
-                "icebergQty": s8(ZERO),
+                "stopPrice": s8(order.stop_price),
+                "icebergQty": s8(order.iceberg_qty),
                 "time": order.created_ms,
                 "updateTime": order.updated_ms,
-                "isWorking": True,
+                "isWorking": order.working,
             }
         )
     elif response_type == "FULL":
@@ -90,9 +203,10 @@ def spot_order(
 
 
 def spot_cancel(order: Order) -> dict:
+    """``DELETE /api/v3/order``: the order as it ended, without ``workingTime`` (as Binance)."""
     body = spot_order(order, response_type="RESULT")
-    body["origClientOrderId"] = order.client_order_id
-    return body
+    body.pop("workingTime", None)
+    return {"symbol": body.pop("symbol"), "origClientOrderId": order.client_order_id, **body}
 
 
 def spot_trade(f: Fill) -> dict:
@@ -159,8 +273,8 @@ def execution_report(order: Order, fill: Fill | None, exec_type: str, now: int) 
         "f": order.time_in_force or "GTC",
         "q": s8(order.quantity),
         "p": s8(order.price),
-        "P": s8(ZERO),
-        "F": s8(ZERO),
+        "P": s8(order.stop_price),
+        "F": s8(order.iceberg_qty),
         "g": -1,
         "C": order.client_order_id if exec_type == "CANCELED" else "",
         "x": exec_type,
@@ -176,15 +290,15 @@ def execution_report(order: Order, fill: Fill | None, exec_type: str, now: int) 
         "t": fill.trade_id if fill else -1,
         "v": 0,
         "I": 0,
-        "w": order.is_open,
+        "w": order.is_open and order.working,
         "m": fill.is_maker if fill else False,
         "M": False,
         "O": order.created_ms,
         "Z": s8(order.cum_quote),
         "Y": s8(fill.quote_qty if fill else ZERO),
         "Q": s8(order.quote_order_qty),
-        "W": order.created_ms,
-        "V": "NONE",
+        "W": order.working_ms,
+        "V": order.self_trade_prevention,
     }
 
 
@@ -207,50 +321,89 @@ def outbound_account_position(account: Account, assets: list[str], now: int) -> 
 # -- USDⓈ-M futures -----------------------------------------------------------------------------
 
 
-def futures_order(order: Order, *, query: bool = False) -> dict:
+def futures_order(order: Order, pm: PaperMarket, *, query: bool = False) -> dict:
+    """A USDⓈ-M order as ``/fapi/v1/order`` answers: prices and quantities in the symbol's decimals."""
     body = {
         "orderId": order.order_id,
         "symbol": order.symbol,
         "status": order.status,
         "clientOrderId": order.client_order_id,
-        "price": plain(order.price),
-        "avgPrice": plain(order.average_price),
-        "origQty": plain(order.quantity),
-        "executedQty": plain(order.executed_qty),
-        "cumQty": plain(order.executed_qty),
-        "cumQuote": plain(order.cum_quote),
+        "price": px(pm, order.price),
+        "avgPrice": px(pm, order.average_price),
+        "origQty": qty(pm, order.quantity),
+        "executedQty": qty(pm, order.executed_qty),
+        "cumQuote": fixed(order.cum_quote, 8),
         "timeInForce": order.time_in_force or "GTC",
         "type": order.type,
         "reduceOnly": order.reduce_only,
         "closePosition": False,
         "side": order.side,
         "positionSide": "BOTH",
-        "stopPrice": "0",
+        "stopPrice": px(pm, ZERO),
         "workingType": "CONTRACT_PRICE",
         "priceProtect": False,
         "origType": order.type,
         "priceMatch": "NONE",
-        "selfTradePreventionMode": "NONE",
+        "selfTradePreventionMode": order.self_trade_prevention,
         "goodTillDate": 0,
         "updateTime": order.updated_ms,
     }
     if query:
-        body["time"] = order.created_ms
+        body["time"] = order.created_ms  # a query answer has no cumQty (Binance's example)
+    else:
+        body["cumQty"] = qty(pm, order.executed_qty)
     return body
 
 
-def futures_trade(f: Fill) -> dict:
+def futures_algo_order(algo: AlgoOrder, pm: PaperMarket, *, query: bool = False) -> dict:
+    """A conditional order as ``/fapi/v1/algoOrder`` answers it (``actualOrderId`` on queries)."""
+    trailing = algo.order_type == "TRAILING_STOP_MARKET"
+    body = {
+        "algoId": algo.algo_id,
+        "clientAlgoId": algo.client_algo_id,
+        "algoType": "CONDITIONAL",
+        "orderType": algo.order_type,
+        "symbol": algo.symbol,
+        "side": algo.side,
+        "positionSide": "BOTH",
+        "timeInForce": algo.time_in_force,
+        "quantity": qty(pm, algo.quantity),
+        "algoStatus": algo.status,
+        "triggerPrice": px(pm, algo.trigger_price),
+        "price": px(pm, algo.price),
+        "icebergQuantity": None,
+        "selfTradePreventionMode": algo.self_trade_prevention,
+        "workingType": algo.working_type,
+        "priceMatch": "NONE",
+        "closePosition": algo.close_position,
+        "priceProtect": False,
+        "reduceOnly": algo.reduce_only,
+        "activatePrice": px(pm, algo.activate_price) if trailing else "",
+        "callbackRate": f"{algo.callback_rate:f}" if trailing else "",
+        "createTime": algo.created_ms,
+        "updateTime": algo.updated_ms,
+        "triggerTime": algo.trigger_ms,
+        "goodTillDate": 0,
+    }
+    if query:
+        body["actualOrderId"] = str(algo.actual_order_id or "")
+    return body
+
+
+def futures_trade(f: Fill, pm: PaperMarket) -> dict:
+    """One ``/fapi/v1/userTrades`` row (money in 8 decimals, margin asset USDT)."""
     return {
         "buyer": f.side == "BUY",
-        "commission": plain(f.commission),
+        "commission": fixed(f.commission, 8),
         "commissionAsset": f.commission_asset,
         "id": f.trade_id,
         "maker": f.is_maker,
         "orderId": f.order_id,
-        "price": plain(f.price),
-        "qty": plain(f.qty),
-        "quoteQty": plain(f.quote_qty),
-        "realizedPnl": plain(f.realized_pnl),
+        "price": px(pm, f.price),
+        "qty": qty(pm, f.qty),
+        "quoteQty": fixed(f.quote_qty, 8),
+        "realizedPnl": fixed(f.realized_pnl, 8),
+        "marginAsset": "USDT",
         "side": f.side,
         "positionSide": "BOTH",
         "symbol": f.symbol,
@@ -295,32 +448,29 @@ def order_trade_update(order: Order, fill: Fill | None, exec_type: str, now: int
             "pP": False,
             "si": 0,
             "ss": 0,
-            "V": "NONE",
+            "V": order.self_trade_prevention,
             "pm": "NONE",
             "gtd": 0,
         },
     }
 
 
-def _position_entry(ex: PaperExchange, account: Account, symbol: str) -> dict:
-    pos = account.positions.get(symbol)
-    qty = pos.qty if pos else ZERO
-    entry = pos.entry_price if pos else ZERO
+def _position_entry(f: PositionFigures) -> dict:
     return {
-        "s": symbol,
-        "pa": plain(qty),
-        "ep": plain(entry),
-        "bep": plain(entry),
+        "s": f.symbol,
+        "pa": plain(f.qty),
+        "ep": plain(f.entry_price),
+        "bep": plain(f.break_even_price),
         "cr": "0",
-        "up": plain(ex.unrealized_pnl(pos) if pos else ZERO),
-        "mt": "isolated" if account.margin_type.get(symbol) == "ISOLATED" else "cross",
-        "iw": "0",
+        "up": plain(f.unrealized_pnl),
+        "mt": "isolated" if f.isolated else "cross",
+        "iw": plain(f.initial_margin if f.isolated else ZERO),
         "ps": "BOTH",
     }
 
 
 def futures_account_update(
-    ex: PaperExchange, account: Account, reason: str, symbols: list[str], now: int
+    account: Account, reason: str, positions: list[PositionFigures], now: int
 ) -> dict:
     wallet = account.futures_wallet.get("USDT", ZERO)
     return {
@@ -330,83 +480,91 @@ def futures_account_update(
         "a": {
             "m": reason,
             "B": [{"a": "USDT", "wb": plain(wallet), "cw": plain(wallet), "bc": "0"}],
-            "P": [_position_entry(ex, account, s) for s in symbols],
+            "P": [_position_entry(f) for f in positions],
         },
     }
 
 
-def position_risk(ex: PaperExchange, account: Account, symbol: str, now: int) -> dict:
-    pos = account.positions.get(symbol)
-    qty = pos.qty if pos else ZERO
-    mark = ex.mark_price(symbol)
-    leverage = account.leverage_of(symbol)
-    isolated = account.margin_type.get(symbol) == "ISOLATED"
-    margin = ex.position_margin(account, pos) if pos else ZERO
-    return {
-        "symbol": symbol,
+def position_risk(pm: PaperMarket, f: PositionFigures, now: int, *, version: int = 3) -> dict:
+    """One ``/fapi/v3/positionRisk`` row (or the older ``v2`` shape, with leverage and margin
+    type): prices and money in 8 decimals, the amount in the symbol's."""
+    margin = f.initial_margin
+    isolated_margin = fixed(margin if f.isolated else ZERO, 8)
+    common = {
+        "symbol": f.symbol,
         "positionSide": "BOTH",
-        "positionAmt": plain(qty),
-        "entryPrice": plain(pos.entry_price if pos else ZERO),
-        "breakEvenPrice": plain(pos.entry_price if pos else ZERO),
-        "markPrice": plain(mark),
-        "unRealizedProfit": plain(ex.unrealized_pnl(pos) if pos else ZERO),
-        "liquidationPrice": "0",
-        "isolatedMargin": plain(margin if isolated else ZERO),
-        "notional": plain(qty * mark),
+        "positionAmt": qty(pm, f.qty),
+        "entryPrice": fixed(f.entry_price, 8),
+        "breakEvenPrice": fixed(f.break_even_price, 8),
+        "markPrice": fixed(f.mark_price, 8),
+        "unRealizedProfit": fixed(f.unrealized_pnl, 8),
+        "liquidationPrice": fixed(f.liquidation_price, 8) if f.liquidation_price else "0",
+        "isolatedMargin": isolated_margin,
+        "notional": fixed(f.notional, 8),
+        "isolatedWallet": isolated_margin,
+        "updateTime": f.updated_ms or now,
+    }
+    if version == 2:
+        return {
+            **common,
+            "leverage": str(f.leverage),
+            "maxNotionalValue": fixed(f.max_notional, 0),
+            "marginType": "isolated" if f.isolated else "cross",
+            "isAutoAddMargin": "false",
+        }
+    return {
+        **common,
         "marginAsset": "USDT",
-        "isolatedWallet": plain(margin if isolated else ZERO),
-        "initialMargin": plain(margin),
-        "maintMargin": plain(margin / 10),
-        "positionInitialMargin": plain(margin),
+        "initialMargin": fixed(margin, 8),
+        "maintMargin": fixed(f.maint_margin, 8),
+        "positionInitialMargin": fixed(margin, 8),
         "openOrderInitialMargin": "0",
-        "adl": 0,
+        "adl": _adl(f),
         "bidNotional": "0",
         "askNotional": "0",
-        "leverage": str(leverage),
-        "marginType": "isolated" if isolated else "cross",
-        "isolated": isolated,
-        "maxNotionalValue": "1000000",
-        "isAutoAddMargin": "false",
-        "updateTime": pos.updated_ms if pos else now,
     }
 
 
-def futures_account(ex: PaperExchange, account: Account, now: int, *, version: int = 3) -> dict:
-    wallet = account.futures_wallet.get("USDT", ZERO)
-    positions = [p for p in account.positions.values() if p.qty]
-    upnl = sum((ex.unrealized_pnl(p) for p in positions), ZERO)
-    pos_margin = sum((ex.position_margin(account, p) for p in positions), ZERO)
-    order_margin = ex.open_order_margin(account)
-    available = ex.available_balance(account)
-    margin_balance = wallet + upnl
+def _adl(f: PositionFigures) -> int:
+    """Binance's ADL quantile (0–4): here from the position's profit on its margin, as Binance
+    ranks (there is no other trader to rank against); 0 without a profitable position."""
+    if not f.qty or f.unrealized_pnl <= 0 or not f.initial_margin:
+        return 0
+    ratio = f.unrealized_pnl / f.initial_margin
+    return 1 + min(3, int(ratio))
+
+
+def futures_account(account: Account, fig: FuturesFigures, *, version: int = 3) -> dict:
+    margin_balance = fig.wallet + fig.unrealized_pnl
+    initial = fig.position_margin + fig.open_order_margin
     totals = {
-        "totalInitialMargin": plain(pos_margin + order_margin),
-        "totalMaintMargin": plain(pos_margin / 10),
-        "totalWalletBalance": plain(wallet),
-        "totalUnrealizedProfit": plain(upnl),
-        "totalMarginBalance": plain(margin_balance),
-        "totalPositionInitialMargin": plain(pos_margin),
-        "totalOpenOrderInitialMargin": plain(order_margin),
-        "totalCrossWalletBalance": plain(wallet),
-        "totalCrossUnPnl": plain(upnl),
-        "availableBalance": plain(available),
-        "maxWithdrawAmount": plain(available),
+        "totalInitialMargin": fixed(initial, 8),
+        "totalMaintMargin": fixed(fig.maint_margin, 8),
+        "totalWalletBalance": fixed(fig.wallet, 8),
+        "totalUnrealizedProfit": fixed(fig.unrealized_pnl, 8),
+        "totalMarginBalance": fixed(margin_balance, 8),
+        "totalPositionInitialMargin": fixed(fig.position_margin, 8),
+        "totalOpenOrderInitialMargin": fixed(fig.open_order_margin, 8),
+        "totalCrossWalletBalance": fixed(fig.wallet, 8),
+        "totalCrossUnPnl": fixed(fig.unrealized_pnl, 8),
+        "availableBalance": fixed(fig.available, 8),
+        "maxWithdrawAmount": fixed(fig.available, 8),
     }
     asset = {
         "asset": "USDT",
-        "walletBalance": plain(wallet),
-        "unrealizedProfit": plain(upnl),
-        "marginBalance": plain(margin_balance),
-        "maintMargin": plain(pos_margin / 10),
-        "initialMargin": plain(pos_margin + order_margin),
-        "positionInitialMargin": plain(pos_margin),
-        "openOrderInitialMargin": plain(order_margin),
-        "crossWalletBalance": plain(wallet),
-        "crossUnPnl": plain(upnl),
-        "availableBalance": plain(available),
-        "maxWithdrawAmount": plain(available),
+        "walletBalance": fixed(fig.wallet, 8),
+        "unrealizedProfit": fixed(fig.unrealized_pnl, 8),
+        "marginBalance": fixed(margin_balance, 8),
+        "maintMargin": fixed(fig.maint_margin, 8),
+        "initialMargin": fixed(initial, 8),
+        "positionInitialMargin": fixed(fig.position_margin, 8),
+        "openOrderInitialMargin": fixed(fig.open_order_margin, 8),
+        "crossWalletBalance": fixed(fig.wallet, 8),
+        "crossUnPnl": fixed(fig.unrealized_pnl, 8),
+        "availableBalance": fixed(fig.available, 8),
+        "maxWithdrawAmount": fixed(fig.available, 8),
         "marginAvailable": True,
-        "updateTime": account.updated_ms or now,
+        "updateTime": fig.updated_ms,
     }
     body: dict = dict(totals)
     if version == 2:
@@ -421,22 +579,28 @@ def futures_account(ex: PaperExchange, account: Account, now: int, *, version: i
             }
         )
     body["assets"] = [asset]
-    body["positions"] = [
-        {
-            "symbol": p.symbol,
-            "positionSide": "BOTH",
-            "positionAmt": plain(p.qty),
-            "unrealizedProfit": plain(ex.unrealized_pnl(p)),
-            "isolatedMargin": "0",
-            "notional": plain(p.qty * ex.mark_price(p.symbol)),
-            "isolatedWallet": "0",
-            "initialMargin": plain(ex.position_margin(account, p)),
-            "maintMargin": plain(ex.position_margin(account, p) / 10),
-            "entryPrice": plain(p.entry_price),
-            "leverage": str(account.leverage_of(p.symbol)),
-            "isolated": account.margin_type.get(p.symbol) == "ISOLATED",
-            "updateTime": p.updated_ms,
-        }
-        for p in positions
-    ]
+    body["positions"] = [_account_position(f, version) for f in fig.positions]
     return body
+
+
+def _account_position(f: PositionFigures, version: int) -> dict:
+    """A position of ``/fapi/v3/account`` (v2 adds entry price, leverage, isolated)."""
+    row = {
+        "symbol": f.symbol,
+        "positionSide": "BOTH",
+        "positionAmt": plain(f.qty),
+        "unrealizedProfit": fixed(f.unrealized_pnl, 8),
+        "isolatedMargin": fixed(f.initial_margin if f.isolated else ZERO, 8),
+        "notional": fixed(f.notional, 8),
+        "isolatedWallet": fixed(f.initial_margin if f.isolated else ZERO, 8),
+        "initialMargin": fixed(f.initial_margin, 8),
+        "maintMargin": fixed(f.maint_margin, 8),
+        "updateTime": f.updated_ms,
+    }
+    if version == 2:
+        row.update(
+            entryPrice=plain(f.entry_price),
+            leverage=str(f.leverage),
+            isolated=f.isolated,
+        )
+    return row

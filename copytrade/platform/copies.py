@@ -14,33 +14,26 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from copytrade import clock
-from copytrade.domain.copies import CopySettings, JoinRequest, check_join, validate_copy_settings
+from copytrade.domain.advice import copy_advice
+from copytrade.domain.copies import (
+    CopySettings,
+    JoinRequest,
+    changed_settings,
+    check_join,
+    edit_copy_settings,
+    validate_copy_settings,
+)
 from copytrade.domain.errors import RuleViolation
 from copytrade.domain.leaders import check_leverage
+from copytrade.domain.triggers import Trigger, stop_reason
 from copytrade.ledger import Ledger, Leg
-from copytrade.ledger.accounts import follower_cash, leader_capital, person_spot
-from copytrade.platform.leaders import get_portfolio
+from copytrade.ledger.accounts import follower_cash, person_spot
+from copytrade.platform.leaders import get_portfolio, portfolio_aum
 from copytrade.platform.people import check_handle, record, require_person
 from copytrade.platform.wallets import ASSET
-from models import Copy, LeadPortfolio, Person
+from models import Copy, LeaderFill, LeadPortfolio, Person
 
-STOPPED_BY_FOLLOWER = "stopped_by_follower"
-
-
-def portfolio_aum(session: Session, portfolio: LeadPortfolio) -> Decimal:
-    """Return a portfolio's AUM for R-LEAD-8: leader capital plus every active copy's cash.
-
-    First version: equity is the ledger cash of the accounts; open positions are valued by the
-    copy engine, which applies the same check per order with marked equity.
-    """
-    ledger = Ledger(session)
-    total = ledger.balance(leader_capital(portfolio.id), ASSET)
-    copy_ids = session.scalars(
-        select(Copy.id).where(Copy.portfolio_id == portfolio.id, Copy.status == "active")
-    ).all()
-    for copy_id in copy_ids:
-        total += ledger.balance(follower_cash(copy_id), ASSET)
-    return total
+STOPPED_BY_FOLLOWER = stop_reason(Trigger.STOP_COPY)
 
 
 def start(
@@ -128,14 +121,20 @@ def get_copy(session: Session, copy_id: object, *, lock: bool = False) -> Copy:
     return copy
 
 
-def stop(session: Session, copy_id: object, handle: str, reason: str = STOPPED_BY_FOLLOWER) -> Copy:
-    """Stop a copy at its follower's request (R-COPY-5); settlement (R-SET-5) takes it from here."""
+def get_own_copy(session: Session, copy_id: object, handle: str, rule: str) -> tuple[Copy, Person]:
+    """Return the copy ``copy_id`` (locked) and its follower; refuse anyone else naming ``rule``."""
     copy = get_copy(session, copy_id, lock=True)
     person = require_person(session, handle)
     if person.id != copy.follower_person_id:
         raise RuleViolation(
-            "handle", handle, "R-COPY-5", f"{handle!r} is not the follower of copy {copy.id}"
+            "handle", handle, rule, f"{handle!r} is not the follower of copy {copy.id}"
         )
+    return copy, person
+
+
+def stop(session: Session, copy_id: object, handle: str, reason: str = STOPPED_BY_FOLLOWER) -> Copy:
+    """Stop a copy at its follower's request (R-COPY-5); settlement (R-SET-5) takes it from here."""
+    copy, person = get_own_copy(session, copy_id, handle, "R-COPY-5")
     if copy.status != "active":
         raise RuleViolation(
             "copy_id",
@@ -157,6 +156,78 @@ def stop(session: Session, copy_id: object, handle: str, reason: str = STOPPED_B
         details={"portfolio_id": copy.portfolio_id},
     )
     return copy
+
+
+def settings_of(copy: Copy) -> CopySettings:
+    """Return a copy's stored settings as the domain's ``CopySettings``."""
+    return CopySettings(
+        sizing_mode=copy.sizing_mode,
+        fixed_amount=copy.fixed_amount,
+        below_min_policy=copy.below_min_policy,
+        stop_loss_pct=copy.stop_loss_pct,
+        take_profit_pct=copy.take_profit_pct,
+        max_cost_per_order=copy.max_cost_per_order,
+        slippage_limit_pct=copy.slippage_limit_pct,
+        position_take_profit_pct=copy.position_take_profit_pct,
+        position_stop_loss_pct=copy.position_stop_loss_pct,
+        leverage=copy.leverage,
+        symbols=tuple(copy.symbols) if copy.symbols else None,
+        daily_loss_limit=copy.daily_loss_limit,
+        close_only=copy.close_only,
+    )
+
+
+def edit(session: Session, copy_id: object, handle: str, **changes) -> dict[str, list]:
+    """Change a running copy's settings (R-COPY-3/6/12, leverage within R-LEAD-8); return the changes.
+
+    Everything is checked before the copy is touched; each edit is one audit entry listing every
+    changed field with its old and new value.
+    """
+    copy, person = get_own_copy(session, copy_id, handle, "R-COPY-12")
+    if copy.status != "active":
+        raise RuleViolation(
+            "copy_id", copy_id, "R-COPY-12", f"copy {copy.id} is {copy.status}; it cannot be edited"
+        )
+    portfolio = get_portfolio(session, copy.portfolio_id)
+    before = settings_of(copy)
+    after = edit_copy_settings(portfolio.mode, copy.allocation, before, changes)
+    if portfolio.mode == "futures" and after.leverage > before.leverage:
+        check_leverage(portfolio_aum(session, portfolio), after.leverage)
+    changed = changed_settings(before, after)
+    for column, value in after.as_columns().items():
+        setattr(copy, column, value)
+    record(
+        session,
+        actor=person.handle,
+        action="copy_edited",
+        subject_type="copy",
+        subject_id=copy.id,
+        rule="R-COPY-12",
+        reason=", ".join(f"{f} {old} → {new}" for f, (old, new) in changed.items()),
+        details=changed,
+    )
+    return changed
+
+
+def start_advice(session: Session, copy: Copy) -> list[str]:
+    """Return the R-COPY-9 advice that applies to ``copy``, just started (shown, not enforced)."""
+    portfolio = session.get(LeadPortfolio, copy.portfolio_id)
+    first_fill = session.scalar(
+        select(func.min(LeaderFill.traded_at)).where(LeaderFill.portfolio_id == portfolio.id)
+    )
+    since = min(first_fill, portfolio.created_at) if first_fill else portfolio.created_at
+    active = session.execute(
+        select(Copy.portfolio_id, Copy.allocation).where(
+            Copy.follower_person_id == copy.follower_person_id, Copy.status == "active"
+        )
+    ).all()
+    spot = Ledger(session).balance(person_spot(copy.follower_person_id), ASSET)
+    return copy_advice(
+        history_days=max((clock.now() - since).days, 0),
+        allocation=copy.allocation,
+        total_capital=spot + sum((a for _, a in active), Decimal(0)),
+        leaders_followed=len({pid for pid, _ in active}),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select
@@ -18,13 +19,14 @@ from copytrade.config import get_settings
 from copytrade.domain import leaders as rules
 from copytrade.domain.accounts import check_leader_identity
 from copytrade.domain.errors import RuleViolation
+from copytrade.domain.triggers import Trigger, stop_reason
 from copytrade.ledger import Ledger, Leg
-from copytrade.ledger.accounts import leader_capital, person_spot
+from copytrade.ledger.accounts import follower_cash, leader_capital, person_spot
 from copytrade.platform.people import check_handle, find_person, get_or_create_person, record
 from copytrade.platform.wallets import ASSET
-from models import CapacityRequest, Copy, LeadPortfolio
+from models import CapacityRequest, Copy, LeaderLeverageViolation, LeadPortfolio
 
-STOPPED_BY_CLOSE = "portfolio_closed"
+STOPPED_BY_CLOSE = stop_reason(Trigger.PORTFOLIO_CLOSED)
 
 
 def capital_bounds() -> rules.CapitalBounds:
@@ -429,6 +431,95 @@ def scan_impersonation(session: Session, actor: str = "system") -> list[Takedown
             )
             takedowns.append(Takedown(other.id, other.nickname, p.id, p.nickname))
     return takedowns
+
+
+# -- leader leverage (R-LEAD-8) -----------------------------------------------------------------
+
+
+def portfolio_aum(session: Session, portfolio: LeadPortfolio) -> Decimal:
+    """Return a portfolio's AUM for R-LEAD-8: leader capital plus every active copy's cash.
+
+    First version: equity is the ledger cash of the accounts; open positions are valued by the
+    copy engine, which applies the same check per order with marked equity.
+    """
+    ledger = Ledger(session)
+    total = ledger.balance(leader_capital(portfolio.id), ASSET)
+    copy_ids = session.scalars(
+        select(Copy.id).where(Copy.portfolio_id == portfolio.id, Copy.status == "active")
+    ).all()
+    for copy_id in copy_ids:
+        total += ledger.balance(follower_cash(copy_id), ASSET)
+    return total
+
+
+def record_leader_leverage(
+    session: Session,
+    portfolio_id: object,
+    *,
+    symbol: str,
+    leverage: int,
+    exchange_ref: str,
+    opened_at: datetime,
+    aum: Decimal | None = None,
+) -> LeaderLeverageViolation | None:
+    """Record a leader position opened above 5× at 100,000 USD AUM or more (R-LEAD-8); else None.
+
+    The copy engine calls this for every position the leader opens. The platform cannot refuse
+    the leader's own order on an exchange it does not run, so the breach is recorded once per
+    position (``exchange_ref``, the opening fill's trade id), written to the audit log and shown
+    by ``copytrade leaders show``; copies of the portfolio never use more than 5× there.
+    ``aum`` defaults to the ledger's view (``portfolio_aum``).
+    """
+    portfolio = get_portfolio(session, portfolio_id)
+    if portfolio.mode != rules.FUTURES:
+        return None  # spot positions carry no leverage
+    value = portfolio_aum(session, portfolio) if aum is None else aum
+    if rules.leverage_allowed(value, leverage):
+        return None
+    existing = session.scalars(
+        select(LeaderLeverageViolation).where(
+            LeaderLeverageViolation.portfolio_id == portfolio.id,
+            LeaderLeverageViolation.symbol == symbol,
+            LeaderLeverageViolation.exchange_ref == exchange_ref,
+        )
+    ).one_or_none()
+    if existing is not None:
+        return existing
+    violation = LeaderLeverageViolation(
+        portfolio_id=portfolio.id,
+        symbol=symbol,
+        leverage=leverage,
+        aum=value,
+        exchange_ref=exchange_ref,
+        opened_at=opened_at,
+    )
+    session.add(violation)
+    record(
+        session,
+        actor="system",
+        action="leader_leverage_violation",
+        subject_type="lead_portfolio",
+        subject_id=portfolio.id,
+        rule="R-LEAD-8",
+        reason=(
+            f"leader opened {symbol} at {leverage}x with AUM {value} USD "
+            f"(at most {rules.LEVERAGE_CAP_AT_THRESHOLD}x from {rules.LEVERAGE_AUM_THRESHOLD} USD)"
+        ),
+        details={"symbol": symbol, "leverage": leverage, "exchange_ref": exchange_ref},
+    )
+    session.flush()
+    return violation
+
+
+def leverage_violations(session: Session, portfolio_id: int) -> list[LeaderLeverageViolation]:
+    """Return a portfolio's recorded leader leverage violations, oldest first."""
+    return list(
+        session.scalars(
+            select(LeaderLeverageViolation)
+            .where(LeaderLeverageViolation.portfolio_id == portfolio_id)
+            .order_by(LeaderLeverageViolation.opened_at, LeaderLeverageViolation.id)
+        )
+    )
 
 
 # -- listings ---------------------------------------------------------------------------------

@@ -13,22 +13,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from copytrade.domain.errors import RuleViolation
+from copytrade.domain.triggers import FINAL_TRIGGERS as DOMAIN_FINAL
+from copytrade.domain.triggers import Trigger, parse_trigger, trigger_of
 
 WEEKLY = "weekly"
-# Event triggers (R-SET-5, R-LEAD-10, R-COPY-3/5). The first three end the copy: its settlement
-# is final. A profit withdrawal settles a copy that keeps running.
-FINAL_TRIGGERS = ("stop_copy", "stop_loss", "portfolio_closed")
-EVENT_TRIGGERS = (*FINAL_TRIGGERS, "withdraw_profit")
+# Event triggers (R-SET-5, R-LEAD-10, R-COPY-3/5): one vocabulary with the stop reasons
+# (``copytrade.domain.triggers``). The final ones end the copy; a profit withdrawal settles a copy
+# that keeps running.
+FINAL_TRIGGERS = tuple(t.value for t in Trigger if t in DOMAIN_FINAL)
+EVENT_TRIGGERS = tuple(t.value for t in Trigger)
 TRIGGERS = (WEEKLY, *EVENT_TRIGGERS)
-
-# Why a copy stopped (copies.stop_reason) → the trigger that settles it. Unknown reasons are a
-# follower or operator stop.
-STOP_REASON_TRIGGERS = {
-    "portfolio_closed": "portfolio_closed",
-    "stop_loss": "stop_loss",
-    "take_profit": "stop_loss",  # R-COPY-3: take-profit "works the same way"
-    "stopped_by_follower": "stop_copy",
-}
 _REF = re.compile(r"^[A-Za-z0-9._:-]{1,40}$")
 
 
@@ -74,13 +68,7 @@ def parse_week(value: str) -> datetime:
 
 def event_cycle(copy_id: int, trigger: str, at: datetime, ref: str | None = None) -> CycleSpec:
     """Return the event cycle settling ``copy_id`` for ``trigger`` at ``at`` (R-SET-5)."""
-    if trigger not in EVENT_TRIGGERS:
-        raise RuleViolation(
-            "trigger",
-            trigger,
-            "R-SET-5",
-            f"an event trigger is one of {', '.join(EVENT_TRIGGERS)}",
-        )
+    trigger = parse_trigger(trigger).value
     if not isinstance(copy_id, int) or isinstance(copy_id, bool) or copy_id <= 0:
         raise RuleViolation("copy", copy_id, "R-SET-1", "a copy id is a positive integer")
     at = _utc(at, "at")
@@ -100,8 +88,8 @@ def event_cycle(copy_id: int, trigger: str, at: datetime, ref: str | None = None
 
 
 def trigger_for_stop_reason(stop_reason: str | None) -> str:
-    """Return the event trigger that settles a copy stopped for ``stop_reason``."""
-    return STOP_REASON_TRIGGERS.get((stop_reason or "").strip(), "stop_copy")
+    """Return the event trigger that settles a copy stopped for ``stop_reason`` (``<trigger>: …``)."""
+    return trigger_of(stop_reason).value
 
 
 def _utc(at: datetime, field: str) -> datetime:

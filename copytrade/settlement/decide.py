@@ -1,8 +1,9 @@
 """What one copy is due in one cycle: pure decisions, no I/O (R-SET-1/2/3/6/7/8/10, R-FEE-3/4).
 
-The profit basis of a copy is its cumulative profit since it started, *after trading fees*: the
-realised PnL of its fills minus the fees it paid in the settlement asset, plus (futures only) the
-unrealised PnL of its open positions at the mark. The share due is the domain formula
+The profit basis of a copy is its cumulative profit since it started, *after trading fees and
+funding*: the realised PnL of its fills minus the fees it paid (valued in the settlement asset; a
+fee in the bought coin at its fill's price), plus the funding it received minus the funding it
+paid, plus (futures only) the unrealised PnL of its open positions at the mark. The share due is the domain formula
 ``profit_share`` (basis × ratio − already paid, floored at 0, rounded down to 1e-8). A due share
 is then paid, deferred (weekly cycle of a futures portfolio at or below −20,000 USD unrealised,
 R-SET-6), or paused (the follower's balance is below it, R-SET-7); deferred and paused shares are
@@ -33,7 +34,8 @@ class CopyFacts:
     ratio: Decimal
     asset: str  # the settlement asset (the portfolio's capital asset)
     realised: Decimal = ZERO  # Σ realised PnL of the fills, settlement asset
-    fees: Decimal = ZERO  # Σ trading fees paid in the settlement asset
+    fees: Decimal = ZERO  # Σ trading fees, valued in the settlement asset (fee_in_settlement_asset)
+    funding: Decimal = ZERO  # futures funding received − paid (settlement.funding)
     unrealised: Decimal = ZERO  # futures: open positions at the mark
     missing_marks: tuple[str, ...] = ()  # futures: open symbols without a mark
     share_paid: Decimal = ZERO  # "already paid" (R-SET-8)
@@ -49,7 +51,7 @@ class ShareDecision:
     status: str  # paid | paused | deferred | nothing_due
     amount: Decimal  # paid, or due when paused/deferred
     basis: Decimal | None  # None when it could not be computed (missing mark)
-    realised: Decimal  # realised PnL − fees
+    realised: Decimal  # realised PnL − fees + funding
     unrealised: Decimal | None
     paid_before: Decimal
     peak_after: Decimal
@@ -75,7 +77,7 @@ def portfolio_deferral(
 
 def decide_share(facts: CopyFacts, deferral_reason: str | None = None) -> ShareDecision:
     """Return the profit share of ``facts`` for this cycle (``deferral_reason``: R-SET-6 applies)."""
-    realised = facts.realised - facts.fees
+    realised = facts.realised - facts.fees + facts.funding
     futures = facts.mode == FUTURES
     if futures and facts.missing_marks:
         return ShareDecision(

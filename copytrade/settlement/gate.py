@@ -2,7 +2,9 @@
 
 Settlement asks its gate before paying anything in a run. The production gate runs the
 ``ledger_integrity`` checkpoint (GX suites plus the recomputed hash chain); a failure blocks every
-payout of the run's cycles and is recorded with the failed expectations.
+payout of the run's cycles and is recorded with the failed expectations. Settlement depends on
+validation, never the reverse: the gate reads a ``ValidationReport`` (``passed``,
+``failure_lines()``) and validation knows nothing of gates.
 """
 
 from __future__ import annotations
@@ -36,12 +38,16 @@ def ledger_integrity_gate(url: str, *, data_docs: bool = False) -> Gate:
     def run() -> GateResult:
         from copytrade.validation import validate_ledger  # GX is heavy: import on first use
 
-        report = validate_ledger(url, data_docs=data_docs)
-        return report.as_gate_result()
+        return gate_result(validate_ledger(url, data_docs=data_docs))
 
     return run
 
 
+def gate_result(report: Any) -> GateResult:
+    """Return the gate's answer for a ``ValidationReport``."""
+    return GateResult(passed=report.passed, failures=report.failure_lines(), report=report)
+
+
 def gate_from_report(report: Any) -> Gate:
     """Return a gate answering with a validation that already ran (the flow validates first)."""
-    return lambda: report.as_gate_result()
+    return lambda: gate_result(report)

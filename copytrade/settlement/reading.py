@@ -18,10 +18,11 @@ from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from copytrade.domain.money import ZERO, from_units
-from copytrade.domain.settlement import FUTURES
+from copytrade.domain.settlement import FUTURES, fee_in_settlement_asset
 from copytrade.ledger.accounts import follower_cash
 from copytrade.ledger.rawsql import Raw
 from copytrade.settlement.decide import CopyFacts
+from copytrade.settlement.funding import funding_by_copy
 from copytrade.settlement.marks import MarkedPnl, MarkPrices, SymbolBook, mark_books
 from copytrade.settlement.sqlutil import chunks, raw_units
 from models.platform import Copy, LeadPortfolio
@@ -64,6 +65,7 @@ class Batch:
     states: dict[tuple[int, str], StateRow] = field(default_factory=dict)
     cash: dict[int, dict[str, Decimal]] = field(default_factory=dict)  # every asset of the copy
     open_positions: dict[int, tuple[str, ...]] = field(default_factory=dict)  # futures, net ≠ 0
+    books: dict[int, dict[str, SymbolBook]] = field(default_factory=dict)  # open positions' fills
 
 
 class MarkCache:
@@ -129,16 +131,26 @@ def settled_in(session: Session, cycle_ids: Sequence[int]) -> set[int]:
 
 
 def load_batch(
-    session: Session, copy_ids: Sequence[int], as_of: datetime, marks: MarkCache
+    session: Session,
+    copy_ids: Sequence[int],
+    as_of: datetime,
+    marks: MarkCache,
+    *,
+    lock: bool = True,
+    mark_spot: bool = False,
 ) -> Batch:
-    """Read the facts of ``copy_ids`` (sorted) at ``as_of``, locking their copy rows."""
+    """Read the facts of ``copy_ids`` (sorted) at ``as_of``, locking their copy rows (``lock``).
+
+    ``mark_spot`` also marks open spot positions (for a copy's statement and its stop-loss;
+    settlement itself ignores spot unrealised PnL, R-SET-2).
+    """
     wanted = set(copy_ids)
     lo, hi = copy_ids[0], copy_ids[-1]
     batch = Batch()
 
     # Core results (``connection().execute``): no ORM row machinery for tens of thousands of rows.
     connection = session.connection()
-    copy_rows = connection.execute(
+    copy_query = (
         select(
             Copy.id,
             Copy.portfolio_id,
@@ -153,9 +165,10 @@ def load_batch(
         .join(LeadPortfolio, LeadPortfolio.id == Copy.portfolio_id)
         .where(Copy.id >= lo, Copy.id <= hi)
         .order_by(Copy.id)
-        .with_for_update(of=Copy)
     )
-    for row in copy_rows:
+    if lock:
+        copy_query = copy_query.with_for_update(of=Copy)
+    for row in connection.execute(copy_query):
         if row[0] in wanted:
             batch.copies[row[0]] = CopyRow(*row)
 
@@ -208,9 +221,15 @@ def load_batch(
         if qty and batch.copies.get(copy_id) and batch.copies[copy_id].mode == FUTURES:
             open_symbols[copy_id].append(symbol)
     batch.open_positions = {cid: tuple(symbols) for cid, symbols in open_symbols.items()}
-    marked = _mark_open_positions(session, sorted(open_symbols), as_of, marks)
+    to_mark = set(open_symbols)
+    if mark_spot:
+        to_mark |= {cid for (cid, _), qty in net.items() if qty and cid in batch.copies}
+    marked, batch.books = _mark_open_positions(session, sorted(to_mark), as_of, marks)
 
     batch.cash = _follower_cash(session, batch.copies.values())
+    assets = {copy_id: row.asset for copy_id, row in batch.copies.items()}
+    valued_fees = _fees_in_other_assets(session, assets, as_of)
+    funding = funding_by_copy(session, assets, as_of)
 
     paid_rebates: dict[int, dict[str, Decimal]] = defaultdict(dict)
     for (copy_id, asset), state in batch.states.items():
@@ -229,7 +248,9 @@ def load_batch(
             ratio=row.ratio,
             asset=row.asset,
             realised=from_units(realised.get(copy_id, 0)),
-            fees=from_units(fees.get(copy_id, {}).get(row.asset, 0)),
+            fees=from_units(fees.get(copy_id, {}).get(row.asset, 0))
+            + valued_fees.get(copy_id, ZERO),
+            funding=funding.get(copy_id, ZERO),
             unrealised=pnl.unrealised if pnl.unrealised is not None else ZERO,
             missing_marks=pnl.missing,
             share_paid=state.share_paid,
@@ -242,10 +263,10 @@ def load_batch(
 
 def _mark_open_positions(
     session: Session, copy_ids: list[int], as_of: datetime, marks: MarkCache
-) -> dict[int, MarkedPnl]:
-    """Mark the open futures positions of ``copy_ids`` from their fills (see ``marks``)."""
+) -> tuple[dict[int, MarkedPnl], dict[int, dict[str, SymbolBook]]]:
+    """Mark the open positions of ``copy_ids`` from their fills (see ``marks``); return the books too."""
     if not copy_ids:
-        return {}
+        return {}, {}
     books: dict[int, dict[str, SymbolBook]] = defaultdict(lambda: defaultdict(SymbolBook))
     raw = Raw(session)
     rows = raw.select_in(
@@ -257,7 +278,44 @@ def _mark_open_positions(
     for copy_id, symbol, side, quantity, price, realised, traded_at in rows:
         if traded_at <= cutoff:  # stored UTC text on SQLite, aware datetimes on PostgreSQL
             books[copy_id][symbol].add(side, quantity, price, realised)
-    return {copy_id: mark_books(books[copy_id], marks, as_of) for copy_id in copy_ids}
+    marked = {copy_id: mark_books(books[copy_id], marks, as_of) for copy_id in copy_ids}
+    return marked, {copy_id: dict(books[copy_id]) for copy_id in copy_ids}
+
+
+def _fees_in_other_assets(
+    session: Session, assets: dict[int, str], as_of: datetime
+) -> dict[int, Decimal]:
+    """Return each copy's fees paid outside its settlement asset, valued at their fills' prices.
+
+    Only fees that can be valued at the fill count (the fill's base coin; see
+    ``fee_in_settlement_asset``); each is rounded up, so the basis is never overstated.
+    """
+    if not assets:
+        return {}
+    ff = FollowerFill.__table__
+    out: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    for chunk in chunks(sorted(assets)):
+        rows = session.connection().execute(
+            select(
+                ff.c.copy_id,
+                ff.c.symbol,
+                ff.c.fee_asset,
+                raw_units(ff.c.fee),
+                raw_units(ff.c.price),
+            ).where(
+                ff.c.copy_id.in_(chunk),
+                ff.c.fee_asset.notin_(sorted(set(assets.values()))),
+                raw_units(ff.c.fee) > 0,
+                ff.c.traded_at <= as_of,
+            )
+        )
+        for copy_id, symbol, fee_asset, fee, price in rows:
+            value = fee_in_settlement_asset(
+                from_units(fee), fee_asset, symbol, from_units(price), assets[copy_id]
+            )
+            if value is not None:
+                out[copy_id] += value
+    return dict(out)
 
 
 def _follower_cash(session: Session, copies) -> dict[int, dict[str, Decimal]]:

@@ -29,9 +29,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from copytrade import clock
 from copytrade.domain.errors import RuleViolation
 from copytrade.domain.money import ZERO, from_units
+from copytrade.gcpause import paused_gc
 from copytrade.ledger import Ledger, Leg, TransferSpec
 from copytrade.ledger.accounts import follower_cash, leader_capital, leader_rebates, person_spot
-from copytrade.ledger.rawsql import Raw, paused_gc, units
+from copytrade.ledger.rawsql import Raw, units
 from copytrade.settlement.cycles import (
     FINAL_TRIGGERS,
     CycleSpec,
@@ -156,6 +157,36 @@ class SettlementService:
                     f"copy {copy_id} is still {copy.status}; stop it before its final settlement",
                 )
         return self._run([spec], trigger, spec.as_of)
+
+    def settle_event(
+        self,
+        copy_id: int,
+        trigger: str | None = None,
+        *,
+        ref: str | None = None,
+        at: datetime | None = None,
+    ) -> RunReport:
+        """Settle one copy for an event, idempotently: the entry point of event automations.
+
+        Without ``trigger`` the copy must be stopped and its own stop reason names the trigger
+        (``copytrade.domain.triggers.trigger_of``). The cycle is keyed by trigger and copy (and a
+        withdrawal's reference), so delivering the same event again pays nothing twice (R-SET-9):
+        the run reports ``already_completed``.
+        """
+        if trigger is None:
+            with self.sessions() as session:
+                copy = session.get(Copy, copy_id)
+                if copy is None:
+                    raise RuleViolation("copy", copy_id, "R-SET-1", f"there is no copy {copy_id}")
+                if copy.status != "stopped":
+                    raise RuleViolation(
+                        "trigger",
+                        None,
+                        "R-SET-5",
+                        f"copy {copy_id} is still {copy.status}; name the trigger of a live copy",
+                    )
+                trigger = trigger_for_stop_reason(copy.stop_reason)
+        return self.settle_copy(copy_id, trigger, ref=ref, at=at)
 
     def settle_pending_events(self, at: datetime | None = None) -> RunReport:
         """Settle every stopped copy whose final settlement has not run yet (R-SET-5, R-LEAD-10)."""

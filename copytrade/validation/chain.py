@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
+from copytrade.gcpause import paused_gc
 from copytrade.ledger import Ledger
 from copytrade.ledger.chain import ChainReport, recompute_chain
-from copytrade.ledger.rawsql import paused_gc
 from models.validation import LedgerChainVerification
 
 

@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 
 from copytrade.config import get_settings
 from copytrade.db import make_engine
-from copytrade.settlement.gate import GateResult
 from copytrade.validation.chain import recompute_chain_at, record_chain_verification
 
 
@@ -71,11 +70,18 @@ class ValidationReport:
     def failed_rules(self) -> set[str]:
         return {o.rule for o in self.failures}
 
-    def as_gate_result(self) -> GateResult:
-        failures = tuple(
+    def failure_lines(self) -> tuple[str, ...]:
+        """Return one line per failed check: its label and what failed."""
+        return tuple(
             f"{o.label} ({o.error or f'{o.unexpected} offending rows'})" for o in self.failures
         )
-        return GateResult(passed=self.passed, failures=failures, report=self)
+
+    @property
+    def reason(self) -> str:
+        """Why payouts are blocked ("" when the validation passed, R-LED-7)."""
+        if self.passed:
+            return ""
+        return "ledger validation failed: " + "; ".join(self.failure_lines() or ("no detail",))
 
     def rows(self) -> list[dict]:
         """Return one row per check for a table artifact or a terminal table."""

@@ -1,4 +1,4 @@
-"""`copytrade demo --fast` end to end (issue 8, item 2): every leader fill × copy has one
+"""`python -m demo --fast` (scripts/demo --fast) end to end (issue 8, item 2): every leader fill × copy has one
 outcome (R-COPY-7), the ledger validation passed before settling (R-LED-7), payouts equal the
 profit-share formula for the demo's copies (R-SET-2/3), metrics rows exist for every leader
 (R-MET-1), and the production flows (settle gated by validate_ledger, build_metrics) ran on Prefect
@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from copytrade.db import make_engine
-from copytrade.demo import run_demo
 from copytrade.domain.settlement import profit_share
+from demo import run_demo
 from models import (
     Copy,
     FollowerOrderIntent,

@@ -23,7 +23,6 @@ import models
 from copytrade.config import get_settings
 from copytrade.db import make_engine
 from copytrade.engine.core import CopyEngine
-from copytrade.engine.fixtures import make_paper_world, real_leader_rows, replay_leader
 from copytrade.engine.reconcile import reconcile
 from copytrade.engine.runner import EngineRunner
 from copytrade.engine.wiring import GatewayDirectory
@@ -31,10 +30,10 @@ from copytrade.exchange.factory import GatewayFactory
 from copytrade.ledger import Ledger
 from copytrade.paper.client import AsyncAdminClient
 from models import Copy, FollowerFill, FollowerOrderIntent, LeaderFill
+from tests.support import paper_exchange as paper_testing
+from tests.support.engine_world import make_paper_world, real_leader_rows, replay_leader
 
 pytestmark = pytest.mark.slow
-
-paper_testing = pytest.importorskip("copytrade.paper.testing")
 
 
 def mixed_copies(n: int = 50) -> tuple[list[dict], list]:

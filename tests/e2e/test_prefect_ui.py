@@ -101,7 +101,7 @@ def seed_ledger(url: str) -> None:
 
     from copytrade import migrate
     from copytrade.db import make_engine
-    from copytrade.settlement.fixtures import EPOCH, Scenario
+    from tests.support.settlement import EPOCH, Scenario
 
     migrate.upgrade(url)
     engine = make_engine(url)

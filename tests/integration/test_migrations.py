@@ -74,9 +74,11 @@ def single_chain_history(engine, n: int) -> None:
             at + timedelta(seconds=i, microseconds=i),
         )
 
+HEAD = "0005"  # 0001 → 0002 → 0004 → 0006 → 0005
+
 
 def test_upgrade_matches_models_and_ledger_works(db_url):
-    assert migrate.upgrade(db_url) == "0005"
+    assert migrate.upgrade(db_url) == HEAD
     engine = make_engine(db_url)
     with engine.connect() as conn:
         diff = compare_metadata(
@@ -97,7 +99,7 @@ def test_upgrade_matches_models_and_ledger_works(db_url):
 
 def test_upgrade_is_idempotent_and_downgrade_removes_everything(db_url):
     migrate.upgrade(db_url)
-    assert migrate.upgrade(db_url) == "0005"
+    assert migrate.upgrade(db_url) == HEAD
     migrate.downgrade(db_url, "base")
     engine = make_engine(db_url)
     tables = set(inspect(engine).get_table_names()) - {"alembic_version"}
@@ -142,7 +144,7 @@ def test_0005_makes_the_single_chain_stream_0_and_keeps_it_verifiable_R_X_4(db_u
             "select id, seq, hash from ledger_transfers order by id"
         ).all()
         head = conn.exec_driver_sql("select last_seq, last_hash from ledger_chain_head").one()
-    assert migrate.upgrade(db_url) == "0005"
+    assert migrate.upgrade(db_url) == HEAD
     with engine.connect() as conn:
         after = conn.exec_driver_sql(
             "select id, seq, hash, stream from ledger_transfers order by id"
@@ -210,6 +212,63 @@ def models_deposit(key: str, address: str):
     return TransferSpec(
         key, "deposit", (Leg("external:deposits", "USDT", D(-1)), Leg(address, "USDT", D(1)))
     )
+
+
+def test_0004_keeps_daily_marks_as_minute_marks_and_goes_back(db_url):
+    """0002 → 0004 on a ledger with daily marks: each becomes its day's 23:59 mark; down again."""
+    from datetime import UTC, date, datetime
+
+    from sqlalchemy import text
+
+    from copytrade.marks.store import daily_closes
+
+    assert migrate.upgrade(db_url, "0002") == "0002"
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "insert into mark_prices (symbol, price_date, price, quote_volume, candles, source,"
+                " loaded_at) values ('ONDOUSDT', :d, 123456789, 500000000000, 288, 'ONDOUSDT-5m.csv',"
+                " :t), ('ETHBTC', :d, 9947000, 0, 288, 'ETH_BTC-5m.csv', :t)"
+            ),
+            {"d": date(2025, 3, 1), "t": datetime(2025, 3, 2, tzinfo=UTC)},
+        )
+    assert migrate.upgrade(db_url) == HEAD
+    with Session(engine) as session:
+        (ondo,) = daily_closes(session, "ONDOUSDT", "usdm")
+        (eth,) = daily_closes(session, "ETHBTC", "spot")
+    assert (ondo.day, ondo.price, ondo.quote_volume) == (date(2025, 3, 1), D("1.23456789"), D(5000))
+    assert ondo.marked_at == datetime(2025, 3, 1, 23, 59, tzinfo=UTC)
+    assert eth.price == D("0.09947")
+    migrate.downgrade(db_url, "0002")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("select symbol, price_date, price, quote_volume from mark_prices order by symbol")
+        ).all()
+    assert [(r[0], str(r[1]), r[2], r[3]) for r in rows] == [
+        ("ETHBTC", "2025-03-01", 9947000, 0),
+        ("ONDOUSDT", "2025-03-01", 123456789, 500000000000),
+    ]
+
+
+def test_0006_adds_leverage_violations_to_a_ledger_with_history_R_LEAD_8(db_url):
+    """0002 → 0006 keeps the ledger and its chain; the new table starts empty and goes down again."""
+    assert migrate.upgrade(db_url, "0002") == "0002"
+    engine = make_engine(db_url)
+    post_single_chain(
+        engine,
+        "d",
+        [("external:deposits", "USDT", -500_000_000), ("person:1:spot", "USDT", 500_000_000)],
+        datetime.now(UTC),
+    )
+    assert migrate.upgrade(db_url) == HEAD
+    assert "leader_leverage_violations" in inspect(engine).get_table_names()
+    with Session(engine) as session:
+        assert Ledger(session).verify_chain().ok
+        assert Ledger(session).balance("person:1:spot", "USDT") == D(5)
+    migrate.downgrade(db_url, "0002")
+    assert "leader_leverage_violations" not in inspect(engine).get_table_names()
+    engine.dispose()
 
 
 def test_new_revision_numbers_the_next_file_and_finds_no_drift(tmp_path, monkeypatch):

@@ -29,6 +29,7 @@ DEPLOYMENTS = {
     "copy-engine",
     "ingest-reconcile",
     "settle-weekly",
+    "settle-event",
     "validate-ledger-daily",
     "build-metrics-hourly",
 }
@@ -80,7 +81,7 @@ async def next_dates(schedule: CronSchedule | IntervalSchedule, n: int = 3) -> l
     return await server.get_dates(n=n, start=start)
 
 
-def test_deployments_are_the_five_of_issue_8(deployments: dict[str, dict[str, Any]]) -> None:
+def test_deployments_are_those_of_issues_8_and_13(deployments: dict[str, dict[str, Any]]) -> None:
     assert set(deployments) == DEPLOYMENTS
 
 
@@ -163,6 +164,8 @@ def test_no_literal_secrets_and_every_placeholder_is_provided(config: dict) -> N
                 elif placeholder.startswith("prefect.variables."):
                     name = placeholder.removeprefix("prefect.variables.")
                     assert name in provided_vars, f"{where}: variable {name} is not set by up"
+                elif ".triggers[" in where and placeholder.startswith("event."):
+                    pass  # rendered from the triggering event when the automation fires
                 else:
                     assert placeholder.startswith("prefect.blocks.secret."), (
                         f"{where}: unexpected placeholder {placeholder}"
@@ -186,11 +189,13 @@ ARTIFACT_KEYS = {
     "copy-engine": set(),
     "ingest-reconcile": {"reconciliation-report"},
     "settle-weekly": {"settlement-report"},
+    "settle-event": {"settlement-report"},
     "validate-ledger-daily": {"validation-summary"},
     "build-metrics-hourly": {"leaderboard", "copy-quality"},
 }
 RUN_NAME_PARAMETER = {
     "settle-weekly": "cycle",
+    "settle-event": "cycle",
     "build-metrics-hourly": "period",
     "validate-ledger-daily": "scope",
 }

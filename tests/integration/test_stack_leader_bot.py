@@ -16,7 +16,7 @@ import pytest
 
 from copytrade.config import get_settings
 from copytrade.ops.stack import LEADER_BOT_DEPOSIT, Stack, leader_bot_account
-from copytrade.paper.testing import TEST_ADMIN_TOKEN, run_paper_exchange
+from tests.support.paper_exchange import TEST_ADMIN_TOKEN, run_paper_exchange
 
 
 @pytest.fixture(autouse=True)

@@ -130,9 +130,11 @@ injected as (
             when previous_min_position = running_min_position then 0
             when previous_min_position - running_min_position = reduced_quantity
                 then side_sign * reduced_notional_usd - reduced_realised_pnl_usd
-            else {{ round_money(
-                to_double('side_sign * reduced_notional_usd - reduced_realised_pnl_usd')
-                ~ ' * ' ~ ratio('previous_min_position - running_min_position', 'reduced_quantity')) }}
+            -- the injected share of the day's reducing cost, exact (no double on money)
+            else {{ money_mul_div(
+                'side_sign * reduced_notional_usd - reduced_realised_pnl_usd',
+                'previous_min_position - running_min_position',
+                'reduced_quantity') }}
         end as injected_basis_usd
     from floored
 ),

@@ -5,7 +5,9 @@
     pre_hook="{{ clear_unrealised_from_start() }}",
 ) }}
 {#- One row per book and UTC day on which it holds an open position: the unrealised PnL of its
-    open positions at the day's mark, Σ (Q × mark − B) rounded to 1e-8. A position holds from its
+    open positions at the day's mark (of the book's market: usdm for futures, spot for spot),
+    Σ (Q × mark − B) rounded to 1e-8; unmarked_positions/unmarked_symbols name the open positions
+    whose market had no mark that day (marks_complete in leader_metrics). A position holds from its
     fill day to the day before its next fill day (or the as-of day), so days without trades carry
     it and re-mark it. A market without any mark yet is carried at cost (0). A flat position
     whose fills had no published realised PnL keeps that result here (−B).
@@ -89,6 +91,7 @@ marked as (
     select
         held.book_type,
         held.book_id,
+        held.symbol,
         held.unrealised_date,
         case
             when held.position_quantity = 0 then -held.basis_usd
@@ -96,10 +99,14 @@ marked as (
             else held.position_quantity * marks.mark_price - held.basis_usd
         end as unrealised_exact,
         case when held.position_quantity <> 0 then 1 else 0 end as is_open,
-        case when held.position_quantity <> 0 and marks.mark_price is null then 1 else 0 end as is_unmarked
+        -- unmarked: no mark of the day itself (none yet: carried at cost; or an older close carried)
+        case when held.position_quantity <> 0 and coalesce(marks.has_bar, false) = false then 1 else 0 end as is_unmarked
     from held
+    inner join {{ ref('int_book_markets') }} as books
+        on held.book_type = books.book_type and held.book_id = books.book_id
     left join {{ ref('int_mark_prices_daily') }} as marks
-        on held.symbol = marks.symbol and held.unrealised_date = marks.price_date
+        on books.market = marks.market and held.symbol = marks.symbol
+        and held.unrealised_date = marks.price_date
 )
 
 select
@@ -109,6 +116,7 @@ select
     {{ round_money('sum(unrealised_exact)') }} as unrealised_pnl_usd,
     sum(is_open) as open_positions,
     sum(is_unmarked) as unmarked_positions,
+    {{ dbt.listagg("case when is_unmarked = 1 then symbol end", "','", "order by symbol") }} as unmarked_symbols,
     (select batch_id from as_of) as _batch_id
 from marked
 group by book_type, book_id, unrealised_date

@@ -1,10 +1,22 @@
-{{ config(
-    materialized='incremental',
-    unique_key=['portfolio_id', 'equity_date'],
-    incremental_strategy='delete+insert',
-) }}
-{{ book_daily_equity(
-    'leader',
-    "select portfolio_id as book_id, created_on as opened_on from " ~ ref('stg_ledger__lead_portfolios'),
-    'portfolio_id',
-) }}
+{{ config(materialized='view') }}
+{#- Daily equity of each lead portfolio, one row per portfolio_id and UTC day: int_book_daily_equity for
+    book_type 'leader' (the formula and its incremental build live there). -#}
+select
+    book_id as portfolio_id,
+    equity_date,
+    history_days,
+    net_flow_usd,
+    fills,
+    closing_fills,
+    winning_fills,
+    realised_pnl_usd,
+    fees_usd,
+    unrealised_pnl_usd,
+    unmarked_positions,
+    cumulative_flow_usd,
+    cumulative_realised_pnl_usd,
+    cumulative_fees_usd,
+    equity_usd,
+    _batch_id
+from {{ ref('int_book_daily_equity') }}
+where book_type = 'leader'

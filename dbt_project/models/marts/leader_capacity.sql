@@ -28,15 +28,17 @@ trades as (
 
 bars as (
     select
+        market,
         symbol,
         price_date,
         quote_volume_usd,
-        ln({{ to_double('close_price') }}) - ln({{ to_double('lag(close_price) over (partition by symbol order by price_date)') }}) as log_change
-    from {{ ref('stg_ledger__mark_prices') }}
+        ln({{ to_double('close_price') }}) - ln({{ to_double('lag(close_price) over (partition by market, symbol order by price_date)') }}) as log_change
+    from {{ ref('int_mark_daily_closes') }}
 ),
 
 markets as (
     select
+        bars.market,
         bars.symbol,
         avg(bars.quote_volume_usd) as daily_volume_usd,
         coalesce(stddev_samp(bars.log_change), {{ var('capacity_default_daily_volatility') }}) as daily_volatility
@@ -44,7 +46,7 @@ markets as (
     cross join as_of
     where bars.price_date > as_of.as_of_date - {{ var('capacity_window_days') }}
       and bars.price_date <= as_of.as_of_date
-    group by bars.symbol
+    group by bars.market, bars.symbol
 ),
 
 equity as (
@@ -67,7 +69,9 @@ per_market as (
         equity.equity_usd,
         equity.copy_equity_usd
     from trades
-    inner join markets on trades.symbol = markets.symbol
+    inner join {{ ref('int_book_markets') }} as books
+        on books.book_type = 'leader' and trades.portfolio_id = books.book_id
+    inner join markets on books.market = markets.market and trades.symbol = markets.symbol
     inner join equity on trades.portfolio_id = equity.portfolio_id
 ),
 

@@ -112,6 +112,7 @@ aggregated as (
         sum(net_flow_usd) as net_flow_usd,
         sum(closing_fills) as closing_fills,
         sum(winning_fills) as winning_fills,
+        sum(case when unmarked_positions > 0 then 1 else 0 end) as unmarked_days,
         sum(case when return_date = metric_date then equity_usd end) as equity_usd,
         sum(case when is_window_start = 1 then previous_equity_usd else 0 end) as starting_equity_usd,
         sum(net_flow_usd * (metric_date - return_date + 1)) as weighted_flow_usd,
@@ -121,6 +122,16 @@ aggregated as (
         min(drawdown) as max_drawdown
     from drawdowns
     group by portfolio_id, period, metric_date
+),
+
+capital as (
+    -- Modified Dietz capital, exact: equity before the window + Σ flow × days invested / window days
+    select
+        aggregated.*,
+        cast(aggregated.starting_equity_usd
+            + {{ money_mul_div('aggregated.weighted_flow_usd', 1, 'aggregated.window_days') }}
+            as decimal(38, 8)) as time_weighted_capital_usd
+    from aggregated
 ),
 
 copies as (
@@ -173,28 +184,31 @@ final as (
         aggregated.fees_usd,
         aggregated.net_flow_usd,
         aggregated.equity_usd,
-        {{ round_money(to_double('aggregated.starting_equity_usd') ~ ' + ' ~ to_double('aggregated.weighted_flow_usd') ~ ' / aggregated.window_days') }}
-            as time_weighted_capital_usd,
-        100 * {{ ratio('aggregated.pnl_usd',
-            to_double('aggregated.starting_equity_usd') ~ ' + ' ~ to_double('aggregated.weighted_flow_usd') ~ ' / aggregated.window_days') }}
-            as roi_pct,
+        aggregated.time_weighted_capital_usd,
+        100 * {{ ratio('aggregated.pnl_usd', 'aggregated.time_weighted_capital_usd') }} as roi_pct,
         100 * (exp(aggregated.total_log_growth) - 1) as twr_pct,
-        100 * (exp(aggregated.total_log_growth * {{ var('annualisation_days') }} / aggregated.window_days) - 1) as annual_return_pct,
+        -- annualised over the number of returns (empyrical: len(returns) / 365 years)
+        case when aggregated.return_days > 0 then
+            100 * (exp(aggregated.total_log_growth * {{ var('annualisation_days') }} / aggregated.return_days) - 1)
+        end as annual_return_pct,
         case
             when aggregated.return_days >= 2 and aggregated.stddev_daily_return > 0
                 then (aggregated.mean_daily_return - {{ var('risk_free_rate_annual') }} / {{ var('annualisation_days') }})
                     / aggregated.stddev_daily_return * sqrt({{ var('annualisation_days') }})
         end as sharpe,
         aggregated.stddev_daily_return * sqrt({{ var('annualisation_days') }}) as volatility_annual,
-        -100 * aggregated.max_drawdown as mdd_pct,
+        -- drawdowns are ≤ 0; abs keeps an empty or flat window at 0, never "-0"
+        100 * abs(aggregated.max_drawdown) as mdd_pct,
         aggregated.closing_fills,
         aggregated.winning_fills,
         {{ ratio('aggregated.winning_fills', 'aggregated.closing_fills') }} as win_rate,
+        aggregated.unmarked_days,
+        aggregated.unmarked_days = 0 as marks_complete,
         coalesce(copiers.copiers, 0) as copiers,
         cast(coalesce(aggregated.equity_usd, 0) + coalesce(copy_windows.copy_equity_usd, 0) as decimal(38, 8)) as aum_usd,
         cast(coalesce(copy_windows.copiers_pnl_usd, 0) as decimal(38, 8)) as copiers_pnl_usd,
         (select batch_id from {{ ref('int_as_of') }}) as _batch_id
-    from aggregated
+    from capital as aggregated
     left join copy_windows
         on aggregated.portfolio_id = copy_windows.portfolio_id
         and aggregated.period = copy_windows.period

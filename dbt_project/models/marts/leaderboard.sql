@@ -36,7 +36,9 @@ listed as (
         metrics.aum_usd,
         metrics.copiers_pnl_usd,
         metrics.history_days,
-        metrics.history_days >= 90 as has_90_days_history
+        metrics.history_days >= 90 as has_90_days_history,
+        metrics.marks_complete,
+        metrics.unmarked_days
     from metrics
     inner join portfolios on metrics.portfolio_id = portfolios.portfolio_id
 )

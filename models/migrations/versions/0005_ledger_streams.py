@@ -15,7 +15,7 @@ append-only triggers are dropped and created again around it (``copytrade.migrat
 keys off for the step and checks them before it commits).
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0006
 Create Date: 2026-12-07 09:00:00
 """
 
@@ -28,7 +28,7 @@ import models.ledger
 import models.types
 
 revision: str = "0005"
-down_revision: str | None = "0002"
+down_revision: str | None = "0006"  # written as "0002"; re-chained after main's 0004, 0006
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

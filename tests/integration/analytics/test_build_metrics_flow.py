@@ -6,9 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 import models
-from copytrade.analytics.synthetic import SyntheticConfig, generate
 from copytrade.config import get_settings
 from copytrade.db import make_engine
+from tests.support.synthetic import SyntheticConfig, generate
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +38,20 @@ def test_build_metrics_flow_publishes_the_leaderboard_artifact_R_MET_4(home):
     from flows.build_metrics import build_metrics
 
     with prefect_test_harness(server_startup_timeout=180):
-        result = build_metrics(period="all", limit=5)
+        result = build_metrics(period="all", limit=5, charts=2)
         artifact = Artifact.get("leaderboard")
         quality = Artifact.get("copy-quality")
+        charts = [Artifact.get(key) for key in result["reports"]]
     assert result["extracted_rows"] > 0
     assert result["listed"] == 5
+    assert result["unmarked"] == 0  # the synthetic ledger has a daily mark for every market
     assert "pass" in result["dbt"]
     assert artifact is not None and artifact.type == "table"
     assert quality is not None and quality.type == "table"
+    # the top two leaders' charts (R-MET figures + equity/drawdown/monthly PNG) as artifacts
+    assert len(charts) == 2 and all(c is not None and c.type == "markdown" for c in charts)
+    assert all("data:image/png;base64," in c.data and "| PnL USD |" in c.data for c in charts)
+    assert len(list((home / "var" / "reports").glob("leader-*.html"))) == 2
     assert (home / "var" / "warehouse.duckdb").exists()
 
 

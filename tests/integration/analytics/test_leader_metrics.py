@@ -24,11 +24,11 @@ from analytics_support import Fill, add_copy, add_fills, add_portfolio, flow, ut
 from sqlalchemy.orm import Session
 
 import models
-from copytrade.analytics import reference
-from copytrade.analytics.prices import daily_bars, load_candle_files
 from copytrade.analytics.warehouse import Warehouse, build, run_dbt
 from copytrade.config import get_settings
 from copytrade.db import make_engine
+from copytrade.marks.candles import daily_bars, load_files
+from tests.support import reference
 
 D = Decimal
 AS_OF = date(2025, 3, 21)
@@ -140,7 +140,7 @@ def built(tmp_path_factory):
     pepe = _candles(data_dir / PEPE)
     ondo = _candles(data_dir / ONDO)
     with Session(engine) as session, session.begin():
-        load_candle_files(session, [data_dir / PEPE, data_dir / ONDO])
+        load_files(session, [data_dir / PEPE, data_dir / ONDO])
         add_portfolio(session, 1, capital=D(10_000), created=utc(date(2025, 1, 27), 0))
         add_fills(
             session,
@@ -206,14 +206,14 @@ def _returns(built, portfolio_id: int, first: date | None = None, last: date = A
     return frame.set_index("return_date")["daily_return"]
 
 
-@pytest.mark.parametrize("portfolio_id", [1, 2, 3])
-@pytest.mark.parametrize("period,days", [("7d", 7), ("30d", 30), ("all", None)])
+@pytest.mark.parametrize("portfolio_id", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("period,days", [("7d", 7), ("30d", 30), ("90d", 90), ("all", None)])
 def test_metrics_agree_with_empyrical_R_MET_3(built, portfolio_id, period, days):
     returns = _returns(built, portfolio_id)
     if days is not None:
         returns = returns[[d > AS_OF - timedelta(days=days) for d in returns.index]]
     row = _metrics(built, portfolio_id, period)
-    assert row["return_days"] == len(returns) >= 2
+    assert row["return_days"] == len(returns) >= 1
     assert row["sharpe"] == pytest.approx(
         empyrical.sharpe_ratio(returns, annualization=365), rel=1e-9, abs=1e-12, nan_ok=True
     )

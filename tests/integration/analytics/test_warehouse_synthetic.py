@@ -14,10 +14,10 @@ from analytics_support import warehouse_frame
 from sqlalchemy import text
 
 import models
-from copytrade.analytics import reference
-from copytrade.analytics.synthetic import SyntheticConfig, generate
 from copytrade.analytics.warehouse import Warehouse, build
 from copytrade.db import make_engine
+from tests.support import reference
+from tests.support.synthetic import SyntheticConfig, generate
 
 CONFIG = SyntheticConfig(
     leaders=16, days=24, fills=3_000, copy_share=0.4, copies_per_leader=2, seed=21

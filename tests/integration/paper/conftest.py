@@ -9,7 +9,7 @@ import pytest
 
 from copytrade.config import get_settings
 from copytrade.paper.client import PaperAccount
-from copytrade.paper.testing import PaperHandle, ccxt_client, run_paper_exchange
+from tests.support.paper_exchange import PaperHandle, ccxt_client, run_paper_exchange
 
 SHARED_DATA = get_settings().data_dir
 

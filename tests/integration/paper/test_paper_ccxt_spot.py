@@ -7,7 +7,7 @@ from decimal import Decimal
 import ccxt.async_support as ccxt
 import pytest
 
-from copytrade.paper.testing import ccxt_client, point_at_paper
+from tests.support.paper_exchange import ccxt_client, point_at_paper
 
 
 async def test_load_markets_with_api_key_and_no_options(paper, account):

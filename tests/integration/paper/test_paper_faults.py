@@ -10,7 +10,7 @@ import pytest
 
 from copytrade.exchange.factory import GatewayFactory
 from copytrade.exchange.protocol import OrderRequest, RateLimited, UnknownOutcome
-from copytrade.paper.testing import ccxt_client
+from tests.support.paper_exchange import ccxt_client
 
 ORDER_POST = {"paths": ["/api/v3/order"], "methods": ["POST"]}
 

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from copytrade.ledger import Ledger
 from copytrade.settlement import SettlementService, ledger_integrity_gate
-from copytrade.settlement.fixtures import Scenario
 from models import LedgerTransfer, SettlementPayout
+from tests.support.settlement import Scenario
 
 
 @pytest.fixture

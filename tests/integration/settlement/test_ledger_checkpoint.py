@@ -20,9 +20,9 @@ from copytrade.ledger import Ledger, Leg
 from copytrade.ledger.accounts import account_policy
 from copytrade.ledger.chain import chain_hash, transfer_digest
 from copytrade.settlement import SettlementBlocked
-from copytrade.settlement.fixtures import EPOCH
 from copytrade.validation import validate_ledger
 from models import AuditEntry, FollowerFill, LeadPortfolio, LedgerTransfer, SettlementCycle
+from tests.support.settlement import EPOCH
 
 DAY = timedelta(days=1)
 MON1, MON2 = EPOCH + timedelta(days=7), EPOCH + timedelta(days=14)

@@ -10,7 +10,7 @@ from datetime import timedelta
 from decimal import Decimal as D
 
 from copytrade.settlement import StaticMarks, StaticPortfolioUnrealised
-from copytrade.settlement.fixtures import EPOCH
+from tests.support.settlement import EPOCH
 
 DAY = timedelta(days=1)
 WEEK = timedelta(days=7)

@@ -12,7 +12,7 @@ import models
 from copytrade.cli import app
 from copytrade.config import get_settings
 from copytrade.db import make_engine
-from copytrade.settlement.fixtures import EPOCH
+from tests.support.settlement import EPOCH
 
 DAY = timedelta(days=1)
 

@@ -23,9 +23,9 @@ from copytrade.config import PROJECT_ROOT
 from copytrade.db import make_engine
 from copytrade.ledger import Ledger
 from copytrade.settlement import SettlementService, StaticMarks, ledger_integrity_gate
-from copytrade.settlement.fixtures import generate_population
 from copytrade.validation import validate_ledger
 from models import LedgerTransfer, SettlementCycle, SettlementPayout
+from tests.support.settlement import generate_population
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from copytrade.domain.errors import RuleViolation
 from copytrade.settlement import StaticMarks
-from copytrade.settlement.fixtures import EPOCH
 from models import Copy, CopySettlementState, LeadPortfolio, SettlementCycle
+from tests.support.settlement import EPOCH
 
 DAY = timedelta(days=1)
 MON1 = EPOCH + timedelta(days=7)
@@ -111,7 +111,7 @@ def test_final_trigger_on_an_active_copy_is_refused_and_changes_nothing_R_IN_2(
     with pytest.raises(RuleViolation, match="still active") as err:
         service().settle_copy(c, "stop_loss")
     assert err.value.field == "trigger" and err.value.rule == "R-SET-5"
-    with pytest.raises(RuleViolation, match="event trigger is one of"):
+    with pytest.raises(RuleViolation, match="trigger is one of"):
         service().settle_copy(c, "because")
     assert view.transfers() == transfers and view.payouts() == []
 
@@ -161,3 +161,72 @@ def test_each_profit_withdrawal_settles_once_R_SET_5_R_SET_9(build, service, vie
     # a withdrawal is not final: the copy stays in the weekly scope
     service().settle_weekly(MON1)
     assert view.shares(c)[-1].status == "nothing_due"
+
+
+@pytest.mark.parametrize("trigger", ["stop_loss", "take_profit"])
+def test_engine_stop_reason_settles_as_its_trigger_once_R_COPY_3_R_SET_5_R_SET_9(
+    build, service, view, trigger
+):
+    """The engine writes "<trigger>: <detail>"; the event entry point settles the copy as that
+    trigger, and delivering the event again pays nothing twice."""
+
+    def case(s):
+        c = profitable_copy(s, s.portfolio(mode="futures", ratio="0.1"))
+        s.stop(c, f"{trigger}: cumulative PnL 1000 (threshold 500)", at=EPOCH + 2 * DAY)
+        return c
+
+    c = build(case)
+    report = service().settle_event(c, at=EPOCH + 2 * DAY)
+    assert report.cycle_keys == [f"event:{trigger}:copy:{c}"]
+    assert [(p.status, p.amount) for p in view.shares(c)] == [("paid", D("100"))]
+    transfers = view.transfers()
+    again = service().settle_event(c, at=EPOCH + 3 * DAY)
+    assert again.status == "already_completed" and again.copies_settled == 0
+    assert view.transfers() == transfers
+    # the pending-events sweep and the weekly run find nothing left to settle either
+    assert service().settle_pending_events(EPOCH + 3 * DAY).copies_settled == 0
+    assert len(view.shares(c)) == 1
+
+
+def test_event_entry_point_needs_a_trigger_for_a_live_copy_R_SET_5(build, service, view):
+    c = build(lambda s: profitable_copy(s, s.portfolio(mode="futures")))
+    with pytest.raises(RuleViolation) as err:
+        service().settle_event(c)
+    assert (err.value.field, err.value.rule) == ("trigger", "R-SET-5")
+    with pytest.raises(RuleViolation) as err:
+        service().settle_event(999)
+    assert (err.value.field, err.value.rule) == ("copy", "R-SET-1")
+    assert view.payouts() == []
+
+
+def test_settle_event_automation_matches_the_stop_event_and_names_the_copy_R_SET_5():
+    """The trigger declared with the settle-event deployment (created by `prefect deploy`, so by
+    `copytrade up`) matches the event a stop emits and renders the copy id as the run's parameter."""
+    from pathlib import Path
+
+    import jinja2
+    import yaml
+    from prefect.events import Event
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+    from copytrade.config import PROJECT_ROOT
+    from copytrade.settlement.events import copy_stopped_event
+
+    spec = yaml.safe_load(Path(PROJECT_ROOT, "prefect.yaml").read_text())
+    deployment = next(d for d in spec["deployments"] if d["name"] == "settle-event")
+    assert deployment["entrypoint"] == "flows/settle.py:settle"
+    (raw,) = deployment["triggers"]
+    trigger = DeploymentEventTrigger.model_validate(raw)
+    event = Event(**copy_stopped_event(42, "stop_loss: cumulative PnL -201 (threshold -200)"))
+    assert event.event in trigger.expect
+    assert event.resource.id == "copytrade.copy.42"
+    assert trigger.match.matches(event.resource)
+    assert not trigger.match.matches(
+        Event(event="x", resource={"prefect.resource.id": "other.1"}).resource
+    )
+    rendered = {
+        name: jinja2.Template(value).render(event=event) if isinstance(value, str) else value
+        for name, value in trigger.parameters.items()
+    }
+    assert rendered == {"cycle": "event", "copy_id": "42"}
+    assert event.payload["trigger"] == "stop_loss"

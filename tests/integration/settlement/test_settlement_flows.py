@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 
 from copytrade.config import PROJECT_ROOT
-from copytrade.settlement.fixtures import EPOCH
+from tests.support.settlement import EPOCH
 
 DAY = timedelta(days=1)
 MON1 = EPOCH + timedelta(days=7)
@@ -98,3 +100,68 @@ def test_settlement_task_logic_runs_without_the_orchestrator_R_SET_5(build, view
     )
     assert reports[0].cycle_keys == [f"event:stop_loss:copy:{c}"]
     assert [p.status for p in view.shares(c)] == ["paid"]
+
+
+def test_settle_event_run_settles_a_stopped_copy_once_R_SET_5_R_SET_9(
+    prefect_harness, build, view, db_url
+):
+    """What the settle-event automation runs: `settle(cycle='event', copy_id=…)` with no trigger
+    settles the stopped copy for its own stop reason; a second delivery pays nothing twice."""
+    from flows.settle import settle
+
+    def case(s):
+        c = s.copy(s.portfolio(mode="futures", ratio="0.1"))
+        s.fill(c, "BTCUSDT", "buy", "1", "60000", fee="6", at=EPOCH + DAY)
+        s.fill(c, "BTCUSDT", "sell", "1", "61000", fee="6.1", at=EPOCH + DAY)
+        s.stop(c, "stop_loss: cumulative PnL -201 (threshold -200)", at=EPOCH + 2 * DAY)
+        return c
+
+    c = build(case)
+    (first,) = settle(cycle="event", copy_id=c, at=EPOCH + 2 * DAY, database_url=db_url)
+    assert (first["trigger"], first["copies_settled"]) == ("stop_loss", 1)
+    assert [str(p.amount) for p in view.shares(c)] == ["98.79000000"]  # (1000 − 12.1) × 10 %
+    transfers = view.transfers()
+    (second,) = settle(cycle="event", copy_id=c, at=EPOCH + 3 * DAY, database_url=db_url)
+    assert second["status"] == "already_completed"
+    assert view.transfers() == transfers and len(view.shares(c)) == 1
+
+
+@pytest.mark.slow
+def test_copy_stopped_event_starts_a_settle_event_run_for_that_copy_R_SET_5(prefect_harness):
+    """The automation `prefect deploy` makes of the settle-event trigger (prefect.yaml), on a real
+    Prefect server: the event a stop emits schedules a settle run with that copy's id."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.events import emit_event
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+    from copytrade.settlement.events import copy_stopped_event
+
+    spec = deployments()["settle-event"]
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow_from_name("settle")
+        deployment_id = client.create_deployment(
+            flow_id=flow_id,
+            name=f"settle-event-{uuid.uuid4().hex[:6]}",
+            parameters=spec["parameters"],
+        )
+        trigger = DeploymentEventTrigger.model_validate(spec["triggers"][0])
+        trigger.set_deployment_id(deployment_id)
+        client.create_automation(trigger.as_automation())
+        only_this = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+        # The server's trigger service learns of a new automation asynchronously: an event sent
+        # before it did is not matched, so the stop is announced again until a run appears.
+        deadline, runs = time.monotonic() + 180, []
+        while not runs and time.monotonic() < deadline:
+            emit_event(**copy_stopped_event(42, "stop_loss: cumulative PnL -201 (threshold -200)"))
+            for _ in range(10):
+                time.sleep(1)
+                runs = client.read_flow_runs(deployment_filter=only_this)
+                if runs:
+                    break
+    assert runs and all(
+        run.parameters == {"cycle": "event", "include_pending_events": False, "copy_id": 42}
+        for run in runs
+    )

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from copytrade.domain.money import round_down
 from copytrade.settlement import SettlementService
-from copytrade.settlement.fixtures import EPOCH
 from copytrade.validation import validate_ledger
 from models import LeadPortfolio
+from tests.support.settlement import EPOCH
 
 WEEK, HOUR = timedelta(days=7), timedelta(hours=1)
 _examples = itertools.count()

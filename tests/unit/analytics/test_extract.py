@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import insert, update
 
 from copytrade.analytics.extract import ParquetSink, PostgresSink, extract
-from copytrade.analytics.synthetic import SyntheticConfig, generate
 from models.trading import FollowerOrderIntent
+from tests.support.synthetic import SyntheticConfig, generate
 
 
 def _read(root, table):

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from copytrade.cli import app
 from copytrade.config import get_settings
 from copytrade.db import make_engine
-from copytrade.engine.fixtures import make_world
 from models import Base, LeaderFill
+from tests.support.engine_world import make_world
 
 
 def text(result) -> str:

@@ -137,11 +137,15 @@ def seed() -> tuple[int, int, str]:
         ["copies", "start"],
         ["copies", "stop"],
         ["copies", "list"],
+        ["copies", "edit"],
+        ["copies", "add-funds"],
+        ["copies", "withdraw-profit"],
+        ["copies", "show"],
+        ["leaders", "show"],
         ["wallets"],
         ["wallets", "deposit"],
         ["ledger", "balances"],
         ["db", "upgrade"],
-        ["demo"],
     ],
 )
 def test_every_command_has_help_R_IN_2(command):
@@ -189,7 +193,7 @@ def test_good_flow_leaders_copies_ledger_R_LEAD_3_R_COPY_2_R_COPY_5_R_LEAD_7_R_L
     copies_out = ok("copies", "list", "--handle", "erik").text
     assert "300" in copies_out and "4x" in copies_out
     ok("copies", "stop", "1", "--handle", "erik")
-    assert "stopped_by_follower" in ok("copies", "list", "--all").text
+    assert "stopped (stop_copy)" in ok("copies", "list", "--all").text
     ok("leaders", "capacity-request", str(spot), "--handle", "alice", "--cap", "400")
     ok("leaders", "capacity-decide", "1", "--approve", "--operator", "ops-anna", "--reason", "fine")
     assert "0/400" in ok("leaders", "list").text
@@ -495,6 +499,19 @@ def test_unmigrated_database_exit_3(tmp_path, monkeypatch):
         get_settings.cache_clear()
 
 
+def test_demo_runs_as_python_m_demo_with_help_R_IN_2():
+    """The demo is its own top-level package beside flows/ (``scripts/demo`` runs it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-m", "demo", "--help"], cwd=root, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "--fast" in done.stdout, done.stderr
+
+
 def test_demo_sign_up_refuses_with_reasons_and_starts_fresh_R_LEAD_1_R_COPY_2(tmp_path):
     """The demo's first act (leaders apply, followers join) on a fresh database, twice: the same
     refusals with their reasons and the same copies each time. The whole demo (paper exchange,
@@ -502,7 +519,7 @@ def test_demo_sign_up_refuses_with_reasons_and_starts_fresh_R_LEAD_1_R_COPY_2(tm
     from rich.console import Console
     from sqlalchemy.orm import sessionmaker
 
-    from copytrade.demo import FAST, DemoResult, _Story, demo_database, reset_database
+    from demo.story import FAST, DemoResult, _Story, demo_database, reset_database
 
     outcomes = []
     for _ in range(2):

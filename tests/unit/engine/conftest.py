@@ -8,8 +8,8 @@ import pytest
 
 from copytrade.config import get_settings
 from copytrade.engine.core import CopyEngine
-from copytrade.engine.fixtures import load_reference_markets, make_world
-from copytrade.engine.testing import FakeExchange
+from tests.support.engine_world import load_reference_markets, make_world
+from tests.support.fake_exchange import FakeExchange
 
 
 class Rig:

@@ -142,7 +142,7 @@ def test_stop_by_follower_only_once_R_COPY_5(session):
         copies.stop(session, c.id, "erik")
     with session.begin():
         stored = session.get(Copy, c.id)
-        assert (stored.status, stored.stop_reason) == ("stopped", "stopped_by_follower")
+        assert (stored.status, stored.stop_reason) == ("stopped", "stop_copy")
         assert stored.stopped_at is not None
         assert Ledger(session).balance(f"follower:{c.id}:cash", "USDT") == D(
             50

@@ -7,7 +7,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from copytrade.domain.errors import RuleViolation
+from copytrade.domain.triggers import Trigger, parse_trigger, stop_reason
 from copytrade.settlement.cycles import (
+    EVENT_TRIGGERS,
+    FINAL_TRIGGERS,
     event_cycle,
     parse_week,
     trigger_for_stop_reason,
@@ -62,3 +65,32 @@ def test_stop_reasons_map_to_triggers_R_COPY_3_R_LEAD_10():
     assert trigger_for_stop_reason("stop_loss") == "stop_loss"
     assert trigger_for_stop_reason("stopped_by_follower") == "stop_copy"
     assert trigger_for_stop_reason(None) == "stop_copy"
+
+
+def test_engine_stop_reasons_with_detail_settle_as_their_trigger_R_COPY_3_R_SET_5():
+    """The engine writes "<trigger>: <detail>"; settlement names the cycle after that trigger."""
+    at = datetime(2025, 1, 15, 12, tzinfo=UTC)
+    for trigger in (Trigger.STOP_LOSS, Trigger.TAKE_PROFIT, Trigger.STOP_COPY):
+        reason = stop_reason(trigger, "cumulative PnL -201.5 (threshold -200)")
+        assert reason.startswith(f"{trigger.value}: ")
+        spec = event_cycle(7, trigger_for_stop_reason(reason), at)
+        assert spec.key == f"event:{trigger.value}:copy:7" and spec.is_final
+    # the engine's literal format, as written by copytrade.engine.core.stop_copy
+    assert (
+        trigger_for_stop_reason("stop_loss: cumulative PnL -32.87 (threshold -30)") == "stop_loss"
+    )
+    assert trigger_for_stop_reason("take_profit: cumulative PnL 51 (threshold 50)") == "take_profit"
+    # a reason naming no final trigger is a plain stop; withdraw_profit never stops a copy
+    assert trigger_for_stop_reason("operator: account closed") == "stop_copy"
+    assert trigger_for_stop_reason("withdraw_profit") == "stop_copy"
+    with pytest.raises(RuleViolation) as err:
+        stop_reason(Trigger.WITHDRAW_PROFIT)
+    assert err.value.rule == "R-SET-5"
+
+
+def test_trigger_vocabulary_is_the_settlement_vocabulary_R_SET_5():
+    assert set(EVENT_TRIGGERS) == {t.value for t in Trigger}
+    assert set(FINAL_TRIGGERS) == {"stop_copy", "stop_loss", "take_profit", "portfolio_closed"}
+    with pytest.raises(RuleViolation) as err:
+        parse_trigger("stop-loss")
+    assert (err.value.field, err.value.rule) == ("trigger", "R-SET-5")

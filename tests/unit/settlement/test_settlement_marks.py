@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from copytrade.domain.money import to_units
-from copytrade.settlement.fixtures import Position
 from copytrade.settlement.marks import StaticMarks, books_from_rows, mark_books
+from tests.support.settlement import Position
 
 AT = datetime(2025, 1, 13, tzinfo=UTC)
 

@@ -1,0 +1,42 @@
+"""Automatic garbage collection is held while a leader fill is on its way out and during bulk steps."""
+
+from __future__ import annotations
+
+import gc
+
+from copytrade.gcpause import GcPause, paused_gc
+
+
+def test_holds_nest_across_portfolios_and_restore_the_collector():
+    assert gc.isenabled()
+    first, second = GcPause(), GcPause()
+    first.hold()
+    second.hold()
+    first.release()
+    first.release()  # idempotent: one hold, one release
+    assert not gc.isenabled()  # the second portfolio's fill is still on its way out
+    second.release()
+    assert gc.isenabled()
+
+
+def test_a_collector_disabled_before_stays_disabled():
+    gc.disable()
+    try:
+        pause = GcPause()
+        pause.hold()
+        pause.release()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_bulk_step_inside_a_held_fan_out_leaves_the_hold_in_place():
+    """The ledger's bulk steps and the engine's fan-out share one helper: a bulk step that ends
+    while a leader fill is still on its way out does not switch collection back on."""
+    hold = GcPause()
+    hold.hold()
+    with paused_gc():
+        assert not gc.isenabled()
+    assert not gc.isenabled()
+    hold.release()
+    assert gc.isenabled()
