@@ -74,6 +74,7 @@ def single_chain_history(engine, n: int) -> None:
             at + timedelta(seconds=i, microseconds=i),
         )
 
+
 HEAD = "0005"  # 0001 → 0002 → 0004 → 0006 → 0005
 
 
