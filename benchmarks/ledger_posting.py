@@ -4,7 +4,7 @@
     python benchmarks/ledger_posting.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 What the copy engine posts when the followers' orders of one leader fill are recorded: per
-follower fill the transfers of ``copytrade.engine.ledger_posting.fill_transfers`` — ``copy_fill``,
+follower fill the transfers of ``copytrade.ledger.fill_transfers`` — ``copy_fill``,
 ``trading_fee`` and the ``fee_rebate`` accrual — all in one ``Ledger.post_many`` call and one
 commit, in the writer's own stream (as an engine shard posts). ``post_cpu_ms_per_order`` is this
 process's CPU time (``time.process_time``: the Python side, what limits one engine process) for
@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 import models  # noqa: E402
 from copytrade.db import make_engine  # noqa: E402
-from copytrade.engine.ledger_posting import fill_transfers  # noqa: E402
 from copytrade.ledger import Ledger, Leg, TransferSpec  # noqa: E402
 from copytrade.ledger.accounts import follower_cash  # noqa: E402
+from copytrade.ledger.fill_transfers import fill_transfers  # noqa: E402
 
 STREAM = 1  # an engine shard's stream; funding goes through stream 0 like the copies service
 

@@ -15,7 +15,7 @@ append-only triggers are dropped and created again around it (``copytrade.migrat
 keys off for the step and checks them before it commits).
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0006
 Create Date: 2026-12-07 09:00:00
 """
 
