@@ -49,12 +49,12 @@ def up(
         True, "--engine/--no-engine", help="Start a run of the copy-engine deployment(s)."
     ),
     shards: int = typer.Option(
-        1,
+        None,
         "--shards",
         min=1,
         max=64,
         help="Copy engine shards: N > 1 deploys copy-engine-0 … copy-engine-N-1, each one run at "
-        "a time (needs a PostgreSQL ledger); 1 keeps the single copy-engine.",
+        "a time (needs a PostgreSQL ledger); 1 keeps the single copy-engine (default: 1, or the running stack's).",
     ),
 ) -> None:
     """Start the local stack: ledger, Prefect server, worker, paper exchange, deployments, bot.
@@ -68,14 +68,13 @@ def up(
     from copytrade.config import get_settings
     from copytrade.ops import stack as ops
 
-    if shards > 1 and make_url(get_settings().ledger_url).get_backend_name() == "sqlite":
+    if shards and shards > 1 and make_url(get_settings().ledger_url).get_backend_name() == "sqlite":
         raise refuse(
             f"--shards {shards}: a SQLite ledger has one writer, so one engine; shards need a "
             "PostgreSQL ledger (COPYTRADE_DATABASE_URL)"
         )
     try:
-        stack = ops.Stack.from_settings(prefect_port=port, paper_port=paper_port)
-        stack.shards = shards
+        stack = ops.Stack.from_settings(prefect_port=port, paper_port=paper_port, shards=shards)
         _step(
             "ledger database",
             lambda: ops.migrate_ledger(stack),

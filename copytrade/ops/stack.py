@@ -61,8 +61,14 @@ class Stack:
     shards: int = 1  # copy engine shards: `up --shards N`
 
     @classmethod
-    def from_settings(cls, prefect_port: int | None = None, paper_port: int | None = None) -> Stack:
-        """Return the stack of this environment (COPYTRADE_HOME), ports from options or state."""
+    def from_settings(
+        cls,
+        prefect_port: int | None = None,
+        paper_port: int | None = None,
+        shards: int | None = None,
+    ) -> Stack:
+        """Return the stack of this environment (COPYTRADE_HOME), ports and engine shards from
+        options or state."""
         settings = get_settings()
         # A worker host may run the flows of a checkout elsewhere; the pull step of prefect.yaml
         # reads the same variable.
@@ -71,6 +77,7 @@ class Stack:
         saved = stack.read_state()
         stack.prefect_port = prefect_port or saved.get("prefect_port") or DEFAULT_PREFECT_PORT
         stack.paper_port = paper_port or saved.get("paper_port") or settings.paper_port
+        stack.shards = shards or saved.get("shards") or 1
         stack.check_ports(saved)
         return stack
 
@@ -79,13 +86,15 @@ class Stack:
         running = [name for name in self.processes() if self.running(name)]
         if not running:
             return
-        for option, key, wanted in (
-            ("--port", "prefect_port", self.prefect_port),
-            ("--paper-port", "paper_port", self.paper_port),
+        for option, key, wanted, what in (
+            ("--port", "prefect_port", self.prefect_port, "port"),
+            ("--paper-port", "paper_port", self.paper_port, "port"),
+            # another layout's engines would be refused by the running shards' layout lock
+            ("--shards", "shards", self.shards, "shard count"),
         ):
             if saved.get(key) not in (None, wanted):
                 raise StackError(
-                    f"{option}: {wanted} differs from the running stack's port {saved[key]} "
+                    f"{option}: {wanted} differs from the running stack's {what} {saved[key]} "
                     f"({', '.join(running)} running); run `copytrade down` first",
                     exit_code=2,
                 )
@@ -161,6 +170,7 @@ class Stack:
         state = self.read_state()
         state["prefect_port"] = self.prefect_port
         state["paper_port"] = self.paper_port
+        state["shards"] = self.shards
         state.setdefault("processes", {})[record.name] = record.to_json()
         self._write_state(state)
 
