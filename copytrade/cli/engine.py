@@ -9,6 +9,7 @@ import logging
 import signal
 
 import typer
+from rich.table import Table
 
 from copytrade.cli.common import (
     EXIT_PROBLEM,
@@ -18,13 +19,29 @@ from copytrade.cli.common import (
     refusals,
     refuse,
 )
+from copytrade.engine.completeness import WINDOW_FILLS
 
 app = typer.Typer(
     help="The copy engine: leader fills in, follower orders out.", no_args_is_help=True
 )
 
+
+def _check_exchange(value: str) -> str:
+    """Refuse an --exchange that is not paper, binance or an http(s) URL (exit 2, R-IN-2)."""
+    from copytrade.engine.service import exchange_url
+
+    try:
+        exchange_url(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
 EXCHANGE = typer.Option(
-    "paper", "--exchange", help="paper (the configured paper exchange), binance, or a base URL."
+    "paper",
+    "--exchange",
+    help="paper (the configured paper exchange), binance, or an http(s)://host[:port] URL.",
+    callback=_check_exchange,
 )
 
 
@@ -69,14 +86,61 @@ def run(
         raise typer.Exit(EXIT_UNAVAILABLE) from None
 
 
-@app.command()
-def reconcile(exchange: str = EXCHANGE) -> None:
-    """Backfill leader fills and settle unknown follower orders once; print what was found."""
+RECONCILE_EPILOG = (
+    "Exit codes: 0 complete (every lead portfolio's fills and position match the exchange, no "
+    "order without an outcome); 1 something is left unresolved (a position drift, a portfolio "
+    "close-only, an exchange answer missing, an order still unknown: see the JSON); 2 bad input; "
+    "3 the database or the exchange cannot be reached."
+)
+
+
+@app.command(epilog=RECONCILE_EPILOG)
+def reconcile(
+    exchange: str = EXCHANGE,
+    window: int = typer.Option(
+        WINDOW_FILLS,
+        "--window",
+        min=1,
+        help="Compare the exchange's trades after the N newest stored fills of each symbol.",
+    ),
+) -> None:
+    """Backfill leader fills, check them and the leader's position against the exchange over a
+    trailing window (R-IN-3), settle follower orders without an outcome; print what was found."""
     from copytrade.engine.service import reconcile_once
 
-    report = asyncio.run(reconcile_once(exchange=exchange))
-    console.print_json(json.dumps(report.as_dict()))
-    if report.still_unknown:
+    report = asyncio.run(reconcile_once(exchange=exchange, window=window))
+    console.print_json(json.dumps(report.as_dict() | {"unresolved": report.unresolved}))
+    if report.unresolved:
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+STATUS_EPILOG = (
+    "Exit codes: 0 every lead portfolio copies normally; 1 some portfolio is close-only because "
+    "its fill history has an open gap or its position drifts (R-IN-3); 3 the database cannot be "
+    "reached."
+)
+
+
+@app.command(epilog=STATUS_EPILOG)
+def status() -> None:
+    """Show each lead portfolio's ingest state: watermarks, open gaps, close-only (R-IN-3)."""
+    from copytrade.db import session_scope
+    from copytrade.engine.completeness import ingest_status
+
+    with session_scope() as session:
+        rows = ingest_status(session)
+    table = Table("portfolio", "mode", "symbols", "fills", "copying", "open gaps", title="Ingest")
+    for row in rows:
+        table.add_row(
+            str(row.portfolio_id),
+            row.mode,
+            str(row.symbols),
+            str(row.fills),
+            "[bold red]close-only[/]" if row.gaps else "normal",
+            "; ".join(row.gaps) or "-",
+        )
+    console.print(table)
+    if any(row.gaps for row in rows):
         raise typer.Exit(EXIT_PROBLEM)
 
 

@@ -27,8 +27,8 @@ from datetime import datetime
 from decimal import Decimal
 
 import numpy as np
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import case, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from copytrade import clock
@@ -37,8 +37,8 @@ from copytrade.domain.fees import leader_rebate
 from copytrade.domain.fills import slippage_bps
 from copytrade.domain.markets import Market
 from copytrade.domain.money import ZERO, to_units
-from copytrade.domain.sizing import REASON_CODES, REASON_TEXT, SEND, FillSpec, size_fill
-from copytrade.engine import ingest
+from copytrade.domain.sizing import SEND, FillSpec, size_fill
+from copytrade.engine import history, ingest
 from copytrade.engine.dispatch import SendResult, outcome_of, send_all
 from copytrade.engine.persist import insert_intents, stored_time
 from copytrade.engine.state import (
@@ -70,8 +70,11 @@ from models.types import utcnow
 
 log = logging.getLogger(__name__)
 STALE_AFTER_SECONDS = 60.0
+ABSENT_AFTER_SECONDS = 12.0  # beyond ccxt's 10 s recvWindow: an unfound order can no longer execute
 LEVERAGE_CONCURRENCY = 64
 LEVERAGE_RETRY_SECONDS = 30.0  # a never-sent intent older than this is not sent after a restart
+DB_RETRY_SECONDS = (0.2, 1.0, 3.0, 10.0)  # a dropped database session: try the event again
+NOT_YET_STREAMED_LIMIT = 100_000
 
 
 def client_order_id(fill_id: int, copy_id: int, leg: int) -> str:
@@ -109,6 +112,7 @@ class FillReport:
 
     leader_fill_id: int | None = None
     quarantined: str | None = None
+    merged: bool = False  # already stored: the same trade from another source (R-IN-3)
     intents: int = 0
     sent: int = 0
     skipped: int = 0
@@ -130,12 +134,14 @@ class CopyEngine:
         *,
         venue: str = "paper",
         stale_after: float = STALE_AFTER_SECONDS,
+        absent_after: float = ABSENT_AFTER_SECONDS,
     ) -> None:
         self.sf = session_factory
         self.gateway_for = gateway_for
         self.markets_by_kind = markets_by_kind
         self.venue = venue
         self.stale_after = stale_after
+        self.absent_after = absent_after  # an order not found is resent only after this (reconcile)
         self.portfolios: dict[int, PortfolioState] = {}
         self.prices: dict[str, Decimal] = {}
         self._leverage_set: set[tuple[int, str, int]] = set()
@@ -194,7 +200,7 @@ class CopyEngine:
         async with ps.lock:
             pause.hold()
             try:
-                report = await self._handle(ps, event, source, pause)
+                report = await self._handle_retrying(ps, event, source, pause)
             except Exception as exc:  # a bug on one event must not stop the leader's stream
                 log.exception("leader event of portfolio %s failed", portfolio_id)
                 self._quarantine(
@@ -206,6 +212,41 @@ class CopyEngine:
         if self.keep_reports:
             self.reports.append(report)
         return report
+
+    async def _handle_retrying(
+        self, ps: PortfolioState, event: object, source: str, pause: GcPause
+    ) -> FillReport:
+        """Handle an event; a lost database connection is not the event's fault: try again.
+
+        A dropped session rolls the fill's transaction back, so the fill is not stored and
+        handling it again is safe; if it was stored (the failure came later, while recording)
+        the open intents are the sweep's and the event is done (R-IN-3: never quarantined).
+        """
+        for attempt in range(len(DB_RETRY_SECONDS) + 1):
+            try:
+                return await self._handle(ps, event, source, pause)
+            except DBAPIError as exc:
+                if not (exc.connection_invalidated or isinstance(exc, OperationalError)):
+                    raise
+                symbol, trade_id = getattr(event, "symbol", None), getattr(event, "trade_id", None)
+                if trade_id in ps.known_ids.get(symbol, ()):
+                    log.warning("database lost after storing %s#%s: %r", symbol, trade_id, exc)
+                    return FillReport(merged=True)
+                if attempt == len(DB_RETRY_SECONDS):
+                    raise
+                log.warning("database lost (%r); handling the event again", exc)
+                await asyncio.sleep(DB_RETRY_SECONDS[attempt])
+                ps.known_ids.pop(symbol, None)  # re-read: the database is the truth
+        raise AssertionError("unreachable")
+
+    def _reload_leader(self, ps: PortfolioState, symbol: str) -> None:
+        """Re-derive the leader's positions and known trade ids of ``symbol`` from the database."""
+        with self.sf() as session:
+            ps.leader_positions, ps.baselines = history.derive_positions(
+                session, ps.portfolio_id, ps.mode
+            )
+            ps.known_ids.pop(symbol, None)
+            self._known_ids(session, ps, symbol)
 
     def _known_ids(self, session: Session, ps: PortfolioState, symbol: str) -> set[str]:
         ids = ps.known_ids.get(symbol)
@@ -222,11 +263,17 @@ class CopyEngine:
     async def _handle(
         self, ps: PortfolioState, event: object, source: str, pause: GcPause
     ) -> FillReport:
+        if ps.copies_stale:
+            self.refresh_copies([ps.portfolio_id], force=True)
+            ps.copies_stale = False
         markets = self.markets(ps)
         symbol = getattr(event, "symbol", None)
         with self.sf() as session:
             known = self._known_ids(session, ps, symbol) if isinstance(symbol, str) else None
-        rejection = ingest.validate(event, markets, known, ps.watermarks.get(symbol))
+        rejection = ingest.validate(event, markets, known, ps.baselines.get(symbol))
+        if rejection and rejection.reason_code == "duplicate" and ps.merge(source, event):
+            # The same trade from a backfill or a check and the stream: merged by trade id.
+            return FillReport(merged=True)
         if rejection:
             self._quarantine(
                 ps.portfolio_id, source, rejection.reason_code, rejection.reason, event
@@ -257,7 +304,8 @@ class CopyEngine:
                 aum_capped=aum_capped,
                 first_fill_of_order=first_of_order,
             )
-            sizings.append((leg, size_fill(book, spec)))
+            paused = leg.opening and ps.ingest_paused  # close-only while incomplete (R-IN-3)
+            sizings.append((leg, history.paused_sizing(book) if paused else size_fill(book, spec)))
         after = ingest.position_after(ps.mode, trade.side, trade.quantity, position)
 
         # 3. persist the fill and every intent in one transaction
@@ -289,6 +337,11 @@ class CopyEngine:
                         },
                     ).scalar_one()
             except IntegrityError:
+                # Stored meanwhile by another process (a reconcile run): take its effect on the
+                # leader's position from the stored fills instead of counting it twice or never.
+                self._reload_leader(ps, trade.symbol)
+                if source != "stream":
+                    return FillReport(merged=True)
                 report.quarantined = "duplicate"
                 self._quarantine(
                     ps.portfolio_id,
@@ -330,7 +383,7 @@ class CopyEngine:
                         sends.append((len(rows), i, leg))
                         row += ("pending", None, None, None)
                     else:
-                        row += ("done", "skipped", REASON_CODES[code], REASON_TEXT[code])
+                        row += ("done", "skipped", *history.skip_reason(code))
                     rows.append(row)
             ids = insert_intents(session, fill_id, rows)
             self._save_watermark(session, ps, trade, after)
@@ -338,6 +391,10 @@ class CopyEngine:
         ps.leader_positions[trade.symbol] = after
         ps.watermarks[trade.symbol] = max(ps.watermarks.get(trade.symbol, 0), int(trade.trade_id))
         ps.known_ids.setdefault(trade.symbol, set()).add(trade.trade_id)
+        if source != "stream":
+            if len(ps.not_yet_streamed) >= NOT_YET_STREAMED_LIMIT:
+                ps.not_yet_streamed.clear()  # only a quarantine note is lost, never a fill
+            ps.not_yet_streamed.add((trade.symbol, trade.trade_id))
         ps.copied_orders.add(trade.order_id)
         if trade.realised_pnl:
             ps.leader_realised += trade.realised_pnl
@@ -468,17 +525,25 @@ class CopyEngine:
             )
             if state is not None and state.filled_quantity > 0:
                 fill_plans.append((it, res, state, len(order_rows) - 1))
-        with self.sf() as session, session.begin():
-            update_rows(
-                session,
-                FollowerOrderIntent.__table__,
-                intent_updates,
-                key="id",
-                key_param="iid",
-                columns=("status", "outcome", "reason_code", "reason", "sent_at", "acked_at"),
-            )
-            order_ids = self._upsert_orders(session, order_rows)
-            self._record_fills(session, ps, fill_plans, order_ids)
+        try:
+            with self.sf() as session, session.begin():
+                update_rows(
+                    session,
+                    FollowerOrderIntent.__table__,
+                    intent_updates,
+                    key="id",
+                    key_param="iid",
+                    columns=("status", "outcome", "reason_code", "reason", "sent_at", "acked_at"),
+                )
+                order_ids = self._upsert_orders(session, order_rows)
+                self._record_fills(session, ps, fill_plans, order_ids)
+        except Exception:
+            # The fills were already applied to the in-memory positions when the transaction
+            # failed (e.g. a dropped database session): reload the copies from the database
+            # before the next fill, so the sweep's adoption of these orders counts them once.
+            if ps is not None:
+                ps.copies_stale = True
+            raise
         self.inflight.difference_update(it.intent_id for it in intents)
 
     def _upsert_orders(self, session: Session, rows: list[dict]) -> list[int]:
@@ -727,12 +792,16 @@ class CopyEngine:
     ) -> None:
         table = LeaderWatermark.__table__
         tid = int(trade.trade_id)
+        # A late fill lies below the watermark: the watermark stays the highest stored id.
+        highest = case((table.c.last_trade_id < tid, tid), else_=table.c.last_trade_id)
         updated = session.execute(
             update(table)
             .where(table.c.portfolio_id == ps.portfolio_id, table.c.symbol == trade.symbol)
-            .values(last_trade_id=tid, position=position, updated_at=utcnow())
+            .values(last_trade_id=highest, position=position, updated_at=utcnow())
         ).rowcount
         if not updated:
+            # First fill of a symbol never baselined: the leader started flat in it.
+            ps.baselines.setdefault(trade.symbol, 0)
             session.execute(
                 table.insert(),
                 {
@@ -740,6 +809,8 @@ class CopyEngine:
                     "symbol": trade.symbol,
                     "last_trade_id": tid,
                     "position": position,
+                    "baseline_trade_id": 0,
+                    "baseline_position": ZERO,
                     "updated_at": utcnow(),
                 },
             )
