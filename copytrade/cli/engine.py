@@ -76,6 +76,7 @@ def run(
             stop=stop,
             heartbeat=lambda line: console.print(f"[dim]heartbeat[/] {line}"),
             heartbeat_every=heartbeat_every,
+            on_stopped=lambda cid, why: loop.run_in_executor(None, _settle_now, cid, why),
         )
         console.print(f"copy engine stopped: {stats.line()}")
 
@@ -185,6 +186,28 @@ def close_position(
     console.print(f"closed copy {copy_id} {symbol.upper()}")
 
 
+def _settle_now(copy_id: int, stop_reason: str | None) -> None:
+    """Settle a stopped, flat copy at once (R-SET-5): the CLI engine has no Prefect automation.
+
+    Idempotent (``settle_event``): the weekly run or a second call pays nothing twice. A
+    blocked or failed settlement is reported and left to the weekly run.
+    """
+    from copytrade import clock
+    from copytrade.config import get_settings
+    from copytrade.db import session_factory
+    from copytrade.settlement import RecordedMarks, SettlementService, ledger_integrity_gate
+
+    url = get_settings().ledger_url
+    sessions = session_factory(url)
+    marks = RecordedMarks(sessions).preload(clock.now())
+    service = SettlementService(sessions, gate=ledger_integrity_gate(url), marks=marks)
+    try:
+        report = service.settle_event(copy_id)
+        console.print(f"copy {copy_id} settled ({stop_reason or 'stop_copy'}): {report.summary()}")
+    except Exception as exc:  # the weekly run settles it; the engine keeps running
+        err_console.print(f"[yellow]copy {copy_id} not settled now[/]: {exc}")
+
+
 @app.command("stop-copy")
 def stop_copy(
     copy_id: int = typer.Argument(..., help="The copy to stop."),
@@ -195,7 +218,11 @@ def stop_copy(
 
     _check_id("copy_id", copy_id)
     try:
-        asyncio.run(close_or_stop(copy_id, None, stop_copying=True, exchange=exchange))
+        asyncio.run(
+            close_or_stop(
+                copy_id, None, stop_copying=True, exchange=exchange, on_stopped=_settle_now
+            )
+        )
     except KeyError:
         raise refuse(f"copy_id {copy_id} is not an active copy (R-COPY-5)") from None
     console.print(f"copy {copy_id} stopped")

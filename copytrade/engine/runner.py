@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from copytrade.engine import closing
 from copytrade.engine.completeness import (
     WINDOW_FILLS,
     HistoryUnavailable,
@@ -24,6 +25,7 @@ from copytrade.engine.completeness import (
     open_gap,
 )
 from copytrade.engine.core import CopyEngine
+from copytrade.engine.marks_feed import MARK_EVERY_SECONDS, MarkFeed
 from copytrade.engine.reconcile import (
     ReconcileReport,
     backfill,
@@ -83,6 +85,7 @@ class EngineRunner:
         backfill_delay: float = 0.5,
         backfill_max_delay: float = 30.0,
         hold_seconds: float = 10.0,
+        marks_every: float | None = MARK_EVERY_SECONDS,
     ) -> None:
         self.engine = engine
         self.sweep_every = sweep_every
@@ -94,6 +97,8 @@ class EngineRunner:
         self.backfill_delay = backfill_delay
         self.backfill_max_delay = backfill_max_delay
         self.hold_seconds = hold_seconds
+        self.marks_every = marks_every  # None: no mark feed (tests that drive prices by hand)
+        self.marks = MarkFeed(engine)
         self.stats = RunStats()
         self.stop_event = asyncio.Event()
         self.ready = asyncio.Event()
@@ -122,6 +127,8 @@ class EngineRunner:
         self._warm()
         tasks.append(asyncio.create_task(self._sweep(), name="sweep"))
         tasks.append(asyncio.create_task(self._beat(), name="heartbeat"))
+        if self.marks_every is not None:
+            tasks.append(asyncio.create_task(self._mark_feed(), name="marks"))
         self.ready.set()
         try:
             await self.stop_event.wait()
@@ -261,10 +268,11 @@ class EngineRunner:
             await asyncio.sleep(self.sweep_every)
             try:
                 await resolve_open_intents(self.engine)
-                for pid, ps in list(self.engine.portfolios.items()):
+                for ps in list(self.engine.portfolios.values()):
                     async with ps.lock:
-                        self.engine.refresh_copies([pid], force=ps.copies_stale)
+                        await closing.reload(self.engine, ps, force=ps.copies_stale)
                         ps.copies_stale = False
+                await closing.retry(self.engine)
                 if time.monotonic() - last_check >= self.check_every:
                     last_check = time.monotonic()
                     for found in await check_all(self.engine, self.window):
@@ -273,6 +281,15 @@ class EngineRunner:
                 self.stats.sweeps += 1
             except Exception:
                 log.exception("sweep failed")
+
+    async def _mark_feed(self) -> None:
+        """Marks recorded and risk evaluated now (right after the start), then every few seconds."""
+        while True:
+            try:
+                await self.marks.tick()
+            except Exception:
+                log.exception("mark feed failed")
+            await asyncio.sleep(self.marks_every)
 
     async def _beat(self) -> None:
         while True:

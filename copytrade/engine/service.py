@@ -64,9 +64,14 @@ async def run_engine(
     heartbeat: Callable[[str], None] | None = None,
     heartbeat_every: float = 30.0,
     stop: asyncio.Event | None = None,
+    on_stopped: Callable[[int, str | None], None] | None = None,
 ) -> RunStats:
-    """Run the engine until ``stop`` is set (or the task is cancelled); close everything after."""
+    """Run the engine until ``stop`` is set (or the task is cancelled); close everything after.
+
+    ``on_stopped(copy_id, stop_reason)`` is called once a stopped copy is flat (``closing``).
+    """
     engine, directory = await _open(database_url, exchange, secrets)
+    engine.on_stopped = on_stopped
     runner = EngineRunner(engine, heartbeat=heartbeat, heartbeat_every=heartbeat_every)
     waiter = None
     if stop is not None:
@@ -123,9 +128,11 @@ async def close_or_stop(
     database_url: str | None = None,
     exchange: str | None = None,
     secrets: SecretSource | None = None,
+    on_stopped: Callable[[int, str | None], None] | None = None,
 ) -> None:
     """Close one copied position by hand, or stop copying (closing every position) (R-COPY-5)."""
     engine, directory = await _open(database_url, exchange, secrets)
+    engine.on_stopped = on_stopped
     try:
         if stop_copying:
             await engine.stop_copy(copy_id, "stop_copy")

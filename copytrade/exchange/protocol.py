@@ -142,6 +142,14 @@ class ExchangeGateway(Protocol):
 
     async def set_leverage(self, symbol: str, leverage: int) -> None: ...
 
+    async def fetch_marks(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        """Return the mark price of each of ``symbols`` the exchange lists (absent: not listed).
+
+        USDⓈ-M futures: the mark price of ``premiumIndex`` (what Binance values positions at);
+        spot: the last traded price (spot has no mark price). One request for all symbols.
+        """
+        ...
+
     def fills(self) -> AsyncIterator[Trade]: ...
 
     async def close(self) -> None: ...

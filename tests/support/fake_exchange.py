@@ -267,6 +267,13 @@ class FakeGateway:
     async def set_leverage(self, symbol: str, leverage: int) -> None:
         self.exchange.account(self.account_id).leverage[symbol] = leverage
 
+    async def fetch_marks(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        self.exchange.requests += 1
+        await asyncio.sleep(0)
+        if self.exchange.account(self.account_id).read_faults:
+            raise Retryable("503 Service Unavailable on premiumIndex")
+        return {s: self.exchange.prices[s] for s in symbols if s in self.exchange.prices}
+
     async def start_stream(self) -> None:
         """Subscribe now: events published from here on are delivered by ``fills()``."""
         acc = self.exchange.account(self.account_id)

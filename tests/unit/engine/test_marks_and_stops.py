@@ -1,0 +1,182 @@
+"""Marks recorded by the running engine, risk on the mark while the leader is idle, stopped copies
+closed until flat and announced for settlement (R-SET-3, R-COPY-3, R-COPY-5, R-SET-5)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
+
+from sqlalchemy import select, update
+
+from copytrade.domain.triggers import Trigger, trigger_of
+from copytrade.engine import closing
+from copytrade.engine.marks_feed import MarkFeed
+from copytrade.marks.store import Mark, record
+from copytrade.settlement.marks import RecordedMarks
+from models import Copy, CopyStopEvent, FollowerOrderIntent
+from models.market import MarkPrice
+from models.settlement import CopySettlementState
+
+
+def _announced(eng) -> list:
+    calls: list = []
+    eng.on_stopped = lambda cid, why: calls.append((cid, why))
+    return calls
+
+
+async def test_stop_loss_fires_on_the_mark_while_the_leader_is_idle_R_COPY_3(rig):
+    """0.1 BTC at 50,000 (fee 0.1 % = 5 USDT); the mark falls to 48,000 with no leader trade:
+    result after fees = −200 − 5 = −205 ≤ −100 (10 % of 1,000): stopped at the first mark
+    update, closed at market (reduce-only), announced once flat."""
+    w = rig.build(
+        [
+            {"allocation": "1000", "leverage": 10, "stop_loss_pct": "10"},
+            {"allocation": "1000", "leverage": 10},
+        ]
+    )
+    eng = rig.engine()
+    calls = _announced(eng)
+    await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))
+    rig.fake.prices["BTCUSDT"] = D("48000")
+    tick = await MarkFeed(eng).tick()
+    assert tick.fetched == 1 and tick.recorded == 1
+    stopped_id = w.copy_ids[0]
+    with rig.sm() as s:
+        copy = s.get(Copy, stopped_id)
+        assert copy.status == "stopped" and trigger_of(copy.stop_reason) is Trigger.STOP_LOSS
+        event = s.scalars(select(CopyStopEvent)).one()
+        assert (event.cumulative_pnl, event.threshold) == (D("-205"), D("-100"))
+        close = s.scalars(
+            select(FollowerOrderIntent).where(FollowerOrderIntent.kind == "stop")
+        ).one()
+        assert (close.copy_id, close.side, close.reduce_only, close.outcome) == (
+            stopped_id,
+            "sell",
+            True,
+            "filled",
+        )
+        assert s.get(Copy, w.copy_ids[1]).status == "active"
+        (mark,) = s.scalars(select(MarkPrice)).all()
+        assert (mark.market, mark.symbol, mark.price) == ("usdm", "BTCUSDT", D("48000"))
+    assert rig.fake.accounts[w.copy_accounts[stopped_id]].positions["BTCUSDT"] == 0
+    assert calls == [(stopped_id, copy.stop_reason)] and not eng.closing
+
+
+async def test_marks_are_one_row_per_symbol_and_minute_R_SET_3(rig):
+    w = rig.build([{"allocation": "1000", "leverage": 10}])
+    eng = rig.engine()
+    await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))
+    feed = MarkFeed(eng)
+    await feed.tick()
+    rig.fake.prices["BTCUSDT"] = D("50100")
+    await feed.tick()
+    with rig.sm() as s:
+        rows = s.scalars(select(MarkPrice)).all()
+    # the same minute (unless the clock just turned): one row, corrected to the latest mark
+    assert len(rows) in (1, 2) and rows[-1].price == D("50100")
+    assert {r.marked_at.second for r in rows} == {0}
+
+
+async def test_stop_loss_counts_the_shares_already_paid_R_COPY_3(rig):
+    """Both copies: 0.1 BTC at 50,000, mark 49,250: −75 − 5 fee = −80 > −100. The copy that has
+    paid its leader 30 USDT of shares is at −110 after shares and stops; the other does not."""
+    w = rig.build(
+        [
+            {"allocation": "1000", "leverage": 10, "stop_loss_pct": "10"},
+            {"allocation": "1000", "leverage": 10, "stop_loss_pct": "10"},
+        ]
+    )
+    with rig.sm() as s, s.begin():
+        s.add(CopySettlementState(copy_id=w.copy_ids[0], asset="USDT", share_paid=D("30")))
+    eng = rig.engine()
+    await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))
+    rig.fake.prices["BTCUSDT"] = D("49250")
+    await MarkFeed(eng).tick()
+    with rig.sm() as s:
+        assert s.get(Copy, w.copy_ids[0]).status == "stopped"
+        assert s.get(Copy, w.copy_ids[1]).status == "active"
+        event = s.scalars(select(CopyStopEvent)).one()
+        assert event.cumulative_pnl == D("-110")
+
+
+async def test_a_copy_stopped_elsewhere_is_closed_and_announced_R_COPY_5(rig):
+    """`copies stop` changes the database only: the running engine closes the copy's positions
+    at its next reload and announces it, so the copy settles with no operator (R-SET-5)."""
+    w = rig.build([{"allocation": "1000", "leverage": 10}, {"allocation": "1000", "leverage": 10}])
+    eng = rig.engine()
+    calls = _announced(eng)
+    await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))
+    gone = w.copy_ids[1]
+    with rig.sm() as s, s.begin():
+        s.execute(
+            update(Copy).where(Copy.id == gone).values(status="stopped", stop_reason="stop_copy")
+        )
+    ps = eng.portfolios[w.portfolio_id]
+    await closing.reload(eng, ps)
+    assert [c.copy_id for c in ps.copies] == [w.copy_ids[0]]
+    assert rig.fake.accounts[w.copy_accounts[gone]].positions["BTCUSDT"] == 0
+    assert calls == [(gone, "stop_copy")]
+    await closing.reload(eng, ps)  # nothing more: announced once
+    assert calls == [(gone, "stop_copy")]
+
+
+async def test_a_rejected_close_keeps_the_copy_until_flat_R_COPY_5(rig):
+    w = rig.build([{"allocation": "1000", "leverage": 10}])
+    eng = rig.engine()
+    calls = _announced(eng)
+    await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))
+    cid = w.copy_ids[0]
+    rig.fake.fail_next(w.copy_accounts[cid], "rejected")
+    await eng.stop_copy(cid, "stop_copy")
+    assert cid in eng.closing and calls == []
+    await closing.retry(eng)
+    assert rig.fake.accounts[w.copy_accounts[cid]].positions["BTCUSDT"] == 0
+    assert not eng.closing and calls == [(cid, "stop_copy")]
+
+
+def test_recorded_marks_are_fresh_or_say_why_not_R_SET_3(session_maker):
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+    with session_maker() as s, s.begin():
+        record(s, [Mark("BTCUSDT", "usdm", at - timedelta(minutes=2), D("61000.5"))])
+        record(s, [Mark("ETHUSDT", "usdm", at - timedelta(hours=1), D("3000"))])
+        record(s, [Mark("ONDOUSDT", "spot", at - timedelta(minutes=1), D("1.25"))])
+    marks = RecordedMarks(session_maker)
+    assert marks.mark_price("BTCUSDT", at) == D("61000.5")
+    assert marks.mark_price("ONDOUSDT", at) == D("1.25")  # spot when USDⓈ-M has none
+    assert marks.mark_price("ETHUSDT", at) is None
+    assert "beyond the 0:05:00 freshness bound" in marks.why_missing("ETHUSDT", at)
+    assert "no mark recorded" in marks.why_missing("SOLUSDT", at)
+
+
+async def test_entry_slippage_compares_the_available_price_with_the_leader_fill_R_COPY_12(rig):
+    """Leader buys at 50,000; the mark the followers meet is 50,300: 300 / 50,000 = 0.6 %.
+    Default (futures BTC) 0.5 %: skipped, both prices recorded; a 1 % limit: sent. The leader's
+    reduction at the same prices is never held back by the limit."""
+    w = rig.build(
+        [
+            {"allocation": "1000", "leverage": 10},
+            {"allocation": "1000", "leverage": 10, "slippage_limit_pct": "1"},
+        ]
+    )
+    eng = rig.engine()
+    eng.note_marks("futures", {"BTCUSDT": D("50300")})
+    r = await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))
+    assert (r.sent, r.skipped) == (1, 1)
+    with rig.sm() as s:
+        skipped = s.scalars(
+            select(FollowerOrderIntent).where(FollowerOrderIntent.outcome == "skipped")
+        ).one()
+    assert skipped.copy_id == w.copy_ids[0] and skipped.reason_code == "slippage_limit"
+    assert skipped.reason.endswith("leader 50000, available 50300")
+    eng.note_marks("futures", {"BTCUSDT": D("49000")})  # a sell meeting 2 % less: a reduction
+    r = await eng.on_leader_event(w.portfolio_id, rig.leader_trade("sell", "0.5", "50000"))
+    assert r.skipped == 1 and r.sent == 1  # copy 0 holds nothing to reduce; copy 1 reduces
+
+
+async def test_spot_entry_slippage_default_is_0_3_percent_for_btc_R_COPY_12(spot_rig):
+    """Spot: 50,000 → 50,200 is 0.4 %: beyond spot's 0.3 % BTC default (futures would send)."""
+    w = spot_rig.build([{"allocation": "1000"}])
+    eng = spot_rig.engine()
+    eng.note_marks("spot", {"BTCUSDT": D("50200")})
+    r = await eng.on_leader_event(w.portfolio_id, spot_rig.leader_trade("buy", "0.1", "50000"))
+    assert (r.sent, r.skipped) == (0, 1)
