@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from copytrade.engine import closing
+from copytrade.engine import closing, live_config
 from copytrade.engine.completeness import (
     WINDOW_FILLS,
     HistoryUnavailable,
@@ -103,6 +103,7 @@ class EngineRunner:
         self.stop_event = asyncio.Event()
         self.ready = asyncio.Event()
         self._started: dict[int, asyncio.Event] = {}
+        self._tasks: list[asyncio.Task] = []
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -111,15 +112,10 @@ class EngineRunner:
         """Start, catch up, follow every leader until ``stop``; return the run's counters."""
         engine = self.engine
         engine.load()
-        tasks = []
+        tasks = self._tasks = []
         for ps in engine.portfolios.values():
             if ps.leader_account_id is not None:
-                self._started[ps.portfolio_id] = asyncio.Event()
-                tasks.append(
-                    asyncio.create_task(
-                        self._follow(ps.portfolio_id), name=f"leader-{ps.portfolio_id}"
-                    )
-                )
+                self._start_following(ps.portfolio_id)
         report = self.stats.last_reconcile = await resolve_open_intents(engine)
         log.info("open intents settled at start: %s", report.as_dict())
         for started in self._started.values():
@@ -140,6 +136,12 @@ class EngineRunner:
                     await task
             self.heartbeat(f"stopped: {self.stats.line()}")
         return self.stats
+
+    def _start_following(self, portfolio_id: int) -> None:
+        self._started[portfolio_id] = asyncio.Event()
+        self._tasks.append(
+            asyncio.create_task(self._follow(portfolio_id), name=f"leader-{portfolio_id}")
+        )
 
     def _warm(self) -> None:
         """Build every follower gateway now and freeze the start-up heap.
@@ -273,6 +275,9 @@ class EngineRunner:
                         await closing.reload(self.engine, ps, force=ps.copies_stale)
                         ps.copies_stale = False
                 await closing.retry(self.engine)
+                for pid in live_config.add_new_portfolios(self.engine):  # created meanwhile
+                    log.info("following new lead portfolio %s", pid)
+                    self._start_following(pid)
                 if time.monotonic() - last_check >= self.check_every:
                     last_check = time.monotonic()
                     for found in await check_all(self.engine, self.window):

@@ -3,6 +3,7 @@ closed until flat and announced for settlement (R-SET-3, R-COPY-3, R-COPY-5, R-S
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
@@ -11,6 +12,7 @@ from sqlalchemy import select, update
 from copytrade.domain.triggers import Trigger, trigger_of
 from copytrade.engine import closing
 from copytrade.engine.marks_feed import MarkFeed
+from copytrade.engine.runner import EngineRunner
 from copytrade.marks.store import Mark, record
 from copytrade.settlement.marks import RecordedMarks
 from models import Copy, CopyStopEvent, FollowerOrderIntent
@@ -180,3 +182,55 @@ async def test_spot_entry_slippage_default_is_0_3_percent_for_btc_R_COPY_12(spot
     eng.note_marks("spot", {"BTCUSDT": D("50200")})
     r = await eng.on_leader_event(w.portfolio_id, spot_rig.leader_trade("buy", "0.1", "50000"))
     assert (r.sent, r.skipped) == (0, 1)
+
+
+async def _until(check, tries: int = 200) -> bool:
+    for _ in range(tries):
+        if check():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_stop_loss_fires_right_after_a_restart_and_new_portfolios_are_followed_R_COPY_3(
+    rig,
+):
+    """The mark moved while the engine was down: the first mark update after the start stops the
+    copy, with no leader trade. A portfolio created while the engine runs is followed within a
+    sweep, and its leader's fill is copied (R-COPY-2)."""
+    w = rig.build([{"allocation": "1000", "leverage": 10, "stop_loss_pct": "10"}])
+    first = rig.engine()
+    await first.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))
+    rig.fake.prices["BTCUSDT"] = D("48000")  # while no engine runs
+    eng = rig.engine()
+    calls = _announced(eng)
+    runner = EngineRunner(eng, sweep_every=0.05, heartbeat_every=60, reconnect_delay=0.01)
+    task = asyncio.create_task(runner.run())
+    await asyncio.wait_for(runner.ready.wait(), 5)
+
+    def stopped() -> bool:
+        with rig.sm() as s:
+            return s.get(Copy, w.copy_ids[0]).status == "stopped"
+
+    assert await _until(stopped)
+    assert await _until(lambda: calls == [(w.copy_ids[0], calls[0][1])] if calls else False)
+
+    late = rig.build([{"allocation": "1000", "leverage": 10}])  # created while running
+    assert await _until(lambda: late.portfolio_id in eng.portfolios)
+    assert await _until(lambda: runner._started[late.portfolio_id].is_set())
+    rig.fake.leader_trade(late.leader_account_id, "BTCUSDT", "buy", D("1"))
+
+    def copied() -> bool:
+        with rig.sm() as s:
+            return (
+                s.scalars(
+                    select(FollowerOrderIntent).where(
+                        FollowerOrderIntent.copy_id == late.copy_ids[0]
+                    )
+                ).first()
+                is not None
+            )
+
+    assert await _until(copied)
+    runner.stop()
+    await task
