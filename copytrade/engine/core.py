@@ -106,6 +106,7 @@ class Intent:
     leader_price: Decimal | None
     leader_time: datetime | None
     kind: str = "copy"
+    leg: int = 0
 
 
 @dataclass(slots=True)
@@ -448,6 +449,7 @@ class CopyEngine:
                     leader_fill_id=fill_id,
                     leader_price=trade.price,
                     leader_time=trade.traded_at,
+                    leg=row[2],
                 )
             )
         self.inflight.update(it.intent_id for it in intents)
@@ -461,7 +463,7 @@ class CopyEngine:
 
         # 4-5. send concurrently, record in one transaction
         try:
-            results = await self._send(intents)
+            results = await self._send_by_leg(intents)
             pause.release()  # the orders are answered: collect during recording, not before
             self.record(ps, intents, results)
         finally:
@@ -474,6 +476,24 @@ class CopyEngine:
         return report
 
     # -- sending and recording -----------------------------------------------------------------
+
+    async def _send_by_leg(self, intents: list[Intent]) -> list[SendResult]:
+        """Send a fill's orders, the reductions (leg 0) answered before the openings (leg 1).
+
+        Through zero (futures, one-way mode) a follower gets a reduce-only close and an opening on
+        the other side. Sent together, the opening could execute first; the close then meets a
+        position it would flip and is refused (-2022), leaving the follower long while the leader
+        is short (found by the fault campaign).
+        """
+        if all(it.leg == 0 for it in intents):
+            return await self._send(intents)
+        answers: dict[int, SendResult] = {}
+        for leg in sorted({it.leg for it in intents}):
+            batch = [it for it in intents if it.leg == leg]
+            answers.update(
+                zip((it.intent_id for it in batch), await self._send(batch), strict=True)
+            )
+        return [answers[it.intent_id] for it in intents]
 
     async def _send(self, intents: list[Intent]) -> list[SendResult]:
         orders = [(self.gateway_for(it.copy.account_id), self._request(it), it) for it in intents]

@@ -144,6 +144,7 @@ async def resolve_open_intents(
             leader_price=intent.leader_price,
             leader_time=traded_at,
             kind=intent.kind,
+            leg=intent.leg,
         )
         async with sem:
             try:
@@ -179,7 +180,10 @@ async def resolve_open_intents(
                 return it, result, "resent"
             return it, None, "not_sent"
 
-    results = await asyncio.gather(*(settle(*w) for w in work))
+    # Reductions (leg 0) before openings on the other side (leg 1): see CopyEngine._send_by_leg.
+    results = []
+    for leg in sorted({w[0].leg for w in work}):
+        results += await asyncio.gather(*(settle(*w) for w in work if w[0].leg == leg))
     to_record: dict[int | None, tuple[PortfolioState | None, list, list]] = {}
     not_sent = []
     for it, res, what in results:

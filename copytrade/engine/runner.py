@@ -104,6 +104,7 @@ class EngineRunner:
         self.ready = asyncio.Event()
         self._started: dict[int, asyncio.Event] = {}
         self._tasks: list[asyncio.Task] = []
+        self._settled = asyncio.Event()  # the previous run's open orders are settled
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -116,8 +117,9 @@ class EngineRunner:
         for ps in engine.portfolios.values():
             if ps.leader_account_id is not None:
                 self._start_following(ps.portfolio_id)
-        report = self.stats.last_reconcile = await resolve_open_intents(engine)
+        report = self.stats.last_reconcile = await self._settle_open_intents()
         log.info("open intents settled at start: %s", report.as_dict())
+        self._settled.set()
         for started in self._started.values():
             await started.wait()
         self._warm()
@@ -142,6 +144,21 @@ class EngineRunner:
         self._tasks.append(
             asyncio.create_task(self._follow(portfolio_id), name=f"leader-{portfolio_id}")
         )
+
+    async def _settle_open_intents(self) -> ReconcileReport:
+        """Settle the orders a killed run left open before any new fill is sized.
+
+        A new reduction sized on a position that lacks an executed but unrecorded order would be
+        too large and refused (found by the fault campaign). Orders that may still be in flight
+        are retried until ``absent_after`` has passed (bounded: an unreachable exchange must not
+        hold the start forever).
+        """
+        deadline = time.monotonic() + self.engine.absent_after + 5.0
+        while True:
+            report = await resolve_open_intents(self.engine)
+            if not report.still_unknown or time.monotonic() >= deadline:
+                return report
+            await asyncio.sleep(1.0)
 
     def _warm(self) -> None:
         """Build every follower gateway now and freeze the start-up heap.
@@ -172,6 +189,9 @@ class EngineRunner:
             pump = asyncio.create_task(self._pump(gateway, buffer), name=f"stream-{portfolio_id}")
             try:
                 await self._subscribed(gateway)
+                await (
+                    self._settled.wait()
+                )  # no fill is sized on positions missing a killed run's orders
                 if first:
                     await baseline(engine, ps)
                 else:

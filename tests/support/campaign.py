@@ -293,6 +293,9 @@ def run_campaign(config: CampaignConfig) -> CampaignOutcome:
             "validate_exit": validate.returncode,
         }
         outcome.problems = check(sm, view, pw, op, reconcile, validate, outcome.figures)
+        (config.workdir / "outcome.json").write_text(
+            json.dumps({"figures": outcome.figures, "problems": outcome.problems}, default=str)
+        )
     finally:
         db.dispose()
     return outcome
@@ -468,11 +471,30 @@ def check(sm, view, pw, op: _Operator, reconcile, validate, figures: dict) -> di
     problems["validate"] = (
         []
         if validate.returncode == 0 and chain_ok
-        else [f"exit {validate.returncode}: {validate.stdout[-800:]}"]
+        else [f"exit {validate.returncode}: {validate.stdout[-800:]} {validate.stderr[-800:]}"]
     )
     log_text = op.log_path.read_text(errors="replace")
     problems["secrets_in_log"] = [ref for ref, secret in pw.secrets.items() if secret in log_text]
+    # How often the engine's view of the leader's position before a fill differed from the
+    # position the exchange's trades give in trade-id order (late fills legitimately do).
+    view_differs = 0
+    for symbol in SYMBOLS:
+        position = ZERO
+        for f in sorted(
+            (f for f in fills if f.symbol == symbol), key=lambda f: int(f.exchange_trade_id)
+        ):
+            view_differs += f.position_before != position
+            position += f.quantity if f.side == "buy" else -f.quantity
+    fill_ids = {f.id: f"{f.symbol}#{f.exchange_trade_id}" for f in fills}
     figures.update(
+        rejections=dict(
+            Counter(
+                f"{fill_ids.get(i.leader_fill_id)} leg {i.leg}: {(i.reason or '')[:90]}"
+                for i in copied
+                if i.outcome == "rejected"
+            ).most_common(5)
+        ),
+        leader_view_differs=view_differs,
         stored_leader_fills=sum(len(v) for v in stored.values()),
         intents=len(copied),
         outcomes=dict(Counter(i.outcome for i in copied)),

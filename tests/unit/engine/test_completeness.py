@@ -282,3 +282,23 @@ async def test_a_recording_lost_with_the_database_is_adopted_once_not_counted_tw
         from models import CopyPosition
 
         assert s.scalars(select(CopyPosition.quantity)).one() == exchange
+
+
+async def test_through_zero_the_reductions_are_answered_before_the_openings_are_sent_R_COPY_4(rig):
+    """A reduce-only close and an opening on the other side sent together could execute in the
+    wrong order; the close would then be refused and the follower left on the wrong side."""
+    w = rig.build([{"allocation": "1000", "leverage": 10}, {"allocation": "1000", "leverage": 10}])
+    eng = await _baselined(rig)
+    await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "0.2", "50000"))
+    batches, real = [], eng._send
+
+    async def recording(intents):
+        batches.append(sorted({it.leg for it in intents}))
+        return await real(intents)
+
+    eng._send = recording
+    await eng.on_leader_event(w.portfolio_id, rig.leader_trade("sell", "0.3", "50000"))
+    assert batches == [[0], [1]]
+    for copy_id in w.copy_ids:
+        held = rig.fake.accounts[w.copy_accounts[copy_id]].positions["BTCUSDT"]
+        assert held == D("-0.009")  # closed, then short 0.1 × equity (after fees) / 10,000, floored
