@@ -6,7 +6,9 @@ import asyncio
 
 from prefect import flow, get_run_logger
 
+from copytrade.db import session_factory
 from copytrade.engine.service import run_engine
+from copytrade.platform.leaders import leverage_recorder
 from copytrade.settlement.events import copy_stopped_event
 from flows._secrets import prefect_secret
 
@@ -34,5 +36,6 @@ async def copy_engine(
         heartbeat_every=heartbeat_every,
         stop=stop,
         on_stopped=announce_stop,
+        on_leader_opened=leverage_recorder(session_factory()),
     )
     return stats.line()

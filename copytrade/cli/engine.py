@@ -58,7 +58,9 @@ def run(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every leader event."),
 ) -> None:
     """Run the copy engine until SIGTERM or Ctrl-C (clean shutdown: the current fill finishes)."""
+    from copytrade.db import session_factory
     from copytrade.engine.service import run_engine
+    from copytrade.platform.leaders import leverage_recorder
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -77,6 +79,7 @@ def run(
             heartbeat=lambda line: console.print(f"[dim]heartbeat[/] {line}"),
             heartbeat_every=heartbeat_every,
             on_stopped=lambda cid, why: loop.run_in_executor(None, _settle_now, cid, why),
+            on_leader_opened=leverage_recorder(session_factory()),
         )
         console.print(f"copy engine stopped: {stats.line()}")
 

@@ -39,7 +39,7 @@ from copytrade.domain.markets import Market
 from copytrade.domain.money import ZERO, to_units
 from copytrade.domain.sizing import SEND, SKIP_SLIPPAGE, FillSpec, size_fill
 from copytrade.domain.triggers import parse_trigger, stop_reason
-from copytrade.engine import closing, history, ingest, risk
+from copytrade.engine import closing, history, ingest, leader_leverage, risk
 from copytrade.engine.dispatch import SendResult, outcome_of, send_all
 from copytrade.engine.persist import insert_intents, stored_time
 from copytrade.engine.state import (
@@ -160,6 +160,9 @@ class CopyEngine:
         # Called with (copy id, stop reason) once a stopped copy is flat: the driver emits the
         # ``copytrade.copy.stopped`` event or settles directly (the engine imports neither).
         self.on_stopped: Callable[[int, str | None], None] | None = None
+        # Called (in a thread) with (portfolio id, symbol, leverage, trade id, opened at, AUM)
+        # when a futures leader opens a position: the driver records an R-LEAD-8 violation.
+        self.on_leader_opened: Callable[[int, str, int, str, datetime, Decimal], None] | None = None
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -422,6 +425,8 @@ class CopyEngine:
             self._save_watermark(session, ps, trade, after)
             self._save_accumulators(session, ps, acc_before)
         ps.leader_positions[trade.symbol] = after
+        if not position and after:  # the leader opened a position: its leverage (R-LEAD-8)
+            leader_leverage.opened(self, ps, trade.symbol, trade.trade_id, trade.traded_at)
         ps.watermarks[trade.symbol] = max(ps.watermarks.get(trade.symbol, 0), int(trade.trade_id))
         ps.known_ids.setdefault(trade.symbol, set()).add(trade.trade_id)
         if source != "stream":

@@ -234,3 +234,29 @@ async def test_stop_loss_fires_right_after_a_restart_and_new_portfolios_are_foll
     assert await _until(copied)
     runner.stop()
     await task
+
+
+async def test_a_leader_opening_above_5x_at_100k_aum_is_recorded_R_LEAD_8(rig):
+    """Capital 100,000 + a 1,000 copy: AUM ≥ 100,000; the leader opens BTCUSDT at 10× on the
+    exchange: one violation, recorded once for that opening (its trade id)."""
+    from copytrade.engine import leader_leverage
+    from copytrade.platform.leaders import leverage_recorder
+    from models import LeaderLeverageViolation
+
+    w = rig.build([{"allocation": "1000", "leverage": 3}], capital=D("100000"))
+    rig.fake.account(w.leader_account_id).leverage["BTCUSDT"] = 10
+    eng = rig.engine()
+    eng.on_leader_opened = leverage_recorder(rig.sm)
+    trade = rig.leader_trade("buy", "1", "50000")
+    await eng.on_leader_event(w.portfolio_id, trade)
+    await asyncio.gather(*leader_leverage._pending)
+    await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))  # adds
+    await asyncio.gather(*leader_leverage._pending)
+    with rig.sm() as s:
+        (violation,) = s.scalars(select(LeaderLeverageViolation)).all()
+    assert (violation.portfolio_id, violation.symbol, violation.leverage) == (
+        w.portfolio_id,
+        "BTCUSDT",
+        10,
+    )
+    assert violation.exchange_ref == trade.trade_id
