@@ -25,6 +25,7 @@ from copytrade.engine.completeness import (
     open_gap,
 )
 from copytrade.engine.core import CopyEngine
+from copytrade.engine.follower_streams import FollowerStreams
 from copytrade.engine.marks_feed import MARK_EVERY_SECONDS, MarkFeed
 from copytrade.engine.reconcile import (
     ReconcileReport,
@@ -99,6 +100,8 @@ class EngineRunner:
         self.hold_seconds = hold_seconds
         self.marks_every = marks_every  # None: no mark feed (tests that drive prices by hand)
         self.marks = MarkFeed(engine)
+        self.wake = asyncio.Event()  # a follower stream event: sweep now
+        self.follower_streams = FollowerStreams(engine, self.wake)
         self.stats = RunStats()
         self.stop_event = asyncio.Event()
         self.ready = asyncio.Event()
@@ -136,6 +139,7 @@ class EngineRunner:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await self.follower_streams.close()
             self.heartbeat(f"stopped: {self.stats.line()}")
         return self.stats
 
@@ -287,9 +291,12 @@ class EngineRunner:
     async def _sweep(self) -> None:
         last_check = time.monotonic()
         while True:
-            await asyncio.sleep(self.sweep_every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.sweep_every)
+            self.wake.clear()
             try:
                 await resolve_open_intents(self.engine)
+                self.follower_streams.follow_resting()
                 for ps in list(self.engine.portfolios.values()):
                     async with ps.lock:
                         await closing.reload(self.engine, ps, force=ps.copies_stale)

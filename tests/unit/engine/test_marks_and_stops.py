@@ -260,3 +260,30 @@ async def test_a_leader_opening_above_5x_at_100k_aum_is_recorded_R_LEAD_8(rig):
         10,
     )
     assert violation.exchange_ref == trade.trade_id
+
+
+async def test_a_resting_orders_account_stream_wakes_the_sweep(rig):
+    """An account with an acknowledged, unfinished order is followed on its user-data stream;
+    an execution event on it wakes the sweep at once (which records the order's fills)."""
+    from copytrade.engine.follower_streams import FollowerStreams
+
+    w = rig.build([{"allocation": "1000", "leverage": 10}, {"allocation": "1000", "leverage": 10}])
+    eng = rig.engine()
+    await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))
+    resting = w.copy_ids[0]
+    with rig.sm() as s, s.begin():
+        s.execute(
+            update(FollowerOrderIntent)
+            .where(FollowerOrderIntent.copy_id == resting)
+            .values(status="acked")
+        )
+    wake = asyncio.Event()
+    streams = FollowerStreams(eng, wake)
+    streams.follow_resting()
+    account = w.copy_accounts[resting]
+    assert set(streams.tasks) == {account}
+    await asyncio.sleep(0)  # the stream subscribes
+    rig.fake.publish(account, rig.fake.trades[(account, "BTCUSDT")][-1])
+    await asyncio.wait_for(wake.wait(), 5)
+    assert streams.events == 1
+    await streams.close()
