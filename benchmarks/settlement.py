@@ -2,6 +2,7 @@
 
     python benchmarks/settlement.py                       # 100,000 copies, ~1,000,000 fills
     python benchmarks/settlement.py --copies 5000 --naive-copies 1000   # quick look
+    python benchmarks/settlement.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 Three measurements, in one run:
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sqlite3
 import sys
@@ -84,6 +86,49 @@ def fresh_sqlite(path: Path) -> str:
     models.Base.metadata.create_all(engine)
     engine.dispose()
     return url
+
+
+def fresh_postgres(server_url: str, schemas: list[str]) -> str:
+    """Create an empty schema on the PostgreSQL server, the ledger's tables in it; return its URL."""
+    import uuid
+
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(server_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'create schema "{schema}"'))
+    admin.dispose()
+    schemas.append(schema)
+    url = (
+        make_url(server_url)
+        .update_query_dict({"options": f"-csearch_path={schema}"})
+        .render_as_string(hide_password=False)
+    )
+    engine = make_engine(url)
+    models.Base.metadata.create_all(engine)
+    engine.dispose()
+    return url
+
+
+def drop_schemas(server_url: str, schemas: list[str]) -> None:
+    from sqlalchemy import text
+
+    admin = make_engine(server_url)
+    with admin.begin() as conn:
+        for schema in schemas:
+            conn.execute(text(f'drop schema if exists "{schema}" cascade'))
+    admin.dispose()
+
+
+def analyze(url: str) -> None:
+    if url.startswith("postgresql"):
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+            conn.commit()
+        engine.dispose()
 
 
 def checkpoint_wal(path: Path) -> None:
@@ -295,13 +340,30 @@ def main() -> None:
         action="store_true",
         help="Start from the unsettled copy of the population a previous run kept in --workdir.",
     )
+    parser.add_argument(
+        "--database-url", help="a PostgreSQL server to run on (default: SQLite files in --workdir)"
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
+    if not args.database_url:
+        run(args, "sqlite", lambda name: fresh_sqlite(args.workdir / f"{name}.db"))
+        return
+    schemas: list[str] = []
+    try:
+        run(args, "postgresql", lambda name: fresh_postgres(args.database_url, schemas))
+    finally:
+        drop_schemas(args.database_url, schemas)
 
+
+def run(args, database: str, fresh) -> None:
     # 1. the bulk service on the full population
     path = args.workdir / "settlement.db"
     pristine = args.workdir / f"population-{args.copies}x{args.fills_per_copy}.db"
-    if args.reuse and pristine.exists():
+    if database != "sqlite":
+        url = fresh("settlement")
+        population, generate_s = populate(url, args.copies, args.fills_per_copy)
+        analyze(url)
+    elif args.reuse and pristine.exists():
         url = fresh_sqlite(path)
         shutil.copyfile(pristine, path)
         population = generate_population_spec(args.copies, args.fills_per_copy)
@@ -326,7 +388,7 @@ def main() -> None:
     emit(
         {
             "benchmark": "settlement",
-            "database": "sqlite",
+            "database": database,
             "copies": args.copies,
             "fills": population.fills,
             "generate_s": round(generate_s, 1),
@@ -339,12 +401,14 @@ def main() -> None:
             "counts": dict(report.counts),
             "target_s": 30,
             "ok": settle_s < 30,
+            "load_avg_1m": round(os.getloadavg()[0], 2),
         }
     )
 
     # 2. the naive loop on the first copies, in a database of their own
-    naive_url = fresh_sqlite(args.workdir / "settlement_naive.db")
+    naive_url = fresh("settlement_naive")
     populate(naive_url, args.naive_copies, args.fills_per_copy)
+    analyze(naive_url)
     started, cpu = time.perf_counter(), time.process_time()
     naive_copies = naive_settle(naive_url, population.as_of, marks)
     naive_s, naive_cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -353,7 +417,7 @@ def main() -> None:
     emit(
         {
             "benchmark": "settlement_naive",
-            "database": "sqlite",
+            "database": database,
             "copies": naive_copies,
             "settle_s": round(naive_s, 2),
             "settle_cpu_s": round(naive_cpu, 2),
@@ -376,7 +440,7 @@ def main() -> None:
     emit(
         {
             "benchmark": "ledger_integrity_checkpoint",
-            "database": "sqlite",
+            "database": database,
             "copies": args.copies,
             "fills": population.fills,
             "transfers": transfers,
@@ -389,6 +453,7 @@ def main() -> None:
             "passed": after.passed,
             "target_s": 60,
             "ok": checkpoint_s < 60 and after.passed,
+            "load_avg_1m": round(os.getloadavg()[0], 2),
         }
     )
 

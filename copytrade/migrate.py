@@ -21,21 +21,36 @@ def alembic_config(url: str | None = None) -> Config:
 
 def upgrade(url: str | None = None, revision: str = "head") -> str | None:
     """Migrate the ledger database at ``url`` to ``revision``; return the revision now current."""
-    cfg = alembic_config(url)
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-    engine.dispose()
+    _run(url, command.upgrade, revision)
     return current_revision(url)
 
 
 def downgrade(url: str | None = None, revision: str = "base") -> None:
+    _run(url, command.downgrade, revision)
+
+
+def _run(url: str | None, step, revision: str) -> None:
+    """Run an Alembic ``step`` in one transaction.
+
+    On SQLite, foreign keys are off while it runs and checked before it commits: rebuilding a
+    table that others reference (a batch migration) drops and renames it, which SQLite's
+    enforcement cannot follow (SQLite's documented procedure for schema changes).
+    """
     cfg = alembic_config(url)
     engine = make_engine(url)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # outside a transaction: inside one SQLite ignores this pragma
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                step(cfg, revision)
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
+                    raise RuntimeError(f"migration to {revision} broke a foreign key")
+        finally:
+            if sqlite:
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
     engine.dispose()
 
 

@@ -69,19 +69,26 @@ def _checks(dialect: str) -> list[RuleCheck]:
             "balances_equal_sum_of_postings",
             "R-LED-2",
             "ledger_accounts",
-            "SELECT a.id, a.address, a.asset, a.balance, COALESCE(p.total, 0) AS postings "
+            # a shared account's balance is its row (stream 0's part) plus every stream's stripe
+            "SELECT a.id, a.address, a.asset, a.balance + COALESCE(b.stripes, 0) AS balance, "
+            "COALESCE(p.total, 0) AS postings "
             "FROM {batch} a LEFT JOIN (SELECT account_id, SUM(amount) AS total "
             "FROM ledger_postings GROUP BY account_id) p ON p.account_id = a.id "
-            "WHERE a.balance <> COALESCE(p.total, 0)",
+            "LEFT JOIN (SELECT account_id, SUM(balance) AS stripes FROM ledger_balance_stripes "
+            "GROUP BY account_id) b ON b.account_id = a.id "
+            "WHERE a.balance + COALESCE(b.stripes, 0) <> COALESCE(p.total, 0)",
             "Every account's balance equals the sum of its postings.",
         ),
         RuleCheck(
             "no_forbidden_negative_balance",
             "R-LED-2",
             "ledger_accounts",
-            "SELECT id, address, asset, balance FROM {batch} WHERE balance < 0 "
-            "AND address NOT LIKE 'exchange:%' AND address NOT LIKE 'external:%'",
-            "Only exchange: and external: accounts may go below zero.",
+            "SELECT a.id, a.address, a.asset, a.balance FROM {batch} a "
+            "LEFT JOIN ledger_balance_stripes b ON b.account_id = a.id "
+            "WHERE (a.balance < 0 OR b.balance < 0) "
+            "AND a.address NOT LIKE 'exchange:%' AND a.address NOT LIKE 'external:%'",
+            "Only exchange: and external: accounts may go below zero (nor any stream's part of "
+            "another shared account).",
         ),
         RuleCheck(
             "negative_policy_follows_address",
@@ -278,21 +285,34 @@ def _checks(dialect: str) -> list[RuleCheck]:
             "chain_links_every_transfer_to_the_previous",
             "R-X-4",
             "ledger_transfers",
-            "SELECT t.seq FROM {batch} t LEFT JOIN ledger_transfers p ON p.seq = t.seq - 1 "
-            f"WHERE t.seq < 1 OR (t.seq = 1 AND t.prev_hash <> '{GENESIS}') "
+            # Each stream's first transfer links to the stream's genesis: stream 0's is checked
+            # here, the others' (a sha256) by the Python recomputation.
+            "SELECT t.stream, t.seq FROM {batch} t LEFT JOIN ledger_transfers p "
+            "ON p.stream = t.stream AND p.seq = t.seq - 1 "
+            f"WHERE t.seq < 1 OR (t.seq = 1 AND t.stream = 0 AND t.prev_hash <> '{GENESIS}') "
             "OR (t.seq > 1 AND (p.id IS NULL OR p.hash <> t.prev_hash))",
-            "Sequence numbers are contiguous from 1 and each transfer carries the previous hash.",
+            "Within each stream, sequence numbers are contiguous from 1 and each transfer "
+            "carries the previous hash.",
         ),
         RuleCheck(
             "chain_head_is_the_last_transfer",
             "R-X-4",
-            "ledger_chain_head",
-            "SELECT h.id, h.last_seq FROM {batch} h LEFT JOIN ledger_transfers t "
-            "ON t.seq = h.last_seq WHERE h.last_seq <> "
-            "(SELECT COALESCE(MAX(seq), 0) FROM ledger_transfers) "
+            "ledger_chain_heads",
+            "SELECT h.stream, h.last_seq FROM {batch} h LEFT JOIN ledger_transfers t "
+            "ON t.stream = h.stream AND t.seq = h.last_seq WHERE h.stream >= 0 AND (h.last_seq <> "
+            "(SELECT COALESCE(MAX(x.seq), 0) FROM ledger_transfers x WHERE x.stream = h.stream) "
+            f"OR (h.last_seq = 0 AND h.stream = 0 AND h.last_hash <> '{GENESIS}') "
+            "OR (h.last_seq > 0 AND (t.id IS NULL OR t.hash <> h.last_hash))) "
+            "UNION ALL SELECT DISTINCT t.stream, CAST(NULL AS BIGINT) FROM ledger_transfers t "
+            "LEFT JOIN ledger_chain_heads h ON h.stream = t.stream WHERE h.stream IS NULL "
+            # stream -1: the root chain's head names the last anchor
+            "UNION ALL SELECT h.stream, h.last_seq FROM ledger_chain_heads h "
+            "LEFT JOIN ledger_anchors a ON a.seq = h.last_seq WHERE h.stream = -1 AND "
+            "(h.last_seq <> (SELECT COALESCE(MAX(seq), 0) FROM ledger_anchors) "
             f"OR (h.last_seq = 0 AND h.last_hash <> '{GENESIS}') "
-            "OR (h.last_seq > 0 AND (t.id IS NULL OR t.hash <> h.last_hash))",
-            "The chain head names the last transfer and its hash.",
+            "OR (h.last_seq > 0 AND (a.id IS NULL OR a.hash <> h.last_hash)))",
+            "Every stream's head names its last transfer and its hash; every stream has a head; "
+            "the root chain's head (stream -1) names the last anchor.",
         ),
         RuleCheck(
             "chain_recomputed_without_break",

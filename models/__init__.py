@@ -2,7 +2,14 @@
 
 from models.base import Base
 from models.history import LeaderHistoryImport
-from models.ledger import LedgerAccount, LedgerChainHead, LedgerPosting, LedgerTransfer
+from models.ledger import (
+    LedgerAccount,
+    LedgerAnchor,
+    LedgerBalanceStripe,
+    LedgerChainHead,
+    LedgerPosting,
+    LedgerTransfer,
+)
 from models.market import MarkPrice
 from models.platform import (
     AuditEntry,
@@ -44,6 +51,8 @@ __all__ = [
     "LeaderLeverageViolation",
     "LeaderWatermark",
     "LedgerAccount",
+    "LedgerAnchor",
+    "LedgerBalanceStripe",
     "LedgerChainVerification",
     "LedgerChainHead",
     "LedgerPosting",

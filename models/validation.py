@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, String, Text
+from sqlalchemy import BigInteger, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
@@ -22,8 +22,11 @@ class LedgerChainVerification(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     checked: Mapped[int] = mapped_column(BigInteger)  # transfers recomputed
-    through_seq: Mapped[int] = mapped_column(BigInteger)  # last seq that matched
+    # the anchor this recomputation appended to the root chain (0 and "" when it found a break;
+    # before migration 0005: the last transfer seq that matched and its hash)
+    through_seq: Mapped[int] = mapped_column(BigInteger)
     through_hash: Mapped[str] = mapped_column(String(64))
+    first_broken_stream: Mapped[int | None] = mapped_column(Integer)
     first_broken_seq: Mapped[int | None] = mapped_column(BigInteger)
     problem: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

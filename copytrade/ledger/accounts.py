@@ -15,12 +15,18 @@ from dataclasses import dataclass
 
 NEGATIVE_ALLOWED = frozenset({"exchange", "external"})
 KNOWN_KINDS = frozenset({"person", "follower", "leader", "platform"}) | NEGATIVE_ALLOWED
+# Accounts every writer posts to (each fill's counterparty and fee): each stream other than 0
+# keeps its own part of their balance (``ledger_balance_stripes``), so writers on different
+# streams never wait on one balance row. A striped account that may not go negative (platform:)
+# may not go negative in any one stream's part either: a stream spends only what it collected.
+STRIPED_KINDS = NEGATIVE_ALLOWED | {"platform"}
 
 
 @dataclass(frozen=True, slots=True)
 class AccountPolicy:
     kind: str
     allow_negative: bool
+    striped: bool
 
 
 def account_policy(address: str) -> AccountPolicy:
@@ -31,7 +37,9 @@ def account_policy(address: str) -> AccountPolicy:
             f"ledger address {address!r} is not of the form <kind>:<id>[:<purpose>] "
             f"with kind in {sorted(KNOWN_KINDS)}"
         )
-    return AccountPolicy(kind=kind, allow_negative=kind in NEGATIVE_ALLOWED)
+    return AccountPolicy(
+        kind=kind, allow_negative=kind in NEGATIVE_ALLOWED, striped=kind in STRIPED_KINDS
+    )
 
 
 def person_spot(person_id: int) -> str:

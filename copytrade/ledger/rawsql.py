@@ -38,6 +38,24 @@ class Raw:
         self.postgres = session.get_bind().dialect.name == "postgresql"
         self.mark = "%s" if self.postgres else "?"
         self._stamps: dict[datetime, object] = {}
+        self._json: dict[int, tuple[object, str]] = {}
+        self._cursor = None
+
+    def cursor(self):
+        """The driver's cursor on the session's connection, inside its transaction.
+
+        Statements go to it directly: SQLAlchemy's ``exec_driver_sql`` costs tens of
+        microseconds of CPU per statement, which a posting of a few transfers notices.
+        """
+        if self._cursor is None:
+            self._cursor = self.session.connection().connection.driver_connection.cursor()
+        return self._cursor
+
+    def rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        """Run ``sql`` (``?`` placeholders on both databases) and return its rows, if any."""
+        cursor = self.cursor()
+        cursor.execute(sql.replace("?", "%s") if self.postgres else sql, tuple(params))
+        return cursor.fetchall() if cursor.description is not None else []
 
     def stamp(self, at: datetime | None):
         """Return ``at`` as the UtcDateTime column stores it (a batch shares a few instants)."""
@@ -51,7 +69,16 @@ class Raw:
         return stamp
 
     def json(self, value) -> str | None:
-        return None if value is None else json.dumps(value)
+        """Return ``value`` as JSON text; the same object (a fill's refs, shared by the fill's
+        transfers) is encoded once per ``Raw``."""
+        if value is None:
+            return None
+        known = self._json.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        text = json.dumps(value)
+        self._json[id(value)] = (value, text)  # holding the value keeps its id unique
+        return text
 
     def placeholder(self, cast: str | None = None) -> str:
         return f"{self.mark}::{cast}" if (cast and self.postgres) else self.mark
@@ -73,23 +100,21 @@ class Raw:
         if not rows:
             return
         if self.postgres and not suffix:
-            cursor = self.session.connection().connection.driver_connection.cursor()
-            with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            with self.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
-            cursor.close()
             return
         casts = casts or {}
         values = ", ".join(self.placeholder(casts.get(c)) for c in columns)
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}){suffix}"
-        self.session.connection().exec_driver_sql(sql, list(map(tuple, rows)))
+        self.cursor().executemany(sql, rows)
 
     def execute_many(self, sql: str, rows: Sequence[Sequence]) -> None:
         """Run ``sql`` (written with ``?`` placeholders) once per row."""
         if rows:
             if self.postgres:
                 sql = sql.replace("?", "%s")
-            self.session.connection().exec_driver_sql(sql, list(map(tuple, rows)))
+            self.cursor().executemany(sql, rows)
 
     def select_in(self, sql: str, values: Sequence, chunk: int = 900) -> list[tuple]:
         """Run ``sql`` — ending in ``IN ({in})`` — for ``values`` in chunks; return every row."""

@@ -1,7 +1,8 @@
 """The ledger service: post transfers exactly once, keep balances, chain every transfer (R-LED-1/2, R-X-4).
 
-All writes of one call happen inside the caller's transaction, after the chain head row is locked,
-so concurrent writers serialise and the chain has no forks. ``post_many`` is the one way money is
+All writes of one call happen inside the caller's transaction, after its stream's head row is
+locked: writers on one stream serialise and its chain has no forks, writers on different streams
+do not wait for each other (``models.ledger``). ``post_many`` is the one way money is
 posted — by the copy engine per fill and by settlement tens of thousands of transfers at a time —
 and costs a handful of bulk statements whatever the number of transfers (``store``).
 """
@@ -14,14 +15,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from copytrade import clock
 from copytrade.domain.money import from_units
 from copytrade.gcpause import paused_gc
-from copytrade.ledger.accounts import account_policy
+from copytrade.ledger.accounts import AccountPolicy, account_policy
 from copytrade.ledger.chain import (
+    ANCHOR_EVERY,
+    DEFAULT_STREAM,
     ChainReport,
     chain_stamp,
     hash_from_stamp,
@@ -31,7 +34,7 @@ from copytrade.ledger.chain import (
 from copytrade.ledger.errors import IdempotencyConflict, NegativeBalance, UnbalancedTransfer
 from copytrade.ledger.rawsql import units
 from copytrade.ledger.store import LedgerStore
-from models.ledger import LedgerAccount, LedgerPosting
+from models.ledger import LedgerAccount, LedgerBalanceStripe, LedgerPosting
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +79,10 @@ class _Prepared:
     digest: str
 
 
-def _prepare(spec: TransferSpec, now: datetime, policies: dict[str, bool]) -> _Prepared:
+def _prepare(spec: TransferSpec, now: datetime, policies: dict[str, AccountPolicy]) -> _Prepared:
     """Validate one transfer (R-LED-1); return its postings in units and its digest.
 
-    ``policies`` caches each address's may-go-negative flag (parsing the address validates it).
+    ``policies`` caches each address's policy (parsing the address validates it).
     """
     if not spec.key or len(spec.key) > 160:
         raise UnbalancedTransfer(
@@ -93,7 +96,7 @@ def _prepare(spec: TransferSpec, now: datetime, policies: dict[str, bool]) -> _P
     per_asset: dict[str, int] = defaultdict(int)
     for leg in spec.legs:
         if leg.address not in policies:
-            policies[leg.address] = account_policy(leg.address).allow_negative
+            policies[leg.address] = account_policy(leg.address)
         amount = units(leg.amount, f"{leg.address} {leg.asset}")
         if amount == 0:
             raise UnbalancedTransfer(
@@ -120,16 +123,29 @@ def _prepare(spec: TransferSpec, now: datetime, policies: dict[str, bool]) -> _P
 def _check_balances(
     fresh: list[_Prepared],
     accounts: dict[tuple[str, str], int],
-    policies: dict[str, bool],
+    policies: dict[str, AccountPolicy],
     store: LedgerStore,
+    stream: int,
 ) -> None:
-    """Refuse the batch if any transfer, applied in order, takes a guarded account below zero."""
+    """Refuse the batch if any transfer, applied in order, takes a guarded account below zero.
+
+    A shared (striped) guarded account is checked on ``stream``'s own part of it.
+    """
     debited = {
-        accounts[(a, s)] for item in fresh for a, s, u in item.units if u < 0 and not policies[a]
+        accounts[(a, s)]
+        for item in fresh
+        for a, s, u in item.units
+        if u < 0 and not policies[a].allow_negative
     }
     if not debited:
         return
-    current = store.balances(debited)
+    own = {
+        accounts[(a, s)]
+        for item in fresh
+        for a, s, _ in item.units
+        if stream != DEFAULT_STREAM and policies[a].striped
+    } & debited
+    current = store.balances(debited - own) | (store.stripes(own, stream) if own else {})
     for item in fresh:
         for address, asset, amount in item.units:
             acc = accounts[(address, asset)]
@@ -155,36 +171,46 @@ class Ledger:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def post(self, spec: TransferSpec) -> PostResult:
+    def post(self, spec: TransferSpec, stream: int = DEFAULT_STREAM) -> PostResult:
         """Post one transfer (see ``post_many``)."""
-        return self.post_many([spec])[0]
+        return self.post_many([spec], stream)[0]
 
     def transfer(self, key: str, code: str, legs: Sequence[Leg], **kwargs) -> PostResult:
         """Post one transfer given as its parts."""
         return self.post(TransferSpec(key=key, code=code, legs=tuple(legs), **kwargs))
 
-    def post_many(self, specs: Sequence[TransferSpec]) -> list[PostResult]:
+    def post_many(
+        self, specs: Sequence[TransferSpec], stream: int = DEFAULT_STREAM
+    ) -> list[PostResult]:
         """Post transfers in order, each at most once; refuse all of them if any one is invalid.
 
         A key already posted with the same content is a no-op (``created=False``); with other
         content it is an ``IdempotencyConflict``. Nothing is written when anything is refused.
         A transfer without its own ``at`` is stamped with the instant of this call.
+
+        ``stream`` is the chain the transfers join (a non-negative integer chosen by the poster,
+        e.g. the engine's shard): posters on different streams do not wait for each other unless
+        both debit one guarded account (a copy's cash, a person's wallet), whose row the debit
+        locks (one writer per follower account avoids that). Idempotency keys are unique across
+        all streams.
         """
         if not specs:
             return []
+        if not isinstance(stream, int) or isinstance(stream, bool) or stream < 0:
+            raise ValueError(f"ledger stream {stream!r}: a stream is a non-negative integer")
         with paused_gc():
-            return self._post_many(specs)
+            return self._post_many(specs, stream)
 
-    def _post_many(self, specs: Sequence[TransferSpec]) -> list[PostResult]:
+    def _post_many(self, specs: Sequence[TransferSpec], stream: int) -> list[PostResult]:
         now = clock.now()
-        policies: dict[str, bool] = {}
+        policies: dict[str, AccountPolicy] = {}
         prepared = [_prepare(spec, now, policies) for spec in specs]
         session = self.session
         session.flush()  # the statements below bypass the ORM's autoflush
         store = LedgerStore(session)
-        last_seq, last_hash = store.lock_head()
+        last_seq, last_hash = store.lock_head(stream)
 
-        existing = store.existing(p.spec.key for p in prepared)
+        existing, new_ids = store.existing((p.spec.key for p in prepared), len(prepared))
         results: dict[str, PostResult] = {}
         in_batch: dict[str, str] = {}  # key -> digest of transfers new in this batch
         fresh: list[_Prepared] = []
@@ -208,9 +234,16 @@ class Ledger:
             return [results[p.spec.key] for p in prepared]
 
         accounts = store.account_ids(
-            {(a, s) for item in fresh for a, s, _ in item.units}, policies, now
+            {(a, s) for item in fresh for a, s, _ in item.units},
+            {a: p.allow_negative for a, p in policies.items()},
+            now,
         )
-        _check_balances(fresh, accounts, policies, store)
+        _check_balances(fresh, accounts, policies, store, stream)
+        striped_ids = (
+            {i for (a, _), i in accounts.items() if policies[a].striped}
+            if stream != DEFAULT_STREAM
+            else set()
+        )
 
         # One pass: chain every transfer, lay out its rows, sum the balance moves.
         raw = store.raw
@@ -218,7 +251,7 @@ class Ledger:
         seq, prev = last_seq, last_hash
         transfers, postings = [], []
         deltas: dict[int, int] = defaultdict(int)
-        for item, transfer_id in zip(fresh, store.new_transfer_ids(len(fresh)), strict=True):
+        for item, transfer_id in zip(fresh, new_ids, strict=False):
             seq += 1
             spec = item.spec
             stamp = stamps.get(item.at) or stamps.setdefault(item.at, chain_stamp(item.at))
@@ -226,6 +259,7 @@ class Ledger:
             transfers.append(
                 (
                     transfer_id,
+                    stream,
                     seq,
                     spec.key,
                     spec.code,
@@ -243,29 +277,62 @@ class Ledger:
                 deltas[account_id] += amount
             results[spec.key] = PostResult(transfer_id, True)
             prev = digest_hash
-        store.write(transfers, postings, deltas, (seq, prev))
+        striped = {acc: deltas.pop(acc) for acc in striped_ids & deltas.keys()}
+        store.write(stream, transfers, postings, deltas, striped, (seq, prev))
+        if seq // ANCHOR_EVERY > last_seq // ANCHOR_EVERY:
+            store.anchor(now, wait=False)  # skipped if another writer is anchoring right now
         session.expire_all()
         return [results[p.spec.key] for p in prepared]
+
+    def anchor(self) -> tuple[int, str]:
+        """Append an anchor of every stream's head to the root chain; return its seq and hash.
+
+        Waits for a writer that is anchoring at this moment (PostgreSQL). Validation anchors
+        after every clean recomputation, so truncating an already verified stream is detected.
+        """
+        self.session.flush()
+        with paused_gc():
+            anchored = LedgerStore(self.session).anchor(clock.now(), wait=True)
+        assert anchored is not None  # waiting always anchors
+        return anchored
 
     # -- reading -------------------------------------------------------------------------------
 
     def balance(self, address: str, asset: str) -> Decimal:
         """Return the balance of ``address`` in ``asset`` (zero for an account never used)."""
-        value = self.session.scalar(
-            select(LedgerAccount.balance).where(
-                LedgerAccount.address == address, LedgerAccount.asset == asset
-            )
-        )
-        return value if value is not None else Decimal(0)
+        found = self.balances(exact=(address, asset))
+        return found[0].amount if found else Decimal(0)
 
-    def balances(self, prefix: str | None = None) -> list[Balance]:
-        """Return every balance, optionally of addresses starting with ``prefix``, by address."""
-        query = select(LedgerAccount.address, LedgerAccount.asset, LedgerAccount.balance).order_by(
-            LedgerAccount.address, LedgerAccount.asset
+    def balances(
+        self, prefix: str | None = None, *, exact: tuple[str, str] | None = None
+    ) -> list[Balance]:
+        """Return every balance, optionally of addresses starting with ``prefix``, by address.
+
+        A shared account's balance is its row's (stream 0's part) plus every stream's stripe.
+        """
+        stripes = (
+            select(
+                LedgerBalanceStripe.account_id,
+                func.sum(type_coerce(LedgerBalanceStripe.balance, BigInteger)).label("units"),
+            )
+            .group_by(LedgerBalanceStripe.account_id)
+            .subquery()
+        )
+        rows = LedgerAccount.__table__.c
+        query = (
+            select(
+                rows.address,
+                rows.asset,
+                type_coerce(rows.balance, BigInteger) + func.coalesce(stripes.c.units, 0),
+            )
+            .outerjoin(stripes, stripes.c.account_id == rows.id)
+            .order_by(rows.address, rows.asset)
         )
         if prefix:
-            query = query.where(LedgerAccount.address.startswith(prefix))
-        return [Balance(a, s, b) for a, s, b in self.session.execute(query)]
+            query = query.where(rows.address.startswith(prefix))
+        if exact:
+            query = query.where(rows.address == exact[0], rows.asset == exact[1])
+        return [Balance(a, s, from_units(int(u))) for a, s, u in self.session.execute(query)]
 
     def sum_of_postings(self, address: str, asset: str) -> Decimal:
         """Return the sum of the postings of one account, computed in SQL (exact integer units)."""
@@ -277,5 +344,7 @@ class Ledger:
         return total if total is not None else Decimal(0)
 
     def verify_chain(self, batch: int = 50_000) -> ChainReport:
-        """Recompute every transfer's digest and chained hash from the stored postings (R-X-4)."""
-        return recompute_chain(self.session, batch)[0]
+        """Recompute every transfer's digest and chained hash from the stored postings, and check
+        every stream against its head and the root chain's anchors (R-X-4)."""
+        with paused_gc():
+            return recompute_chain(self.session, batch)

@@ -1,7 +1,9 @@
-"""The hash chain recomputed for validation, on a reading connection, and kept as an audit row (R-X-4).
+"""The hash chains recomputed for validation, on a reading connection, kept as an audit row and
+anchored (R-X-4).
 
 The recomputation itself is the ledger's own (``copytrade.ledger.chain.recompute_chain``, what
-``Ledger.verify_chain`` runs).
+``Ledger.verify_chain`` runs). After a clean one, every stream head is anchored into the root
+chain, so cutting any stream short of what was verified is detected by every later validation.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from copytrade.gcpause import paused_gc
+from copytrade.ledger import Ledger
 from copytrade.ledger.chain import ChainReport, recompute_chain
 from models.validation import LedgerChainVerification
 
 
-def recompute_chain_at(url: str, batch: int = 50_000) -> tuple[ChainReport, int, str]:
-    """Recompute the chain of the ledger at ``url`` on a plain reading connection.
+def recompute_chain_at(url: str, batch: int = 50_000) -> ChainReport:
+    """Recompute the chains of the ledger at ``url`` on a plain reading connection.
 
     Not ``make_engine``'s connection: on SQLite it takes the write lock at BEGIN, and the copy
     engine must keep posting while the history is read.
@@ -31,15 +34,20 @@ def recompute_chain_at(url: str, batch: int = 50_000) -> tuple[ChainReport, int,
 
 
 def record_chain_verification(
-    session: Session, recomputed: tuple[ChainReport, int, str] | None = None
+    session: Session, report: ChainReport | None = None
 ) -> LedgerChainVerification:
-    """Keep a recomputation (done now unless given) as an audit row (the checkpoint gates on it)."""
+    """Keep a recomputation (done now unless given) as an audit row (the checkpoint gates on it);
+    when it found no break, anchor every stream head into the root chain."""
     started = datetime.now(UTC)
-    report, through, last_hash = recomputed or recompute_chain(session)
+    report = report or recompute_chain(session)
+    through_seq, through_hash = (0, "")
+    if report.ok:
+        through_seq, through_hash = Ledger(session).anchor()
     row = LedgerChainVerification(
         checked=report.checked,
-        through_seq=through,
-        through_hash=last_hash,
+        through_seq=through_seq,
+        through_hash=through_hash,
+        first_broken_stream=report.first_broken_stream,
         first_broken_seq=report.first_broken_seq,
         problem=report.problems[0] if report.problems else None,
         started_at=started,

@@ -148,10 +148,12 @@ def test_chain_recomputation_in_small_batches_finds_an_edited_posting_R_X_4(
 ):
     with session.begin():
         Ledger(session).post_many(specs(120))
-        report, through, last_hash = recompute_chain(session, batch=17)
+        report = recompute_chain(session, batch=17)
         total = session.scalar(text("select count(*) from ledger_transfers"))
-        head = session.execute(text("select last_seq, last_hash from ledger_chain_head")).one()
-    assert report.ok and report.checked == through == total == head[0] and last_hash == head[1]
+        head = session.execute(
+            text("select last_seq, last_hash from ledger_chain_heads where stream = 0")
+        ).one()
+    assert report.ok and report.checked == total == head[0] and report.heads == {0: tuple(head)}
     tamper(
         engine,
         "ledger_postings",
@@ -159,10 +161,10 @@ def test_chain_recomputation_in_small_batches_finds_an_edited_posting_R_X_4(
         "(select id from ledger_transfers where seq = 77)",
     )
     with session.begin():
-        broken, through, _ = recompute_chain(session, batch=17)
+        broken = recompute_chain(session, batch=17)
         assert Ledger(session).verify_chain(batch=17).problems == broken.problems
-    assert (broken.first_broken_seq, broken.checked, through) == (77, 77, 76)
-    assert broken.problems == ["seq 77: content (postings, key or code) was edited"]
+    assert (broken.first_broken_seq, broken.checked, broken.heads[0][0]) == (77, 77, 76)
+    assert broken.problems == ["stream 0 seq 77: content (postings, key or code) was edited"]
 
 
 def test_hash_from_stored_text_is_the_ledgers_chain_hash_R_X_4():

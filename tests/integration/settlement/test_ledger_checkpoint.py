@@ -78,7 +78,7 @@ def forge_transfer(engine: Engine, key: str, code: str, legs: list[tuple[str, st
     at = datetime.now(UTC)
     with Session(engine) as session, session.begin():
         head = session.execute(
-            text("select last_seq, last_hash from ledger_chain_head where id = 1")
+            text("select last_seq, last_hash from ledger_chain_heads where stream = 0")
         ).one()
         seq, digest = head.last_seq + 1, transfer_digest(key, code, legs)
         new_hash = chain_hash(head.last_hash, seq, at, digest)
@@ -130,7 +130,7 @@ def forge_transfer(engine: Engine, key: str, code: str, legs: list[tuple[str, st
                 {"u": units, "a": account},
             )
         session.execute(
-            text("update ledger_chain_head set last_seq = :s, last_hash = :h where id = 1"),
+            text("update ledger_chain_heads set last_seq = :s, last_hash = :h where stream = 0"),
             {"s": seq, "h": new_hash},
         )
 
@@ -352,7 +352,7 @@ def _relinked(engine, w):
 
 
 def _head(engine, w):
-    sql(engine, "update ledger_chain_head set last_hash = '" + "f" * 64 + "'")
+    sql(engine, "update ledger_chain_heads set last_hash = '" + "f" * 64 + "'")
 
 
 CORRUPTIONS = {
