@@ -124,3 +124,17 @@ async def test_stop_loss_on_the_mark_closes_flat_and_settles_once_on_paper_R_COP
     again = service.settle_event(stopped_id)
     assert first.summary()["copies_settled"] == 1
     assert again.status == "already_completed" and again.shares_paid == 0
+
+
+async def test_spot_marks_are_the_last_prices_on_paper_R_SET_3(paper):
+    """Spot has no mark price: the gateway gives ticker/price's last price, listed symbols only."""
+    account = paper.admin.create_account("spot-marks", spot={"USDT": "100"})
+    factory = GatewayFactory("spot", paper.base_url)
+    await factory.start()
+    try:
+        gateway = factory.gateway(account.api_key, account.api_secret, "spot-marks")
+        marks = await gateway.fetch_marks(["ETHBTC", "NOSUCHPAIR"])
+        last = await gateway.last_price("ETHBTC")
+    finally:
+        await factory.close()
+    assert marks == {"ETHBTC": last}
