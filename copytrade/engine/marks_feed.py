@@ -103,13 +103,16 @@ class MarkFeed:
             for symbol, price in prices.items()
         ]
         recorded = pruned = 0
-        if marks:
-            with self.engine.sf() as session, session.begin():
-                result = record(session, marks)
-                recorded = result.inserted + result.updated
-                if self.last_prune is None or now - self.last_prune >= PRUNE_EVERY:
-                    pruned = prune(session, self.policy, now)
-                    self.last_prune = now
+        try:  # a failed write (another engine shard wrote the same minute) must not stop risk
+            if marks:
+                with self.engine.sf() as session, session.begin():
+                    result = record(session, marks)
+                    recorded = result.inserted + result.updated
+                    if self.last_prune is None or now - self.last_prune >= PRUNE_EVERY:
+                        pruned = prune(session, self.policy, now)
+                        self.last_prune = now
+        except Exception as exc:
+            log.warning("recording %s marks failed (next tick writes them): %r", len(marks), exc)
         for mode, prices in fetched.items():
             self.engine.note_marks(mode, dict(prices))
             for pid, symbols in wanted[mode].items():
