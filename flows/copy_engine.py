@@ -10,6 +10,7 @@ from copytrade.db import session_factory
 from copytrade.engine.service import run_engine
 from copytrade.platform.leaders import leverage_recorder
 from copytrade.settlement.events import copy_stopped_event
+from copytrade.settlement.funding import funding_poster
 from flows._secrets import prefect_secret
 
 
@@ -37,5 +38,6 @@ async def copy_engine(
         stop=stop,
         on_stopped=announce_stop,
         on_leader_opened=leverage_recorder(session_factory()),
+        on_funding=funding_poster(session_factory()),
     )
     return stats.line()

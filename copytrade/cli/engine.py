@@ -61,6 +61,7 @@ def run(
     from copytrade.db import session_factory
     from copytrade.engine.service import run_engine
     from copytrade.platform.leaders import leverage_recorder
+    from copytrade.settlement.funding import funding_poster
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -80,6 +81,7 @@ def run(
             heartbeat_every=heartbeat_every,
             on_stopped=lambda cid, why: loop.run_in_executor(None, _settle_now, cid, why),
             on_leader_opened=leverage_recorder(session_factory()),
+            on_funding=funding_poster(session_factory()),
         )
         console.print(f"copy engine stopped: {stats.line()}")
 

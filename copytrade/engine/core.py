@@ -162,6 +162,8 @@ class CopyEngine:
         self.on_stopped: Callable[[int, str | None], None] | None = None
         # Called (in a thread) with (portfolio id, symbol, leverage, trade id, opened at, AUM)
         # when a futures leader opens a position: the driver records an R-LEAD-8 violation.
+        # Called (in a thread) with (copy id, funding payments, venue): the driver posts them.
+        self.on_funding: Callable[[int, list, str], None] | None = None
         self.on_leader_opened: Callable[[int, str, int, str, datetime, Decimal], None] | None = None
 
     # -- state ---------------------------------------------------------------------------------

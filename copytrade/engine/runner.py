@@ -26,6 +26,7 @@ from copytrade.engine.completeness import (
 )
 from copytrade.engine.core import CopyEngine
 from copytrade.engine.follower_streams import FollowerStreams
+from copytrade.engine.funding import FundingReader
 from copytrade.engine.marks_feed import MARK_EVERY_SECONDS, MarkFeed
 from copytrade.engine.reconcile import (
     ReconcileReport,
@@ -102,6 +103,7 @@ class EngineRunner:
         self.marks = MarkFeed(engine)
         self.wake = asyncio.Event()  # a follower stream event: sweep now
         self.follower_streams = FollowerStreams(engine, self.wake)
+        self.funding = FundingReader(engine)
         self.stats = RunStats()
         self.stop_event = asyncio.Event()
         self.ready = asyncio.Event()
@@ -302,6 +304,7 @@ class EngineRunner:
                         await closing.reload(self.engine, ps, force=ps.copies_stale)
                         ps.copies_stale = False
                 await closing.retry(self.engine)
+                await self.funding.due()
                 for pid in live_config.add_new_portfolios(self.engine):  # created meanwhile
                     log.info("following new lead portfolio %s", pid)
                     self._start_following(pid)

@@ -66,16 +66,19 @@ async def run_engine(
     stop: asyncio.Event | None = None,
     on_stopped: Callable[[int, str | None], None] | None = None,
     on_leader_opened: Callable | None = None,
+    on_funding: Callable | None = None,
 ) -> RunStats:
     """Run the engine until ``stop`` is set (or the task is cancelled); close everything after.
 
     ``on_stopped(copy_id, stop_reason)`` is called once a stopped copy is flat (``closing``);
     ``on_leader_opened(portfolio_id, symbol, leverage, trade_id, at)`` when a futures leader
-    opens a position (``leader_leverage``, R-LEAD-8).
+    opens a position (``leader_leverage``, R-LEAD-8); ``on_funding(copy_id, payments)`` with
+    a futures copy's funding fees (``funding``).
     """
     engine, directory = await _open(database_url, exchange, secrets)
     engine.on_stopped = on_stopped
     engine.on_leader_opened = on_leader_opened
+    engine.on_funding = on_funding
     runner = EngineRunner(engine, heartbeat=heartbeat, heartbeat_every=heartbeat_every)
     waiter = None
     if stop is not None:

@@ -138,3 +138,22 @@ async def test_spot_marks_are_the_last_prices_on_paper_R_SET_3(paper):
     finally:
         await factory.close()
     assert marks == {"ETHBTC": last}
+
+
+async def test_funding_the_paper_exchange_charges_is_read_through_the_gateway_R_SET_2(paper):
+    """A long XRPUSDT position over a funding time: the fee the paper exchange takes from the
+    wallet (its journal) is the payment `/fapi/v1/income` reports, once."""
+    account = paper.admin.create_account("funded", futures={"USDT": "10000"})
+    factory = GatewayFactory("futures", paper.base_url)
+    await factory.start()
+    try:
+        gateway = factory.gateway(account.api_key, account.api_secret, "funded")
+        await gateway.place_order(OrderRequest("XRPUSDT", "buy", D("1000"), "fund-open-1"))
+        paper.admin.set_clock(advance_seconds=9 * 3600)  # past the next 8-hourly funding
+        await gateway.positions()  # any request lets the exchange settle funding
+        payments = await gateway.funding_payments()
+    finally:
+        await factory.close()
+    journal = [D(row[3]) for row in paper.admin.journal(account.account_id) if row[2] == "funding"]
+    assert len(payments) == 1 and payments[0].symbol == "XRPUSDT"
+    assert [p.amount for p in payments] == journal and journal[0] != 0

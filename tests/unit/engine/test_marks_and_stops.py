@@ -287,3 +287,33 @@ async def test_a_resting_orders_account_stream_wakes_the_sweep(rig):
     await asyncio.wait_for(wake.wait(), 5)
     assert streams.events == 1
     await streams.close()
+
+
+async def test_funding_fees_are_read_and_posted_once_per_payment_R_SET_2(rig):
+    """The exchange charged copy 0 −1.25 USDT and paid it +0.40: both posted as `funding`
+    transfers on the copy's cash (net −0.85), read twice and posted once."""
+    from datetime import UTC, datetime
+
+    from copytrade.engine.funding import FundingReader
+    from copytrade.exchange.protocol import FundingPayment
+    from copytrade.ledger import Ledger
+    from copytrade.ledger.accounts import follower_cash
+    from copytrade.settlement.funding import funding_by_copy, funding_poster
+
+    w = rig.build([{"allocation": "1000", "leverage": 10}])
+    eng = rig.engine()
+    eng.on_funding = funding_poster(rig.sm)
+    cid = w.copy_ids[0]
+    at = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    rig.fake.funding[w.copy_accounts[cid]] = [
+        FundingPayment("901", "BTCUSDT", "USDT", D("-1.25"), at),
+        FundingPayment("902", "BTCUSDT", "USDT", D("0.40"), at.replace(hour=16)),
+    ]
+    with rig.sm() as s:
+        before = Ledger(s).balance(follower_cash(cid), "USDT")
+    reader = FundingReader(eng)
+    assert await reader.read() == 2
+    assert await reader.read() == 1  # the overlapping read returns the newest again: no repost
+    with rig.sm() as s:
+        assert funding_by_copy(s, {cid: "USDT"}, at.replace(hour=23)) == {cid: D("-0.85")}
+        assert Ledger(s).balance(follower_cash(cid), "USDT") == before - D("0.85")
