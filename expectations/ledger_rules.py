@@ -1,6 +1,7 @@
 """The ledger's integrity rules as SQL: each query returns the rows that break its rule.
 
-One or more checks per rule (R-LED-1 … R-LED-6, R-X-4, plus R-FEE-4 which settlement relies on).
+One or more checks per rule (R-LED-1 … R-LED-6, R-X-4, plus R-FEE-4 which settlement relies on
+and R-IN-3: no lead portfolio with an open ingest gap).
 Every query runs against the ledger database through GX's SQL datasource and must return no row.
 Amounts are BIGINT 1e-8 units, so every sum and comparison here is exact integer arithmetic.
 PostgreSQL's ``SUM(bigint)`` is ``numeric``: a sum that is then divided is cast back to BIGINT
@@ -269,6 +270,15 @@ def _checks(dialect: str) -> list[RuleCheck]:
             "JOIN {batch} lp ON lp.id = x.portfolio_id "
             "GROUP BY x.portfolio_id, x.asset HAVING SUM(x.v) <> 0",
             "Each leader's rebates account holds exactly the fills' rebates not yet paid out.",
+        ),
+        # -- R-IN-3: ingest completeness --------------------------------------------------------
+        RuleCheck(
+            "no_lead_portfolio_has_an_open_ingest_gap",
+            "R-IN-3",
+            "ingest_gaps",
+            "SELECT id, portfolio_id, symbol, kind, detail FROM {batch} WHERE resolved_at IS NULL",
+            "No lead portfolio has a known gap in its fill history or a position drift from the "
+            "exchange that is still open (copying is close-only until it is resolved).",
         ),
         # -- R-X-4: the hash chain ------------------------------------------------------------
         RuleCheck(

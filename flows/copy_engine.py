@@ -6,8 +6,19 @@ import asyncio
 
 from prefect import flow, get_run_logger
 
+from copytrade.db import session_factory
 from copytrade.engine.service import run_engine
+from copytrade.platform.leaders import leverage_recorder
+from copytrade.settlement.events import copy_stopped_event
+from copytrade.settlement.funding import funding_poster
 from flows._secrets import prefect_secret
+
+
+def announce_stop(copy_id: int, stop_reason: str | None) -> None:
+    """Emit ``copytrade.copy.stopped``: the ``settle-event`` automation settles the copy (R-SET-5)."""
+    from prefect.events import emit_event
+
+    emit_event(**copy_stopped_event(copy_id, stop_reason))
 
 
 @flow(name="copy-engine", flow_run_name="copy-engine-{exchange}", log_prints=False)
@@ -25,5 +36,8 @@ async def copy_engine(
         heartbeat=lambda line: logger.info("heartbeat: %s", line),
         heartbeat_every=heartbeat_every,
         stop=stop,
+        on_stopped=announce_stop,
+        on_leader_opened=leverage_recorder(session_factory()),
+        on_funding=funding_poster(session_factory()),
     )
     return stats.line()

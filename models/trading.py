@@ -209,7 +209,44 @@ class LeaderWatermark(Base):
     symbol: Mapped[str] = mapped_column(String(32))
     last_trade_id: Mapped[int] = mapped_column(BigInteger)
     position: Mapped[Decimal] = mapped_column(Amount, default=Decimal(0))  # leader's, signed
+    # Where the engine started following the symbol (R-IN-3): the leader's position then and the
+    # newest trade id then. The leader's position is this baseline plus every stored fill with a
+    # higher trade id, in trade-id order; trades at or below it are history and never copied.
+    baseline_trade_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    baseline_position: Mapped[Decimal] = mapped_column(Amount, default=Decimal(0))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+GAP_KINDS = ("backfill_failed", "missing_fills", "position_drift")
+
+
+class IngestGap(Base):
+    """A known hole in a lead portfolio's fill history, or a drift from the exchange (R-IN-3).
+
+    ``backfill_failed``: the exchange's trade list could not be read after a start or reconnect;
+    ``missing_fills``: fills found on the exchange but not stored (backfilled when found, so the
+    row is usually resolved at once); ``position_drift``: the leader's position on the exchange
+    differs from the one the stored fills give. While a portfolio has an open gap
+    (``resolved_at`` null) its copying is close-only.
+    """
+
+    __tablename__ = "ingest_gaps"
+    __table_args__ = (
+        CheckConstraint(
+            "kind in ('backfill_failed', 'missing_fills', 'position_drift')", name="kind"
+        ),
+        Index(None, "portfolio_id", "resolved_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    portfolio_id: Mapped[int] = mapped_column(ForeignKey("lead_portfolios.id"))
+    symbol: Mapped[str | None] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    fills: Mapped[int] = mapped_column(Integer, default=0)  # missing fills found and stored
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolution: Mapped[str | None] = mapped_column(Text)
 
 
 class CopyStopEvent(Base):

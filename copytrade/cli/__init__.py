@@ -40,5 +40,43 @@ app.command("up")(stack.up)
 app.command("down")(stack.down)
 
 
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 the work ran and found a problem; 2 bad input, refused and nothing "
+    "changed; 3 the database or the exchange cannot be reached (one line naming it)."
+)
+
+
+def _document_exit_codes(typer_app: typer.Typer) -> None:
+    """Give every command without its own epilog the shared exit-code epilog (its --help)."""
+    for command in typer_app.registered_commands:
+        if not command.epilog:
+            command.epilog = EXIT_CODES
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _document_exit_codes(group.typer_instance)
+
+
+_document_exit_codes(app)
+
+
 def main() -> None:
-    app()
+    """Run a command; an unreachable database or exchange is one line and exit 3, never a
+    traceback (see ``copytrade.cli.failures``)."""
+    import os
+    import sys
+
+    from copytrade.cli.common import err_console
+    from copytrade.cli.failures import describe
+
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("COPYTRADE_DEBUG"):
+            raise
+        code, line = describe(exc)
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+        sys.exit(code)

@@ -9,6 +9,7 @@ import logging
 import signal
 
 import typer
+from rich.table import Table
 
 from copytrade.cli.common import (
     EXIT_PROBLEM,
@@ -18,13 +19,29 @@ from copytrade.cli.common import (
     refusals,
     refuse,
 )
+from copytrade.engine.completeness import WINDOW_FILLS
 
 app = typer.Typer(
     help="The copy engine: leader fills in, follower orders out.", no_args_is_help=True
 )
 
+
+def _check_exchange(value: str) -> str:
+    """Refuse an --exchange that is not paper, binance or an http(s) URL (exit 2, R-IN-2)."""
+    from copytrade.engine.service import exchange_url
+
+    try:
+        exchange_url(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
 EXCHANGE = typer.Option(
-    "paper", "--exchange", help="paper (the configured paper exchange), binance, or a base URL."
+    "paper",
+    "--exchange",
+    help="paper (the configured paper exchange), binance, or an http(s)://host[:port] URL.",
+    callback=_check_exchange,
 )
 
 
@@ -41,7 +58,10 @@ def run(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every leader event."),
 ) -> None:
     """Run the copy engine until SIGTERM or Ctrl-C (clean shutdown: the current fill finishes)."""
+    from copytrade.db import session_factory
     from copytrade.engine.service import run_engine
+    from copytrade.platform.leaders import leverage_recorder
+    from copytrade.settlement.funding import funding_poster
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -59,6 +79,9 @@ def run(
             stop=stop,
             heartbeat=lambda line: console.print(f"[dim]heartbeat[/] {line}"),
             heartbeat_every=heartbeat_every,
+            on_stopped=lambda cid, why: loop.run_in_executor(None, _settle_now, cid, why),
+            on_leader_opened=leverage_recorder(session_factory()),
+            on_funding=funding_poster(session_factory()),
         )
         console.print(f"copy engine stopped: {stats.line()}")
 
@@ -69,14 +92,61 @@ def run(
         raise typer.Exit(EXIT_UNAVAILABLE) from None
 
 
-@app.command()
-def reconcile(exchange: str = EXCHANGE) -> None:
-    """Backfill leader fills and settle unknown follower orders once; print what was found."""
+RECONCILE_EPILOG = (
+    "Exit codes: 0 complete (every lead portfolio's fills and position match the exchange, no "
+    "order without an outcome); 1 something is left unresolved (a position drift, a portfolio "
+    "close-only, an exchange answer missing, an order still unknown: see the JSON); 2 bad input; "
+    "3 the database or the exchange cannot be reached."
+)
+
+
+@app.command(epilog=RECONCILE_EPILOG)
+def reconcile(
+    exchange: str = EXCHANGE,
+    window: int = typer.Option(
+        WINDOW_FILLS,
+        "--window",
+        min=1,
+        help="Compare the exchange's trades after the N newest stored fills of each symbol.",
+    ),
+) -> None:
+    """Backfill leader fills, check them and the leader's position against the exchange over a
+    trailing window (R-IN-3), settle follower orders without an outcome; print what was found."""
     from copytrade.engine.service import reconcile_once
 
-    report = asyncio.run(reconcile_once(exchange=exchange))
-    console.print_json(json.dumps(report.as_dict()))
-    if report.still_unknown:
+    report = asyncio.run(reconcile_once(exchange=exchange, window=window))
+    console.print_json(json.dumps(report.as_dict() | {"unresolved": report.unresolved}))
+    if report.unresolved:
+        raise typer.Exit(EXIT_PROBLEM)
+
+
+STATUS_EPILOG = (
+    "Exit codes: 0 every lead portfolio copies normally; 1 some portfolio is close-only because "
+    "its fill history has an open gap or its position drifts (R-IN-3); 3 the database cannot be "
+    "reached."
+)
+
+
+@app.command(epilog=STATUS_EPILOG)
+def status() -> None:
+    """Show each lead portfolio's ingest state: watermarks, open gaps, close-only (R-IN-3)."""
+    from copytrade.db import session_scope
+    from copytrade.engine.completeness import ingest_status
+
+    with session_scope() as session:
+        rows = ingest_status(session)
+    table = Table("portfolio", "mode", "symbols", "fills", "copying", "open gaps", title="Ingest")
+    for row in rows:
+        table.add_row(
+            str(row.portfolio_id),
+            row.mode,
+            str(row.symbols),
+            str(row.fills),
+            "[bold red]close-only[/]" if row.gaps else "normal",
+            "; ".join(row.gaps) or "-",
+        )
+    console.print(table)
+    if any(row.gaps for row in rows):
         raise typer.Exit(EXIT_PROBLEM)
 
 
@@ -121,6 +191,28 @@ def close_position(
     console.print(f"closed copy {copy_id} {symbol.upper()}")
 
 
+def _settle_now(copy_id: int, stop_reason: str | None) -> None:
+    """Settle a stopped, flat copy at once (R-SET-5): the CLI engine has no Prefect automation.
+
+    Idempotent (``settle_event``): the weekly run or a second call pays nothing twice. A
+    blocked or failed settlement is reported and left to the weekly run.
+    """
+    from copytrade import clock
+    from copytrade.config import get_settings
+    from copytrade.db import session_factory
+    from copytrade.settlement import RecordedMarks, SettlementService, ledger_integrity_gate
+
+    url = get_settings().ledger_url
+    sessions = session_factory(url)
+    marks = RecordedMarks(sessions).preload(clock.now())
+    service = SettlementService(sessions, gate=ledger_integrity_gate(url), marks=marks)
+    try:
+        report = service.settle_event(copy_id)
+        console.print(f"copy {copy_id} settled ({stop_reason or 'stop_copy'}): {report.summary()}")
+    except Exception as exc:  # the weekly run settles it; the engine keeps running
+        err_console.print(f"[yellow]copy {copy_id} not settled now[/]: {exc}")
+
+
 @app.command("stop-copy")
 def stop_copy(
     copy_id: int = typer.Argument(..., help="The copy to stop."),
@@ -131,7 +223,11 @@ def stop_copy(
 
     _check_id("copy_id", copy_id)
     try:
-        asyncio.run(close_or_stop(copy_id, None, stop_copying=True, exchange=exchange))
+        asyncio.run(
+            close_or_stop(
+                copy_id, None, stop_copying=True, exchange=exchange, on_stopped=_settle_now
+            )
+        )
     except KeyError:
         raise refuse(f"copy_id {copy_id} is not an active copy (R-COPY-5)") from None
     console.print(f"copy {copy_id} stopped")

@@ -21,14 +21,14 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 import numpy as np
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import case, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from copytrade import clock
@@ -37,8 +37,9 @@ from copytrade.domain.fees import leader_rebate
 from copytrade.domain.fills import slippage_bps
 from copytrade.domain.markets import Market
 from copytrade.domain.money import ZERO, to_units
-from copytrade.domain.sizing import REASON_CODES, REASON_TEXT, SEND, FillSpec, size_fill
-from copytrade.engine import ingest
+from copytrade.domain.sizing import SEND, SKIP_SLIPPAGE, FillSpec, size_fill
+from copytrade.domain.triggers import parse_trigger, stop_reason
+from copytrade.engine import closing, history, ingest, leader_leverage, risk
 from copytrade.engine.dispatch import SendResult, outcome_of, send_all
 from copytrade.engine.persist import insert_intents, stored_time
 from copytrade.engine.state import (
@@ -70,8 +71,12 @@ from models.types import utcnow
 
 log = logging.getLogger(__name__)
 STALE_AFTER_SECONDS = 60.0
+ABSENT_AFTER_SECONDS = 12.0  # beyond ccxt's 10 s recvWindow: an unfound order can no longer execute
 LEVERAGE_CONCURRENCY = 64
 LEVERAGE_RETRY_SECONDS = 30.0  # a never-sent intent older than this is not sent after a restart
+DB_RETRY_SECONDS = (0.2, 1.0, 3.0, 10.0)  # a dropped database session: try the event again
+NOT_YET_STREAMED_LIMIT = 100_000
+AVAILABLE_MAX_AGE = 30.0  # seconds: an older mark is not the price an order meets now
 
 
 def client_order_id(fill_id: int, copy_id: int, leg: int) -> str:
@@ -101,6 +106,7 @@ class Intent:
     leader_price: Decimal | None
     leader_time: datetime | None
     kind: str = "copy"
+    leg: int = 0
 
 
 @dataclass(slots=True)
@@ -109,6 +115,7 @@ class FillReport:
 
     leader_fill_id: int | None = None
     quarantined: str | None = None
+    merged: bool = False  # already stored: the same trade from another source (R-IN-3)
     intents: int = 0
     sent: int = 0
     skipped: int = 0
@@ -130,12 +137,14 @@ class CopyEngine:
         *,
         venue: str = "paper",
         stale_after: float = STALE_AFTER_SECONDS,
+        absent_after: float = ABSENT_AFTER_SECONDS,
     ) -> None:
         self.sf = session_factory
         self.gateway_for = gateway_for
         self.markets_by_kind = markets_by_kind
         self.venue = venue
         self.stale_after = stale_after
+        self.absent_after = absent_after  # an order not found is resent only after this (reconcile)
         self.portfolios: dict[int, PortfolioState] = {}
         self.prices: dict[str, Decimal] = {}
         self._leverage_set: set[tuple[int, str, int]] = set()
@@ -144,6 +153,18 @@ class CopyEngine:
         self.reports: list[FillReport] = []
         self.inflight: set[int] = set()  # intent ids being sent now: sweeps leave them alone
         self.keep_reports = False
+        # (mode, symbol) → (price, monotonic time): the mark feed's latest, what a follower's
+        # order meets now (R-COPY-12's reference); older than AVAILABLE_MAX_AGE is not used.
+        self.available: dict[tuple[str, str], tuple[Decimal, float]] = {}
+        self.closing: dict[int, closing.Closing] = {}  # stopped copies not flat yet
+        # Called with (copy id, stop reason) once a stopped copy is flat: the driver emits the
+        # ``copytrade.copy.stopped`` event or settles directly (the engine imports neither).
+        self.on_stopped: Callable[[int, str | None], None] | None = None
+        # Called (in a thread) with (portfolio id, symbol, leverage, trade id, opened at, AUM)
+        # when a futures leader opens a position: the driver records an R-LEAD-8 violation.
+        # Called (in a thread) with (copy id, funding payments, venue): the driver posts them.
+        self.on_funding: Callable[[int, list, str], None] | None = None
+        self.on_leader_opened: Callable[[int, str, int, str, datetime, Decimal], None] | None = None
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -175,6 +196,19 @@ class CopyEngine:
                 load_copies(session, changed, self.markets_by_kind)
         return bool(changed)
 
+    def note_marks(self, mode: str, prices: dict[str, Decimal]) -> None:
+        """The mark feed's prices: risk evaluates at them, entries compare with them."""
+        now = time.monotonic()
+        self.prices.update(prices)
+        self.available.update({(mode, s): (p, now) for s, p in prices.items()})
+
+    def available_price(self, mode: str, symbol: str) -> Decimal | None:
+        """The price a follower's order meets now (the latest mark), if fresh enough."""
+        found = self.available.get((mode, symbol))
+        if found is None or time.monotonic() - found[1] > AVAILABLE_MAX_AGE:
+            return None
+        return found[0]
+
     def markets(self, ps: PortfolioState) -> dict[str, Market]:
         return self.markets_by_kind.get(ps.mode, {})
 
@@ -194,7 +228,7 @@ class CopyEngine:
         async with ps.lock:
             pause.hold()
             try:
-                report = await self._handle(ps, event, source, pause)
+                report = await self._handle_retrying(ps, event, source, pause)
             except Exception as exc:  # a bug on one event must not stop the leader's stream
                 log.exception("leader event of portfolio %s failed", portfolio_id)
                 self._quarantine(
@@ -206,6 +240,41 @@ class CopyEngine:
         if self.keep_reports:
             self.reports.append(report)
         return report
+
+    async def _handle_retrying(
+        self, ps: PortfolioState, event: object, source: str, pause: GcPause
+    ) -> FillReport:
+        """Handle an event; a lost database connection is not the event's fault: try again.
+
+        A dropped session rolls the fill's transaction back, so the fill is not stored and
+        handling it again is safe; if it was stored (the failure came later, while recording)
+        the open intents are the sweep's and the event is done (R-IN-3: never quarantined).
+        """
+        for attempt in range(len(DB_RETRY_SECONDS) + 1):
+            try:
+                return await self._handle(ps, event, source, pause)
+            except DBAPIError as exc:
+                if not (exc.connection_invalidated or isinstance(exc, OperationalError)):
+                    raise
+                symbol, trade_id = getattr(event, "symbol", None), getattr(event, "trade_id", None)
+                if trade_id in ps.known_ids.get(symbol, ()):
+                    log.warning("database lost after storing %s#%s: %r", symbol, trade_id, exc)
+                    return FillReport(merged=True)
+                if attempt == len(DB_RETRY_SECONDS):
+                    raise
+                log.warning("database lost (%r); handling the event again", exc)
+                await asyncio.sleep(DB_RETRY_SECONDS[attempt])
+                ps.known_ids.pop(symbol, None)  # re-read: the database is the truth
+        raise AssertionError("unreachable")
+
+    def _reload_leader(self, ps: PortfolioState, symbol: str) -> None:
+        """Re-derive the leader's positions and known trade ids of ``symbol`` from the database."""
+        with self.sf() as session:
+            ps.leader_positions, ps.baselines = history.derive_positions(
+                session, ps.portfolio_id, ps.mode
+            )
+            ps.known_ids.pop(symbol, None)
+            self._known_ids(session, ps, symbol)
 
     def _known_ids(self, session: Session, ps: PortfolioState, symbol: str) -> set[str]:
         ids = ps.known_ids.get(symbol)
@@ -222,11 +291,17 @@ class CopyEngine:
     async def _handle(
         self, ps: PortfolioState, event: object, source: str, pause: GcPause
     ) -> FillReport:
+        if ps.copies_stale:
+            self.refresh_copies([ps.portfolio_id], force=True)
+            ps.copies_stale = False
         markets = self.markets(ps)
         symbol = getattr(event, "symbol", None)
         with self.sf() as session:
             known = self._known_ids(session, ps, symbol) if isinstance(symbol, str) else None
-        rejection = ingest.validate(event, markets, known, ps.watermarks.get(symbol))
+        rejection = ingest.validate(event, markets, known, ps.baselines.get(symbol))
+        if rejection and rejection.reason_code == "duplicate" and ps.merge(source, event):
+            # The same trade from a backfill or a check and the stream: merged by trade id.
+            return FillReport(merged=True)
         if rejection:
             self._quarantine(
                 ps.portfolio_id, source, rejection.reason_code, rejection.reason, event
@@ -234,6 +309,8 @@ class CopyEngine:
             return FillReport(quarantined=rejection.reason_code)
         trade: Trade = event  # type: ignore[assignment]
         market = markets[trade.symbol]
+        # R-COPY-12: the follower meets the market's price now, not the leader's fill price
+        reference = self.available_price(ps.mode, trade.symbol) or trade.price
         self.prices[trade.symbol] = trade.price
         position = ps.leader_positions.get(trade.symbol, ZERO)
         legs = ingest.split_legs(ps.mode, trade.side, trade.quantity, position)
@@ -252,12 +329,13 @@ class CopyEngine:
                 price=trade.price,
                 leader_position_before=leg.position_before,
                 leader_equity=ps.leader_equity,
-                reference_price=self.prices.get(trade.symbol, trade.price),
+                reference_price=reference,
                 market=market,
                 aum_capped=aum_capped,
                 first_fill_of_order=first_of_order,
             )
-            sizings.append((leg, size_fill(book, spec)))
+            paused = leg.opening and ps.ingest_paused  # close-only while incomplete (R-IN-3)
+            sizings.append((leg, history.paused_sizing(book) if paused else size_fill(book, spec)))
         after = ingest.position_after(ps.mode, trade.side, trade.quantity, position)
 
         # 3. persist the fill and every intent in one transaction
@@ -289,6 +367,11 @@ class CopyEngine:
                         },
                     ).scalar_one()
             except IntegrityError:
+                # Stored meanwhile by another process (a reconcile run): take its effect on the
+                # leader's position from the stored fills instead of counting it twice or never.
+                self._reload_leader(ps, trade.symbol)
+                if source != "stream":
+                    return FillReport(merged=True)
                 report.quarantined = "duplicate"
                 self._quarantine(
                     ps.portfolio_id,
@@ -329,15 +412,29 @@ class CopyEngine:
                     if code == SEND:
                         sends.append((len(rows), i, leg))
                         row += ("pending", None, None, None)
+                    elif code == SKIP_SLIPPAGE:  # a skip records both prices
+                        why = history.skip_reason(code)
+                        row += (
+                            "done",
+                            "skipped",
+                            why[0],
+                            f"{why[1]}: leader {trade.price}, available {reference}",
+                        )
                     else:
-                        row += ("done", "skipped", REASON_CODES[code], REASON_TEXT[code])
+                        row += ("done", "skipped", *history.skip_reason(code))
                     rows.append(row)
             ids = insert_intents(session, fill_id, rows)
             self._save_watermark(session, ps, trade, after)
             self._save_accumulators(session, ps, acc_before)
         ps.leader_positions[trade.symbol] = after
+        if not position and after:  # the leader opened a position: its leverage (R-LEAD-8)
+            leader_leverage.opened(self, ps, trade.symbol, trade.trade_id, trade.traded_at)
         ps.watermarks[trade.symbol] = max(ps.watermarks.get(trade.symbol, 0), int(trade.trade_id))
         ps.known_ids.setdefault(trade.symbol, set()).add(trade.trade_id)
+        if source != "stream":
+            if len(ps.not_yet_streamed) >= NOT_YET_STREAMED_LIMIT:
+                ps.not_yet_streamed.clear()  # only a quarantine note is lost, never a fill
+            ps.not_yet_streamed.add((trade.symbol, trade.trade_id))
         ps.copied_orders.add(trade.order_id)
         if trade.realised_pnl:
             ps.leader_realised += trade.realised_pnl
@@ -359,6 +456,7 @@ class CopyEngine:
                     leader_fill_id=fill_id,
                     leader_price=trade.price,
                     leader_time=trade.traded_at,
+                    leg=row[2],
                 )
             )
         self.inflight.update(it.intent_id for it in intents)
@@ -372,7 +470,7 @@ class CopyEngine:
 
         # 4-5. send concurrently, record in one transaction
         try:
-            results = await self._send(intents)
+            results = await self._send_by_leg(intents)
             pause.release()  # the orders are answered: collect during recording, not before
             self.record(ps, intents, results)
         finally:
@@ -385,6 +483,24 @@ class CopyEngine:
         return report
 
     # -- sending and recording -----------------------------------------------------------------
+
+    async def _send_by_leg(self, intents: list[Intent]) -> list[SendResult]:
+        """Send a fill's orders, the reductions (leg 0) answered before the openings (leg 1).
+
+        Through zero (futures, one-way mode) a follower gets a reduce-only close and an opening on
+        the other side. Sent together, the opening could execute first; the close then meets a
+        position it would flip and is refused (-2022), leaving the follower long while the leader
+        is short (found by the fault campaign).
+        """
+        if all(it.leg == 0 for it in intents):
+            return await self._send(intents)
+        answers: dict[int, SendResult] = {}
+        for leg in sorted({it.leg for it in intents}):
+            batch = [it for it in intents if it.leg == leg]
+            answers.update(
+                zip((it.intent_id for it in batch), await self._send(batch), strict=True)
+            )
+        return [answers[it.intent_id] for it in intents]
 
     async def _send(self, intents: list[Intent]) -> list[SendResult]:
         orders = [(self.gateway_for(it.copy.account_id), self._request(it), it) for it in intents]
@@ -468,17 +584,25 @@ class CopyEngine:
             )
             if state is not None and state.filled_quantity > 0:
                 fill_plans.append((it, res, state, len(order_rows) - 1))
-        with self.sf() as session, session.begin():
-            update_rows(
-                session,
-                FollowerOrderIntent.__table__,
-                intent_updates,
-                key="id",
-                key_param="iid",
-                columns=("status", "outcome", "reason_code", "reason", "sent_at", "acked_at"),
-            )
-            order_ids = self._upsert_orders(session, order_rows)
-            self._record_fills(session, ps, fill_plans, order_ids)
+        try:
+            with self.sf() as session, session.begin():
+                update_rows(
+                    session,
+                    FollowerOrderIntent.__table__,
+                    intent_updates,
+                    key="id",
+                    key_param="iid",
+                    columns=("status", "outcome", "reason_code", "reason", "sent_at", "acked_at"),
+                )
+                order_ids = self._upsert_orders(session, order_rows)
+                self._record_fills(session, ps, fill_plans, order_ids)
+        except Exception:
+            # The fills were already applied to the in-memory positions when the transaction
+            # failed (e.g. a dropped database session): reload the copies from the database
+            # before the next fill, so the sweep's adoption of these orders counts them once.
+            if ps is not None:
+                ps.copies_stale = True
+            raise
         self.inflight.difference_update(it.intent_id for it in intents)
 
     def _upsert_orders(self, session: Session, rows: list[dict]) -> list[int]:
@@ -727,12 +851,16 @@ class CopyEngine:
     ) -> None:
         table = LeaderWatermark.__table__
         tid = int(trade.trade_id)
+        # A late fill lies below the watermark: the watermark stays the highest stored id.
+        highest = case((table.c.last_trade_id < tid, tid), else_=table.c.last_trade_id)
         updated = session.execute(
             update(table)
             .where(table.c.portfolio_id == ps.portfolio_id, table.c.symbol == trade.symbol)
-            .values(last_trade_id=tid, position=position, updated_at=utcnow())
+            .values(last_trade_id=highest, position=position, updated_at=utcnow())
         ).rowcount
         if not updated:
+            # First fill of a symbol never baselined: the leader started flat in it.
+            ps.baselines.setdefault(trade.symbol, 0)
             session.execute(
                 table.insert(),
                 {
@@ -740,6 +868,8 @@ class CopyEngine:
                     "symbol": trade.symbol,
                     "last_trade_id": tid,
                     "position": position,
+                    "baseline_trade_id": 0,
+                    "baseline_position": ZERO,
                     "updated_at": utcnow(),
                 },
             )
@@ -793,31 +923,29 @@ class CopyEngine:
             if c.paused_until and c.paused_until <= now and ps.book.paused[i]:
                 ps.book.paused[i] = False
 
-    async def _guards(self, ps: PortfolioState, symbol: str) -> None:
+    async def _guards(self, ps: PortfolioState, symbols: str | Iterable[str]) -> None:
+        """Daily loss pause (R-X-3), per-position TP/SL and copy stops (R-COPY-3) at ``self.prices``.
+
+        Runs after every leader fill and on every mark update (``marks_feed``); the rules are in
+        ``copytrade.engine.risk``.
+        """
+        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
         now = clock.now()
-        stops, closes, pauses = [], [], []
+        pauses = []
         for i, c in enumerate(ps.copies):
             if c.daily_loss_limit and c.day_pnl <= -c.daily_loss_limit and not ps.book.paused[i]:
                 c.paused_until = next_utc_midnight(now)
                 ps.book.paused[i] = True
                 pauses.append(c)
-            if c.stop_loss is not None or c.take_profit is not None:
-                pnl = c.marked_pnl(self.prices)
-                if c.stop_loss is not None and pnl <= -(c.allocation * c.stop_loss):
-                    stops.append((c, "stop_loss", pnl, -(c.allocation * c.stop_loss)))
-                    continue
-                if c.take_profit is not None and pnl >= c.allocation * c.take_profit:
-                    stops.append((c, "take_profit", pnl, c.allocation * c.take_profit))
-                    continue
-            pos = c.positions.get(symbol)
-            if pos and pos.quantity and (c.position_tp or c.position_sl) and symbol in self.prices:
-                basis = abs(pos.quantity) * pos.average_price / (c.leverage or 1)
-                if basis > 0:
-                    roi = pos.unrealised(self.prices[symbol]) / basis
-                    if (c.position_tp and roi >= c.position_tp) or (
-                        c.position_sl and roi <= -c.position_sl
-                    ):
-                        closes.append((c, symbol))
+        closes = risk.position_closes(ps.copies, symbols, self.prices)
+        stops = []
+        watched = risk.watched(ps)
+        if watched:
+            with self.sf() as session:
+                paid = risk.shares_paid(session, watched)
+            stops = risk.copy_stops(watched, self.prices, paid)
+        stopping = {s.copy.copy_id for s in stops}
+        closes = [(c, sym) for c, sym in closes if c.copy_id not in stopping]
         if pauses:
             with self.sf() as session, session.begin():
                 for c in pauses:
@@ -836,8 +964,14 @@ class CopyEngine:
                     )
         for c, symbol_ in closes:
             await self.close_position(c.copy_id, symbol_, kind="close", ps=ps)
-        for c, trigger, pnl, threshold in stops:
-            await self.stop_copy(c.copy_id, trigger, pnl=pnl, threshold=threshold, ps=ps)
+        for stop in stops:
+            await self.stop_copy(
+                stop.copy.copy_id,
+                stop.trigger.value,
+                pnl=stop.result,
+                threshold=stop.threshold,
+                ps=ps,
+            )
 
     # -- manual close, stop copying (R-COPY-5), stops (R-COPY-3) -------------------------------
 
@@ -946,10 +1080,11 @@ class CopyEngine:
         if pnl is None:
             pnl = copy.marked_pnl(self.prices)
         rule = "R-COPY-3" if trigger in ("stop_loss", "take_profit") else "R-COPY-5"
-        reason = (
-            f"{trigger}: cumulative PnL {pnl} (threshold {threshold})"
+        reason = stop_reason(
+            parse_trigger(trigger),
+            f"result after fees and shares {pnl} (threshold {threshold})"
             if threshold is not None
-            else trigger
+            else None,
         )
         with self.sf() as session, session.begin():
             session.execute(
@@ -982,26 +1117,8 @@ class CopyEngine:
                     reason=reason,
                 )
             )
-        if close_positions:
-            orders = []
-            for symbol, pos in copy.positions.items():
-                market = self.markets(ps).get(symbol)
-                qty = market.round_amount(abs(pos.quantity)) if market else abs(pos.quantity)
-                if qty > 0:
-                    orders.append(
-                        (
-                            copy,
-                            index,
-                            symbol,
-                            "sell" if pos.quantity > 0 else "buy",
-                            qty,
-                            ps.mode == "futures",
-                        )
-                    )
-            if orders:
-                intents = self._persist_extra(ps, orders, "stop")
-                results = await self._send(intents)
-                self.record(ps, intents, results)
-        # The copy is no longer active: drop it from the sizing columns.
+        # The copy is no longer active: out of the sizing columns, closed and kept until flat.
         ps.copies = [c for c in ps.copies if c.copy_id != copy_id]
         ps.rebuild_book(self.markets(ps))
+        if close_positions:
+            await closing.stopped(self, ps, copy, reason)

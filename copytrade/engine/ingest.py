@@ -3,9 +3,10 @@
 A leader fill is accepted once per (portfolio, symbol, exchange trade id). An event is quarantined,
 with its reason, when it is malformed (not a trade, bad side, non-positive or non-finite amounts,
 naive time, non-numeric id), names a symbol the platform does not list, repeats a stored trade id
-(duplicate), or carries a trade id below the symbol's watermark that was never stored
-(out of order: copying a stale fill could open a position the leader no longer holds; a re-sync
-brings followers back, R-X-2). Nothing here raises: one bad event never stops other leaders.
+(duplicate), or is history from before the engine started following the symbol (a trade id at or
+below the symbol's baseline). A genuine fill that merely arrives late (below the watermark, after a
+gap, a reconnect or a restart) is not malformed: it is stored and applied (R-IN-1, R-IN-3).
+Nothing here raises: one bad event never stops other leaders.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Leg:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    reason_code: str  # malformed | duplicate | out_of_order | unknown_symbol
+    reason_code: str  # malformed | duplicate | before_baseline | unknown_symbol
     reason: str
 
 
@@ -50,7 +51,7 @@ def validate(
     event: object,
     markets: dict[str, Market],
     known_ids: set[str] | None,
-    watermark: int | None,
+    baseline: int | None,
 ) -> Rejection | None:
     """Return why ``event`` must be quarantined, or None when it is a good new leader fill."""
     if not isinstance(event, Trade):
@@ -72,10 +73,11 @@ def validate(
         return Rejection("unknown_symbol", f"symbol {event.symbol!r} is not listed by the platform")
     if known_ids is not None and event.trade_id in known_ids:
         return Rejection("duplicate", f"trade {event.symbol}#{event.trade_id} was already stored")
-    if watermark is not None and int(event.trade_id) <= watermark:
+    if baseline is not None and int(event.trade_id) <= baseline:
         return Rejection(
-            "out_of_order",
-            f"trade {event.symbol}#{event.trade_id} arrived after #{watermark} and was never stored",
+            "before_baseline",
+            f"trade {event.symbol}#{event.trade_id} is at or below #{baseline}, where the engine "
+            "started following the symbol: history is not copied (R-IN-3)",
         )
     return None
 

@@ -2,14 +2,20 @@
 
 1. Every intent without an outcome (``pending``: persisted, maybe sent when the process died;
    ``unknown``: a timeout nobody could resolve yet; ``acked``: an order still open) is looked up by
-   its client order id. Found → the exchange's state is adopted and recorded. Confirmed absent →
-   sent now if it is still fresh, otherwise closed as skipped (``not_sent``) with the reason.
+   its client order id. Found → the exchange's state is adopted and recorded. Absent → left for
+   the next sweep while it could still be in flight (younger than ``absent_after``, beyond the
+   recvWindow), then sent if it was decided less than ``stale_after`` seconds ago, otherwise
+   closed as skipped (``not_sent``) with the reason. A resend the exchange refuses as a duplicate
+   client id means the first one exists: it is adopted at the next sweep.
    A lookup that fails leaves the intent for the next sweep. Nothing is sent without a lookup.
 2. Leader fills missed while the stream was down are backfilled from ``myTrades`` by trade id,
-   from each symbol's watermark, and go through the same ingest as the stream (R-IN-1).
-3. On the first start for a portfolio, each symbol's watermark is set to the newest existing
-   trade (history before the engine first saw the portfolio is not copied) and the leader's
-   position is taken from the exchange (futures).
+   from each symbol's watermark, and go through the same ingest as the stream (R-IN-1). A
+   backfill that fails opens a ``backfill_failed`` gap (close-only) until one succeeds.
+3. On the first start for a portfolio, each symbol's watermark and baseline are set to the newest
+   existing trade (history before the engine first saw the portfolio is not copied) and the
+   leader's position is taken from the exchange (futures).
+4. The completeness check (``completeness.check_portfolio``) compares a trailing window of the
+   exchange's trades and the leader's position with what is stored (R-IN-3).
 """
 
 from __future__ import annotations
@@ -23,6 +29,14 @@ from sqlalchemy import select, update
 
 from copytrade import clock
 from copytrade.domain.fills import PositionState
+from copytrade.engine.completeness import (
+    WINDOW_FILLS,
+    HistoryUnavailable,
+    check_portfolio,
+    open_gap,
+    resolve_gaps,
+    trades_from,
+)
 from copytrade.engine.core import CopyEngine, Intent
 from copytrade.engine.dispatch import SendResult, send_one
 from copytrade.engine.state import CopyState, PortfolioState
@@ -31,6 +45,7 @@ from models import Copy, CopyPosition, FollowerOrderIntent, LeaderFill, LeaderWa
 
 log = logging.getLogger(__name__)
 OPEN_STATUSES = ("pending", "sent", "unknown", "acked")
+DUPLICATE_ID_CODES = ("-4116", "-2010")  # futures / spot: "ClientOrderId is duplicated"
 
 
 @dataclass
@@ -45,9 +60,18 @@ class ReconcileReport:
     backfilled: int = 0
     quarantined: int = 0
     baselined: list[str] = field(default_factory=list)
+    missing_found: list[str] = field(default_factory=list)  # portfolio:symbol#id now stored
+    drift: list[str] = field(default_factory=list)  # leader positions that differ (R-IN-3)
+    unverified: list[str] = field(default_factory=list)  # what the exchange could not answer
+    close_only: list[str] = field(default_factory=list)  # portfolios with an open gap
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
+
+    @property
+    def unresolved(self) -> bool:
+        """Whether something is left for the operator: unknown orders, a gap or a drift."""
+        return bool(self.still_unknown or self.drift or self.unverified or self.close_only)
 
 
 def _copy_for(
@@ -67,6 +91,15 @@ def _copy_for(
             pos.quantity, pos.average_price, pos.realised_pnl, pos.fees_paid, pos.accumulated
         )
     return None, state, None
+
+
+def _rebind(ps: PortfolioState, intents: list[Intent]) -> None:
+    """Point each intent at its copy's current state and book index."""
+    live = {c.copy_id: (i, c) for i, c in enumerate(ps.copies)}
+    for it in intents:
+        found = live.get(it.copy.copy_id)
+        if found is not None:
+            it.index, it.copy = found
 
 
 async def resolve_open_intents(
@@ -111,6 +144,7 @@ async def resolve_open_intents(
             leader_price=intent.leader_price,
             leader_time=traded_at,
             kind=intent.kind,
+            leg=intent.leg,
         )
         async with sem:
             try:
@@ -124,8 +158,15 @@ async def resolve_open_intents(
                     SendResult(state=state, acked_at=clock.now(), sent_at=intent.sent_at),
                     "adopted",
                 )
-            born = traded_at or intent.created_at
-            if (now - born).total_seconds() <= engine.stale_after:
+            # Age from the engine's decision, not the leader's trade time: the decision already
+            # accepted the fill (a backfilled one may be older), and the paper exchange's
+            # trade times follow its simulated clock.
+            age = (now - intent.created_at).total_seconds()
+            if age < engine.absent_after:
+                # The request may still be on its way or held by the exchange: absence is only
+                # final once it can no longer execute (its recvWindow has passed). Next sweep.
+                return it, None, "lookup_failed"
+            if age <= engine.stale_after:
                 request = OrderRequest(
                     symbol=intent.symbol,
                     side=intent.side,
@@ -133,10 +174,16 @@ async def resolve_open_intents(
                     client_order_id=intent.client_order_id,
                     reduce_only=intent.reduce_only,
                 )
-                return it, await send_one(gw, request), "resent"
+                result = await send_one(gw, request)
+                if result.rejected is not None and str(result.rejected.code) in DUPLICATE_ID_CODES:
+                    return it, None, "lookup_failed"  # it exists after all: adopted next sweep
+                return it, result, "resent"
             return it, None, "not_sent"
 
-    results = await asyncio.gather(*(settle(*w) for w in work))
+    # Reductions (leg 0) before openings on the other side (leg 1): see CopyEngine._send_by_leg.
+    results = []
+    for leg in sorted({w[0].leg for w in work}):
+        results += await asyncio.gather(*(settle(*w) for w in work if w[0].leg == leg))
     to_record: dict[int | None, tuple[PortfolioState | None, list, list]] = {}
     not_sent = []
     for it, res, what in results:
@@ -155,6 +202,12 @@ async def resolve_open_intents(
     for ps, intents, sends in to_record.values():
         if ps is not None:
             async with ps.lock:
+                # The copies may have been reloaded while the lookups ran (changed settings, a
+                # failed recording): record into the live state, not a replaced one.
+                if ps.copies_stale:
+                    engine.refresh_copies([ps.portfolio_id], force=True)
+                    ps.copies_stale = False
+                _rebind(ps, intents)
                 engine.record(ps, intents, sends)
         else:
             engine.record(None, intents, sends)
@@ -187,17 +240,15 @@ async def resolve_open_intents(
 async def baseline(
     engine: CopyEngine, ps: PortfolioState, report: ReconcileReport | None = None
 ) -> None:
-    """Set watermarks of symbols never seen to the newest existing trade; take the leader's position."""
+    """Set watermarks of symbols never seen to the newest existing trade; take the leader's position.
+
+    The newest trades are read before and after the positions; if the leader traded in between
+    the baseline would not be consistent, so the symbol is left for the next attempt.
+    """
     gw = engine.gateway_for(ps.leader_account_id)
     missing = [s for s in engine.markets(ps) if s not in ps.watermarks]
     if not missing:
         return
-    positions: dict[str, Decimal] = {}
-    if ps.mode == "futures":
-        try:
-            positions = {p.symbol: p.quantity for p in await gw.positions()}
-        except Exception as exc:  # the position starts flat when the exchange cannot say
-            log.warning("leader positions of portfolio %s unavailable: %r", ps.portfolio_id, exc)
 
     async def newest(symbol):
         try:
@@ -207,19 +258,33 @@ async def baseline(
             return symbol, None
         return symbol, max((int(t.trade_id) for t in trades), default=0)
 
-    found = await asyncio.gather(*(newest(s) for s in missing))
+    first = dict(await asyncio.gather(*(newest(s) for s in missing)))
+    positions: dict[str, Decimal] = {}
+    if ps.mode == "futures":
+        try:
+            positions = {p.symbol: p.quantity for p in await gw.positions()}
+        except Exception as exc:  # retried at the next sweep
+            log.warning("leader positions of portfolio %s unavailable: %r", ps.portfolio_id, exc)
+            return
+        second = dict(await asyncio.gather(*(newest(s) for s in missing)))
+    else:
+        second = first
     with engine.sf() as session, session.begin():
-        for symbol, last in found:
-            if last is None:
+        for symbol in missing:
+            last = first.get(symbol)
+            if last is None or second.get(symbol) != last:
                 continue
-            ps.watermarks[symbol] = last
-            ps.leader_positions[symbol] = positions.get(symbol, Decimal(0))
+            position = positions.get(symbol, Decimal(0))
+            ps.watermarks[symbol] = ps.baselines[symbol] = last
+            ps.leader_positions[symbol] = position
             session.add(
                 LeaderWatermark(
                     portfolio_id=ps.portfolio_id,
                     symbol=symbol,
                     last_trade_id=last,
-                    position=ps.leader_positions[symbol],
+                    position=position,
+                    baseline_trade_id=last,
+                    baseline_position=position,
                 )
             )
             if report is not None:
@@ -229,30 +294,32 @@ async def baseline(
 async def backfill(
     engine: CopyEngine, ps: PortfolioState, report: ReconcileReport | None = None
 ) -> int:
-    """Fetch and ingest leader trades after each symbol's watermark (R-COPY-10 after a gap)."""
+    """Fetch and ingest the leader's trades after each symbol's watermark, in trade-id order.
+
+    Raises ``HistoryUnavailable`` naming the symbols whose trade list could not be read, having
+    ingested nothing; the caller retries (R-IN-3). On success an open ``backfill_failed`` gap is
+    resolved before the trades are ingested, so they are copied normally.
+    """
     report = report or ReconcileReport()
     gw = engine.gateway_for(ps.leader_account_id)
     symbols = sorted(ps.watermarks)
 
     async def fetch(symbol):
-        out = []
-        start = ps.watermarks.get(symbol, 0) + 1
-        while True:
-            try:
-                page = await gw.my_trades(symbol, str(start), 1000)
-            except Exception as exc:
-                log.warning("backfill of %s:%s failed: %r", ps.portfolio_id, symbol, exc)
-                break
-            page = [t for t in page if str(t.trade_id).isdigit() and int(t.trade_id) >= start]
-            out.extend(page)
-            if len(page) < 1000:
-                break
-            start = max(int(t.trade_id) for t in page) + 1
-        return out
+        try:
+            return symbol, await trades_from(gw, symbol, ps.watermarks.get(symbol, 0) + 1), None
+        except Exception as exc:
+            log.warning("backfill of %s:%s failed: %r", ps.portfolio_id, symbol, exc)
+            return symbol, [], exc
 
     pages = await asyncio.gather(*(fetch(s) for s in symbols))
+    failed = [(symbol, exc) for symbol, _, exc in pages if exc is not None]
+    if failed:
+        raise HistoryUnavailable([s for s, _ in failed], failed[0][1])
+    # Every missed trade is in hand: the history is complete again, so they are copied normally.
+    resolve_gaps(engine, ps, "backfill_failed", "backfill succeeded")
+    # Trade-id order per symbol (R-IN-1): a symbol's ids are the exchange's order of its trades.
     trades = sorted(
-        (t for page in pages for t in page), key=lambda t: (t.traded_at, int(t.trade_id))
+        (t for _, page, _ in pages for t in page), key=lambda t: (t.symbol, int(t.trade_id))
     )
     count = 0
     for t in trades:
@@ -261,19 +328,37 @@ async def backfill(
         r = await engine.on_leader_event(ps.portfolio_id, t, "backfill")
         if r.quarantined:
             report.quarantined += 1
-        else:
+        elif not r.merged:
             count += 1
     report.backfilled += count
     return count
 
 
-async def reconcile(engine: CopyEngine) -> ReconcileReport:
-    """Run the whole sweep: resolve open intents, baseline new symbols, backfill every leader."""
+async def reconcile(
+    engine: CopyEngine, *, window: int = WINDOW_FILLS, check: bool = True
+) -> ReconcileReport:
+    """Run the whole sweep: resolve open intents, baseline new symbols, backfill every leader,
+    then compare each portfolio's fills and position with the exchange (R-IN-3)."""
     report = ReconcileReport()
     await resolve_open_intents(engine, report)
     for ps in list(engine.portfolios.values()):
         if ps.leader_account_id is None:
             continue
         await baseline(engine, ps, report)
-        await backfill(engine, ps, report)
+        try:
+            await backfill(engine, ps, report)
+        except HistoryUnavailable as exc:
+            report.unverified.append(f"portfolio {ps.portfolio_id}: {exc}")
+            open_gap(engine, ps, "backfill_failed", None, str(exc)[:500])
+        if check:
+            found = await check_portfolio(engine, ps, window)
+            report.missing_found.extend(f"{ps.portfolio_id}:{m}" for m in found.missing)
+            report.drift.extend(f"portfolio {ps.portfolio_id}: {d}" for d in found.drift)
+            if found.unverified:
+                report.unverified.append(f"portfolio {ps.portfolio_id}: {found.unverified}")
+        if ps.gaps:
+            report.close_only.append(
+                f"portfolio {ps.portfolio_id}: "
+                + ", ".join(f"{k}{' ' + s if s else ''}" for k, s in sorted(ps.gaps, key=str))
+            )
     return report

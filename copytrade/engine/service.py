@@ -6,9 +6,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from copytrade.config import get_settings
 from copytrade.db import session_factory, session_scope
+from copytrade.engine.completeness import WINDOW_FILLS
 from copytrade.engine.core import CopyEngine
 from copytrade.engine.importer import ImportReport, import_fills
 from copytrade.engine.reconcile import ReconcileReport, reconcile
@@ -19,23 +21,38 @@ from copytrade.engine.wiring import GatewayDirectory, SecretSource
 log = logging.getLogger(__name__)
 
 
+EXCHANGE_FORMS = "paper, binance, or an http(s)://host[:port] URL"
+
+
 def exchange_url(exchange: str | None) -> str | None:
     """Return the base URL for ``exchange``: ``paper`` (default, the configured paper exchange),
-    ``binance`` (None: Binance itself) or an explicit http URL."""
+    ``binance`` (None: Binance itself) or an explicit http(s) URL; refuse anything else."""
     if exchange in (None, "", "paper"):
         return get_settings().paper_url
     if exchange == "binance":
         return None
-    return exchange
+    parts = urlsplit(exchange)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"exchange {exchange!r} is not {EXCHANGE_FORMS} (R-IN-2)")
+    return exchange.rstrip("/")
 
 
 async def _open(database_url: str | None, exchange: str | None, secrets: SecretSource | None):
     sf = session_factory(database_url)
     directory = GatewayDirectory(sf, exchange_url(exchange), secrets=secrets)
-    await directory.start()
-    venue = "binance" if exchange == "binance" else "paper"
-    engine = CopyEngine(sf, directory, directory.markets_by_kind, venue=venue)
-    engine.load()
+    try:
+        await directory.start()
+        venue = "binance" if exchange == "binance" else "paper"
+        engine = CopyEngine(sf, directory, directory.markets_by_kind, venue=venue)
+        engine.load()
+    except BaseException:
+        # an unreachable exchange or database: close what was opened, then let the CLI say which
+        await directory.close()
+        raise
     return engine, directory
 
 
@@ -47,9 +64,21 @@ async def run_engine(
     heartbeat: Callable[[str], None] | None = None,
     heartbeat_every: float = 30.0,
     stop: asyncio.Event | None = None,
+    on_stopped: Callable[[int, str | None], None] | None = None,
+    on_leader_opened: Callable | None = None,
+    on_funding: Callable | None = None,
 ) -> RunStats:
-    """Run the engine until ``stop`` is set (or the task is cancelled); close everything after."""
+    """Run the engine until ``stop`` is set (or the task is cancelled); close everything after.
+
+    ``on_stopped(copy_id, stop_reason)`` is called once a stopped copy is flat (``closing``);
+    ``on_leader_opened(portfolio_id, symbol, leverage, trade_id, at)`` when a futures leader
+    opens a position (``leader_leverage``, R-LEAD-8); ``on_funding(copy_id, payments)`` with
+    a futures copy's funding fees (``funding``).
+    """
     engine, directory = await _open(database_url, exchange, secrets)
+    engine.on_stopped = on_stopped
+    engine.on_leader_opened = on_leader_opened
+    engine.on_funding = on_funding
     runner = EngineRunner(engine, heartbeat=heartbeat, heartbeat_every=heartbeat_every)
     waiter = None
     if stop is not None:
@@ -72,11 +101,12 @@ async def reconcile_once(
     database_url: str | None = None,
     exchange: str | None = None,
     secrets: SecretSource | None = None,
+    window: int = WINDOW_FILLS,
 ) -> ReconcileReport:
-    """One backfill and reconciliation sweep (what the ingest flow runs every minute)."""
+    """One backfill, completeness check and reconciliation sweep (the ingest flow, every minute)."""
     engine, directory = await _open(database_url, exchange, secrets)
     try:
-        return await reconcile(engine)
+        return await reconcile(engine, window=window)
     finally:
         await directory.close()
 
@@ -105,9 +135,11 @@ async def close_or_stop(
     database_url: str | None = None,
     exchange: str | None = None,
     secrets: SecretSource | None = None,
+    on_stopped: Callable[[int, str | None], None] | None = None,
 ) -> None:
     """Close one copied position by hand, or stop copying (closing every position) (R-COPY-5)."""
     engine, directory = await _open(database_url, exchange, secrets)
+    engine.on_stopped = on_stopped
     try:
         if stop_copying:
             await engine.stop_copy(copy_id, "stop_copy")

@@ -7,6 +7,7 @@ changed settings); kept in memory between leader fills so sizing touches no data
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -20,6 +21,7 @@ from copytrade.domain.fills import PositionState
 from copytrade.domain.markets import DEFAULT_TAKER_FEE, Market
 from copytrade.domain.money import SCALE, UNIT, ZERO
 from copytrade.domain.sizing import CopyBook, CopySettings
+from copytrade.engine.history import derive_positions, open_gaps
 from models import Copy, CopyPosition, ExchangeAccount, LeaderFill, LeaderWatermark, LeadPortfolio
 from models.ledger import LedgerAccount
 from models.trading import FollowerFill
@@ -106,13 +108,34 @@ class PortfolioState:
     leader_realised: Decimal = ZERO
     leader_positions: dict[str, Decimal] = field(default_factory=dict)
     watermarks: dict[str, int] = field(default_factory=dict)
+    baselines: dict[str, int] = field(default_factory=dict)  # trade ids at or below: history
+    gaps: set[tuple[str, str | None]] = field(default_factory=set)  # open (kind, symbol), R-IN-3
+    # Fills stored from a backfill or check whose stream event may still come: merged, not
+    # quarantined as duplicates, when it does.
+    not_yet_streamed: set[tuple[str, str]] = field(default_factory=set)
     known_ids: dict[str, set[str]] = field(default_factory=dict)
     copied_orders: set[str] = field(
         default_factory=set
     )  # leader orders already fixed-amount copied
     copies: list[CopyState] = field(default_factory=list)
     book: CopyBook | None = None
+    copies_stale: bool = False  # a recording failed: reload the copies before the next fill
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def merge(self, source: str, event: object) -> bool:
+        """Return whether a duplicate ``event`` is the same trade from a second source."""
+        if source != "stream":
+            return True
+        key = (getattr(event, "symbol", None), getattr(event, "trade_id", None))
+        if key in self.not_yet_streamed:
+            self.not_yet_streamed.discard(key)
+            return True
+        return False
+
+    @property
+    def ingest_paused(self) -> bool:
+        """Copying is close-only while the fill history is known incomplete (R-IN-3)."""
+        return bool(self.gaps)
 
     @property
     def leader_equity(self) -> Decimal:
@@ -161,14 +184,17 @@ def _units(value: Decimal) -> int:
 
 
 def load_portfolios(
-    session: Session, markets_by_kind: dict[str, dict[str, Market]]
+    session: Session,
+    markets_by_kind: dict[str, dict[str, Market]],
+    only: Collection[int] | None = None,
 ) -> dict[int, PortfolioState]:
-    """Load every active lead portfolio with a leader account, and its active copies."""
-    portfolios = session.scalars(
-        select(LeadPortfolio).where(
-            LeadPortfolio.status == "active", LeadPortfolio.exchange_account_id.is_not(None)
-        )
-    ).all()
+    """Load every active lead portfolio with a leader account (or ``only`` those), and its copies."""
+    query = select(LeadPortfolio).where(
+        LeadPortfolio.status == "active", LeadPortfolio.exchange_account_id.is_not(None)
+    )
+    if only is not None:
+        query = query.where(LeadPortfolio.id.in_(sorted(only)))
+    portfolios = session.scalars(query).all()
     states: dict[int, PortfolioState] = {}
     for p in portfolios:
         ps = PortfolioState(p.id, p.mode, p.capital, p.exchange_account_id)
@@ -185,7 +211,10 @@ def load_portfolios(
             select(LeaderWatermark).where(LeaderWatermark.portfolio_id == p.id)
         ):
             ps.watermarks[wm.symbol] = wm.last_trade_id
-            ps.leader_positions[wm.symbol] = wm.position
+        # The leader's position is what the stored fills give in trade-id order (R-IN-3), not a
+        # running total that a lost or late fill would leave wrong for good.
+        ps.leader_positions, ps.baselines = derive_positions(session, p.id, p.mode)
+        ps.gaps = {(g.kind, g.symbol) for g in open_gaps(session, p.id)}
         ps.copied_orders = set(
             session.scalars(
                 select(LeaderFill.exchange_order_id)

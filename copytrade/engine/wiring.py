@@ -64,8 +64,8 @@ class GatewayDirectory:
 
         for kind in self.kinds:
             factory = GatewayFactory(kind, self.base_url, timeout_ms=self.timeout_ms)
+            self.factories[kind] = factory  # kept first, so ``close`` closes a failed start too
             await factory.start()
-            self.factories[kind] = factory
         self.reload_accounts()
 
     def reload_accounts(self) -> None:

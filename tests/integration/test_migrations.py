@@ -75,7 +75,7 @@ def single_chain_history(engine, n: int) -> None:
         )
 
 
-HEAD = "0005"  # 0001 → 0002 → 0004 → 0006 → 0005
+HEAD = "0003"  # 0001 → 0002 → 0004 → 0006 → 0005 → 0003 (ingest's, re-chained until merged)
 
 
 def test_upgrade_matches_models_and_ledger_works(db_url):
@@ -269,6 +269,54 @@ def test_0006_adds_leverage_violations_to_a_ledger_with_history_R_LEAD_8(db_url)
         assert Ledger(session).balance("person:1:spot", "USDT") == D(5)
     migrate.downgrade(db_url, "0002")
     assert "leader_leverage_violations" not in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_0003_baselines_a_leader_with_history_so_the_derived_position_is_unchanged(db_url):
+    """0002 → 0003 on a ledger with leader fills: each watermark's baseline goes just below the
+    oldest stored live fill, so the position derived from the fills equals the stored one and a
+    late older fill is still accepted (R-IN-3)."""
+    from sqlalchemy import text
+
+    from copytrade.engine.history import derive_positions
+    from tests.support.engine_world import make_world
+
+    assert migrate.upgrade(db_url, "0002") == "0002"
+    engine = make_engine(db_url)
+    with Session(engine) as session, session.begin():
+        # make_world writes platform rows only, which 0002 and 0003 share
+        world = make_world(session, mode="futures", copies=[])
+        pid = world.portfolio_id
+        for trade_id, side, qty in (("105", "buy", 3), ("110", "sell", 1), ("7", "buy", 9)):
+            session.execute(
+                text(
+                    "INSERT INTO leader_fills (portfolio_id, exchange_trade_id, symbol, side, "
+                    "price, quantity, fee, traded_at, is_opening, position_before, source, "
+                    "received_at) VALUES (:p, :t, 'BTCUSDT', :s, 5000000000000, :q, 0, "
+                    "'2026-01-01 00:00:00', true, 0, :src, '2026-01-01 00:00:00')"
+                ),
+                {
+                    "p": pid,
+                    "t": trade_id,
+                    "s": side,
+                    "q": qty * 10**8,
+                    "src": "import" if trade_id == "7" else "stream",
+                },
+            )
+        session.execute(
+            text(
+                "INSERT INTO leader_watermarks (portfolio_id, symbol, last_trade_id, position, "
+                "updated_at) VALUES (:p, 'BTCUSDT', 110, 700000000, '2026-01-01 00:00:00')"
+            ),
+            {"p": pid},
+        )
+    assert migrate.upgrade(db_url) == HEAD
+    with Session(engine) as session:
+        positions, baselines = derive_positions(session, pid, "futures")
+    assert baselines == {"BTCUSDT": 104}  # the imported #7 is history, not a live fill
+    assert positions == {"BTCUSDT": D(7)}  # baseline 5 + 3 − 1, as stored before
+    migrate.downgrade(db_url, "0002")
+    assert "ingest_gaps" not in inspect(engine).get_table_names()
     engine.dispose()
 
 

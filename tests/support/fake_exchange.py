@@ -20,12 +20,14 @@ from decimal import Decimal
 
 from copytrade import clock
 from copytrade.exchange.protocol import (
+    FundingPayment,
     OrderRequest,
     OrderState,
     Placement,
     Position,
     RateLimited,
     Rejected,
+    Retryable,
     Trade,
     UnknownOutcome,
 )
@@ -43,6 +45,7 @@ class FakeAccount:
     leverage: dict[str, int] = field(default_factory=dict)
     faults: deque = field(default_factory=deque)
     stream: asyncio.Queue | None = None
+    read_faults: int = 0
     fee_rate: Decimal = Decimal("0.001")
 
 
@@ -59,6 +62,7 @@ class FakeExchange:
         self._order_ids = itertools.count(1)
         self._trade_ids: dict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
         self.partial_fill: Decimal | None = None  # fraction filled of market orders
+        self.funding: dict[int, list[FundingPayment]] = defaultdict(list)  # per account
         self.requests = 0
 
     # -- setup -----------------------------------------------------------------------------------
@@ -73,6 +77,10 @@ class FakeExchange:
     def gateway(self, account_id: int) -> FakeGateway:
         self.account(account_id)
         return FakeGateway(self, account_id)
+
+    def fail_reads(self, account_id: int, count: int) -> None:
+        """Make the account's next ``count`` trade-list reads fail (a 503 on ``userTrades``)."""
+        self.account(account_id).read_faults += count
 
     def fail_next(self, account_id: int, *faults: str) -> None:
         """Queue faults for the account's next order calls: ``unknown_after``, ``unknown_before``,
@@ -111,6 +119,9 @@ class FakeExchange:
             traded_at=at or datetime.now(UTC),
         )
         self.trades[(account_id, symbol)].append(trade)
+        acc = self.account(account_id)
+        held = acc.positions.get(symbol, Decimal(0))
+        acc.positions[symbol] = held + (trade.quantity if side == "buy" else -trade.quantity)
         if publish:
             self.publish(account_id, trade)
         return trade
@@ -245,6 +256,10 @@ class FakeGateway:
     ) -> list[Trade]:
         self.exchange.requests += 1
         await asyncio.sleep(0)
+        acc = self.exchange.account(self.account_id)
+        if acc.read_faults:
+            acc.read_faults -= 1
+            raise Retryable("503 Service Unavailable on userTrades")
         start = int(from_id) if from_id else 0
         trades = [
             t for t in self.exchange.trades[(self.account_id, symbol)] if int(t.trade_id) >= start
@@ -254,9 +269,27 @@ class FakeGateway:
     async def set_leverage(self, symbol: str, leverage: int) -> None:
         self.exchange.account(self.account_id).leverage[symbol] = leverage
 
-    async def fills(self) -> AsyncIterator[Trade]:
+    async def fetch_marks(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        self.exchange.requests += 1
+        await asyncio.sleep(0)
+        if self.exchange.account(self.account_id).read_faults:
+            raise Retryable("503 Service Unavailable on premiumIndex")
+        return {s: self.exchange.prices[s] for s in symbols if s in self.exchange.prices}
+
+    async def funding_payments(self, since: datetime | None = None) -> list[FundingPayment]:
+        await asyncio.sleep(0)
+        rows = self.exchange.funding.get(self.account_id, [])
+        return [p for p in rows if since is None or p.at >= since]
+
+    async def start_stream(self) -> None:
+        """Subscribe now: events published from here on are delivered by ``fills()``."""
         acc = self.exchange.account(self.account_id)
-        acc.stream = asyncio.Queue()
+        if acc.stream is None:
+            acc.stream = asyncio.Queue()
+
+    async def fills(self) -> AsyncIterator[Trade]:
+        await self.start_stream()
+        acc = self.exchange.account(self.account_id)
         while True:
             event = await acc.stream.get()
             if isinstance(event, BaseException):

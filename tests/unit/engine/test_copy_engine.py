@@ -155,12 +155,18 @@ async def test_bad_events_are_quarantined_and_others_continue_R_IN_1(rig):
     old = Trade(
         "0", "1", None, "BTCUSDT", "buy", D("1"), D("1"), D(0), "USDT", None, False, good.traded_at
     )
-    assert (await eng.on_leader_event(w.portfolio_id, old)).quarantined == "out_of_order"
+    assert (await eng.on_leader_event(w.portfolio_id, old)).quarantined == "before_baseline"
     later = rig.leader_trade("buy", "0.1")
     assert (await eng.on_leader_event(w.portfolio_id, later)).quarantined is None
     with rig.sm() as s:
         reasons = sorted(q.reason_code for q in s.scalars(select(QuarantinedEvent)))
-        assert reasons == ["duplicate", "malformed", "malformed", "out_of_order", "unknown_symbol"]
+        assert reasons == [
+            "before_baseline",
+            "duplicate",
+            "malformed",
+            "malformed",
+            "unknown_symbol",
+        ]
         assert s.scalar(select(func.count()).select_from(LeaderFill)) == 2
 
 

@@ -118,7 +118,9 @@ async def test_restart_sends_persisted_intents_once_and_adopts_executed_ones_R_C
     eng._send = crash
     with contextlib.suppress(SystemExit):
         await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))
-    fresh = rig.engine()  # a new process: state from the database
+    # a new process: state from the database (the in-memory exchange holds no request in flight,
+    # so an order not found is final at once)
+    fresh = rig.engine(absent_after=0.0)
     report = await resolve_open_intents(fresh)
     assert (report.adopted, report.resent, report.still_unknown) == (1, 1, 0)
     assert rig.fake.duplicate_client_ids() == [] and len(rig.fake.order_log) == 2
@@ -128,7 +130,7 @@ async def test_restart_sends_persisted_intents_once_and_adopts_executed_ones_R_C
 
 async def test_stale_unsent_intents_are_closed_not_sent_after_restart_R_COPY_11(rig):
     w = rig.build([{"allocation": "1000", "leverage": 10}])
-    eng = rig.engine(stale_after=0.0)
+    eng = rig.engine(stale_after=0.0, absent_after=0.0)
 
     async def crash(intents):
         raise SystemExit("killed")
@@ -136,7 +138,7 @@ async def test_stale_unsent_intents_are_closed_not_sent_after_restart_R_COPY_11(
     eng._send = crash
     with contextlib.suppress(SystemExit):
         await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))
-    report = await resolve_open_intents(rig.engine(stale_after=0.0))
+    report = await resolve_open_intents(rig.engine(stale_after=0.0, absent_after=0.0))
     assert report.closed_not_sent == 1 and rig.fake.order_log == []
     with rig.sm() as s:
         assert s.scalars(select(FollowerOrderIntent)).one().reason_code == "not_sent"
@@ -153,7 +155,6 @@ async def test_stream_drop_is_backfilled_and_duplicates_quarantined_R_IN_1(rig):
     t1 = rig.fake.leader_trade(lead, "BTCUSDT", "buy", D("0.1"))
     rig.fake.publish(lead, t1)  # a duplicated event
     rig.fake.drop_stream(lead)
-    await asyncio.sleep(0.05)
     rig.fake.leader_trade(lead, "BTCUSDT", "buy", D("0.2"), publish=False)  # missed while down
     for _ in range(100):
         await asyncio.sleep(0.02)
@@ -171,3 +172,21 @@ async def test_stream_drop_is_backfilled_and_duplicates_quarantined_R_IN_1(rig):
         assert [q.reason_code for q in s.scalars(select(QuarantinedEvent))] == ["duplicate"]
     report = await reconcile(eng)
     assert report.still_unknown == 0
+
+
+async def test_an_order_not_found_is_not_resent_while_it_may_still_be_in_flight_R_COPY_11(rig):
+    """A killed engine's request can still be held by the exchange (slow): absence is final
+    only after the recvWindow, so the restart waits instead of sending a second order."""
+    w = rig.build([{"allocation": "1000", "leverage": 10}])
+    eng = rig.engine()
+
+    async def crash(intents):
+        raise SystemExit("killed")
+
+    eng._send = crash
+    with contextlib.suppress(SystemExit):
+        await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))
+    report = await resolve_open_intents(rig.engine())  # absent_after: 12 s
+    assert (report.resent, report.still_unknown) == (0, 1) and rig.fake.order_log == []
+    report = await resolve_open_intents(rig.engine(absent_after=0.0))  # later: sent once
+    assert report.resent == 1 and len(rig.fake.order_log) == 1

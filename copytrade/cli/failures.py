@@ -1,0 +1,88 @@
+"""Turn an unreachable dependency into one line and exit 3, for every command, in one place.
+
+A command that cannot reach the ledger database (any SQLAlchemy ``OperationalError`` or
+``InterfaceError``) or an exchange (ccxt ``NetworkError``, the gateway's ``Retryable``, a refused
+connection) ends with one line naming it — the database URL with its password hidden, the
+exchange's URL without its query string (signatures) — and exit code 3. Anything else that
+escapes a command is a bug: one line and exit 1, the traceback only with ``COPYTRADE_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from copytrade.cli.common import EXIT_PROBLEM, EXIT_UNAVAILABLE
+
+_QUERY = re.compile(r"\?\S*")
+_URL = re.compile(r"\b(?:https?|wss?)://[^\s'\"]+")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def database_url() -> str:
+    """Return the configured ledger database URL with its password hidden."""
+    from sqlalchemy.engine import make_url
+
+    from copytrade.config import get_settings
+
+    try:
+        return make_url(get_settings().ledger_url).render_as_string(hide_password=True)
+    except Exception:  # a URL too broken to parse: say so without echoing it
+        return "the configured database (COPYTRADE_DATABASE_URL)"
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return _QUERY.sub("", line)[:limit]
+
+
+def classify(exc: BaseException) -> tuple[int, str] | None:
+    """Return (exit code, message) for an unreachable dependency, or None."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    for link in _chain(exc):
+        if isinstance(link, OperationalError | InterfaceError):
+            return EXIT_UNAVAILABLE, f"database unreachable: {database_url()} ({_first_line(link)})"
+    for link in _chain(exc):
+        if _is_exchange_failure(link):
+            where = _URL.search(str(link))
+            target = _QUERY.sub("", where.group(0)) if where else "the exchange"
+            return EXIT_UNAVAILABLE, f"exchange unreachable: {target} ({type(link).__name__})"
+    return None
+
+
+def _is_exchange_failure(exc: BaseException) -> bool:
+    from copytrade.exchange.protocol import Retryable
+
+    if isinstance(exc, Retryable | ConnectionError | TimeoutError):
+        return True
+    try:
+        import ccxt
+    except ImportError:  # pragma: no cover - ccxt is a dependency
+        return False
+    if isinstance(exc, ccxt.NetworkError):
+        return True
+    try:
+        import aiohttp
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, aiohttp.ClientConnectionError)
+
+
+def describe(exc: BaseException) -> tuple[int, str]:
+    """Return (exit code, one line) for any exception that escaped a command."""
+    known = classify(exc)
+    if known is not None:
+        return known
+    return EXIT_PROBLEM, (
+        f"unexpected error: {type(exc).__name__}: {_first_line(exc)} "
+        "(set COPYTRADE_DEBUG=1 for the traceback)"
+    )
