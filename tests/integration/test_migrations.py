@@ -75,7 +75,7 @@ def single_chain_history(engine, n: int) -> None:
         )
 
 
-HEAD = "0003"  # 0001 → 0002 → 0004 → 0006 → 0005 → 0003 (ingest's, re-chained until merged)
+HEAD = "0003"  # 0001 → 0002 → 0004 → 0006 → 0005 → 0003 (the order the branches landed in)
 
 
 def test_upgrade_matches_models_and_ledger_works(db_url):
