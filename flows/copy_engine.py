@@ -10,9 +10,20 @@ import asyncio
 
 from prefect import flow, get_run_logger
 
+from copytrade.db import session_factory
 from copytrade.engine.service import run_engine
 from copytrade.engine.shards import Shard
+from copytrade.platform.leaders import leverage_recorder
+from copytrade.settlement.events import copy_stopped_event
+from copytrade.settlement.funding import funding_poster
 from flows._secrets import prefect_secret
+
+
+def announce_stop(copy_id: int, stop_reason: str | None) -> None:
+    """Emit ``copytrade.copy.stopped``: the ``settle-event`` automation settles the copy (R-SET-5)."""
+    from prefect.events import emit_event
+
+    emit_event(**copy_stopped_event(copy_id, stop_reason))
 
 
 @flow(
@@ -41,5 +52,8 @@ async def copy_engine(
         heartbeat_every=heartbeat_every,
         stop=stop,
         shard=which,
+        on_stopped=announce_stop,
+        on_leader_opened=leverage_recorder(session_factory()),
+        on_funding=funding_poster(session_factory()),
     )
     return stats.line()

@@ -19,11 +19,13 @@ from copytrade.config import get_settings
 from copytrade.db import session_factory
 from copytrade.domain.errors import RuleViolation
 from copytrade.settlement import (
+    RecordedMarks,
     RunReport,
     SettlementBlocked,
     SettlementService,
     SnapshotMarks,
     StaticMarks,
+    weekly_cycle,
 )
 from copytrade.settlement.gate import gate_from_report
 from copytrade.validation import ValidationReport
@@ -47,15 +49,16 @@ def run_settlement(
 ) -> list[RunReport]:
     """Settle; a retry resumes the cycle where it stopped (R-SET-9). A block is returned, not raised."""
     url = database_url or get_settings().ledger_url
-    prices = (
-        SnapshotMarks.load(Path(marks_file))
-        if marks_file
-        else StaticMarks({k: Decimal(v) for k, v in (marks or {}).items()})
-    )
-    service = SettlementService(
-        session_factory(url), gate=gate_from_report(validation), marks=prices
-    )
+    sessions = session_factory(url)
     at = at or datetime.now(UTC)
+    if marks_file:
+        prices = SnapshotMarks.load(Path(marks_file))
+    elif marks:
+        prices = StaticMarks({k: Decimal(v) for k, v in marks.items()})
+    else:  # the marks the running engine records (R-SET-3): no price by hand
+        instants = (at, weekly_cycle(at).as_of) if cycle == "weekly" else (at,)
+        prices = RecordedMarks(sessions).preload(*instants)
+    service = SettlementService(sessions, gate=gate_from_report(validation), marks=prices)
     reports = []
     try:
         if cycle == "weekly":

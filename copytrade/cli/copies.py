@@ -148,15 +148,18 @@ def withdraw_profit(
 
     Withdrawable: profit above the principal after the leader's share, not held by open positions.
     """
+    from copytrade import clock
     from copytrade.cli.settle import _parse_marks
     from copytrade.config import get_settings
     from copytrade.db import session_factory
     from copytrade.settlement import SettlementBlocked, SettlementService, ledger_integrity_gate
 
-    with refusals():
-        marks = _parse_marks(mark, None)
     url = get_settings().ledger_url
     sessions = session_factory(url)
+    with refusals():
+        marks = _parse_marks(mark, None, sessions)
+    if not mark:  # the recorded marks, read before the withdrawal's transaction opens
+        marks.preload(clock.now())
     service = SettlementService(sessions, gate=ledger_integrity_gate(url), marks=marks)
 
     def settle(cid: int, trigger: str, reference: str):
@@ -192,16 +195,20 @@ def show(
     mark: list[str] = typer.Option(
         [],
         "--mark",
-        help="Mark price SYMBOL=PRICE (repeatable); unmarked positions show 'no mark'.",
+        help="Mark price SYMBOL=PRICE (repeatable; default: the marks the engine records); "
+        "unmarked positions show 'no mark'.",
     ),
 ) -> None:
     """Show a copy: equity, realised and unrealised PnL, shares paid, positions, withdrawable."""
     from copytrade import clock
     from copytrade.cli.settle import _parse_marks
+    from copytrade.marks.store import StoredMarks
 
     with refusals():
         marks = _parse_marks(mark, None)
     with transaction() as session:
+        if not mark:  # the marks the engine records, read in this session (R-SET-3)
+            marks = StoredMarks(session, "usdm", fallback_market="spot")
         copy = copies.get_copy(session, copy_id)
         st = copy_statements(session, [copy.id], clock.now(), marks)[copy.id]
         rows = copies.list_copies(session, portfolio_id=copy.portfolio_id, include_stopped=True)

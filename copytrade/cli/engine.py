@@ -85,8 +85,11 @@ def run(
     """Run the copy engine until SIGTERM or Ctrl-C (clean shutdown: the current fill finishes)."""
     from sqlalchemy.exc import OperationalError
 
+    from copytrade.db import session_factory
     from copytrade.engine.service import run_engine
     from copytrade.engine.shards import Shard, ShardBusy
+    from copytrade.platform.leaders import leverage_recorder
+    from copytrade.settlement.funding import funding_poster
 
     which = Shard.parse(shard)
 
@@ -107,6 +110,9 @@ def run(
             heartbeat=lambda line: console.print(f"[dim]heartbeat[/] shard {which}: {line}"),
             heartbeat_every=heartbeat_every,
             shard=which,
+            on_stopped=lambda cid, why: loop.run_in_executor(None, _settle_now, cid, why),
+            on_leader_opened=leverage_recorder(session_factory()),
+            on_funding=funding_poster(session_factory()),
         )
         console.print(f"copy engine shard {which} stopped: {stats.line()}")
 
@@ -224,6 +230,28 @@ def close_position(
     console.print(f"closed copy {copy_id} {symbol.upper()}")
 
 
+def _settle_now(copy_id: int, stop_reason: str | None) -> None:
+    """Settle a stopped, flat copy at once (R-SET-5): the CLI engine has no Prefect automation.
+
+    Idempotent (``settle_event``): the weekly run or a second call pays nothing twice. A
+    blocked or failed settlement is reported and left to the weekly run.
+    """
+    from copytrade import clock
+    from copytrade.config import get_settings
+    from copytrade.db import session_factory
+    from copytrade.settlement import RecordedMarks, SettlementService, ledger_integrity_gate
+
+    url = get_settings().ledger_url
+    sessions = session_factory(url)
+    marks = RecordedMarks(sessions).preload(clock.now())
+    service = SettlementService(sessions, gate=ledger_integrity_gate(url), marks=marks)
+    try:
+        report = service.settle_event(copy_id)
+        console.print(f"copy {copy_id} settled ({stop_reason or 'stop_copy'}): {report.summary()}")
+    except Exception as exc:  # the weekly run settles it; the engine keeps running
+        err_console.print(f"[yellow]copy {copy_id} not settled now[/]: {exc}")
+
+
 @app.command("stop-copy")
 def stop_copy(
     copy_id: int = typer.Argument(..., help="The copy to stop."),
@@ -234,7 +262,11 @@ def stop_copy(
 
     _check_id("copy_id", copy_id)
     try:
-        asyncio.run(close_or_stop(copy_id, None, stop_copying=True, exchange=exchange))
+        asyncio.run(
+            close_or_stop(
+                copy_id, None, stop_copying=True, exchange=exchange, on_stopped=_settle_now
+            )
+        )
     except KeyError:
         raise refuse(f"copy_id {copy_id} is not an active copy (R-COPY-5)") from None
     console.print(f"copy {copy_id} stopped")

@@ -43,8 +43,9 @@ def _parse_at(value: str | None) -> datetime:
     return at
 
 
-def _parse_marks(marks: list[str], marks_file: Path | None):
-    from copytrade.settlement.marks import NO_MARKS, SnapshotMarks, StaticMarks
+def _parse_marks(marks: list[str], marks_file: Path | None, sessions=None):
+    """Marks given by hand; none given: the recorded ``mark_prices`` (with ``sessions``)."""
+    from copytrade.settlement.marks import NO_MARKS, RecordedMarks, SnapshotMarks, StaticMarks
 
     if marks and marks_file:
         raise RuleViolation("mark", marks, "R-SET-3", "give --mark or --marks-file, not both")
@@ -59,7 +60,9 @@ def _parse_marks(marks: list[str], marks_file: Path | None):
         if value <= 0:
             raise RuleViolation("mark", item, "R-SET-3", "a mark price must be positive")
         prices[symbol.strip().upper()] = value
-    return StaticMarks(prices) if prices else NO_MARKS
+    if prices:
+        return StaticMarks(prices)
+    return RecordedMarks(sessions) if sessions is not None else NO_MARKS
 
 
 def _database() -> str:
@@ -102,7 +105,13 @@ def settle(
     `copytrade settle --copy 42 --trigger stop_copy`; `copytrade settle --pending-events`.
     """
     from copytrade.db import session_factory
-    from copytrade.settlement import SettlementBlocked, SettlementService, ledger_integrity_gate
+    from copytrade.settlement import (
+        RecordedMarks,
+        SettlementBlocked,
+        SettlementService,
+        ledger_integrity_gate,
+        weekly_cycle,
+    )
 
     with refusals():
         modes = [bool(cycle), copy_id is not None, pending_events]
@@ -124,10 +133,11 @@ def settle(
             )
         if trigger and copy_id is None:
             raise RuleViolation("copy", None, "R-SET-5", "--trigger needs --copy ID")
-        marks = _parse_marks(mark, marks_file)
+        url = get_settings().ledger_url
+        marks = _parse_marks(mark, marks_file, session_factory(url))
         when = parse_week(week) if week else _parse_at(at)
-
-    url = get_settings().ledger_url
+        if isinstance(marks, RecordedMarks):  # read before settlement's transaction opens
+            marks.preload(when, weekly_cycle(when).as_of)
     progress = Progress(
         TextColumn("settling"),
         BarColumn(),

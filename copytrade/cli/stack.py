@@ -56,6 +56,11 @@ def up(
         help="Copy engine shards: N > 1 deploys copy-engine-0 … copy-engine-N-1, each one run at "
         "a time (needs a PostgreSQL ledger); 1 keeps the single copy-engine (default: 1, or the running stack's).",
     ),
+    seed: bool = typer.Option(
+        True,
+        "--seed/--no-seed",
+        help="Link the leader bot as a futures lead portfolio and start five followers (once).",
+    ),
 ) -> None:
     """Start the local stack: ledger, Prefect server, worker, paper exchange, deployments, bot.
 
@@ -107,6 +112,13 @@ def up(
             _step("copy engine", lambda: ops.start_engine_run(stack), _engine_outcome)
         if paper and leader_bot:
             _step("leader bot", lambda: ops.start_leader_bot(stack))
+            if seed and ops.leader_bot_available():
+                from copytrade.ops.seed import seed as seed_platform
+
+                _step(
+                    "platform seed",
+                    lambda: seed_platform(stack, ops.leader_bot_account(stack)),
+                )
     except ops.StackError as exc:
         err_console.print(f"[bold red]copytrade up failed:[/] {exc}")
         err_console.print("What did start keeps running; `copytrade down` stops it.")

@@ -23,6 +23,7 @@ from copytrade.domain.leaders import (
     check_invitation_code,
     check_leverage,
 )
+from copytrade.domain.sizing import default_slippage_limit
 
 FIXED_RATIO, FIXED_AMOUNT = "fixed_ratio", "fixed_amount"
 SIZING_MODES = (FIXED_RATIO, FIXED_AMOUNT)
@@ -30,8 +31,6 @@ BELOW_MIN_POLICIES = ("skip", "round_up", "accumulate")
 LEVERAGE_MIN, LEVERAGE_MAX = 1, 10
 MIN_ALLOCATION = Decimal(10)  # product decision: below this no copied order can pass min-notional
 MAX_SLIPPAGE_PCT = Decimal(10)
-MAJOR_BASES = frozenset({"BTC", "ETH"})
-SLIPPAGE_MAJOR_PCT, SLIPPAGE_OTHER_PCT = Decimal("0.5"), Decimal("1.5")
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
 
 
@@ -233,16 +232,17 @@ def normalise_symbols(symbols: Iterable[str] | None) -> tuple[str, ...] | None:
     return tuple(out) or None
 
 
-def default_slippage_limit_pct(base_asset: str) -> Decimal:
-    """Return the entry slippage limit when the follower sets none: 0.5 % for BTC and ETH, else 1.5 %."""
-    return SLIPPAGE_MAJOR_PCT if base_asset.upper() in MAJOR_BASES else SLIPPAGE_OTHER_PCT
+def default_slippage_limit_pct(base_asset: str, kind: str = "futures") -> Decimal:
+    """Return the entry slippage limit in % when the follower sets none (``sizing``'s defaults:
+    futures 0.5 % for BTC and ETH, else 1.5 %; spot 0.3 % and 0.5 %)."""
+    return default_slippage_limit(base_asset.upper(), kind) * 100
 
 
-def slippage_limit_pct(settings: CopySettings, base_asset: str) -> Decimal:
+def slippage_limit_pct(settings: CopySettings, base_asset: str, kind: str = "futures") -> Decimal:
     """Return the slippage limit that applies to an entry in a market of ``base_asset`` (R-COPY-12)."""
     if settings.slippage_limit_pct is not None:
         return settings.slippage_limit_pct
-    return default_slippage_limit_pct(base_asset)
+    return default_slippage_limit_pct(base_asset, kind)
 
 
 @dataclass(frozen=True, slots=True)

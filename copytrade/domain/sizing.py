@@ -87,9 +87,18 @@ LEVERAGE_CAP = 5
 MIN_NOTIONAL_MARGIN = Decimal("0.99")
 
 
-def default_slippage_limit(symbol: str) -> Decimal:
-    """Return the SPEC's default entry slippage limit as a fraction: 0.5 % for BTC/ETH pairs, else 1.5 %."""
-    return Decimal("0.005") if symbol.startswith(("BTC", "ETH")) else Decimal("0.015")
+# R-COPY-12 entry slippage defaults, as Binance's copy trading: (BTC/ETH pairs, other pairs).
+DEFAULT_SLIPPAGE = {
+    "futures": (Decimal("0.005"), Decimal("0.015")),
+    "spot": (Decimal("0.003"), Decimal("0.005")),
+}
+
+
+def default_slippage_limit(symbol: str, kind: str = "futures") -> Decimal:
+    """Return the SPEC's default entry slippage limit as a fraction (R-COPY-12): futures 0.5 % for
+    BTC/ETH pairs, else 1.5 %; spot 0.3 % and 0.5 %."""
+    major, other = DEFAULT_SLIPPAGE[kind]
+    return major if symbol.startswith(("BTC", "ETH")) else other
 
 
 @dataclass(slots=True)
@@ -193,13 +202,13 @@ class CopyBook:
     _derived: dict[str, tuple] = field(default_factory=dict)
     index: dict[int, int] = field(default_factory=dict)
 
-    def slippage_columns(self, symbol: str) -> tuple[np.ndarray, np.ndarray]:
+    def slippage_columns(self, symbol: str, kind: str = "futures") -> tuple[np.ndarray, np.ndarray]:
         """Return (slippage limit, 1 + fee + slippage limit) in 1e-8 units for ``symbol`` (cached)."""
-        cached = self._derived.get(symbol)
+        cached = self._derived.get((symbol, kind))
         if cached is None:
-            default = _units(default_slippage_limit(symbol))
+            default = _units(default_slippage_limit(symbol, kind))
             slip = np.where(self.slippage < 0, default, self.slippage)
-            cached = self._derived[symbol] = (slip, E8 + self.fee + slip)
+            cached = self._derived[(symbol, kind)] = (slip, E8 + self.fee + slip)
         return cached
 
     @classmethod
@@ -295,7 +304,7 @@ def size_fill(book: CopyBook, fill: FillSpec) -> Sizing:
         raw = computed // step
         # R-COPY-7 balance and R-COPY-12 maximum cost, at the reference price. The cash cost of
         # one step is buffered by the taker fee and the copy's slippage limit.
-        slip, fee_slip = book.slippage_columns(fill.symbol)
+        slip, fee_slip = book.slippage_columns(fill.symbol, market.kind)
         plain_cost = max((ref * step) // E8, 1)  # one step at the reference price, floor 1e-8
         unit_cost = np.maximum(_scale(plain_cost, fee_slip, E8), 1)
         budget = book.cash * book.leverage if futures else book.cash
@@ -435,7 +444,11 @@ def size_reference(
         gate = "leverage_cap"
     elif not s.ratio_mode and not fill.first_fill_of_order:
         gate = "fixed_amount_order_copied"
-    slip = s.slippage_limit if s.slippage_limit is not None else default_slippage_limit(fill.symbol)
+    slip = (
+        s.slippage_limit
+        if s.slippage_limit is not None
+        else default_slippage_limit(fill.symbol, m.kind)
+    )
     slip = slip.quantize(q1, rounding="ROUND_FLOOR")
     move = (ref - fill.price) if fill.side == "buy" else (fill.price - ref)
     if gate is None and move > 0:

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -37,8 +37,9 @@ from copytrade.domain.fees import leader_rebate
 from copytrade.domain.fills import slippage_bps
 from copytrade.domain.markets import Market
 from copytrade.domain.money import ZERO, to_units
-from copytrade.domain.sizing import SEND, FillSpec, size_fill
-from copytrade.engine import history, ingest
+from copytrade.domain.sizing import SEND, SKIP_SLIPPAGE, FillSpec, size_fill
+from copytrade.domain.triggers import parse_trigger, stop_reason
+from copytrade.engine import closing, history, ingest, leader_leverage, risk
 from copytrade.engine.dispatch import SendResult, outcome_of, send_all
 from copytrade.engine.persist import insert_intents, stored_time
 from copytrade.engine.state import (
@@ -75,6 +76,7 @@ LEVERAGE_CONCURRENCY = 64
 LEVERAGE_RETRY_SECONDS = 30.0  # a never-sent intent older than this is not sent after a restart
 DB_RETRY_SECONDS = (0.2, 1.0, 3.0, 10.0)  # a dropped database session: try the event again
 NOT_YET_STREAMED_LIMIT = 100_000
+AVAILABLE_MAX_AGE = 30.0  # seconds: an older mark is not the price an order meets now
 
 
 def client_order_id(fill_id: int, copy_id: int, leg: int) -> str:
@@ -156,13 +158,25 @@ class CopyEngine:
         self.reports: list[FillReport] = []
         self.inflight: set[int] = set()  # intent ids being sent now: sweeps leave them alone
         self.keep_reports = False
+        # (mode, symbol) → (price, monotonic time): the mark feed's latest, what a follower's
+        # order meets now (R-COPY-12's reference); older than AVAILABLE_MAX_AGE is not used.
+        self.available: dict[tuple[str, str], tuple[Decimal, float]] = {}
+        self.closing: dict[int, closing.Closing] = {}  # stopped copies not flat yet
+        # Called with (copy id, stop reason) once a stopped copy is flat: the driver emits the
+        # ``copytrade.copy.stopped`` event or settles directly (the engine imports neither).
+        self.on_stopped: Callable[[int, str | None], None] | None = None
+        # Called (in a thread) with (portfolio id, symbol, leverage, trade id, opened at, AUM)
+        # when a futures leader opens a position: the driver records an R-LEAD-8 violation.
+        # Called (in a thread) with (copy id, funding payments, venue): the driver posts them.
+        self.on_funding: Callable[[int, list, str], None] | None = None
+        self.on_leader_opened: Callable[[int, str, int, str, datetime, Decimal], None] | None = None
 
     # -- state ---------------------------------------------------------------------------------
 
     def load(self) -> None:
         """Load portfolios and copies from the database."""
         with self.sf() as session:
-            self.portfolios = load_portfolios(session, self.markets_by_kind, self.owns)
+            self.portfolios = load_portfolios(session, self.markets_by_kind, owns=self.owns)
             self._copies_signature = {
                 pid: copies_signature(session, pid) for pid in self.portfolios
             }
@@ -186,6 +200,19 @@ class CopyEngine:
             if changed:
                 load_copies(session, changed, self.markets_by_kind)
         return bool(changed)
+
+    def note_marks(self, mode: str, prices: dict[str, Decimal]) -> None:
+        """The mark feed's prices: risk evaluates at them, entries compare with them."""
+        now = time.monotonic()
+        self.prices.update(prices)
+        self.available.update({(mode, s): (p, now) for s, p in prices.items()})
+
+    def available_price(self, mode: str, symbol: str) -> Decimal | None:
+        """The price a follower's order meets now (the latest mark), if fresh enough."""
+        found = self.available.get((mode, symbol))
+        if found is None or time.monotonic() - found[1] > AVAILABLE_MAX_AGE:
+            return None
+        return found[0]
 
     def markets(self, ps: PortfolioState) -> dict[str, Market]:
         return self.markets_by_kind.get(ps.mode, {})
@@ -287,6 +314,8 @@ class CopyEngine:
             return FillReport(quarantined=rejection.reason_code)
         trade: Trade = event  # type: ignore[assignment]
         market = markets[trade.symbol]
+        # R-COPY-12: the follower meets the market's price now, not the leader's fill price
+        reference = self.available_price(ps.mode, trade.symbol) or trade.price
         self.prices[trade.symbol] = trade.price
         position = ps.leader_positions.get(trade.symbol, ZERO)
         legs = ingest.split_legs(ps.mode, trade.side, trade.quantity, position)
@@ -305,7 +334,7 @@ class CopyEngine:
                 price=trade.price,
                 leader_position_before=leg.position_before,
                 leader_equity=ps.leader_equity,
-                reference_price=self.prices.get(trade.symbol, trade.price),
+                reference_price=reference,
                 market=market,
                 aum_capped=aum_capped,
                 first_fill_of_order=first_of_order,
@@ -388,6 +417,14 @@ class CopyEngine:
                     if code == SEND:
                         sends.append((len(rows), i, leg))
                         row += ("pending", None, None, None)
+                    elif code == SKIP_SLIPPAGE:  # a skip records both prices
+                        why = history.skip_reason(code)
+                        row += (
+                            "done",
+                            "skipped",
+                            why[0],
+                            f"{why[1]}: leader {trade.price}, available {reference}",
+                        )
                     else:
                         row += ("done", "skipped", *history.skip_reason(code))
                     rows.append(row)
@@ -395,6 +432,8 @@ class CopyEngine:
             self._save_watermark(session, ps, trade, after)
             self._save_accumulators(session, ps, acc_before)
         ps.leader_positions[trade.symbol] = after
+        if not position and after:  # the leader opened a position: its leverage (R-LEAD-8)
+            leader_leverage.opened(self, ps, trade.symbol, trade.trade_id, trade.traded_at)
         ps.watermarks[trade.symbol] = max(ps.watermarks.get(trade.symbol, 0), int(trade.trade_id))
         ps.known_ids.setdefault(trade.symbol, set()).add(trade.trade_id)
         if source != "stream":
@@ -889,31 +928,29 @@ class CopyEngine:
             if c.paused_until and c.paused_until <= now and ps.book.paused[i]:
                 ps.book.paused[i] = False
 
-    async def _guards(self, ps: PortfolioState, symbol: str) -> None:
+    async def _guards(self, ps: PortfolioState, symbols: str | Iterable[str]) -> None:
+        """Daily loss pause (R-X-3), per-position TP/SL and copy stops (R-COPY-3) at ``self.prices``.
+
+        Runs after every leader fill and on every mark update (``marks_feed``); the rules are in
+        ``copytrade.engine.risk``.
+        """
+        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
         now = clock.now()
-        stops, closes, pauses = [], [], []
+        pauses = []
         for i, c in enumerate(ps.copies):
             if c.daily_loss_limit and c.day_pnl <= -c.daily_loss_limit and not ps.book.paused[i]:
                 c.paused_until = next_utc_midnight(now)
                 ps.book.paused[i] = True
                 pauses.append(c)
-            if c.stop_loss is not None or c.take_profit is not None:
-                pnl = c.marked_pnl(self.prices)
-                if c.stop_loss is not None and pnl <= -(c.allocation * c.stop_loss):
-                    stops.append((c, "stop_loss", pnl, -(c.allocation * c.stop_loss)))
-                    continue
-                if c.take_profit is not None and pnl >= c.allocation * c.take_profit:
-                    stops.append((c, "take_profit", pnl, c.allocation * c.take_profit))
-                    continue
-            pos = c.positions.get(symbol)
-            if pos and pos.quantity and (c.position_tp or c.position_sl) and symbol in self.prices:
-                basis = abs(pos.quantity) * pos.average_price / (c.leverage or 1)
-                if basis > 0:
-                    roi = pos.unrealised(self.prices[symbol]) / basis
-                    if (c.position_tp and roi >= c.position_tp) or (
-                        c.position_sl and roi <= -c.position_sl
-                    ):
-                        closes.append((c, symbol))
+        closes = risk.position_closes(ps.copies, symbols, self.prices)
+        stops = []
+        watched = risk.watched(ps)
+        if watched:
+            with self.sf() as session:
+                paid = risk.shares_paid(session, watched)
+            stops = risk.copy_stops(watched, self.prices, paid)
+        stopping = {s.copy.copy_id for s in stops}
+        closes = [(c, sym) for c, sym in closes if c.copy_id not in stopping]
         if pauses:
             with self.sf() as session, session.begin():
                 for c in pauses:
@@ -932,8 +969,14 @@ class CopyEngine:
                     )
         for c, symbol_ in closes:
             await self.close_position(c.copy_id, symbol_, kind="close", ps=ps)
-        for c, trigger, pnl, threshold in stops:
-            await self.stop_copy(c.copy_id, trigger, pnl=pnl, threshold=threshold, ps=ps)
+        for stop in stops:
+            await self.stop_copy(
+                stop.copy.copy_id,
+                stop.trigger.value,
+                pnl=stop.result,
+                threshold=stop.threshold,
+                ps=ps,
+            )
 
     # -- manual close, stop copying (R-COPY-5), stops (R-COPY-3) -------------------------------
 
@@ -1042,10 +1085,11 @@ class CopyEngine:
         if pnl is None:
             pnl = copy.marked_pnl(self.prices)
         rule = "R-COPY-3" if trigger in ("stop_loss", "take_profit") else "R-COPY-5"
-        reason = (
-            f"{trigger}: cumulative PnL {pnl} (threshold {threshold})"
+        reason = stop_reason(
+            parse_trigger(trigger),
+            f"result after fees and shares {pnl} (threshold {threshold})"
             if threshold is not None
-            else trigger
+            else None,
         )
         with self.sf() as session, session.begin():
             session.execute(
@@ -1078,26 +1122,8 @@ class CopyEngine:
                     reason=reason,
                 )
             )
-        if close_positions:
-            orders = []
-            for symbol, pos in copy.positions.items():
-                market = self.markets(ps).get(symbol)
-                qty = market.round_amount(abs(pos.quantity)) if market else abs(pos.quantity)
-                if qty > 0:
-                    orders.append(
-                        (
-                            copy,
-                            index,
-                            symbol,
-                            "sell" if pos.quantity > 0 else "buy",
-                            qty,
-                            ps.mode == "futures",
-                        )
-                    )
-            if orders:
-                intents = self._persist_extra(ps, orders, "stop")
-                results = await self._send(intents)
-                self.record(ps, intents, results)
-        # The copy is no longer active: drop it from the sizing columns.
+        # The copy is no longer active: out of the sizing columns, closed and kept until flat.
         ps.copies = [c for c in ps.copies if c.copy_id != copy_id]
         ps.rebuild_book(self.markets(ps))
+        if close_positions:
+            await closing.stopped(self, ps, copy, reason)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from copytrade.engine import closing, live_config
 from copytrade.engine.completeness import (
     WINDOW_FILLS,
     HistoryUnavailable,
@@ -24,6 +25,9 @@ from copytrade.engine.completeness import (
     open_gap,
 )
 from copytrade.engine.core import CopyEngine
+from copytrade.engine.follower_streams import FollowerStreams
+from copytrade.engine.funding import FundingReader
+from copytrade.engine.marks_feed import MARK_EVERY_SECONDS, MarkFeed
 from copytrade.engine.reconcile import (
     ReconcileReport,
     backfill,
@@ -83,6 +87,7 @@ class EngineRunner:
         backfill_delay: float = 0.5,
         backfill_max_delay: float = 30.0,
         hold_seconds: float = 10.0,
+        marks_every: float | None = MARK_EVERY_SECONDS,
     ) -> None:
         self.engine = engine
         self.sweep_every = sweep_every
@@ -94,10 +99,16 @@ class EngineRunner:
         self.backfill_delay = backfill_delay
         self.backfill_max_delay = backfill_max_delay
         self.hold_seconds = hold_seconds
+        self.marks_every = marks_every  # None: no mark feed (tests that drive prices by hand)
+        self.marks = MarkFeed(engine)
+        self.wake = asyncio.Event()  # a follower stream event: sweep now
+        self.follower_streams = FollowerStreams(engine, self.wake)
+        self.funding = FundingReader(engine)
         self.stats = RunStats()
         self.stop_event = asyncio.Event()
         self.ready = asyncio.Event()
         self._started: dict[int, asyncio.Event] = {}
+        self._tasks: list[asyncio.Task] = []
         self._settled = asyncio.Event()  # the previous run's open orders are settled
 
     def stop(self) -> None:
@@ -107,15 +118,10 @@ class EngineRunner:
         """Start, catch up, follow every leader until ``stop``; return the run's counters."""
         engine = self.engine
         engine.load()
-        tasks = []
+        tasks = self._tasks = []
         for ps in engine.portfolios.values():
             if ps.leader_account_id is not None:
-                self._started[ps.portfolio_id] = asyncio.Event()
-                tasks.append(
-                    asyncio.create_task(
-                        self._follow(ps.portfolio_id), name=f"leader-{ps.portfolio_id}"
-                    )
-                )
+                self._start_following(ps.portfolio_id)
         report = self.stats.last_reconcile = await self._settle_open_intents()
         log.info("open intents settled at start: %s", report.as_dict())
         self._settled.set()
@@ -124,6 +130,8 @@ class EngineRunner:
         self._warm()
         tasks.append(asyncio.create_task(self._sweep(), name="sweep"))
         tasks.append(asyncio.create_task(self._beat(), name="heartbeat"))
+        if self.marks_every is not None:
+            tasks.append(asyncio.create_task(self._mark_feed(), name="marks"))
         self.ready.set()
         try:
             await self.stop_event.wait()
@@ -133,8 +141,15 @@ class EngineRunner:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await self.follower_streams.close()
             self.heartbeat(f"stopped: {self.stats.line()}")
         return self.stats
+
+    def _start_following(self, portfolio_id: int) -> None:
+        self._started[portfolio_id] = asyncio.Event()
+        self._tasks.append(
+            asyncio.create_task(self._follow(portfolio_id), name=f"leader-{portfolio_id}")
+        )
 
     async def _settle_open_intents(self) -> ReconcileReport:
         """Settle the orders a killed run left open before any new fill is sized.
@@ -278,13 +293,21 @@ class EngineRunner:
     async def _sweep(self) -> None:
         last_check = time.monotonic()
         while True:
-            await asyncio.sleep(self.sweep_every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.sweep_every)
+            self.wake.clear()
             try:
                 await resolve_open_intents(self.engine)
-                for pid, ps in list(self.engine.portfolios.items()):
+                self.follower_streams.follow_resting()
+                for ps in list(self.engine.portfolios.values()):
                     async with ps.lock:
-                        self.engine.refresh_copies([pid], force=ps.copies_stale)
+                        await closing.reload(self.engine, ps, force=ps.copies_stale)
                         ps.copies_stale = False
+                await closing.retry(self.engine)
+                await self.funding.due()
+                for pid in live_config.add_new_portfolios(self.engine):  # created meanwhile
+                    log.info("following new lead portfolio %s", pid)
+                    self._start_following(pid)
                 if time.monotonic() - last_check >= self.check_every:
                     last_check = time.monotonic()
                     for found in await check_all(self.engine, self.window):
@@ -293,6 +316,15 @@ class EngineRunner:
                 self.stats.sweeps += 1
             except Exception:
                 log.exception("sweep failed")
+
+    async def _mark_feed(self) -> None:
+        """Marks recorded and risk evaluated now (right after the start), then every few seconds."""
+        while True:
+            try:
+                await self.marks.tick()
+            except Exception:
+                log.exception("mark feed failed")
+            await asyncio.sleep(self.marks_every)
 
     async def _beat(self) -> None:
         while True:

@@ -78,22 +78,31 @@ async def run_engine(
     heartbeat_every: float = 30.0,
     stop: asyncio.Event | None = None,
     shard: Shard | None = None,
+    on_stopped: Callable[[int, str | None], None] | None = None,
+    on_leader_opened: Callable | None = None,
+    on_funding: Callable | None = None,
 ) -> RunStats:
     """Run the engine (of ``shard``: its lead portfolios, their copies, its ledger stream) until
     ``stop`` is set (or the task is cancelled); close everything after.
 
     The shard is held first (``ShardLock``): a second process for it raises ``ShardBusy``
     before anything is loaded or sent.
+
+    ``on_stopped(copy_id, stop_reason)`` is called once a stopped copy is flat (``closing``);
+    ``on_leader_opened(portfolio_id, symbol, leverage, trade_id, at)`` when a futures leader
+    opens a position (``leader_leverage``, R-LEAD-8); ``on_funding(copy_id, payments)`` with
+    a futures copy's funding fees (``funding``).
     """
     shard = shard or Shard()
     with ShardLock(database_url or get_settings().ledger_url, shard):
-        return await _run(database_url, exchange, secrets, heartbeat, heartbeat_every, stop, shard)
+        engine, directory = await _open(database_url, exchange, secrets, shard)
+        engine.on_stopped = on_stopped
+        engine.on_leader_opened = on_leader_opened
+        engine.on_funding = on_funding
+        return await _run(engine, directory, heartbeat, heartbeat_every, stop)
 
 
-async def _run(
-    database_url, exchange, secrets, heartbeat, heartbeat_every, stop, shard
-) -> RunStats:
-    engine, directory = await _open(database_url, exchange, secrets, shard)
+async def _run(engine, directory, heartbeat, heartbeat_every, stop) -> RunStats:
     runner = EngineRunner(engine, heartbeat=heartbeat, heartbeat_every=heartbeat_every)
 
     async def relay():
@@ -156,9 +165,11 @@ async def close_or_stop(
     database_url: str | None = None,
     exchange: str | None = None,
     secrets: SecretSource | None = None,
+    on_stopped: Callable[[int, str | None], None] | None = None,
 ) -> None:
     """Close one copied position by hand, or stop copying (closing every position) (R-COPY-5)."""
     engine, directory = await _open(database_url, exchange, secrets)
+    engine.on_stopped = on_stopped
     try:
         if stop_copying:
             await engine.stop_copy(copy_id, "stop_copy")

@@ -114,6 +114,17 @@ class Position:
     leverage: int
 
 
+@dataclass(frozen=True, slots=True)
+class FundingPayment:
+    """One USDⓈ-M funding fee of the account (``amount`` signed: received +, paid −)."""
+
+    exchange_id: str  # the exchange's income id (tranId): a payment read twice is posted once
+    symbol: str
+    asset: str
+    amount: Decimal
+    at: datetime
+
+
 class ExchangeGateway(Protocol):
     """One exchange account (one API key). Order placement is never retried automatically."""
 
@@ -141,6 +152,19 @@ class ExchangeGateway(Protocol):
     ) -> list[Trade]: ...
 
     async def set_leverage(self, symbol: str, leverage: int) -> None: ...
+
+    async def fetch_marks(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        """Return the mark price of each of ``symbols`` the exchange lists (absent: not listed).
+
+        USDⓈ-M futures: the mark price of ``premiumIndex`` (what Binance values positions at);
+        spot: the last traded price (spot has no mark price). One request for all symbols.
+        """
+        ...
+
+    async def funding_payments(self, since: datetime | None = None) -> list[FundingPayment]:
+        """Return the account's funding fees at or after ``since``, oldest first (futures;
+        spot: none). Binance's ``/fapi/v1/income?incomeType=FUNDING_FEE``."""
+        ...
 
     def fills(self) -> AsyncIterator[Trade]: ...
 

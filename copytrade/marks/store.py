@@ -228,18 +228,74 @@ def prune(session: Session, policy: PrunePolicy, now: datetime | None = None) ->
     return len(doomed)
 
 
+MARK_FRESHNESS = timedelta(minutes=5)  # a mark older than this is no price for "now" (R-SET-3)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredMarks:
     """Marks from this table for whoever asks ``mark_price(symbol, at)`` (settlement's
-    ``MarkPrices`` provider protocol): the last mark at or before ``at`` within ``max_age``."""
+    ``MarkPrices`` provider protocol): the last mark at or before ``at`` within ``max_age``.
+
+    ``fallback_market`` is asked when ``market`` has no fresh mark (settlement reads USDⓈ-M marks
+    and falls back to spot for coins only spot lists). ``why_missing`` says why a symbol had no
+    price, so a deferred share names the reason (none recorded, or the last one too old).
+    """
 
     session: Session
     market: str = "usdm"
-    max_age: timedelta | None = timedelta(minutes=5)
+    max_age: timedelta | None = MARK_FRESHNESS
+    fallback_market: str | None = None
+
+    def _markets(self) -> tuple[str, ...]:
+        return (
+            (self.market,) if self.fallback_market is None else (self.market, self.fallback_market)
+        )
 
     def mark_price(self, symbol: str, at: datetime) -> Decimal | None:
-        mark = latest_at_or_before(self.session, symbol, self.market, at, self.max_age)
-        return None if mark is None else mark.price
+        for market in self._markets():
+            mark = latest_at_or_before(self.session, symbol, market, at, self.max_age)
+            if mark is not None:
+                return mark.price
+        return None
+
+    def why_missing(self, symbol: str, at: datetime) -> str:
+        """Return why ``symbol`` has no mark at ``at``: none recorded, or the last one is stale."""
+        found = [latest_at_or_before(self.session, symbol, m, at) for m in self._markets()]
+        found = [m for m in found if m is not None]
+        if not found:
+            return f"no mark recorded at or before {at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        last = max(found, key=lambda m: m.marked_at)
+        age = at.astimezone(UTC) - last.marked_at
+        return (
+            f"last mark {last.marked_at:%Y-%m-%d %H:%M} UTC is {age} old, beyond the "
+            f"{self.max_age} freshness bound"
+        )
+
+
+def marks_at(
+    session: Session, at: datetime, max_age: timedelta | None = MARK_FRESHNESS
+) -> tuple[dict[tuple[str, str], Mark], dict[tuple[str, str], datetime]]:
+    """Every market's and symbol's last mark at or before ``at`` within ``max_age`` (two queries),
+    and the time of the last mark at or before ``at`` whatever its age (to say why one is stale).
+    """
+    at = at.astimezone(UTC)
+    last = {
+        (market, symbol): when
+        for market, symbol, when in session.execute(
+            select(MarkPrice.market, MarkPrice.symbol, func.max(MarkPrice.marked_at))
+            .where(MarkPrice.marked_at <= at)
+            .group_by(MarkPrice.market, MarkPrice.symbol)
+        )
+    }
+    query = select(MarkPrice).where(MarkPrice.marked_at <= at)
+    if max_age is not None:
+        query = query.where(MarkPrice.marked_at >= at - max_age)
+    fresh = {}
+    for row in session.scalars(query.order_by(MarkPrice.marked_at)):
+        fresh[(row.market, row.symbol)] = Mark(
+            row.symbol, row.market, row.marked_at, row.price, row.quote_volume, row.source
+        )
+    return fresh, last
 
 
 def stored_summary(session: Session) -> list[tuple[str, str, datetime, datetime, int]]:
@@ -261,6 +317,7 @@ def stored_summary(session: Session) -> list[tuple[str, str, datetime, datetime,
 
 
 __all__ = [
+    "MARK_FRESHNESS",
     "DailyClose",
     "Mark",
     "PrunePolicy",
@@ -268,6 +325,7 @@ __all__ = [
     "StoredMarks",
     "daily_closes",
     "latest_at_or_before",
+    "marks_at",
     "minute_of",
     "prune",
     "record",

@@ -147,6 +147,7 @@ class Account:
     open_orders: dict[tuple[str, int], Order] = field(default_factory=dict)
     fills: dict[tuple[str, str], list[Fill]] = field(default_factory=lambda: defaultdict(list))
     journal: list[tuple[str, str, str, Decimal]] = field(default_factory=list)
+    income: list[dict] = field(default_factory=list)  # /fapi/v1/income rows (funding fees)
     updated_ms: int = 0
 
     def fees(self, kind: str) -> tuple[Decimal, Decimal]:

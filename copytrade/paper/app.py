@@ -603,7 +603,15 @@ class PaperServer:
         return rows[0] if p.get("symbol") else rows  # Binance: an object for one symbol
 
     def _income(self, kind: str, account: Account, p: dict) -> list:
-        return []
+        """Income history, oldest first: funding fees (``incomeType``, ``startTime``, ``limit``)."""
+        rows = account.income
+        if p.get("incomeType"):
+            rows = [r for r in rows if r["incomeType"] == p["incomeType"]]
+        if p.get("symbol"):
+            rows = [r for r in rows if r["symbol"] == p["symbol"]]
+        if p.get("startTime"):
+            rows = [r for r in rows if r["time"] >= int(p["startTime"])]
+        return rows[: min(int(p.get("limit") or 100), 1000)]
 
     def _listen_key(self, kind: str, account: Account, p: dict) -> dict:
         return {"listenKey": self.hub.listen_key(account.account_id, kind)}

@@ -1109,6 +1109,18 @@ class PaperExchange:
                     pos = account.positions[symbol]
                     payment = q8(-pos.qty * mark * rate)
                     account.move_futures("USDT", payment, "funding")
+                    account.income.append(
+                        {
+                            "symbol": symbol,
+                            "incomeType": "FUNDING_FEE",
+                            "income": views.plain(payment),
+                            "asset": "USDT",
+                            "info": "FUNDING_FEE",
+                            "time": self.stamp_ms(),
+                            "tranId": len(account.income) + 1,
+                            "tradeId": "",
+                        }
+                    )
                     self._emit(
                         account.account_id,
                         FUTURES,

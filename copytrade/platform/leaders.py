@@ -511,6 +511,32 @@ def record_leader_leverage(
     return violation
 
 
+def leverage_recorder(sessions):
+    """Return the copy engine's ``on_leader_opened`` hook: ``record_leader_leverage`` in its own
+    transaction for each position a futures leader opens, at the engine's AUM (R-LEAD-8)."""
+
+    def on_leader_opened(
+        portfolio_id: int,
+        symbol: str,
+        leverage: int,
+        trade_id: str,
+        opened_at: datetime,
+        aum: Decimal | None = None,
+    ) -> None:
+        with sessions() as session, session.begin():
+            record_leader_leverage(
+                session,
+                portfolio_id,
+                symbol=symbol,
+                leverage=leverage,
+                exchange_ref=trade_id,
+                opened_at=opened_at,
+                aum=aum,
+            )
+
+    return on_leader_opened
+
+
 def leverage_violations(session: Session, portfolio_id: int) -> list[LeaderLeverageViolation]:
     """Return a portfolio's recorded leader leverage violations, oldest first."""
     return list(

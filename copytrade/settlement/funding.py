@@ -56,6 +56,32 @@ def funding_transfer(
     )
 
 
+def funding_poster(sessions):
+    """Return the copy engine's ``on_funding`` hook: each payment posted with ``funding_transfer``
+    (idempotent by the exchange's income id) in one transaction per copy."""
+    from copytrade.ledger import Ledger
+
+    def on_funding(copy_id: int, payments, venue: str) -> None:
+        specs = [
+            funding_transfer(
+                copy_id=copy_id,
+                venue=venue,
+                exchange_id=p.exchange_id,
+                asset=p.asset,
+                amount=p.amount,
+                at=p.at,
+                refs={"symbol": p.symbol},
+            )
+            for p in payments
+            if p.amount
+        ]
+        if specs:
+            with sessions() as session, session.begin():
+                Ledger(session).post_many(specs)
+
+    return on_funding
+
+
 def funding_by_copy(
     session: Session, assets: Mapping[int, str], as_of: datetime
 ) -> dict[int, Decimal]:

@@ -1,8 +1,9 @@
 """Mark prices and unrealised PnL at the settlement time (R-SET-3, R-SET-6).
 
 Settlement never guesses a price. A futures copy's unrealised profit is its open positions marked
-at the mark price the ``MarkPrices`` provider gives for the cycle's instant; the engine or the paper
-exchange feeds one, tests pass a dict. A copy with an open position and no mark is deferred with
+at the mark price the ``MarkPrices`` provider gives for the cycle's instant: by default
+``RecordedMarks``, the marks the running engine records in ``mark_prices`` (within a freshness
+bound); ``--mark``/``--marks-file`` give them by hand, tests pass a dict. A copy with an open position and no mark is deferred with
 the reason. The lead portfolio's unrealised PnL for the −20,000 USD rule comes from a
 ``PortfolioUnrealised`` provider; the default marks the leader's own fills the same way.
 
@@ -20,16 +21,17 @@ import json
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from copytrade.domain.errors import RuleViolation
 from copytrade.domain.money import SCALE, from_units, to_decimal, to_units
+from copytrade.marks.store import MARK_FRESHNESS, marks_at
 from copytrade.settlement.sqlutil import chunks, raw_units
 from models.trading import LeaderFill
 
@@ -65,6 +67,58 @@ class StaticMarks:
 
 
 NO_MARKS = StaticMarks({})
+
+
+class RecordedMarks:
+    """The marks the running stack records in ``mark_prices``: settlement's default provider.
+
+    The last USDⓈ-M mark at or before the instant (spot's last price for a coin only spot lists)
+    within ``max_age`` (``MARK_FRESHNESS``, 5 minutes); older or absent is no price, and the
+    deferral names why (``why_missing``) (R-SET-3). The marks of an instant are read in one go,
+    in their own short session; ``preload`` reads them before settlement opens its transaction
+    (SQLite allows one writer, and a second session's read would wait for it). An instant within
+    ``NEAR`` of a loaded one uses that one's marks.
+    """
+
+    NEAR = timedelta(minutes=1)
+
+    def __init__(self, sessions: sessionmaker[Session], max_age: timedelta = MARK_FRESHNESS):
+        self.sessions = sessions
+        self.max_age = max_age
+        self._loaded: dict[datetime, tuple[dict, dict]] = {}
+
+    def preload(self, *instants: datetime) -> RecordedMarks:
+        with self.sessions() as session:
+            for at in instants:
+                self._loaded[at] = marks_at(session, at, self.max_age)
+        return self
+
+    def _at(self, at: datetime) -> tuple[dict, dict]:
+        if at not in self._loaded:
+            near = [p for p in self._loaded if abs(p - at) <= self.NEAR]
+            if near:
+                return self._loaded[min(near, key=lambda p: abs(p - at))]
+            self.preload(at)
+        return self._loaded[at]
+
+    def mark_price(self, symbol: str, at: datetime) -> Decimal | None:
+        fresh, _ = self._at(at)
+        for market in ("usdm", "spot"):
+            mark = fresh.get((market, symbol))
+            if mark is not None:
+                return mark.price
+        return None
+
+    def why_missing(self, symbol: str, at: datetime) -> str:
+        _, last = self._at(at)
+        times = [t for m in ("usdm", "spot") if (t := last.get((m, symbol))) is not None]
+        if not times:
+            return f"no mark recorded at or before {at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        when = max(times)
+        return (
+            f"last mark {when:%Y-%m-%d %H:%M} UTC is {at.astimezone(UTC) - when} old, beyond "
+            f"the {self.max_age} freshness bound"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +208,9 @@ def mark_books(books: Mapping[str, SymbolBook], marks: MarkPrices, at: datetime)
             continue
         price = marks.mark_price(symbol, at)
         if price is None:
-            missing.append(symbol)
+            why = getattr(marks, "why_missing", None)  # a provider that knows says why
+            reason = why(symbol, at) if why else None
+            missing.append(f"{symbol} ({reason})" if reason else symbol)
             continue
         total += unrealised_units(book, to_units(price, f"mark price of {symbol}"))
     if missing:

@@ -81,6 +81,10 @@ class MarkCache:
             self._seen[key] = self.marks.mark_price(symbol, at)
         return self._seen[key]
 
+    def why_missing(self, symbol: str, at: datetime) -> str | None:
+        why = getattr(self.marks, "why_missing", None)
+        return why(symbol, at) if why else None
+
 
 def weekly_candidates(session: Session, cycle_id: int, as_of: datetime) -> list[int]:
     """Return the copies the weekly cycle still has to settle, by id.

@@ -20,6 +20,7 @@ from decimal import Decimal
 
 from copytrade import clock
 from copytrade.exchange.protocol import (
+    FundingPayment,
     OrderRequest,
     OrderState,
     Placement,
@@ -61,6 +62,7 @@ class FakeExchange:
         self._order_ids = itertools.count(1)
         self._trade_ids: dict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
         self.partial_fill: Decimal | None = None  # fraction filled of market orders
+        self.funding: dict[int, list[FundingPayment]] = defaultdict(list)  # per account
         self.requests = 0
 
     # -- setup -----------------------------------------------------------------------------------
@@ -266,6 +268,18 @@ class FakeGateway:
 
     async def set_leverage(self, symbol: str, leverage: int) -> None:
         self.exchange.account(self.account_id).leverage[symbol] = leverage
+
+    async def fetch_marks(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        self.exchange.requests += 1
+        await asyncio.sleep(0)
+        if self.exchange.account(self.account_id).read_faults:
+            raise Retryable("503 Service Unavailable on premiumIndex")
+        return {s: self.exchange.prices[s] for s in symbols if s in self.exchange.prices}
+
+    async def funding_payments(self, since: datetime | None = None) -> list[FundingPayment]:
+        await asyncio.sleep(0)
+        rows = self.exchange.funding.get(self.account_id, [])
+        return [p for p in rows if since is None or p.at >= since]
 
     async def start_stream(self) -> None:
         """Subscribe now: events published from here on are delivered by ``fills()``."""

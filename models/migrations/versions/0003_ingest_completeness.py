@@ -8,7 +8,7 @@ fills), so the derived position equals the stored one and a late older fill is s
 ``ingest_gaps`` records known holes and drifts; a portfolio with an open one copies close-only.
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0005 (written as 0002; re-chained after main's 0004, 0006, 0005)
 Create Date: 2026-12-07 09:00:00
 """
 
@@ -21,7 +21,7 @@ from alembic import op
 import models.types
 
 revision: str = "0003"
-down_revision: str | None = "0002"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -28,7 +28,7 @@ import models.ledger
 import models.types
 
 revision: str = "0005"
-down_revision: str | None = "0004"
+down_revision: str | None = "0006"  # written as "0002"; re-chained after main's 0004, 0006
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -117,3 +117,43 @@ def test_unreachable_database_exits_3(monkeypatch, tmp_path):
         get_settings.cache_clear()
     assert result.exit_code == 3 and "unavailable" in result.output
     assert "secret" not in result.output
+
+
+def _record_mark(db_url, at, price: str) -> None:
+    from decimal import Decimal
+
+    from sqlalchemy.orm import Session
+
+    from copytrade.marks.store import Mark, record
+
+    engine = make_engine(db_url)
+    with Session(engine) as s, s.begin():
+        record(s, [Mark("BTCUSDT", "usdm", at, Decimal(price))])
+    engine.dispose()
+
+
+def _week_instant():
+    from copytrade.settlement import parse_week, weekly_cycle
+
+    return weekly_cycle(parse_week("2025-W03")).as_of
+
+
+def test_settle_weekly_pays_futures_shares_at_the_recorded_marks_R_SET_3(cli, build, db_url):
+    """No price by hand: the engine's mark recorded one minute before the cycle's instant pays
+    the same share as `--mark BTCUSDT=61000` does (149.09)."""
+    seed(build)
+    _record_mark(db_url, _week_instant() - timedelta(minutes=1), "61000")
+    paid = cli("settle", "--cycle", "weekly", "--week", "2025-W03", "--json")
+    assert paid.exit_code == 0, paid.output
+    summary = json.loads(paid.stdout)
+    assert (summary["shares_paid"], summary["deferred"]) == ("149.09000000", 0)
+
+
+def test_a_stale_recorded_mark_defers_with_the_reason_R_SET_3(cli, build, db_url):
+    seed(build)
+    _record_mark(db_url, _week_instant() - timedelta(hours=1), "61000")
+    stale = cli("settle", "--cycle", "weekly", "--week", "2025-W03", "--json")
+    assert stale.exit_code == 0, stale.output
+    summary = json.loads(stale.stdout)
+    assert (summary["shares_paid"], summary["deferred"]) == ("0", 1)
+    assert "is 1:00:00 old, beyond the 0:05:00 freshness bound" in stale.stdout

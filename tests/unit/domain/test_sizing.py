@@ -177,12 +177,12 @@ def test_short_balance_reduces_to_what_it_covers_else_skips_R_COPY_7(markets):
             CopySettings(1, equity=D("1000"), cash=D("1000")),
             CopySettings(
                 2, equity=D("1000"), cash=D("101.5")
-            ),  # 101.5 / (0.5 × (1 + 0.1 % fee + 0.5 % slippage)) = 201.8 → 201 steps
+            ),  # 101.5 / (0.5 × (1 + 0.1 % fee + 0.3 % spot BTC slippage)) = 202.19 → 202 steps
             CopySettings(3, equity=D("1000"), cash=D("4")),
         ],
         spec,
     )
-    assert got == [(D("0.01"), None), (D("0.00201"), None), (D("0"), "insufficient_balance")]
+    assert got == [(D("0.01"), None), (D("0.00202"), None), (D("0"), "insufficient_balance")]
 
 
 def test_max_cost_slippage_symbols_close_only_pause_R_COPY_12_R_X_3(markets):
