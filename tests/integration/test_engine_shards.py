@@ -110,3 +110,22 @@ def test_a_shard_engine_loads_only_its_portfolios_with_their_copies(db_url, shar
     assert mine and len(mine) < len(worlds)
     assert {pid: [c.copy_id for c in ps.copies] for pid, ps in engine.portfolios.items()} == mine
     db.dispose()
+
+
+def test_portfolios_created_while_a_shard_runs_join_only_their_own_shard(sqlite_url, shared_data):
+    from copytrade.engine.live_config import add_new_portfolios
+
+    migrate.upgrade(sqlite_url)
+    db = make_engine(sqlite_url)
+    sm = sessionmaker(db, expire_on_commit=False)
+    shard = Shard(0, 2)
+    engine = CopyEngine(
+        sm, lambda _: None, load_reference_markets(shared_data), owns=shard.owns, ledger_stream=0
+    )
+    engine.load()
+    with sm() as s, s.begin():
+        new = [make_world(s, copies=[{"allocation": "1000"}]).portfolio_id for _ in range(8)]
+    added = add_new_portfolios(engine)
+    assert added == sorted(pid for pid in new if shard_of(pid, 2) == 0) and added
+    assert set(engine.portfolios) == set(added)
+    db.dispose()
