@@ -26,12 +26,14 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from sqlalchemy import Connection, Engine, text
+
+if TYPE_CHECKING:  # SQLAlchemy is not imported by the SQLite worker processes (start-up time)
+    from sqlalchemy import Connection, Engine
 
 I64, STR, BOOL, TS, DATE, I32 = (
     pa.int64(),
@@ -101,13 +103,13 @@ class RowSource:
         self.conn = conn
 
     def scalar(self, sql: str) -> int:
-        return int(self.conn.execute(text(sql)).scalar_one())
+        return int(self.conn.exec_driver_sql(sql).scalar_one())
 
     def ids(self, sql: str) -> set[int]:
-        return {int(r[0]) for r in self.conn.execute(text(sql))}
+        return {int(r[0]) for r in self.conn.exec_driver_sql(sql)}
 
     def read(self, table, columns, where, batch, *, split=False) -> Iterator[pa.Table]:
-        result = self.conn.execute(text(_select(table, columns, where)))
+        result = self.conn.exec_driver_sql(_select(table, columns, where))
         while rows := result.fetchmany(CHUNK_ROWS):
             yield rows_to_arrow(columns, rows, batch)
 
@@ -181,8 +183,10 @@ def _dates(values) -> pa.Array:
 
 # The ADBC driver carries its own SQLite library. Two SQLite libraries in one process must not
 # open the same file (each drops the other's POSIX locks: "disk I/O error", and worse for a
-# writer), so the driver runs only in worker processes, which write each range to an Arrow IPC
-# file that this process maps. The workers also give the read both cores.
+# writer), so the driver runs only in worker processes (`python -m
+# copytrade.analytics.ledger_read`, which imports Arrow and the driver, not the application),
+# which write each range to an Arrow IPC file that this process maps. They also give the read
+# both cores.
 #
 # SQLite columns have no fixed type: the driver infers each column's Arrow type from the first
 # batch of the result, and a column that is NULL throughout it would become int64 and then fail
@@ -191,7 +195,8 @@ def _dates(values) -> pa.Array:
 # money needs.
 _SENTINEL = {I64: "0", I32: "0", BOOL: "0", STR: "''", TS: "''", DATE: "''"}
 _SENTINEL_ID = -1
-WORKER_MIN_IDS = 50_000  # below this many ids, the row path is quicker than starting a worker
+_TYPES = {str(t): t for t in (I64, STR, BOOL, TS, DATE, I32)}
+WORKER_MIN_IDS = 50_000  # below this many ids, the row path is quicker than starting workers
 
 
 class SqliteSource(RowSource):
@@ -199,61 +204,106 @@ class SqliteSource(RowSource):
 
     Append-only ranges (``split``) are read in ``CHUNK_IDS`` ranges by the workers: a row with an
     id at or below the snapshot's maximum never changes, and SQLite commits ids in order (one
-    writer), so a worker's later snapshot holds the same rows. A settling table is read by one
-    worker in one snapshot of its own, rows and still-pending ids together.
+    writer), so a worker's later snapshot holds the same rows. A large settling table is read by
+    one worker in one snapshot of its own, rows and still-pending ids together.
     """
 
     def __init__(self, conn: Connection, path: str, workers: int = READ_WORKERS) -> None:
         super().__init__(conn)
         self.path = path
         self.workers = workers
-        self._pool = None
+        self._procs: list = []
         self._scratch = None
+        self._jobs = 0
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+        for proc in self._procs:
+            proc.stdin.close()
+        for proc in self._procs:
+            proc.wait(timeout=60)
+            proc.stdout.close()
+        self._procs = []
         if self._scratch is not None:
             self._scratch.cleanup()
 
-    def _submit(self, fn, *args):
-        if self._pool is None:
-            import multiprocessing
-            import tempfile
-            from concurrent.futures import ProcessPoolExecutor
+    def _start(self) -> None:
+        import subprocess
+        import sys
+        import tempfile
 
-            # spawn: a forked child would inherit this process's SQLite and Prefect state
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn")
+        self._scratch = tempfile.TemporaryDirectory(prefix="extract-")
+        for _ in range(self.workers):
+            self._procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "copytrade.analytics.ledger_read", self.path],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    bufsize=1,
+                )
             )
-            self._scratch = tempfile.TemporaryDirectory(prefix="extract-")
-        out = os.path.join(self._scratch.name, f"{id(args)}-{os.urandom(4).hex()}.arrow")
-        return self._pool.submit(fn, self.path, *args, out)
+
+    def _submit(self, job: dict):
+        """Send a job to the next worker (round robin); return a function that waits for it.
+
+        Each worker answers its jobs in order, so answers taken in submission order match.
+        """
+        if not self._procs:
+            self._start()
+        proc = self._procs[self._jobs % len(self._procs)]
+        out = os.path.join(self._scratch.name, f"{self._jobs}.arrow")
+        self._jobs += 1
+        import json
+
+        proc.stdin.write(json.dumps({**job, "out": out}) + "\n")
+        proc.stdin.flush()
+
+        def answer() -> dict:
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"extract worker for {self.path} exited (code {proc.poll()})")
+            reply = json.loads(line)
+            if "error" in reply:
+                raise RuntimeError(f"extract worker: {reply['error']}")
+            return {**reply, "out": out}
+
+        return answer
 
     def read(self, table, columns, where, batch, *, split=False) -> Iterator[pa.Table]:
         low, high = _id_bounds(self, table, where) if split else (0, 0)
         if not split or high - low < WORKER_MIN_IDS:
             yield from super().read(table, columns, where, batch)
             return
-        ranges = [(a, min(a + CHUNK_IDS, high)) for a in range(low, high, CHUNK_IDS)]
+        types = [[name, str(typ)] for name, typ in columns.items()]
         # A window of ranges in flight, taken in order: the parts come out in id order and at
         # most `workers + 1` ranges wait in scratch files.
         pending: deque = deque()
-        for a, b in ranges:
+        for a in range(low, high, CHUNK_IDS):
+            b = min(a + CHUNK_IDS, high)
             sql = _select(table, columns, f"({where}) and id > {a} and id <= {b}")
-            pending.append(self._submit(_worker_read, sql, columns, batch))
+            pending.append(
+                self._submit({"op": "read", "sql": sql, "columns": types, "batch": batch})
+            )
             if len(pending) > self.workers:
-                yield from _mapped(pending.popleft().result())
+                yield from _mapped(pending.popleft()()["out"])
         while pending:
-            yield from _mapped(pending.popleft().result())
+            yield from _mapped(pending.popleft()()["out"])
 
     def settling(self, table, columns, final, low, high, pending, batch):
         if high - low < WORKER_MIN_IDS and len(pending) < WORKER_MIN_IDS:
             return super().settling(table, columns, final, low, high, pending, batch)
-        path, still = self._submit(
-            _worker_settling, table, columns, final, low, high, pending, batch
-        ).result()
-        return _mapped(path), still
+        job = {
+            "op": "settling",
+            "table": table,
+            "columns": [[name, str(typ)] for name, typ in columns.items()],
+            "final": final,
+            "low": low,
+            "high": high,
+            "pending": list(pending),
+            "batch": batch,
+        }
+        reply = self._submit(job)()
+        return _mapped(reply["out"]), set(reply["pending"])
 
 
 def _id_bounds(source: Source, table: str, where: str) -> tuple[int, int]:
@@ -323,23 +373,38 @@ def _write_ipc(tables: Iterator[pa.Table], columns: Columns, out: str) -> None:
             writer.write_table(table)
 
 
-def _worker_read(path: str, sql: str, columns: Columns, batch: int, out: str) -> str:
-    reader = _AdbcSqlite(path)
-    try:
-        _write_ipc(reader.read_sql(sql, columns, batch), columns, out)
-    finally:
-        reader.close()
-    return out
+def _serve(path: str) -> None:
+    """A worker: answer JSON jobs from stdin, one line each, until stdin closes."""
+    import json
+    import sys
 
-
-def _worker_settling(path, table, columns, final, low, high, pending, batch, out):
-    reader = _AdbcSqlite(path)
-    try:
-        tables, still = settling_rows(reader, table, columns, final, low, high, pending, batch)
-        _write_ipc(tables, columns, out)
-        return out, still
-    finally:
-        reader.close()
+    for line in sys.stdin:
+        job = json.loads(line)
+        columns = {name: _TYPES[typ] for name, typ in job["columns"]}
+        reader = _AdbcSqlite(path)  # one read transaction per job
+        try:
+            if job["op"] == "read":
+                _write_ipc(reader.read_sql(job["sql"], columns, job["batch"]), columns, job["out"])
+                reply: dict = {"ok": True}
+            else:
+                tables, still = settling_rows(
+                    reader,
+                    job["table"],
+                    columns,
+                    job["final"],
+                    job["low"],
+                    job["high"],
+                    job["pending"],
+                    job["batch"],
+                )
+                _write_ipc(tables, columns, job["out"])
+                reply = {"ok": True, "pending": sorted(still)}
+        except Exception as exc:  # reported to the extract, which raises it
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            reader.close()
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
 
 
 def _from_sqlite(record_batch: pa.RecordBatch, columns: Columns, batch: int) -> pa.Table:
@@ -366,13 +431,13 @@ class PostgresSource:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         # Timestamps leave as `at time zone 'UTC'` text; ISO output whatever the server default.
-        conn.execute(text("set local datestyle to 'ISO, YMD'"))
+        conn.exec_driver_sql("set local datestyle to 'ISO, YMD'")
 
     def scalar(self, sql: str) -> int:
-        return int(self.conn.execute(text(sql)).scalar_one())
+        return int(self.conn.exec_driver_sql(sql).scalar_one())
 
     def ids(self, sql: str) -> set[int]:
-        return {int(r[0]) for r in self.conn.execute(text(sql))}
+        return {int(r[0]) for r in self.conn.exec_driver_sql(sql)}
 
     def settling(self, table, columns, final, low, high, pending, batch):
         return settling_rows(self, table, columns, final, low, high, pending, batch)
@@ -469,3 +534,9 @@ def open_source(engine: Engine, *, fast: bool = True) -> Iterator[Source]:
                 source.close()
         else:
             yield RowSource(conn)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _serve(sys.argv[1])
