@@ -448,7 +448,8 @@ class ParquetSink:
 
 def _atomic_parquet(table: pa.Table, path: Path) -> None:
     tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    # lz4: a third less CPU than zstd for files 1.6× larger, read as fast by DuckDB
+    pq.write_table(table, tmp, compression="lz4")
     os.replace(tmp, path)
 
 
