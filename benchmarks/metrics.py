@@ -1,9 +1,12 @@
-"""Benchmark the metrics warehouse: full and incremental dbt builds against a pandas per-leader loop.
+"""Benchmark the metrics warehouse: the full refresh as a user waits for it, the incremental step,
+and dbt against a pandas per-leader loop.
 
-Prints JSON lines: the synthetic ledger (leaders × days, fills), the time to write it, the full
-extract and `dbt build`, the incremental extract and build after one more day of data, and the
-same metrics computed by a straightforward pandas loop per leader (copytrade.analytics.reference)
-on a slice of leaders, extrapolated to all of them, with the ratio.
+Prints JSON lines, each with the machine's load average (`load_1min`, `load_5min`: the machine is
+shared and every time grows with the load): the synthetic ledger (leaders × days, fills), the time
+to write it, the full refresh — `extract_s` (ledger → warehouse sources), `dbt_build_s` and their
+sum `full_refresh_s` — the incremental extract and build after one more day of data, and the same
+metrics computed by a straightforward pandas loop per leader (copytrade.analytics.reference) on a
+slice of leaders, extrapolated to all of them, with the ratio.
 
 The ratio is taken on the same work: the loop computes daily equity, returns and the four periods
 of leader metrics, so it is compared with a `dbt build` of `leader_metrics` and the models it is
@@ -12,10 +15,16 @@ the same extract. That selection still computes the copies' books, which the loo
 ratio to the whole `dbt build` (copy quality, capacity, leaderboard and every data test) is printed
 beside it.
 
-Targets on the 2-core machine: full build < 60 s; incremental < 10 s; ≥ 10× the pandas loop.
+Targets on the 2-core machine: full refresh (extract + build) < 60 s; incremental (extract +
+build) < 10 s; ≥ 10× the pandas loop.
 
     python benchmarks/metrics.py                       # 10,000 leaders × 365 days, 10,000,000 fills
     python benchmarks/metrics.py --leaders 200 --days 30 --fills 100000   # quick
+    python benchmarks/metrics.py --workdir DIR --keep-ledger   # keep the written ledger; repeats
+                                                               # start from a copy of it
+    python benchmarks/metrics.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/metrics_bench
+        # the ledger on PostgreSQL (that database is dropped and created anew) and the dbt models
+        # on the PostgreSQL target, in its schema metrics_bench (--target duckdb to compare)
 """
 
 from __future__ import annotations
