@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -277,7 +278,15 @@ def main() -> None:
     if args.rebuild_only:
         rebuild_only(args)
         return
-    run(args)
+    try:
+        run(args)
+    except OperationalError as exc:
+        where = make_url(args.database_url).render_as_string() if args.database_url else "SQLite"
+        print(
+            f"error: the ledger database {where} cannot be reached: {str(exc.orig).splitlines()[0]}",
+            file=sys.stderr,
+        )
+        raise SystemExit(3) from None
 
 
 def run(args) -> None:
