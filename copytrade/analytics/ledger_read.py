@@ -231,7 +231,9 @@ class SqliteSource(RowSource):
         import sys
         import tempfile
 
-        self._scratch = tempfile.TemporaryDirectory(prefix="extract-")
+        # Scratch files in memory where there is a tmpfs: they are written once and mapped once.
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        self._scratch = tempfile.TemporaryDirectory(prefix="extract-", dir=shm)
         for _ in range(self.workers):
             self._procs.append(
                 subprocess.Popen(
