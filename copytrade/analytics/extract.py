@@ -448,8 +448,10 @@ class ParquetSink:
 
 def _atomic_parquet(table: pa.Table, path: Path) -> None:
     tmp = path.with_suffix(".parquet.tmp")
-    # lz4: a third less CPU than zstd for files 1.6× larger, read as fast by DuckDB
-    pq.write_table(table, tmp, compression="lz4")
+    # lz4, dictionaries for strings only (symbols, sides, codes repeat; ids, money and times do
+    # not): a third of zstd's default CPU for files as large as lz4's, read as fast by DuckDB.
+    strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
+    pq.write_table(table, tmp, compression="lz4", use_dictionary=strings)
     os.replace(tmp, path)
 
 
