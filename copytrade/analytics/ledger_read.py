@@ -234,6 +234,9 @@ class SqliteSource(RowSource):
         # Scratch files in memory where there is a tmpfs: they are written once and mapped once.
         shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
         self._scratch = tempfile.TemporaryDirectory(prefix="extract-", dir=shm)
+        # The workers import this package from where this process found it (installed or not).
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
         for _ in range(self.workers):
             self._procs.append(
                 subprocess.Popen(
@@ -242,6 +245,7 @@ class SqliteSource(RowSource):
                     stdout=subprocess.PIPE,
                     text=True,
                     bufsize=1,
+                    env={**os.environ, "PYTHONPATH": path},
                 )
             )
 
