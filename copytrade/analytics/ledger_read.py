@@ -516,12 +516,16 @@ class _CopyStream(io.RawIOBase):
         return False
 
     def readinto(self, buffer) -> int:
-        if self.at_end():
-            return 0
-        n = min(len(buffer), len(self._left))
-        buffer[:n] = self._left[:n]
-        self._left = self._left[n:]
-        return n
+        # Fill the whole buffer: Arrow asks for blocks of megabytes, and the server sends COPY
+        # data a row per message; a short read per message would cost a block's allocation each.
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view) and not self.at_end():
+            n = min(len(view) - filled, len(self._left))
+            view[filled : filled + n] = self._left[:n]
+            self._left = self._left[n:]
+            filled += n
+        return filled
 
 
 # -- choosing the source -----------------------------------------------------------------------
