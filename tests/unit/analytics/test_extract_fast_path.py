@@ -21,8 +21,8 @@ from sqlalchemy.engine import make_url
 
 from copytrade.analytics import ledger_read
 from copytrade.analytics.extract import TABLES, ParquetSink, PostgresSink, extract
-from copytrade.analytics.synthetic import SyntheticConfig, generate
 from models.trading import FollowerOrderIntent
+from tests.support.synthetic import SyntheticConfig, generate
 
 # Strings the CSV paths must carry unchanged: separators, quotes, a newline, and '' beside NULL.
 AWKWARD = 'comma, "quoted"\nand a new line'
