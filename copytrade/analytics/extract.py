@@ -25,34 +25,38 @@ run is repeated with the same batch number and overwrites its own partial output
 
 from __future__ import annotations
 
+import io
 import json
 import os
+from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC
 from pathlib import Path
 from typing import Literal, Protocol
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
+from copytrade.analytics.ledger_read import (
+    BOOL,
+    DATE,
+    I32,
+    I64,
+    STR,
+    TS,
+    Source,
+    empty_table,
+    open_source,
+)
 from copytrade.config import get_settings
 from copytrade.db import make_engine
 
 Kind = Literal["append", "settling", "snapshot"]
-CHUNK_ROWS = 500_000
-
-I64, STR, BOOL, TS, DATE, I32 = (
-    pa.int64(),
-    pa.string(),
-    pa.bool_(),
-    pa.timestamp("us"),
-    pa.date32(),
-    pa.int32(),
-)
+WRITE_THREADS = 2  # Parquet parts compressed at once
 
 
 @dataclass(frozen=True)
@@ -270,51 +274,8 @@ class Sink(Protocol):
     def describe(self) -> str: ...
 
 
-def _arrow_chunk(spec: TableSpec, rows: list, batch: int) -> pa.Table:
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in spec.columns]
-    arrays = []
-    for typ, values in zip(spec.columns.values(), columns, strict=True):
-        if typ == TS:
-            arrays.append(_timestamps(values))
-        elif typ == DATE:
-            arrays.append(_dates(values))
-        elif typ == BOOL:
-            arrays.append(pa.array([None if v is None else bool(v) for v in values], BOOL))
-        else:
-            arrays.append(pa.array(values, typ))
-    arrays.append(pa.array([batch] * len(rows), I64))
-    return pa.table(arrays, names=[*spec.columns, "_batch_id"])
-
-
-def _timestamps(values) -> pa.Array:
-    """Return naive UTC timestamps from SQLite text or PostgreSQL timezone-aware datetimes."""
-    sample = next((v for v in values if v is not None), None)
-    if isinstance(sample, str):
-        return pa.array(values, STR).cast(TS)
-    return pa.array(
-        [
-            None if v is None else (v.astimezone(UTC).replace(tzinfo=None) if v.tzinfo else v)
-            for v in values
-        ],
-        TS,
-    )
-
-
-def _dates(values) -> pa.Array:
-    sample = next((v for v in values if v is not None), None)
-    if isinstance(sample, str):
-        return pa.array(values, STR).cast(TS).cast(DATE)
-    return pa.array(values, DATE)
-
-
-def _chunks(conn: Connection, sql: str, params: dict, spec: TableSpec, batch: int):
-    result = conn.execute(text(sql), params)
-    while rows := result.fetchmany(CHUNK_ROWS):
-        yield _arrow_chunk(spec, rows, batch)
-
-
-def _max_id(conn: Connection, table: str) -> int:
-    return int(conn.execute(text(f"select coalesce(max(id), 0) from {table}")).scalar_one())
+def _max_id(source: Source, table: str) -> int:
+    return source.scalar(f"select coalesce(max(id), 0) from {table}")
 
 
 def reader_engine(url: str | None = None) -> Engine:
@@ -339,14 +300,6 @@ def reader_engine(url: str | None = None) -> Engine:
     return engine
 
 
-@contextmanager
-def _snapshot(engine: Engine) -> Iterator[Connection]:
-    """Yield a connection in one read transaction, so every table is read from the same snapshot."""
-    options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
-    with engine.connect().execution_options(**options) as conn, conn.begin():
-        yield conn
-
-
 def source_label(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
@@ -357,8 +310,12 @@ def extract(
     *,
     engine: Engine | None = None,
     full: bool = False,
+    fast: bool = True,
 ) -> ExtractReport:
-    """Take every ledger row not yet extracted into ``sink``; ``full`` starts again from zero."""
+    """Take every ledger row not yet extracted into ``sink``; ``full`` starts again from zero.
+
+    ``fast=False`` reads through SQLAlchemy rows, the reference path (``ledger_read``).
+    """
     own_engine = engine is None
     engine = engine or reader_engine(ledger_url)
     label = source_label(str(engine.url))
@@ -374,12 +331,12 @@ def extract(
     reports: list[TableReport] = []
     sink.begin(batch)
     try:
-        # One read transaction: every table is read from the same snapshot on PostgreSQL.
-        with _snapshot(engine) as conn:
-            upper = {t.name: _max_id(conn, t.name) for t in TABLES if t.kind == "append"}
+        # One read transaction: every table is read from the same snapshot.
+        with open_source(engine, fast=fast) as source:
+            upper = {t.name: _max_id(source, t.name) for t in TABLES if t.kind == "append"}
             for spec in TABLES:
                 table_state = state.tables.setdefault(spec.name, TableState())
-                rows = _extract_table(conn, sink, spec, table_state, state, upper, batch)
+                rows = _extract_table(source, sink, spec, table_state, state, upper, batch)
                 reports.append(
                     TableReport(
                         spec.name,
@@ -400,88 +357,39 @@ def extract(
     return ExtractReport(batch=batch, tables=reports, sink=sink.describe())
 
 
-def _extract_table(conn, sink, spec, table_state, state, upper, batch) -> int:
-    cols = spec.select_list
+def _extract_table(source: Source, sink, spec, table_state, state, upper, batch) -> int:
+    # Bounds are ids the extract computed itself, written into the SQL as integers: COPY takes no
+    # bind parameters.
+    name, columns = spec.name, spec.columns
     if spec.kind == "snapshot":
-        return sink.write(
-            spec,
-            batch,
-            _chunks(conn, f"select {cols} from {spec.name} order by id", {}, spec, batch),
-        )
+        return sink.write(spec, batch, source.read(name, columns, "1 = 1", batch))
     if spec.kind == "append":
-        low, high = table_state.watermark, upper[spec.name]
+        low, high = int(table_state.watermark), int(upper[name])
         if spec.bounded_by:
             fk, parent = spec.bounded_by
             # Postings are taken with their transfers: everything whose transfer is now extracted.
-            bound = state.tables[parent].watermark
-            sql = f"select {cols} from {spec.name} where id > :low and {fk} <= :bound order by id"
-            params = {"low": low, "bound": bound}
-            written = sink.write(spec, batch, _chunks(conn, sql, params, spec, batch))
-            table_state.watermark = int(
-                conn.execute(
-                    text(
-                        f"select coalesce(max(id), :low) from {spec.name} where id > :low and {fk} <= :bound"
-                    ),
-                    params,
-                ).scalar_one()
+            bound = int(state.tables[parent].watermark)
+            where = f"id > {low} and {fk} <= {bound}"
+            written = sink.write(spec, batch, source.read(name, columns, where, batch))
+            table_state.watermark = source.scalar(
+                f"select coalesce(max(id), {low}) from {name} where {where}"
             )
             return written
-        sql = f"select {cols} from {spec.name} where id > :low and id <= :high order by id"
-        written = sink.write(
-            spec, batch, _chunks(conn, sql, {"low": low, "high": high}, spec, batch)
-        )
+        where = f"id > {low} and id <= {high}"
+        written = sink.write(spec, batch, source.read(name, columns, where, batch, split=True))
         table_state.watermark = max(low, high)
         return written
     # settling
     assert spec.final_when
-    high = _max_id(conn, spec.name)
-    low = table_state.watermark
-    pending = sorted(set(table_state.pending))
-    final = spec.final_when
-    queries = [
-        (
-            f"select {cols} from {spec.name} where id > :low and id <= :high and {final} order by id",
-            {"low": low, "high": high},
-        )
-    ]
-    for i in range(0, len(pending), _IN_CHUNK):
-        ids = pending[i : i + _IN_CHUNK]
-        marks = ", ".join(f":p{j}" for j in range(len(ids)))
-        queries.append(
-            (
-                f"select {cols} from {spec.name} where {final} and id in ({marks}) order by id",
-                {f"p{j}": v for j, v in enumerate(ids)},
-            )
-        )
-
-    def chunks():
-        for sql, params in queries:
-            yield from _chunks(conn, sql, params, spec, batch)
-
-    written = sink.write(spec, batch, chunks())
-    still_pending = {
-        int(r[0])
-        for r in conn.execute(
-            text(f"select id from {spec.name} where id > :low and id <= :high and not ({final})"),
-            {"low": low, "high": high},
-        )
-    }
-    for i in range(0, len(pending), _IN_CHUNK):
-        ids = pending[i : i + _IN_CHUNK]
-        marks = ", ".join(f":p{j}" for j in range(len(ids)))
-        still_pending |= {
-            int(r[0])
-            for r in conn.execute(
-                text(f"select id from {spec.name} where not ({final}) and id in ({marks})"),
-                {f"p{j}": v for j, v in enumerate(ids)},
-            )
-        }
+    high = _max_id(source, name)
+    low = int(table_state.watermark)
+    tables, still_pending = source.settling(
+        name, columns, spec.final_when, low, high, sorted(set(table_state.pending)), batch
+    )
+    written = sink.write(spec, batch, tables)
     table_state.pending = sorted(still_pending)
     table_state.watermark = max(low, high)
     return written
-
-
-_IN_CHUNK = 500
 
 
 # -- sinks -------------------------------------------------------------------------------------
@@ -517,18 +425,27 @@ class ParquetSink:
         folder.mkdir(parents=True, exist_ok=True)
         total = 0
         if spec.kind == "snapshot":
-            tables = list(chunks) or [_arrow_chunk(spec, [], batch)]
+            tables = list(chunks) or [empty_table(spec.columns)]
             _atomic_parquet(pa.concat_tables(tables), folder / "snapshot.parquet")
             return sum(t.num_rows for t in tables)
         part = 0
-        for chunk in chunks:
-            _atomic_parquet(chunk, folder / f"batch_{batch:06d}_part_{part:04d}.parquet")
-            total += chunk.num_rows
-            part += 1
+        # Parts are compressed on threads (Arrow releases the GIL) while the next chunk is read;
+        # at most `threads + 1` chunks are held.
+        with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="extract-write") as pool:
+            writing: deque = deque()
+            for chunk in chunks:
+                path = folder / f"batch_{batch:06d}_part_{part:04d}.parquet"
+                writing.append(pool.submit(_atomic_parquet, chunk, path))
+                total += chunk.num_rows
+                part += 1
+                if len(writing) > WRITE_THREADS:
+                    writing.popleft().result()
+            while writing:
+                writing.popleft().result()
         if part == 0 and not any(folder.glob("*.parquet")):
             # An empty file with the schema, so the source's glob always matches.
             _atomic_parquet(
-                _arrow_chunk(spec, [], batch), folder / f"batch_{batch:06d}_part_0000.parquet"
+                empty_table(spec.columns), folder / f"batch_{batch:06d}_part_0000.parquet"
             )
         return total
 
@@ -543,7 +460,10 @@ class ParquetSink:
 
 def _atomic_parquet(table: pa.Table, path: Path) -> None:
     tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    # lz4, dictionaries for strings only (symbols, sides, codes repeat; ids, money and times do
+    # not): a third of zstd's default CPU for files as large as lz4's, read as fast by DuckDB.
+    strings = [f.name for f in table.schema if pa.types.is_string(f.type)]
+    pq.write_table(table, tmp, compression="lz4", use_dictionary=strings)
     os.replace(tmp, path)
 
 
@@ -605,17 +525,17 @@ class PostgresSink:
         table = self._q("raw_" + spec.name)
         if spec.kind == "snapshot":
             self._conn.execute(text(f"truncate {table}"))
-        names = [*spec.columns, "_batch_id"]
+        names = ", ".join(f'"{n}"' for n in [*spec.columns, "_batch_id"])
         total = 0
         raw = self._conn.connection.driver_connection
         with raw.cursor() as cur:
             for chunk in chunks:
-                columns = [chunk.column(n).to_pylist() for n in names]
-                with cur.copy(
-                    f"copy {table} ({', '.join(chr(34) + n + chr(34) for n in names)}) from stdin"
-                ) as copy:
-                    for row in zip(*columns, strict=True):
-                        copy.write_row(row)
+                # Arrow writes CSV in C: NULL as an empty field and every string quoted, so an
+                # empty string ("") stays distinct from NULL in PostgreSQL's CSV format.
+                data = io.BytesIO()
+                pacsv.write_csv(chunk, data, pacsv.WriteOptions(include_header=False))
+                with cur.copy(f"copy {table} ({names}) from stdin (format csv)") as copy:
+                    copy.write(data.getbuffer())
                 total += chunk.num_rows
         return total
 

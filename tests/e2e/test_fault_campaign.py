@@ -16,7 +16,6 @@ import pytest
 from tests.support.campaign import FAULT_KINDS, CampaignConfig, run_campaign
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-pytest.importorskip("copytrade.paper.testing")
 
 
 def test_fault_campaign_loses_no_leader_fill_and_keeps_followers_proportional_R_IN_3(

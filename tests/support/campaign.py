@@ -256,7 +256,7 @@ async def exchange_view(base_url: str, pw, keys: dict[int, str], followers: bool
 
 def run_campaign(config: CampaignConfig) -> CampaignOutcome:
     """Run one campaign end to end and check it; return the figures and the problems found."""
-    from copytrade.paper.testing import run_paper_exchange
+    from tests.support.paper_exchange import run_paper_exchange
 
     rng = random.Random(config.seed)
     started = time.monotonic()

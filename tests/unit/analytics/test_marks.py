@@ -325,7 +325,7 @@ def test_stored_marks_serve_settlements_provider_protocol(session):
 
 
 def test_daily_bars_stored_as_the_days_last_minute(session, shared_data):
-    """The demo records the exchange's replayed daily bars this way (copytrade/demo.py)."""
+    """The demo records the exchange's replayed daily bars this way (demo/story.py)."""
     from copytrade.marks.candles import store_daily_bars
 
     bars = daily_bars(shared_data / ONDO)
