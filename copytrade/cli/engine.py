@@ -51,17 +51,47 @@ def _check_id(name: str, value: int) -> int:
     return value
 
 
-@app.command()
+def _check_shard(value: str) -> str:
+    """Refuse a --shard that is not I/N with 0 ≤ I < N (exit 2, R-IN-2)."""
+    from copytrade.engine.shards import Shard
+
+    try:
+        Shard.parse(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+RUN_EPILOG = (
+    "Exit codes: 0 stopped cleanly; 2 bad input (e.g. --shard not I/N, or N > 1 on a SQLite "
+    "ledger); 3 the database or the exchange cannot be reached, or another process already runs "
+    "this shard (PostgreSQL advisory lock) or another shard layout."
+)
+
+
+@app.command(epilog=RUN_EPILOG)
 def run(
     exchange: str = EXCHANGE,
+    shard: str = typer.Option(
+        "0/1",
+        "--shard",
+        help="I/N: run shard I of N (the lead portfolios whose stable hash falls in shard I, "
+        "with every copy of them). 0/1, the default, is the whole platform.",
+        callback=_check_shard,
+    ),
     heartbeat_every: float = typer.Option(30.0, help="Seconds between heartbeat lines."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every leader event."),
 ) -> None:
     """Run the copy engine until SIGTERM or Ctrl-C (clean shutdown: the current fill finishes)."""
+    from sqlalchemy.exc import OperationalError
+
     from copytrade.db import session_factory
     from copytrade.engine.service import run_engine
+    from copytrade.engine.shards import Shard, ShardBusy
     from copytrade.platform.leaders import leverage_recorder
     from copytrade.settlement.funding import funding_poster
+
+    which = Shard.parse(shard)
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -77,19 +107,28 @@ def run(
         stats = await run_engine(
             exchange=exchange,
             stop=stop,
-            heartbeat=lambda line: console.print(f"[dim]heartbeat[/] {line}"),
+            heartbeat=lambda line: console.print(f"[dim]heartbeat[/] shard {which}: {line}"),
             heartbeat_every=heartbeat_every,
+            shard=which,
             on_stopped=lambda cid, why: loop.run_in_executor(None, _settle_now, cid, why),
             on_leader_opened=leverage_recorder(session_factory()),
             on_funding=funding_poster(session_factory()),
         )
-        console.print(f"copy engine stopped: {stats.line()}")
+        console.print(f"copy engine shard {which} stopped: {stats.line()}")
 
-    try:
-        asyncio.run(main())
-    except OSError as exc:
-        err_console.print(f"[bold red]exchange unreachable:[/] {exc}")
-        raise typer.Exit(EXIT_UNAVAILABLE) from None
+    with refusals():
+        try:
+            asyncio.run(main())
+        except ShardBusy as exc:
+            err_console.print(f"[bold red]shard busy:[/] {exc}", soft_wrap=True)  # one line
+            raise typer.Exit(EXIT_UNAVAILABLE) from None
+        except OperationalError as exc:
+            why = " ".join(str(exc.orig).split())[:300]
+            err_console.print(f"[bold red]database unreachable:[/] {why}", soft_wrap=True)
+            raise typer.Exit(EXIT_UNAVAILABLE) from None
+        except OSError as exc:
+            err_console.print(f"[bold red]exchange unreachable:[/] {exc}")
+            raise typer.Exit(EXIT_UNAVAILABLE) from None
 
 
 RECONCILE_EPILOG = (

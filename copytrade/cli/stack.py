@@ -8,7 +8,7 @@ from typing import TypeVar
 import typer
 from rich.table import Table
 
-from copytrade.cli.common import EXIT_UNAVAILABLE, console, err_console
+from copytrade.cli.common import EXIT_UNAVAILABLE, console, err_console, refuse
 
 T = TypeVar("T")
 
@@ -46,7 +46,15 @@ def up(
         False, "--redeploy", help="Deploy even if prefect.yaml and the flows are unchanged."
     ),
     engine: bool = typer.Option(
-        True, "--engine/--no-engine", help="Start a run of the copy-engine deployment."
+        True, "--engine/--no-engine", help="Start a run of the copy-engine deployment(s)."
+    ),
+    shards: int = typer.Option(
+        None,
+        "--shards",
+        min=1,
+        max=64,
+        help="Copy engine shards: N > 1 deploys copy-engine-0 … copy-engine-N-1, each one run at "
+        "a time (needs a PostgreSQL ledger); 1 keeps the single copy-engine (default: 1, or the running stack's).",
     ),
     seed: bool = typer.Option(
         True,
@@ -60,10 +68,18 @@ def up(
     what this started. Exit 3 if a part cannot start (busy port, unreachable database), 1 if
     deploying failed.
     """
+    from sqlalchemy.engine import make_url
+
+    from copytrade.config import get_settings
     from copytrade.ops import stack as ops
 
+    if shards and shards > 1 and make_url(get_settings().ledger_url).get_backend_name() == "sqlite":
+        raise refuse(
+            f"--shards {shards}: a SQLite ledger has one writer, so one engine; shards need a "
+            "PostgreSQL ledger (COPYTRADE_DATABASE_URL)"
+        )
     try:
-        stack = ops.Stack.from_settings(prefect_port=port, paper_port=paper_port)
+        stack = ops.Stack.from_settings(prefect_port=port, paper_port=paper_port, shards=shards)
         _step(
             "ledger database",
             lambda: ops.migrate_ledger(stack),

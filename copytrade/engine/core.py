@@ -138,8 +138,13 @@ class CopyEngine:
         venue: str = "paper",
         stale_after: float = STALE_AFTER_SECONDS,
         absent_after: float = ABSENT_AFTER_SECONDS,
+        owns: Callable[[int], bool] | None = None,
+        ledger_stream: int = 0,
     ) -> None:
         self.sf = session_factory
+        # A shard's engine (engine.shards): the lead portfolios it owns, the ledger stream it posts to.
+        self.owns = owns or (lambda portfolio_id: True)
+        self.ledger_stream = ledger_stream
         self.gateway_for = gateway_for
         self.markets_by_kind = markets_by_kind
         self.venue = venue
@@ -171,7 +176,7 @@ class CopyEngine:
     def load(self) -> None:
         """Load portfolios and copies from the database."""
         with self.sf() as session:
-            self.portfolios = load_portfolios(session, self.markets_by_kind)
+            self.portfolios = load_portfolios(session, self.markets_by_kind, owns=self.owns)
             self._copies_signature = {
                 pid: copies_signature(session, pid) for pid in self.portfolios
             }
@@ -761,7 +766,7 @@ class CopyEngine:
         ledger = Ledger(session)
         try:
             with session.begin_nested():
-                ledger.post_many(transfers)
+                ledger.post_many(transfers, self.ledger_stream)
         except LedgerError as exc:
             # One copy's ledger problem (e.g. a fill that cost more than its cash) must not lose
             # the others' postings or the fills themselves: post one by one and log the refusal.
@@ -769,7 +774,7 @@ class CopyEngine:
             for spec in transfers:
                 try:
                     with session.begin_nested():
-                        ledger.post(spec)
+                        ledger.post(spec, self.ledger_stream)
                 except LedgerError as one:
                     log.error("ledger refused %s: %s", spec.key, one)
                     session.add(

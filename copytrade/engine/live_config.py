@@ -25,7 +25,7 @@ def new_portfolio_ids(engine) -> list[int]:
                 LeadPortfolio.status == "active", LeadPortfolio.exchange_account_id.is_not(None)
             )
         ).all()
-    return sorted(set(ids) - set(engine.portfolios))
+    return sorted(pid for pid in set(ids) - set(engine.portfolios) if engine.owns(pid))  # shard
 
 
 def add_new_portfolios(engine) -> list[int]:

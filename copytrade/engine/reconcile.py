@@ -109,15 +109,23 @@ async def resolve_open_intents(
     report = report or ReconcileReport()
     with engine.sf() as session:
         rows = session.execute(
-            select(FollowerOrderIntent, LeaderFill.traded_at, LeaderFill.portfolio_id)
+            select(
+                FollowerOrderIntent,
+                LeaderFill.traded_at,
+                LeaderFill.portfolio_id,
+                Copy.portfolio_id,
+            )
             .outerjoin(LeaderFill, LeaderFill.id == FollowerOrderIntent.leader_fill_id)
+            .outerjoin(Copy, Copy.id == FollowerOrderIntent.copy_id)
             .where(FollowerOrderIntent.status.in_(OPEN_STATUSES))
             .order_by(FollowerOrderIntent.id)
         ).all()
         work = []
-        for intent, traded_at, portfolio_id in rows:
+        for intent, traded_at, portfolio_id, copy_portfolio in rows:
             if intent.id in engine.inflight:
                 continue  # being sent right now by the engine: not ours to resolve
+            if not engine.owns(portfolio_id or copy_portfolio):
+                continue  # another shard's copy: that shard's engine settles it
             ps, copy, index = _copy_for(engine, session, intent.copy_id)
             pid = portfolio_id or (ps.portfolio_id if ps else None)
             work.append((intent, traded_at, pid, ps, copy, index))

@@ -16,6 +16,7 @@ from copytrade.engine.importer import ImportReport, import_fills
 from copytrade.engine.reconcile import ReconcileReport, reconcile
 from copytrade.engine.resync import resync
 from copytrade.engine.runner import EngineRunner, RunStats
+from copytrade.engine.shards import Shard, ShardLock
 from copytrade.engine.wiring import GatewayDirectory, SecretSource
 
 log = logging.getLogger(__name__)
@@ -41,13 +42,25 @@ def exchange_url(exchange: str | None) -> str | None:
     return exchange.rstrip("/")
 
 
-async def _open(database_url: str | None, exchange: str | None, secrets: SecretSource | None):
+async def _open(
+    database_url: str | None,
+    exchange: str | None,
+    secrets: SecretSource | None,
+    shard: Shard | None = None,
+):
     sf = session_factory(database_url)
     directory = GatewayDirectory(sf, exchange_url(exchange), secrets=secrets)
     try:
         await directory.start()
         venue = "binance" if exchange == "binance" else "paper"
-        engine = CopyEngine(sf, directory, directory.markets_by_kind, venue=venue)
+        engine = CopyEngine(
+            sf,
+            directory,
+            directory.markets_by_kind,
+            venue=venue,
+            owns=shard.owns if shard else None,
+            ledger_stream=shard.stream if shard else 0,
+        )
         engine.load()
     except BaseException:
         # an unreachable exchange or database: close what was opened, then let the CLI say which
@@ -64,35 +77,52 @@ async def run_engine(
     heartbeat: Callable[[str], None] | None = None,
     heartbeat_every: float = 30.0,
     stop: asyncio.Event | None = None,
+    shard: Shard | None = None,
     on_stopped: Callable[[int, str | None], None] | None = None,
     on_leader_opened: Callable | None = None,
     on_funding: Callable | None = None,
 ) -> RunStats:
-    """Run the engine until ``stop`` is set (or the task is cancelled); close everything after.
+    """Run the engine (of ``shard``: its lead portfolios, their copies, its ledger stream) until
+    ``stop`` is set (or the task is cancelled); close everything after.
+
+    The shard is held first (``ShardLock``): a second process for it raises ``ShardBusy``
+    before anything is loaded or sent.
 
     ``on_stopped(copy_id, stop_reason)`` is called once a stopped copy is flat (``closing``);
     ``on_leader_opened(portfolio_id, symbol, leverage, trade_id, at)`` when a futures leader
     opens a position (``leader_leverage``, R-LEAD-8); ``on_funding(copy_id, payments)`` with
     a futures copy's funding fees (``funding``).
     """
-    engine, directory = await _open(database_url, exchange, secrets)
-    engine.on_stopped = on_stopped
-    engine.on_leader_opened = on_leader_opened
-    engine.on_funding = on_funding
-    runner = EngineRunner(engine, heartbeat=heartbeat, heartbeat_every=heartbeat_every)
-    waiter = None
-    if stop is not None:
+    shard = shard or Shard()
+    with ShardLock(database_url or get_settings().ledger_url, shard):
+        engine, directory = await _open(database_url, exchange, secrets, shard)
+        engine.on_stopped = on_stopped
+        engine.on_leader_opened = on_leader_opened
+        engine.on_funding = on_funding
+        return await _run(engine, directory, heartbeat, heartbeat_every, stop)
 
-        async def relay():
+
+async def _run(engine, directory, heartbeat, heartbeat_every, stop) -> RunStats:
+    runner = EngineRunner(engine, heartbeat=heartbeat, heartbeat_every=heartbeat_every)
+
+    async def relay():
+        if stop is not None:
             await stop.wait()
             runner.stop()
 
-        waiter = asyncio.create_task(relay())
+    async def announce():
+        # Once every leader is followed and every follower gateway is built: what an operator
+        # (or a failover script) waits for before counting on this shard.
+        await runner.ready.wait()
+        copies = sum(len(ps.copies) for ps in engine.portfolios.values())
+        runner.heartbeat(f"ready: {len(engine.portfolios)} lead portfolios, {copies} copies")
+
+    helpers = [asyncio.create_task(relay()), asyncio.create_task(announce())]
     try:
         return await runner.run()
     finally:
-        if waiter:
-            waiter.cancel()
+        for task in helpers:
+            task.cancel()
         await directory.close()
 
 

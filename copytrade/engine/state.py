@@ -7,7 +7,7 @@ changed settings); kept in memory between leader fills so sizing touches no data
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -187,8 +187,10 @@ def load_portfolios(
     session: Session,
     markets_by_kind: dict[str, dict[str, Market]],
     only: Collection[int] | None = None,
+    owns: Callable[[int], bool] | None = None,
 ) -> dict[int, PortfolioState]:
-    """Load every active lead portfolio with a leader account (or ``only`` those), and its copies."""
+    """Load every active lead portfolio with a leader account (or ``only`` those; of this shard:
+    ``owns``), and its copies."""
     query = select(LeadPortfolio).where(
         LeadPortfolio.status == "active", LeadPortfolio.exchange_account_id.is_not(None)
     )
@@ -197,6 +199,8 @@ def load_portfolios(
     portfolios = session.scalars(query).all()
     states: dict[int, PortfolioState] = {}
     for p in portfolios:
+        if owns is not None and not owns(p.id):
+            continue
         ps = PortfolioState(p.id, p.mode, p.capital, p.exchange_account_id)
         ps.leader_realised = sum(
             (

@@ -58,10 +58,17 @@ class Stack:
     paper_port: int = field(default_factory=lambda: get_settings().paper_port)
     ledger_url: str = field(default_factory=lambda: get_settings().ledger_url)
     data_dir: Path = field(default_factory=lambda: get_settings().data_dir)
+    shards: int = 1  # copy engine shards: `up --shards N`
 
     @classmethod
-    def from_settings(cls, prefect_port: int | None = None, paper_port: int | None = None) -> Stack:
-        """Return the stack of this environment (COPYTRADE_HOME), ports from options or state."""
+    def from_settings(
+        cls,
+        prefect_port: int | None = None,
+        paper_port: int | None = None,
+        shards: int | None = None,
+    ) -> Stack:
+        """Return the stack of this environment (COPYTRADE_HOME), ports and engine shards from
+        options or state."""
         settings = get_settings()
         # A worker host may run the flows of a checkout elsewhere; the pull step of prefect.yaml
         # reads the same variable.
@@ -70,6 +77,7 @@ class Stack:
         saved = stack.read_state()
         stack.prefect_port = prefect_port or saved.get("prefect_port") or DEFAULT_PREFECT_PORT
         stack.paper_port = paper_port or saved.get("paper_port") or settings.paper_port
+        stack.shards = shards or saved.get("shards") or 1
         stack.check_ports(saved)
         return stack
 
@@ -78,13 +86,15 @@ class Stack:
         running = [name for name in self.processes() if self.running(name)]
         if not running:
             return
-        for option, key, wanted in (
-            ("--port", "prefect_port", self.prefect_port),
-            ("--paper-port", "paper_port", self.paper_port),
+        for option, key, wanted, what in (
+            ("--port", "prefect_port", self.prefect_port, "port"),
+            ("--paper-port", "paper_port", self.paper_port, "port"),
+            # another layout's engines would be refused by the running shards' layout lock
+            ("--shards", "shards", self.shards, "shard count"),
         ):
             if saved.get(key) not in (None, wanted):
                 raise StackError(
-                    f"{option}: {wanted} differs from the running stack's port {saved[key]} "
+                    f"{option}: {wanted} differs from the running stack's {what} {saved[key]} "
                     f"({', '.join(running)} running); run `copytrade down` first",
                     exit_code=2,
                 )
@@ -160,6 +170,7 @@ class Stack:
         state = self.read_state()
         state["prefect_port"] = self.prefect_port
         state["paper_port"] = self.paper_port
+        state["shards"] = self.shards
         state.setdefault("processes", {})[record.name] = record.to_json()
         self._write_state(state)
 
@@ -473,6 +484,7 @@ def deploy_fingerprint(stack: Stack, variables: dict[str, Any]) -> str:
         digest.update(entry.encode() + (path.read_bytes() if path.exists() else b"<missing>"))
     digest.update(json.dumps(variables, sort_keys=True).encode())
     digest.update(version("prefect").encode())
+    digest.update(f"shards={stack.shards}".encode())
     return digest.hexdigest()
 
 
@@ -490,7 +502,10 @@ def deploy_all(
         expected = deployment_names(stack)
         if not force and set(expected) <= set(current) and api.variable(FINGERPRINT) == fingerprint:
             return current, False
-    result = stack.run(stack.prefect_argv("--no-prompt", "deploy", "--all"), timeout=600)
+    argv = ["--no-prompt", "deploy", "--all"]
+    if stack.shards > 1:
+        argv += ["--prefect-file", str(prefect_file(stack))]
+    result = stack.run(stack.prefect_argv(*argv), timeout=600)
     if result.returncode != 0:
         raise StackError(
             "prefect deploy failed:\n" + (result.stdout[-2500:] + "\n" + result.stderr[-1500:]),
@@ -504,25 +519,81 @@ def deploy_all(
     return current, True
 
 
+def engine_deployments(shards: int) -> list[str]:
+    """The copy engine's deployments: ``copy-engine`` alone, or one per shard."""
+    if shards == 1:
+        return [ENGINE_DEPLOYMENT]
+    return [f"{ENGINE_DEPLOYMENT}-{i}" for i in range(shards)]
+
+
+def sharded_spec(spec: dict[str, Any], shards: int) -> dict[str, Any]:
+    """Return prefect.yaml's content with ``copy-engine`` replaced by ``copy-engine-0`` …
+    ``copy-engine-N-1``: the same entry, parameters ``shard: I, shards: N`` (concurrency 1 each)."""
+    import copy
+
+    from copytrade.engine.shards import Shard
+
+    Shard(0, shards)  # refuses a count out of range, naming the rule
+    out = copy.deepcopy(spec)
+    if shards == 1:
+        return out
+    deployments = []
+    for entry in out.get("deployments", []):
+        if entry["name"] != ENGINE_DEPLOYMENT:
+            deployments.append(entry)
+            continue
+        for i, name in enumerate(engine_deployments(shards)):
+            one = copy.deepcopy(entry)
+            one["name"] = name
+            one["description"] = f"{entry['description']} Shard {i} of {shards}."
+            one["parameters"] = {**entry.get("parameters", {}), "shard": i, "shards": shards}
+            deployments.append(one)
+    out["deployments"] = deployments
+    return out
+
+
+def prefect_file(stack: Stack) -> Path:
+    """The prefect.yaml to deploy: the project's, or for N shards a copy written under run/."""
+    import yaml
+
+    source = stack.project_dir / "prefect.yaml"
+    if stack.shards == 1:
+        return source
+    spec = sharded_spec(yaml.safe_load(source.read_text()), stack.shards)
+    target = stack.run_dir / f"prefect.shards-{stack.shards}.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return target
+
+
 def deployment_names(stack: Stack) -> list[str]:
     import yaml
 
-    spec = yaml.safe_load((stack.project_dir / "prefect.yaml").read_text())
+    spec = sharded_spec(
+        yaml.safe_load((stack.project_dir / "prefect.yaml").read_text()), stack.shards
+    )
     return sorted(d["name"] for d in spec.get("deployments", []))
 
 
 def start_engine_run(stack: Stack) -> tuple[str, bool]:
-    """Start a run of the copy-engine deployment unless one is active; return (name, started)."""
+    """Start a run of each copy-engine deployment unless one is active; return (names, started)."""
+    names, started = [], False
     with stack.api() as api:
-        found = api.deployments([ENGINE_DEPLOYMENT])
-        if not found:
-            raise StackError(f"deployment {ENGINE_DEPLOYMENT} not found (did deploy succeed?)")
-        deployment_id = found[0]["id"]
-        active = api.flow_runs(deployment_id=deployment_id, states=[*EXECUTING_STATES, "SCHEDULED"])
-        if active:
-            return active[0]["name"], False
-        run = api.create_flow_run(deployment_id)
-        return run["name"], True
+        for deployment in engine_deployments(stack.shards):
+            found = api.deployments([deployment])
+            if not found:
+                raise StackError(f"deployment {deployment} not found (did deploy succeed?)")
+            deployment_id = found[0]["id"]
+            active = api.flow_runs(
+                deployment_id=deployment_id, states=[*EXECUTING_STATES, "SCHEDULED"]
+            )
+            if active:
+                names.append(active[0]["name"])
+                continue
+            run = api.create_flow_run(deployment_id)
+            names.append(run["name"])
+            started = True
+    return ", ".join(names), started
 
 
 # -- `copytrade down` ----------------------------------------------------------------------------

@@ -228,3 +228,26 @@ def test_flow_names_its_runs_and_publishes_its_artifacts(deployments: dict, name
         assert "database_url" not in template, f"{name}: run name {template!r}"
     missing = ARTIFACT_KEYS[name] - artifact_keys(flow)
     assert not missing, f"{name}: no artifact with key {sorted(missing)}"
+
+
+def test_up_with_n_shards_deploys_one_engine_per_shard_one_run_each(config: dict) -> None:
+    """`copytrade up --shards 3`: copy-engine-0 … copy-engine-2 with their shard parameters,
+    each one run at a time; the other deployments unchanged; 1 shard keeps `copy-engine`."""
+    from copytrade.ops.stack import engine_deployments, sharded_spec
+
+    assert sharded_spec(config, 1) == config
+    assert engine_deployments(1) == ["copy-engine"]
+    spec = sharded_spec(config, 3)
+    by_name = {d["name"]: d for d in spec["deployments"]}
+    assert engine_deployments(3) == ["copy-engine-0", "copy-engine-1", "copy-engine-2"]
+    assert set(by_name) == DEPLOYMENTS - {"copy-engine"} | set(engine_deployments(3))
+    flow = load_entrypoint(by_name["copy-engine-0"]["entrypoint"])
+    accepted = set(inspect.signature(flow.fn).parameters)
+    for i, name in enumerate(engine_deployments(3)):
+        engine = by_name[name]
+        assert engine["parameters"]["shard"] == i and engine["parameters"]["shards"] == 3
+        assert set(engine["parameters"]) <= accepted
+        assert engine["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+        assert not engine.get("schedules")
+    with pytest.raises(ValueError, match="--shard"):
+        sharded_spec(config, 0)

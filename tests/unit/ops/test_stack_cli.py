@@ -81,3 +81,34 @@ def test_up_on_other_ports_than_the_running_stack_is_refused(home: Path) -> None
         assert "--port: 45003 differs from the running stack's port 45001" in output
     finally:
         assert terminate([record], timeout=5) == ["prefect-server"]
+
+
+def test_up_with_shards_on_a_sqlite_ledger_is_refused_and_starts_nothing(home: Path) -> None:
+    """Shards need PostgreSQL: SQLite has one writer (exit 2, nothing started or migrated)."""
+    result = runner.invoke(app, ["up", "--shards", "2", "--no-paper"])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2, output
+    assert "--shards 2" in output and "PostgreSQL" in output
+    assert Stack.from_settings().processes() == {}
+    assert not (home / "ledger.db").exists()
+
+
+def test_up_with_another_shard_count_than_the_running_stack_is_refused(home: Path) -> None:
+    """Resharding is stop everything first: `up --shards M` beside running N shards exits 2."""
+    stack = Stack.from_settings(shards=3)
+    record = spawn(
+        "worker",
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        cwd=home.parent,
+        env=dict(os.environ),
+        log_dir=stack.run_dir,
+    )
+    stack.remember(record)
+    try:
+        assert Stack.from_settings().shards == 3  # `up` without --shards keeps the layout
+        result = runner.invoke(app, ["up", "--shards", "1", "--no-paper", "--no-engine"])
+        assert result.exit_code == 2, result.output
+        output = " ".join(result.output.split())
+        assert "--shards: 1 differs from the running stack's shard count 3" in output
+    finally:
+        assert terminate([record], timeout=5) == ["worker"]
