@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -201,18 +201,26 @@ class CopyEngine:
                 load_copies(session, changed, self.markets_by_kind)
         return bool(changed)
 
-    def note_marks(self, mode: str, prices: dict[str, Decimal]) -> None:
-        """The mark feed's prices: risk evaluates at them, entries compare with them."""
+    def note_marks(
+        self, mode: str, prices: Mapping[str, Decimal], at: datetime | None = None
+    ) -> None:
+        """The mark feed's prices (``at``: the exchange's time of them, when it said):
+        risk evaluates at them, entries compare with them."""
         now = time.monotonic()
         self.prices.update(prices)
-        self.available.update({(mode, s): (p, now) for s, p in prices.items()})
+        self.available.update({(mode, s): (p, now, at) for s, p in prices.items()})
 
-    def available_price(self, mode: str, symbol: str) -> Decimal | None:
-        """The price a follower's order meets now (the latest mark), if fresh enough."""
+    def available_price(self, mode: str, symbol: str, trade_at: datetime) -> Decimal | None:
+        """The price a follower's order meets now (the latest mark), if fresh enough: fetched
+        within AVAILABLE_MAX_AGE, and quoted no more than that before the leader's trade on the
+        exchange's own clock (a mark from before a market jump is not what the order meets)."""
         found = self.available.get((mode, symbol))
         if found is None or time.monotonic() - found[1] > AVAILABLE_MAX_AGE:
             return None
-        return found[0]
+        price, _, quoted_at = found
+        if quoted_at is not None and (trade_at - quoted_at).total_seconds() > AVAILABLE_MAX_AGE:
+            return None
+        return price
 
     def markets(self, ps: PortfolioState) -> dict[str, Market]:
         return self.markets_by_kind.get(ps.mode, {})
@@ -315,7 +323,7 @@ class CopyEngine:
         trade: Trade = event  # type: ignore[assignment]
         market = markets[trade.symbol]
         # R-COPY-12: the follower meets the market's price now, not the leader's fill price
-        reference = self.available_price(ps.mode, trade.symbol) or trade.price
+        reference = self.available_price(ps.mode, trade.symbol, trade.traded_at) or trade.price
         self.prices[trade.symbol] = trade.price
         position = ps.leader_positions.get(trade.symbol, ZERO)
         legs = ingest.split_legs(ps.mode, trade.side, trade.quantity, position)

@@ -22,13 +22,12 @@ logged and tried at the next tick; the previous prices stay in use meanwhile.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from copytrade import clock
 from copytrade.engine.state import PortfolioState
+from copytrade.exchange.protocol import Marks
 from copytrade.marks.store import Mark, PrunePolicy, prune, record
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ class MarkFeed:
         """One round: fetch every held symbol's mark, record, prune when due, evaluate risk."""
         wanted = self._wanted()
         now = clock.now()
-        fetched: dict[str, Mapping[str, Decimal]] = {}
+        fetched: dict[str, Marks] = {}
         failed = []
         for mode, by_portfolio in wanted.items():
             gateway = self._gateway(mode)
@@ -114,7 +113,7 @@ class MarkFeed:
         except Exception as exc:
             log.warning("recording %s marks failed (next tick writes them): %r", len(marks), exc)
         for mode, prices in fetched.items():
-            self.engine.note_marks(mode, dict(prices))
+            self.engine.note_marks(mode, prices, at=prices.at)
             for pid, symbols in wanted[mode].items():
                 ps = self.engine.portfolios.get(pid)
                 if ps is None or ps.book is None:

@@ -25,6 +25,7 @@ from copytrade.exchange.binance_fastpath import LeanOrders, Pending, timestamp
 from copytrade.exchange.errors import translate
 from copytrade.exchange.protocol import (
     FundingPayment,
+    Marks,
     OrderRequest,
     OrderState,
     Placement,
@@ -321,7 +322,7 @@ class CcxtGateway:
         row = await self._call(coro)
         return _dec(row["price"])
 
-    async def fetch_marks(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+    async def fetch_marks(self, symbols: Sequence[str]) -> Marks:
         """Return the marks of ``symbols``: USDⓈ-M ``premiumIndex`` markPrice, spot last price.
 
         One unfiltered request (weight 10 on futures, 4 on spot), then the asked symbols kept:
@@ -329,7 +330,7 @@ class CcxtGateway:
         """
         wanted = set(symbols)
         if not wanted:
-            return {}
+            return Marks()
         if self.kind == SPOT:
             rows = await self._call(self.exchange.publicGetTickerPrice())
             key = "price"
@@ -338,11 +339,14 @@ class CcxtGateway:
             key = "markPrice"
         if isinstance(rows, dict):
             rows = [rows]
-        out = {}
+        out = Marks()
         for row in rows:
             price = _dec(row.get(key))
             if row.get("symbol") in wanted and price > 0:
                 out[row["symbol"]] = price
+                if row.get("time"):  # premiumIndex carries the exchange's time; spot's ticker not
+                    at = datetime.fromtimestamp(int(row["time"]) / 1000, tz=UTC)
+                    out.at = at if out.at is None else max(out.at, at)
         return out
 
     async def funding_payments(self, since: datetime | None = None) -> list[FundingPayment]:

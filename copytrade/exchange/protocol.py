@@ -6,11 +6,23 @@ tests. Domain and engine code depend on this protocol, never on ccxt.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
+
+
+class Marks(dict[str, Decimal]):
+    """Mark prices by symbol, with the exchange's time of the quotes (None: the answer had none).
+
+    The time is the exchange's, not ours: under a simulated exchange clock, or after a stall, a
+    mark fetched seconds ago may be minutes behind the market a new fill happened in.
+    """
+
+    def __init__(self, prices: Mapping[str, Decimal] = (), at: datetime | None = None) -> None:
+        super().__init__(prices)
+        self.at = at
 
 
 class GatewayError(Exception):
@@ -153,11 +165,12 @@ class ExchangeGateway(Protocol):
 
     async def set_leverage(self, symbol: str, leverage: int) -> None: ...
 
-    async def fetch_marks(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+    async def fetch_marks(self, symbols: Sequence[str]) -> Marks:
         """Return the mark price of each of ``symbols`` the exchange lists (absent: not listed).
 
         USDⓈ-M futures: the mark price of ``premiumIndex`` (what Binance values positions at);
         spot: the last traded price (spot has no mark price). One request for all symbols.
+        ``Marks.at`` is the exchange's time of the quotes when the answer carries one.
         """
         ...
 

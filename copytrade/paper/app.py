@@ -346,7 +346,7 @@ class PaperServer:
                     "interestRate": "0.00010000",
                     "nextFundingTime": wall_ms()
                     + (upcoming[0][0] - sim if upcoming else 8 * 3_600_000),
-                    "time": wall_ms(),
+                    "time": sim,  # the exchange's time, the clock its trades carry
                 }
             )
         return rows[0] if p.get("symbol") else rows

@@ -181,8 +181,12 @@ def _open_intents(sm) -> int:
         )
 
 
-def _kill_mid_dispatch(op: _Operator, sm, admin, followers: int, timeout: float = 20.0) -> None:
-    """Slow orders down, wait until intents are persisted but unanswered, then kill -9."""
+def _kill_mid_dispatch(op: _Operator, sm, admin, followers: int, timeout: float = 60.0) -> None:
+    """Slow orders down, wait until intents are persisted but unanswered, then kill -9.
+
+    The wait is long enough to span the replay's quiet stretches on a loaded machine: a kill
+    made because nothing came in flight is counted apart, not as mid-dispatch.
+    """
     admin.add_fault("slow", count=followers, paths=[ORDER_PATH], methods=["POST"], delay=1.5)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

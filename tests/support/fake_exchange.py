@@ -21,6 +21,7 @@ from decimal import Decimal
 from copytrade import clock
 from copytrade.exchange.protocol import (
     FundingPayment,
+    Marks,
     OrderRequest,
     OrderState,
     Placement,
@@ -269,12 +270,12 @@ class FakeGateway:
     async def set_leverage(self, symbol: str, leverage: int) -> None:
         self.exchange.account(self.account_id).leverage[symbol] = leverage
 
-    async def fetch_marks(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+    async def fetch_marks(self, symbols: Sequence[str]) -> Marks:
         self.exchange.requests += 1
         await asyncio.sleep(0)
         if self.exchange.account(self.account_id).read_faults:
             raise Retryable("503 Service Unavailable on premiumIndex")
-        return {s: self.exchange.prices[s] for s in symbols if s in self.exchange.prices}
+        return Marks({s: self.exchange.prices[s] for s in symbols if s in self.exchange.prices})
 
     async def funding_payments(self, since: datetime | None = None) -> list[FundingPayment]:
         await asyncio.sleep(0)

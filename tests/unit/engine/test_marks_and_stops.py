@@ -175,6 +175,25 @@ async def test_entry_slippage_compares_the_available_price_with_the_leader_fill_
     assert r.skipped == 1 and r.sent == 1  # copy 0 holds nothing to reduce; copy 1 reduces
 
 
+async def test_a_mark_quoted_before_the_leaders_trade_on_the_exchange_clock_is_no_reference_R_COPY_12(
+    rig,
+):
+    """The mark was fetched a moment ago, but the exchange quoted it 10 minutes before the
+    leader's trade (a simulated clock jumped, or the feed stalled through a fast market): it is
+    not the price the follower meets, so the leader's price is the reference and the order goes.
+    A mark quoted within 30 s of the trade still holds the entry back."""
+    w = rig.build([{"allocation": "1000", "leverage": 10}])
+    eng = rig.engine()
+    trade = rig.leader_trade("buy", "1", "50000")
+    eng.note_marks("futures", {"BTCUSDT": D("50300")}, at=trade.traded_at - timedelta(minutes=10))
+    r = await eng.on_leader_event(w.portfolio_id, trade)
+    assert (r.sent, r.skipped) == (1, 0)
+    trade = rig.leader_trade("buy", "1", "50000")
+    eng.note_marks("futures", {"BTCUSDT": D("50300")}, at=trade.traded_at - timedelta(seconds=5))
+    r = await eng.on_leader_event(w.portfolio_id, trade)
+    assert (r.sent, r.skipped) == (0, 1)
+
+
 async def test_spot_entry_slippage_default_is_0_3_percent_for_btc_R_COPY_12(spot_rig):
     """Spot: 50,000 → 50,200 is 0.4 %: beyond spot's 0.3 % BTC default (futures would send)."""
     w = spot_rig.build([{"allocation": "1000"}])
