@@ -66,6 +66,20 @@ def session_factory(url: str | None = None) -> sessionmaker[Session]:
     return _factories[url]
 
 
+def dispose_factories() -> None:
+    """Close the pooled connections of every cached session factory and forget them.
+
+    A long-lived process keeps one factory per database URL; one that moves between databases
+    (the test suite: a fresh PostgreSQL schema per test) calls this so each schema's pool does
+    not hold its connections until the server runs out of them.
+    """
+    for factory in _factories.values():
+        bind = factory.kw.get("bind")
+        if bind is not None:
+            bind.dispose()
+    _factories.clear()
+
+
 @contextmanager
 def session_scope(url: str | None = None) -> Iterator[Session]:
     """Yield a session in a transaction: commit on success, roll back on any error."""

@@ -7,6 +7,7 @@ server is unreachable, and the skip says so.
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import models
 from copytrade.config import get_settings
-from copytrade.db import make_engine
+from copytrade.db import dispose_factories, make_engine
 
 PG_URL = os.environ.get(
     "COPYTRADE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -81,6 +82,18 @@ def pg_url() -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'drop schema "{schema}" cascade'))
         admin.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _release_database_connections() -> Iterator[None]:
+    """After each test: close the cached engines' pools (one per test database URL, otherwise kept
+    for the whole run until PostgreSQL refuses new clients), and collect what an in-process paper
+    exchange or engine froze out of the collector's sight (``gc.freeze``) so its connections go."""
+    yield
+    dispose_factories()
+    if gc.get_freeze_count():
+        gc.unfreeze()
+        gc.collect()
 
 
 @pytest.fixture
