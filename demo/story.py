@@ -74,6 +74,8 @@ class DemoResult:
     refusals: list[str] = field(default_factory=list)
     leader_orders: dict[str, int] = field(default_factory=dict)
     stopped: dict[int, str] = field(default_factory=dict)  # copy id → stop reason
+    stop_events: list[dict] = field(default_factory=list)  # trigger, threshold, result at the stop
+    event_settlements: list[dict] = field(default_factory=list)  # settled when the stop happened
     validation_passed: bool = False
     settlement_status: str = ""
     dbt_ok: bool = False
@@ -144,6 +146,7 @@ class _Story:
         self.codes: dict[str, str | None] = {}
         self.fills_copied = 0
         self.secrets: dict[str, str] = {}
+        self.event_runs: list[asyncio.Future] = []
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -385,6 +388,12 @@ class _Story:
         )
         await directory.start()
         engine = CopyEngine(self.factory, directory, directory.markets_by_kind)
+        # A stopped copy, once flat, is settled at once, as `copytrade engine run` does (the
+        # deployed engine emits copytrade.copy.stopped and the settle-event automation runs it).
+        loop = asyncio.get_running_loop()
+        engine.on_stopped = lambda cid, why: self.event_runs.append(
+            loop.run_in_executor(None, self.settle_stop_event, cid, why)
+        )
         runner = EngineRunner(engine, sweep_every=1.0, heartbeat_every=60.0)
         task = asyncio.create_task(runner.run())
         bots = GatewayFactory("futures", self.paper.base_url)
@@ -404,6 +413,82 @@ class _Story:
             await reconcile(engine)
             await bots.close()
             await directory.close()
+            await asyncio.gather(*self.event_runs)
+        self.show_stops()
+
+    def settle_stop_event(self, copy_id: int, reason: str | None) -> None:
+        """Settle a stopped, flat copy now, on the recorded marks (R-SET-5); idempotent."""
+        from copytrade.db import session_factory
+        from copytrade.settlement import RecordedMarks, SettlementService, ledger_integrity_gate
+
+        sessions = session_factory(self.url)
+        marks = RecordedMarks(sessions).preload(clock.now())
+        service = SettlementService(sessions, gate=ledger_integrity_gate(self.url), marks=marks)
+        try:
+            report = service.settle_event(copy_id)
+        except Exception as exc:  # left to the weekly run's pending events, as the engine does
+            self.result.event_settlements.append(
+                {"copy_id": copy_id, "trigger": reason or "", "status": f"not settled: {exc}"}
+            )
+            return
+        self.result.event_settlements.append(
+            {
+                "copy_id": copy_id,
+                "trigger": report.trigger,
+                "status": report.status,
+                "at": report.as_of,
+                "shares_paid": report.shares_paid,
+                "rebates_paid": report.rebates_paid,
+                "cash_returned": sum(report.cash_returned.values(), Decimal(0)),
+            }
+        )
+
+    def show_stops(self) -> None:
+        """Each stop-loss at its threshold, on the mark that fired it, and its event settlement."""
+        from copytrade.engine.marks_feed import MARK_EVERY_SECONDS
+        from models import CopyStopEvent
+
+        with self.factory() as s:
+            for ev in s.scalars(select(CopyStopEvent).order_by(CopyStopEvent.id)):
+                copy = s.get(Copy, ev.copy_id)
+                self.result.stop_events.append(
+                    {
+                        "copy_id": ev.copy_id,
+                        "trigger": ev.trigger,
+                        "threshold": ev.threshold,
+                        "result": ev.cumulative_pnl,
+                        "at": ev.at,
+                        "allocation": copy.allocation,
+                        "stop_loss_pct": copy.stop_loss_pct,
+                    }
+                )
+        for ev in self.result.stop_events:
+            who = self.copy_label(ev["copy_id"])
+            pct = ""
+            if ev["stop_loss_pct"] is not None and ev["trigger"] == "stop_loss":
+                pct = f" ({_money(ev['stop_loss_pct'])} % of {_money(ev['allocation'])})"
+            past = ""
+            if ev["threshold"] is not None and ev["result"] is not None:
+                past = f", {_money(abs(ev['result'] - ev['threshold']))} USDT past it"
+            self.console.print(
+                f"  [yellow]{ev['trigger']}[/] copy {ev['copy_id']} ({who}) at "
+                f"{ev['at']:%Y-%m-%d %H:%M:%S}: threshold {_money(ev['threshold'])} USDT{pct}, "
+                f"result at the stop {_money(ev['result'])} USDT{past} (R-COPY-3; the engine "
+                f"marks held positions every {MARK_EVERY_SECONDS:g} s and on every fill)"
+            )
+        for st in self.result.event_settlements:
+            who = self.copy_label(st["copy_id"])
+            if "at" not in st:
+                self.console.print(
+                    f"  event settlement copy {st['copy_id']} ({who}): {st['status']}"
+                )
+                continue
+            self.console.print(
+                f"  event settlement copy {st['copy_id']} ({who}): trigger {st['trigger']}, "
+                f"{st['status']}; share paid {_money(st['shares_paid'])} USDT, rebates "
+                f"{_money(st['rebates_paid'])} USDT, cash returned {_money(st['cash_returned'])} "
+                "USDT (R-SET-5)"
+            )
 
     async def replay(self, bots, progress: Progress) -> None:
         """Replay the real leader's fills at their times (the paper clock jumps to each)."""
