@@ -22,7 +22,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -31,37 +30,28 @@ from sqlalchemy import case, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from copytrade import clock
-from copytrade.db import update_rows
-from copytrade.domain.fees import leader_rebate
-from copytrade.domain.fills import slippage_bps
 from copytrade.domain.markets import Market
 from copytrade.domain.money import ZERO, to_units
 from copytrade.domain.sizing import SEND, SKIP_SLIPPAGE, FillSpec, size_fill
 from copytrade.domain.triggers import parse_trigger, stop_reason
-from copytrade.engine import closing, history, ingest, leader_leverage, risk
-from copytrade.engine.dispatch import SendResult, outcome_of, send_all
+from copytrade.engine import closing, guards, history, ingest, leader_leverage
+from copytrade.engine import record as record_stage
+from copytrade.engine import send as send_stage
+from copytrade.engine.dispatch import SendResult
 from copytrade.engine.persist import insert_intents, stored_time
 from copytrade.engine.state import (
-    CopyState,
     PortfolioState,
     copies_signature,
     load_copies,
     load_portfolios,
-    next_utc_midnight,
 )
-from copytrade.exchange.protocol import ExchangeGateway, OrderRequest, OrderState, Trade
+from copytrade.engine.types import FillReport, Intent
+from copytrade.exchange.protocol import ExchangeGateway, Trade
 from copytrade.gcpause import GcPause
-from copytrade.ledger import Ledger
-from copytrade.ledger.errors import LedgerError
-from copytrade.ledger.fill_transfers import fill_transfers
 from models import (
     AuditEntry,
     Copy,
-    CopyPosition,
     CopyStopEvent,
-    FollowerFill,
-    FollowerOrder,
     FollowerOrderIntent,
     LeaderFill,
     LeaderWatermark,
@@ -86,44 +76,6 @@ def client_order_id(fill_id: int, copy_id: int, leg: int) -> str:
 
 def _dec(units: int) -> Decimal:
     return Decimal(int(units)).scaleb(-8)
-
-
-@dataclass(slots=True)
-class Intent:
-    """An intent the engine is about to send, with what recording needs."""
-
-    intent_id: int
-    portfolio_id: int
-    copy: CopyState
-    index: int | None  # position in the portfolio's book (None: copy no longer active)
-    client_order_id: str
-    symbol: str
-    side: str
-    quantity: Decimal
-    reduce_only: bool
-    leverage: int | None
-    leader_fill_id: int | None
-    leader_price: Decimal | None
-    leader_time: datetime | None
-    kind: str = "copy"
-    leg: int = 0
-
-
-@dataclass(slots=True)
-class FillReport:
-    """What one leader event produced (for logs, tests and the benchmark)."""
-
-    leader_fill_id: int | None = None
-    quarantined: str | None = None
-    merged: bool = False  # already stored: the same trade from another source (R-IN-3)
-    intents: int = 0
-    sent: int = 0
-    skipped: int = 0
-    first_sent_at: datetime | None = None
-    last_ack_at: datetime | None = None
-    leader_time: datetime | None = None  # the leader fill's exchange time
-    received_at: datetime | None = None  # when the engine got the event
-    sized_at: datetime | None = None  # after sizing and persisting the intents
 
 
 class CopyEngine:
@@ -315,7 +267,7 @@ class CopyEngine:
         position = ps.leader_positions.get(trade.symbol, ZERO)
         legs = ingest.split_legs(ps.mode, trade.side, trade.quantity, position)
         first_of_order = trade.order_id not in ps.copied_orders
-        self._unpause_expired(ps)
+        guards.unpause_expired(ps)
         book = ps.book
         aum_capped = ps.aum_capped()
         sizings = []
@@ -485,349 +437,16 @@ class CopyEngine:
     # -- sending and recording -----------------------------------------------------------------
 
     async def _send_by_leg(self, intents: list[Intent]) -> list[SendResult]:
-        """Send a fill's orders, the reductions (leg 0) answered before the openings (leg 1).
-
-        Through zero (futures, one-way mode) a follower gets a reduce-only close and an opening on
-        the other side. Sent together, the opening could execute first; the close then meets a
-        position it would flip and is refused (-2022), leaving the follower long while the leader
-        is short (found by the fault campaign).
-        """
-        if all(it.leg == 0 for it in intents):
-            return await self._send(intents)
-        answers: dict[int, SendResult] = {}
-        for leg in sorted({it.leg for it in intents}):
-            batch = [it for it in intents if it.leg == leg]
-            answers.update(
-                zip((it.intent_id for it in batch), await self._send(batch), strict=True)
-            )
-        return [answers[it.intent_id] for it in intents]
+        return await send_stage.send_by_leg(self, intents)
 
     async def _send(self, intents: list[Intent]) -> list[SendResult]:
-        orders = [(self.gateway_for(it.copy.account_id), self._request(it), it) for it in intents]
-        if not orders:
-            return []
-        now = time.monotonic()
-        pending = []
-        for gw, _, it in orders:
-            if it.leverage and not it.reduce_only:
-                key = (it.copy.account_id, it.symbol, it.leverage)
-                if key not in self._leverage_set and self._leverage_retry.get(key, 0.0) <= now:
-                    pending.append((gw, it, key))
-        if pending:
-            # Leverage first, once per account, symbol and leverage, with bounded concurrency:
-            # a thousand at once queue long enough to fall outside Binance's recvWindow.
-            await self._set_leverage(pending)
-        return await send_all([(gw, req) for gw, req, _ in orders])
-
-    async def _set_leverage(self, pending) -> None:
-        sem = asyncio.Semaphore(LEVERAGE_CONCURRENCY)
-
-        async def one(gw, it, key):
-            async with sem:
-                try:
-                    await gw.set_leverage(it.symbol, it.leverage)
-                    self._leverage_set.add(key)
-                except Exception as exc:  # the order still goes; leverage is tried again later
-                    self._leverage_retry[key] = time.monotonic() + LEVERAGE_RETRY_SECONDS
-                    log.warning("set_leverage %s failed: %r", key, exc)
-
-        await asyncio.gather(*(one(*p) for p in pending))
-
-    @staticmethod
-    def _request(it: Intent) -> OrderRequest:
-        return OrderRequest(
-            symbol=it.symbol,
-            side=it.side,
-            quantity=it.quantity,
-            client_order_id=it.client_order_id,
-            reduce_only=it.reduce_only,
-        )
+        return await send_stage.send(self, intents)
 
     def record(
         self, ps: PortfolioState | None, intents: list[Intent], results: list[SendResult]
     ) -> None:
-        """Record send results: outcomes, orders, fills, ledger postings and positions."""
-        if not intents:
-            return
-        now = utcnow()
-        intent_updates, order_rows, fill_plans = [], [], []
-        for it, res in zip(intents, results, strict=True):
-            status, outcome, code, reason = outcome_of(res)
-            intent_updates.append(
-                {
-                    "iid": it.intent_id,
-                    "status": status,
-                    "outcome": outcome,
-                    "reason_code": code,
-                    "reason": reason,
-                    "sent_at": res.sent_at,
-                    "acked_at": res.acked_at,
-                }
-            )
-            if res.state is None and res.rejected is None:
-                continue
-            state = res.state
-            order_rows.append(
-                {
-                    "intent_id": it.intent_id,
-                    "copy_id": it.copy.copy_id,
-                    "client_order_id": it.client_order_id,
-                    "exchange_order_id": state.order_id if state else None,
-                    "exchange_status": state.status if state else "rejected",
-                    "filled_quantity": state.filled_quantity if state else ZERO,
-                    "average_price": state.average_price if state else None,
-                    "error_code": None if state else str(res.rejected.code),
-                    "error_message": None if state else str(res.rejected)[:2000],
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            if state is not None and state.filled_quantity > 0:
-                fill_plans.append((it, res, state, len(order_rows) - 1))
-        try:
-            with self.sf() as session, session.begin():
-                update_rows(
-                    session,
-                    FollowerOrderIntent.__table__,
-                    intent_updates,
-                    key="id",
-                    key_param="iid",
-                    columns=("status", "outcome", "reason_code", "reason", "sent_at", "acked_at"),
-                )
-                order_ids = self._upsert_orders(session, order_rows)
-                self._record_fills(session, ps, fill_plans, order_ids)
-        except Exception:
-            # The fills were already applied to the in-memory positions when the transaction
-            # failed (e.g. a dropped database session): reload the copies from the database
-            # before the next fill, so the sweep's adoption of these orders counts them once.
-            if ps is not None:
-                ps.copies_stale = True
-            raise
-        self.inflight.difference_update(it.intent_id for it in intents)
-
-    def _upsert_orders(self, session: Session, rows: list[dict]) -> list[int]:
-        if not rows:
-            return []
-        existing = dict(
-            session.execute(
-                select(FollowerOrder.client_order_id, FollowerOrder.id).where(
-                    FollowerOrder.client_order_id.in_([r["client_order_id"] for r in rows])
-                )
-            ).all()
-        )
-        fresh = [r for r in rows if r["client_order_id"] not in existing]
-        if fresh:
-            new_ids = session.scalars(
-                FollowerOrder.__table__.insert().returning(
-                    FollowerOrder.id, sort_by_parameter_order=True
-                ),
-                fresh,
-            ).all()
-            existing.update(zip((r["client_order_id"] for r in fresh), new_ids, strict=True))
-        stale = [r for r in rows if r not in fresh]
-        update_rows(
-            session,
-            FollowerOrder.__table__,
-            [{**r, "cid": r["client_order_id"]} for r in stale],
-            key="client_order_id",
-            key_param="cid",
-            columns=(
-                "exchange_order_id",
-                "exchange_status",
-                "filled_quantity",
-                "average_price",
-                "updated_at",
-            ),
-        )
-        return [existing[r["client_order_id"]] for r in rows]
-
-    def _record_fills(self, session: Session, ps: PortfolioState | None, plans, order_ids) -> None:
-        if not plans:
-            return
-        accounts = {it.copy.account_id for it, *_ in plans}
-        known = set()
-        trades_by_plan = []
-        for it, _res, state, _oi in plans:
-            trades = list(state.trades) or [self._aggregate_trade(it, state)]
-            trades_by_plan.append(trades)
-        ids = {t.trade_id for trades in trades_by_plan for t in trades}
-        if ids:
-            known = set(
-                session.execute(
-                    select(
-                        FollowerFill.exchange_account_id,
-                        FollowerFill.symbol,
-                        FollowerFill.exchange_trade_id,
-                    ).where(
-                        FollowerFill.exchange_account_id.in_(
-                            [a for a in accounts if a is not None] or [0]
-                        ),
-                        FollowerFill.exchange_trade_id.in_(list(ids)),
-                    )
-                ).all()
-            )
-        fill_rows, transfers, touched = [], [], {}
-        for (it, res, _state, oi), trades in zip(plans, trades_by_plan, strict=True):
-            copy = it.copy
-            market = self.markets_by_kind.get(copy.kind, {}).get(it.symbol)
-            base = market.base if market else it.symbol.removesuffix("USDT")
-            quote = market.quote if market else "USDT"
-            taker = market.taker_fee if market else Decimal("0.001")
-            pos = copy.position(it.symbol)
-            for t in trades:
-                if (copy.account_id, t.symbol, t.trade_id) in known:
-                    continue
-                known.add((copy.account_id, t.symbol, t.trade_id))
-                if t.fee_asset is None:  # no trade details: the fee at the follower's rate
-                    fee, fee_asset = (t.quantity * t.price * taker).quantize(Decimal("1e-8")), quote
-                else:
-                    fee, fee_asset = t.fee or ZERO, t.fee_asset
-                realised = pos.apply(t.side, t.quantity, t.price)
-                if copy.kind == "spot" and fee_asset == base and t.side == "buy":
-                    pos.quantity -= fee  # Binance takes a spot buy's fee from the bought asset
-                fee_quote = fee if fee_asset == quote else (fee * t.price).quantize(Decimal("1e-8"))
-                pos.fees_paid += fee_quote
-                copy.realised += realised
-                copy.fees += fee_quote
-                self._add_day_pnl(copy, realised - fee_quote)
-                if copy.kind == "spot":
-                    cost = (t.quantity * t.price).quantize(Decimal("1e-8"))
-                    copy.cash += -cost if t.side == "buy" else cost
-                else:
-                    copy.cash += realised
-                if fee_asset == quote:
-                    copy.cash -= fee
-                if t.realised_pnl is not None and copy.kind == "futures":
-                    realised_rec = t.realised_pnl
-                else:
-                    realised_rec = realised
-                rebate = leader_rebate(fee) if fee > 0 else ZERO
-                key = f"{copy.account_id}:{t.symbol}:{t.trade_id}"
-                delay = (
-                    int((res.acked_at - it.leader_time).total_seconds() * 1000)
-                    if it.leader_time and res.acked_at
-                    else None
-                )
-                fill_rows.append(
-                    {
-                        "order_id": order_ids[oi],
-                        "copy_id": copy.copy_id,
-                        "leader_fill_id": it.leader_fill_id,
-                        "exchange_account_id": copy.account_id,
-                        "exchange_trade_id": t.trade_id,
-                        "symbol": t.symbol,
-                        "side": t.side,
-                        "price": t.price,
-                        "quantity": t.quantity,
-                        "fee": fee,
-                        "fee_asset": fee_asset,
-                        "realised_pnl": realised_rec,
-                        "traded_at": t.traded_at,
-                        "leader_price": it.leader_price,
-                        "slippage_bps": slippage_bps(t.side, it.leader_price, t.price),
-                        "rebate": rebate,
-                        "copy_delay_ms": delay,
-                    }
-                )
-                transfers.extend(
-                    fill_transfers(
-                        key=key,
-                        copy_id=copy.copy_id,
-                        portfolio_id=it.portfolio_id,
-                        venue=self.venue,
-                        kind=copy.kind,
-                        base=base,
-                        quote=quote,
-                        side=t.side,
-                        quantity=t.quantity,
-                        price=t.price,
-                        fee=fee,
-                        fee_asset=fee_asset,
-                        realised_pnl=realised,
-                        refs={"copy_id": copy.copy_id, "client_order_id": it.client_order_id},
-                    )
-                )
-            touched[(copy.copy_id, it.symbol)] = pos
-            if ps is not None and it.index is not None and it.index < len(ps.copies):
-                ps.refresh_copy(it.index)
-        if fill_rows:
-            session.execute(FollowerFill.__table__.insert(), fill_rows)
-        self._post(session, transfers)
-        self._save_positions(session, touched)
-
-    def _post(self, session: Session, transfers) -> None:
-        if not transfers:
-            return
-        ledger = Ledger(session)
-        try:
-            with session.begin_nested():
-                ledger.post_many(transfers)
-        except LedgerError as exc:
-            # One copy's ledger problem (e.g. a fill that cost more than its cash) must not lose
-            # the others' postings or the fills themselves: post one by one and log the refusal.
-            log.error("bulk ledger posting refused (%s); posting one by one", exc)
-            for spec in transfers:
-                try:
-                    with session.begin_nested():
-                        ledger.post(spec)
-                except LedgerError as one:
-                    log.error("ledger refused %s: %s", spec.key, one)
-                    session.add(
-                        AuditEntry(
-                            actor="system",
-                            action="ledger_posting_refused",
-                            subject_type="transfer",
-                            subject_id=spec.key[:64],
-                            rule=getattr(one, "rule", None),
-                            reason=str(one)[:2000],
-                        )
-                    )
-
-    def _save_positions(self, session: Session, touched: dict[tuple[int, str], object]) -> None:
-        if not touched:
-            return
-        now = utcnow()
-        existing = {
-            (c, s): i
-            for i, c, s in session.execute(
-                select(CopyPosition.id, CopyPosition.copy_id, CopyPosition.symbol).where(
-                    CopyPosition.copy_id.in_({c for c, _ in touched})
-                )
-            )
-        }
-        fresh, changed = [], []
-        for (copy_id, symbol), pos in touched.items():
-            row = {
-                "copy_id": copy_id,
-                "symbol": symbol,
-                "quantity": pos.quantity,
-                "average_price": pos.average_price,
-                "realised_pnl": pos.realised_pnl,
-                "fees_paid": pos.fees_paid,
-                "accumulated": pos.accumulated,
-                "updated_at": now,
-            }
-            if (copy_id, symbol) in existing:
-                changed.append({**row, "pid": existing[(copy_id, symbol)]})
-            else:
-                fresh.append(row)
-        if fresh:
-            session.execute(CopyPosition.__table__.insert(), fresh)
-        update_rows(
-            session,
-            CopyPosition.__table__,
-            changed,
-            key="id",
-            key_param="pid",
-            columns=(
-                "quantity",
-                "average_price",
-                "realised_pnl",
-                "fees_paid",
-                "accumulated",
-                "updated_at",
-            ),
-        )
+        """Record send results (``record``): outcomes, orders, fills, ledger, positions."""
+        record_stage.record(self, ps, intents, results)
 
     def _save_accumulators(self, session: Session, ps: PortfolioState, before: dict) -> None:
         """Persist accumulate remainders that sizing changed (R-COPY-6 accumulate)."""
@@ -844,7 +463,7 @@ class CopyEngine:
                 pos = copy.position(symbol)
                 pos.accumulated = _dec(acc[int(i)])
                 touched[(copy.copy_id, symbol)] = pos
-        self._save_positions(session, touched)
+        record_stage.save_positions(session, touched)
 
     def _save_watermark(
         self, session: Session, ps: PortfolioState, trade: Trade, position: Decimal
@@ -874,24 +493,6 @@ class CopyEngine:
                 },
             )
 
-    @staticmethod
-    def _aggregate_trade(it: Intent, state: OrderState) -> Trade:
-        """One fill for an order the exchange answered without trade details (keyed by order id)."""
-        return Trade(
-            trade_id=f"o{state.order_id}",
-            order_id=state.order_id,
-            client_order_id=state.client_order_id,
-            symbol=state.symbol,
-            side=state.side,
-            price=state.average_price or it.leader_price or ZERO,
-            quantity=state.filled_quantity,
-            fee=ZERO,
-            fee_asset=None,  # type: ignore[arg-type]
-            realised_pnl=None,
-            is_maker=False,
-            traded_at=state.updated_at or clock.now(),
-        )
-
     # -- quarantine ----------------------------------------------------------------------------
 
     def _quarantine(
@@ -911,67 +512,8 @@ class CopyEngine:
 
     # -- guards: daily loss (R-X-3), copy SL/TP (R-COPY-3), position TP/SL (R-COPY-12) ---------
 
-    def _add_day_pnl(self, copy: CopyState, amount: Decimal) -> None:
-        today = clock.now().date()
-        if copy.day != today:
-            copy.day, copy.day_pnl = today, ZERO
-        copy.day_pnl += amount
-
-    def _unpause_expired(self, ps: PortfolioState) -> None:
-        now = clock.now()
-        for i, c in enumerate(ps.copies):
-            if c.paused_until and c.paused_until <= now and ps.book.paused[i]:
-                ps.book.paused[i] = False
-
     async def _guards(self, ps: PortfolioState, symbols: str | Iterable[str]) -> None:
-        """Daily loss pause (R-X-3), per-position TP/SL and copy stops (R-COPY-3) at ``self.prices``.
-
-        Runs after every leader fill and on every mark update (``marks_feed``); the rules are in
-        ``copytrade.engine.risk``.
-        """
-        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
-        now = clock.now()
-        pauses = []
-        for i, c in enumerate(ps.copies):
-            if c.daily_loss_limit and c.day_pnl <= -c.daily_loss_limit and not ps.book.paused[i]:
-                c.paused_until = next_utc_midnight(now)
-                ps.book.paused[i] = True
-                pauses.append(c)
-        closes = risk.position_closes(ps.copies, symbols, self.prices)
-        stops = []
-        watched = risk.watched(ps)
-        if watched:
-            with self.sf() as session:
-                paid = risk.shares_paid(session, watched)
-            stops = risk.copy_stops(watched, self.prices, paid)
-        stopping = {s.copy.copy_id for s in stops}
-        closes = [(c, sym) for c, sym in closes if c.copy_id not in stopping]
-        if pauses:
-            with self.sf() as session, session.begin():
-                for c in pauses:
-                    session.execute(
-                        update(Copy).where(Copy.id == c.copy_id).values(paused_until=c.paused_until)
-                    )
-                    session.add(
-                        AuditEntry(
-                            actor="system",
-                            action="copy_paused",
-                            subject_type="copy",
-                            subject_id=str(c.copy_id),
-                            rule="R-X-3",
-                            reason=f"daily loss {c.day_pnl} reached the limit {c.daily_loss_limit}",
-                        )
-                    )
-        for c, symbol_ in closes:
-            await self.close_position(c.copy_id, symbol_, kind="close", ps=ps)
-        for stop in stops:
-            await self.stop_copy(
-                stop.copy.copy_id,
-                stop.trigger.value,
-                pnl=stop.result,
-                threshold=stop.threshold,
-                ps=ps,
-            )
+        await guards.run(self, ps, symbols)
 
     # -- manual close, stop copying (R-COPY-5), stops (R-COPY-3) -------------------------------
 

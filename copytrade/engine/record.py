@@ -1,0 +1,421 @@
+"""Stage 5, record: the exchange's answers → intent outcomes, orders, fills, ledger, positions.
+
+One transaction per batch of answers (R-COPY-7: every intent ends in exactly one outcome):
+
+1. each intent's outcome (``dispatch.outcome_of``) and its exchange order (inserted or updated
+   by client order id);
+2. each new follower trade (deduplicated by account, symbol and trade id) applied to the copy's
+   in-memory position, stored as a follower fill with fee, rebate, leader price, slippage and copy
+   delay (R-COPY-8, R-FEE-1/2/4), and turned into ledger transfers by the one posting module
+   ``copytrade.ledger.fill_transfers``;
+3. the transfers posted in bulk, the touched positions saved.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, NamedTuple
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from copytrade import clock
+from copytrade.db import update_rows
+from copytrade.domain.fees import leader_rebate
+from copytrade.domain.fills import slippage_bps
+from copytrade.domain.markets import Market
+from copytrade.domain.money import UNIT, ZERO
+from copytrade.engine.dispatch import SendResult, outcome_of
+from copytrade.engine.guards import add_day_pnl
+from copytrade.engine.state import CopyState, PortfolioState
+from copytrade.engine.types import Intent
+from copytrade.exchange.protocol import OrderState, Trade
+from copytrade.ledger import Ledger
+from copytrade.ledger.errors import LedgerError
+from copytrade.ledger.fill_transfers import fill_transfers
+from models import AuditEntry, CopyPosition, FollowerFill, FollowerOrder, FollowerOrderIntent
+from models.types import utcnow
+
+if TYPE_CHECKING:
+    from copytrade.engine.core import CopyEngine
+
+log = logging.getLogger(__name__)
+DEFAULT_TAKER_FEE = Decimal("0.001")  # a symbol without market metadata (adopted leftovers)
+POSITION_COLUMNS = (
+    "quantity",
+    "average_price",
+    "realised_pnl",
+    "fees_paid",
+    "accumulated",
+    "updated_at",
+)
+ORDER_UPDATE_COLUMNS = (
+    "exchange_order_id",
+    "exchange_status",
+    "filled_quantity",
+    "average_price",
+    "updated_at",
+)
+
+
+class FillPlan(NamedTuple):
+    """An answered order with executed quantity: its trades become follower fills."""
+
+    intent: Intent
+    result: SendResult
+    state: OrderState
+    order_index: int  # index into the batch's exchange order rows
+
+
+class MarketTerms(NamedTuple):
+    """What recording needs of a copy's market: the assets and the taker fee rate."""
+
+    base: str
+    quote: str
+    taker_fee: Decimal
+
+    @classmethod
+    def of(cls, market: Market | None, symbol: str) -> MarketTerms:
+        if market is None:
+            return cls(symbol.removesuffix("USDT"), "USDT", DEFAULT_TAKER_FEE)
+        return cls(market.base, market.quote, market.taker_fee)
+
+
+@dataclass(slots=True)
+class Recorded:
+    """What one batch writes besides outcomes and orders."""
+
+    fill_rows: list[dict]
+    transfers: list
+    touched: dict[tuple[int, str], object]
+
+
+def record(
+    engine: CopyEngine,
+    ps: PortfolioState | None,
+    intents: list[Intent],
+    results: list[SendResult],
+) -> None:
+    """Record send results: outcomes, orders, fills, ledger postings and positions."""
+    if not intents:
+        return
+    intent_updates, order_rows, plans = _outcomes(intents, results)
+    try:
+        with engine.sf() as session, session.begin():
+            update_rows(
+                session,
+                FollowerOrderIntent.__table__,
+                intent_updates,
+                key="id",
+                key_param="iid",
+                columns=("status", "outcome", "reason_code", "reason", "sent_at", "acked_at"),
+            )
+            order_ids = upsert_orders(session, order_rows)
+            record_fills(engine, session, ps, plans, order_ids)
+    except Exception:
+        # The fills were already applied to the in-memory positions when the transaction
+        # failed (e.g. a dropped database session): reload the copies from the database
+        # before the next fill, so the sweep's adoption of these orders counts them once.
+        if ps is not None:
+            ps.copies_stale = True
+        raise
+    engine.inflight.difference_update(it.intent_id for it in intents)
+
+
+def _outcomes(
+    intents: list[Intent], results: list[SendResult]
+) -> tuple[list[dict], list[dict], list[FillPlan]]:
+    """Each intent's outcome row, each answered order's row, and the orders that executed."""
+    now = utcnow()
+    intent_updates, order_rows, plans = [], [], []
+    for it, res in zip(intents, results, strict=True):
+        status, outcome, code, reason = outcome_of(res)
+        intent_updates.append(
+            {
+                "iid": it.intent_id,
+                "status": status,
+                "outcome": outcome,
+                "reason_code": code,
+                "reason": reason,
+                "sent_at": res.sent_at,
+                "acked_at": res.acked_at,
+            }
+        )
+        if res.state is None and res.rejected is None:
+            continue
+        order_rows.append(_order_row(it, res, now))
+        if res.state is not None and res.state.filled_quantity > 0:
+            plans.append(FillPlan(it, res, res.state, len(order_rows) - 1))
+    return intent_updates, order_rows, plans
+
+
+def _order_row(it: Intent, res: SendResult, now: datetime) -> dict:
+    state = res.state
+    return {
+        "intent_id": it.intent_id,
+        "copy_id": it.copy.copy_id,
+        "client_order_id": it.client_order_id,
+        "exchange_order_id": state.order_id if state else None,
+        "exchange_status": state.status if state else "rejected",
+        "filled_quantity": state.filled_quantity if state else ZERO,
+        "average_price": state.average_price if state else None,
+        "error_code": None if state else str(res.rejected.code),
+        "error_message": None if state else str(res.rejected)[:2000],
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def upsert_orders(session: Session, rows: list[dict]) -> list[int]:
+    """Insert new exchange orders, update known ones (by client order id); return their ids."""
+    if not rows:
+        return []
+    existing = dict(
+        session.execute(
+            select(FollowerOrder.client_order_id, FollowerOrder.id).where(
+                FollowerOrder.client_order_id.in_([r["client_order_id"] for r in rows])
+            )
+        ).all()
+    )
+    fresh = [r for r in rows if r["client_order_id"] not in existing]
+    if fresh:
+        new_ids = session.scalars(
+            FollowerOrder.__table__.insert().returning(
+                FollowerOrder.id, sort_by_parameter_order=True
+            ),
+            fresh,
+        ).all()
+        existing.update(zip((r["client_order_id"] for r in fresh), new_ids, strict=True))
+    stale = [r for r in rows if r not in fresh]
+    update_rows(
+        session,
+        FollowerOrder.__table__,
+        [{**r, "cid": r["client_order_id"]} for r in stale],
+        key="client_order_id",
+        key_param="cid",
+        columns=ORDER_UPDATE_COLUMNS,
+    )
+    return [existing[r["client_order_id"]] for r in rows]
+
+
+def record_fills(
+    engine: CopyEngine,
+    session: Session,
+    ps: PortfolioState | None,
+    plans: list[FillPlan],
+    order_ids: list[int],
+) -> None:
+    """Store each new follower trade as a fill, post its transfers, save the positions."""
+    if not plans:
+        return
+    trades_by_plan = [list(p.state.trades) or [aggregate_trade(p.intent, p.state)] for p in plans]
+    known = _known_trades(session, plans, trades_by_plan)
+    out = Recorded([], [], {})
+    for plan, trades in zip(plans, trades_by_plan, strict=True):
+        it, copy = plan.intent, plan.intent.copy
+        terms = MarketTerms.of(engine.markets_by_kind.get(copy.kind, {}).get(it.symbol), it.symbol)
+        for t in trades:
+            if (copy.account_id, t.symbol, t.trade_id) in known:
+                continue
+            known.add((copy.account_id, t.symbol, t.trade_id))
+            _record_trade(engine.venue, plan, order_ids[plan.order_index], terms, t, out)
+        out.touched[(copy.copy_id, it.symbol)] = copy.position(it.symbol)
+        if ps is not None and it.index is not None and it.index < len(ps.copies):
+            ps.refresh_copy(it.index)
+    if out.fill_rows:
+        session.execute(FollowerFill.__table__.insert(), out.fill_rows)
+    post(session, out.transfers)
+    save_positions(session, out.touched)
+
+
+def _known_trades(session: Session, plans: list[FillPlan], trades_by_plan) -> set[tuple]:
+    """(account, symbol, trade id) of the batch's trades already stored (R-COPY-11: once)."""
+    ids = list({t.trade_id for trades in trades_by_plan for t in trades})
+    if not ids:
+        return set()
+    accounts = [a for a in {p.intent.copy.account_id for p in plans} if a is not None]
+    return set(
+        session.execute(
+            select(
+                FollowerFill.exchange_account_id,
+                FollowerFill.symbol,
+                FollowerFill.exchange_trade_id,
+            ).where(
+                FollowerFill.exchange_account_id.in_(accounts or [0]),
+                FollowerFill.exchange_trade_id.in_(ids),
+            )
+        ).all()
+    )
+
+
+def _record_trade(
+    venue: str, plan: FillPlan, order_id: int, terms: MarketTerms, t: Trade, out: Recorded
+) -> None:
+    """Apply one follower trade to the copy and add its fill row and ledger transfers."""
+    it, copy = plan.intent, plan.intent.copy
+    if t.fee_asset is None:  # no trade details: the fee at the follower's rate
+        fee, fee_asset = (t.quantity * t.price * terms.taker_fee).quantize(UNIT), terms.quote
+    else:
+        fee, fee_asset = t.fee or ZERO, t.fee_asset
+    realised = _apply_to_copy(copy, it.symbol, t, fee, fee_asset, terms)
+    if t.realised_pnl is not None and copy.kind == "futures":
+        realised_rec = t.realised_pnl
+    else:
+        realised_rec = realised
+    acked, leader_time = plan.result.acked_at, it.leader_time
+    out.fill_rows.append(
+        {
+            "order_id": order_id,
+            "copy_id": copy.copy_id,
+            "leader_fill_id": it.leader_fill_id,
+            "exchange_account_id": copy.account_id,
+            "exchange_trade_id": t.trade_id,
+            "symbol": t.symbol,
+            "side": t.side,
+            "price": t.price,
+            "quantity": t.quantity,
+            "fee": fee,
+            "fee_asset": fee_asset,
+            "realised_pnl": realised_rec,
+            "traded_at": t.traded_at,
+            "leader_price": it.leader_price,
+            "slippage_bps": slippage_bps(t.side, it.leader_price, t.price),
+            "rebate": leader_rebate(fee) if fee > 0 else ZERO,
+            "copy_delay_ms": int((acked - leader_time).total_seconds() * 1000)
+            if leader_time and acked
+            else None,
+        }
+    )
+    out.transfers.extend(
+        fill_transfers(
+            key=f"{copy.account_id}:{t.symbol}:{t.trade_id}",
+            copy_id=copy.copy_id,
+            portfolio_id=it.portfolio_id,
+            venue=venue,
+            kind=copy.kind,
+            base=terms.base,
+            quote=terms.quote,
+            side=t.side,
+            quantity=t.quantity,
+            price=t.price,
+            fee=fee,
+            fee_asset=fee_asset,
+            realised_pnl=realised,
+            refs={"copy_id": copy.copy_id, "client_order_id": it.client_order_id},
+        )
+    )
+
+
+def _apply_to_copy(
+    copy: CopyState, symbol: str, t: Trade, fee: Decimal, fee_asset: str, terms: MarketTerms
+) -> Decimal:
+    """Move the copy's position, cash, fees and day result by one trade; return its realised."""
+    pos = copy.position(symbol)
+    realised = pos.apply(t.side, t.quantity, t.price)
+    if copy.kind == "spot" and fee_asset == terms.base and t.side == "buy":
+        pos.quantity -= fee  # Binance takes a spot buy's fee from the bought asset
+    fee_quote = fee if fee_asset == terms.quote else (fee * t.price).quantize(UNIT)
+    pos.fees_paid += fee_quote
+    copy.realised += realised
+    copy.fees += fee_quote
+    add_day_pnl(copy, realised - fee_quote)
+    if copy.kind == "spot":
+        cost = (t.quantity * t.price).quantize(UNIT)
+        copy.cash += -cost if t.side == "buy" else cost
+    else:
+        copy.cash += realised
+    if fee_asset == terms.quote:
+        copy.cash -= fee
+    return realised
+
+
+def post(session: Session, transfers: list) -> None:
+    """Post the batch's transfers in bulk; one refused posting must not lose the others."""
+    if not transfers:
+        return
+    ledger = Ledger(session)
+    try:
+        with session.begin_nested():
+            ledger.post_many(transfers)
+    except LedgerError as exc:
+        # One copy's ledger problem (e.g. a fill that cost more than its cash) must not lose
+        # the others' postings or the fills themselves: post one by one and log the refusal.
+        log.error("bulk ledger posting refused (%s); posting one by one", exc)
+        for spec in transfers:
+            try:
+                with session.begin_nested():
+                    ledger.post(spec)
+            except LedgerError as one:
+                log.error("ledger refused %s: %s", spec.key, one)
+                session.add(
+                    AuditEntry(
+                        actor="system",
+                        action="ledger_posting_refused",
+                        subject_type="transfer",
+                        subject_id=spec.key[:64],
+                        rule=getattr(one, "rule", None),
+                        reason=str(one)[:2000],
+                    )
+                )
+
+
+def save_positions(session: Session, touched: dict[tuple[int, str], object]) -> None:
+    """Insert or update the copy positions ``touched`` ((copy id, symbol) → position)."""
+    if not touched:
+        return
+    now = utcnow()
+    existing = {
+        (c, s): i
+        for i, c, s in session.execute(
+            select(CopyPosition.id, CopyPosition.copy_id, CopyPosition.symbol).where(
+                CopyPosition.copy_id.in_({c for c, _ in touched})
+            )
+        )
+    }
+    fresh, changed = [], []
+    for (copy_id, symbol), pos in touched.items():
+        row = {
+            "copy_id": copy_id,
+            "symbol": symbol,
+            "quantity": pos.quantity,
+            "average_price": pos.average_price,
+            "realised_pnl": pos.realised_pnl,
+            "fees_paid": pos.fees_paid,
+            "accumulated": pos.accumulated,
+            "updated_at": now,
+        }
+        if (copy_id, symbol) in existing:
+            changed.append({**row, "pid": existing[(copy_id, symbol)]})
+        else:
+            fresh.append(row)
+    if fresh:
+        session.execute(CopyPosition.__table__.insert(), fresh)
+    update_rows(
+        session,
+        CopyPosition.__table__,
+        changed,
+        key="id",
+        key_param="pid",
+        columns=POSITION_COLUMNS,
+    )
+
+
+def aggregate_trade(it: Intent, state: OrderState) -> Trade:
+    """One fill for an order the exchange answered without trade details (keyed by order id)."""
+    return Trade(
+        trade_id=f"o{state.order_id}",
+        order_id=state.order_id,
+        client_order_id=state.client_order_id,
+        symbol=state.symbol,
+        side=state.side,
+        price=state.average_price or it.leader_price or ZERO,
+        quantity=state.filled_quantity,
+        fee=ZERO,
+        fee_asset=None,  # type: ignore[arg-type]
+        realised_pnl=None,
+        is_maker=False,
+        traded_at=state.updated_at or clock.now(),
+    )
