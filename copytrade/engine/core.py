@@ -1,15 +1,20 @@
-"""The copy engine: leader fill in → every active copy sized → intents persisted → sent → recorded.
+"""The copy engine's coordinator: one leader fill through the stages, in this order.
 
-Per leader fill (R-COPY-10, driven by fills, partial ones included), under the portfolio's lock:
+Per leader fill (R-COPY-10, driven by fills, partial ones included), under the portfolio's lock
+(``CopyEngine._handle``):
 
-1. ingest: validate or quarantine (R-IN-1), split into legs against the leader's position;
-2. size every active copy in one vectorised pass per leg (``copytrade.domain.sizing``);
-3. persist the leader fill and *all* its intents in one transaction, each with the deterministic
-   client order id ``c<fill>-<copy>-<leg>`` (R-COPY-11); skipped copies get their outcome here;
-4. send the orders concurrently, one gateway per account (``dispatch.send_all``);
-5. record in one transaction: intent outcomes, exchange orders, follower fills with fee, rebate,
-   leader price, follower price, slippage and copy delay (R-COPY-8, R-FEE-1/2/4), ledger postings,
-   positions; then the copy guards (daily loss, copy stop-loss/take-profit, position TP/SL).
+1. ``accept``  — stream event → ``LeaderFill``: validated or quarantined (R-IN-1), merged when
+   another source stored it (R-IN-3), split into legs against the leader's position;
+2. ``size``    — copy book + ``LeaderFill`` → ``IntentBatch``: every active copy in one
+   vectorised pass per leg (``copytrade.domain.sizing``);
+3. ``persist`` — the leader fill and *all* its intents in one transaction before any send, each
+   with the client order id ``c<fill>-<copy>-<leg>`` (R-COPY-11); skipped copies end here;
+4. ``send``    — the orders through the exchange port (``dispatch`` → ``place_many``), the
+   reductions answered before the openings;
+5. ``record``  — outcomes, orders, follower fills (R-COPY-8, R-FEE-1/2/4), ledger transfers
+   (``copytrade.ledger.fill_transfers``) and positions in one transaction;
+6. ``guards``  — daily loss (R-X-3), position TP/SL, copy stops (R-COPY-3, ``risk``), whose
+   orders go through ``closing``.
 
 Every leader fill × active copy thus has exactly one intent, and every intent ends in exactly one
 outcome (R-COPY-7); intents whose outcome is still unknown are resolved by ``reconcile``.
@@ -24,12 +29,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from copytrade.domain.markets import Market
-from copytrade.domain.triggers import parse_trigger, stop_reason
 from copytrade.engine import accept, closing, guards, persist, size
 from copytrade.engine import record as record_stage
 from copytrade.engine import send as send_stage
@@ -43,11 +46,6 @@ from copytrade.engine.state import (
 from copytrade.engine.types import FillReport, Intent
 from copytrade.exchange.protocol import ExchangeGateway
 from copytrade.gcpause import GcPause
-from models import (
-    AuditEntry,
-    Copy,
-    CopyStopEvent,
-)
 from models.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -267,23 +265,7 @@ class CopyEngine:
     ) -> list[Intent]:
         """Close (all or ``quantity`` of) a copy's position in ``symbol`` with a recorded order."""
         ps, index = self._find(copy_id) if ps is None else (ps, self._find(copy_id)[1])
-        copy = ps.copies[index]
-        pos = copy.positions.get(symbol)
-        if not pos or not pos.quantity:
-            return []
-        qty = abs(pos.quantity) if quantity is None else min(quantity, abs(pos.quantity))
-        market = self.markets(ps).get(symbol)
-        if market is not None:
-            qty = market.round_amount(qty)
-        if qty <= 0:
-            return []
-        side = "sell" if pos.quantity > 0 else "buy"
-        intents = self._persist_extra(
-            ps, [(copy, index, symbol, side, qty, ps.mode == "futures")], kind
-        )
-        results = await self._send(intents)
-        self.record(ps, intents, results)
-        return intents
+        return await closing.close_position(self, ps, index, symbol, kind, quantity)
 
     def _persist_extra(self, ps: PortfolioState, orders, kind: str) -> list[Intent]:
         return persist.persist_extra(self, ps, orders, kind)
@@ -303,44 +285,7 @@ class CopyEngine:
         copy = ps.copies[index]
         if pnl is None:
             pnl = copy.marked_pnl(self.prices)
-        rule = "R-COPY-3" if trigger in ("stop_loss", "take_profit") else "R-COPY-5"
-        reason = stop_reason(
-            parse_trigger(trigger),
-            f"result after fees and shares {pnl} (threshold {threshold})"
-            if threshold is not None
-            else None,
-        )
-        with self.sf() as session, session.begin():
-            session.execute(
-                update(Copy)
-                .where(Copy.id == copy_id, Copy.status == "active")
-                .values(status="stopped", stopped_at=utcnow(), stop_reason=reason)
-            )
-            exists = session.scalar(
-                select(CopyStopEvent.id).where(CopyStopEvent.copy_id == copy_id)
-            )
-            if exists is None:
-                session.add(
-                    CopyStopEvent(
-                        copy_id=copy_id,
-                        trigger=trigger,
-                        cumulative_pnl=pnl.quantize(Decimal("1e-8")),
-                        threshold=threshold.quantize(Decimal("1e-8"))
-                        if threshold is not None
-                        else None,
-                        reason=reason,
-                    )
-                )
-            session.add(
-                AuditEntry(
-                    actor="system" if rule == "R-COPY-3" else "follower",
-                    action="copy_stopped",
-                    subject_type="copy",
-                    subject_id=str(copy_id),
-                    rule=rule,
-                    reason=reason,
-                )
-            )
+        reason = closing.store_stop(self, copy_id, trigger, pnl, threshold)
         # The copy is no longer active: out of the sizing columns, closed and kept until flat.
         ps.copies = [c for c in ps.copies if c.copy_id != copy_id]
         ps.rebuild_book(self.markets(ps))
