@@ -36,6 +36,7 @@ from copytrade.exchange.protocol import OrderState, Trade
 from copytrade.ledger import Ledger
 from copytrade.ledger.errors import LedgerError
 from copytrade.ledger.fill_transfers import fill_transfers
+from copytrade.ledger.rawsql import Raw, units
 from models import AuditEntry, CopyPosition, FollowerFill, FollowerOrder, FollowerOrderIntent
 from models.types import utcnow
 
@@ -70,6 +71,49 @@ class FillPlan(NamedTuple):
     order_index: int  # index into the batch's exchange order rows
 
 
+class FollowerFillRow(NamedTuple):
+    """One follower fill as stored (``follower_fills``' columns; amounts as Decimal)."""
+
+    order_id: int
+    copy_id: int
+    leader_fill_id: int | None
+    exchange_account_id: int | None
+    exchange_trade_id: str
+    symbol: str
+    side: str
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal
+    fee_asset: str
+    realised_pnl: Decimal | None
+    traded_at: datetime
+    leader_price: Decimal | None
+    slippage_bps: Decimal | None
+    rebate: Decimal
+    copy_delay_ms: int | None
+
+    def stored(self, raw: Raw) -> tuple:
+        """The row as the column types store it: amounts in 1e-8 units, the time as the driver
+        takes it (what the ORM's per-row parameter processing did, once and by hand)."""
+        return (
+            *self[:7],
+            units(self.price, "price"),
+            units(self.quantity, "quantity"),
+            units(self.fee, "fee"),
+            self.fee_asset,
+            _units_or_none(self.realised_pnl, "realised_pnl"),
+            raw.stamp(self.traded_at),
+            _units_or_none(self.leader_price, "leader_price"),
+            _units_or_none(self.slippage_bps, "slippage_bps"),
+            units(self.rebate, "rebate"),
+            self.copy_delay_ms,
+        )
+
+
+def _units_or_none(value: Decimal | None, field: str) -> int | None:
+    return None if value is None else units(value, field)
+
+
 class MarketTerms(NamedTuple):
     """What recording needs of a copy's market: the assets and the taker fee rate."""
 
@@ -88,7 +132,7 @@ class MarketTerms(NamedTuple):
 class Recorded:
     """What one batch writes besides outcomes and orders."""
 
-    fill_rows: list[dict]
+    fill_rows: list[FollowerFillRow]
     transfers: list
     touched: dict[tuple[int, str], object]
 
@@ -226,7 +270,12 @@ def record_fills(
         if ps is not None and it.index is not None and it.index < len(ps.copies):
             ps.refresh_copy(it.index)
     if out.fill_rows:
-        session.execute(FollowerFill.__table__.insert(), out.fill_rows)
+        raw = Raw(session)
+        raw.insert(
+            FollowerFill.__tablename__,
+            FollowerFillRow._fields,
+            [row.stored(raw) for row in out.fill_rows],
+        )
     post(session, out.transfers)
     save_positions(session, out.touched)
 
@@ -267,27 +316,27 @@ def _record_trade(
         realised_rec = realised
     acked, leader_time = plan.result.acked_at, it.leader_time
     out.fill_rows.append(
-        {
-            "order_id": order_id,
-            "copy_id": copy.copy_id,
-            "leader_fill_id": it.leader_fill_id,
-            "exchange_account_id": copy.account_id,
-            "exchange_trade_id": t.trade_id,
-            "symbol": t.symbol,
-            "side": t.side,
-            "price": t.price,
-            "quantity": t.quantity,
-            "fee": fee,
-            "fee_asset": fee_asset,
-            "realised_pnl": realised_rec,
-            "traded_at": t.traded_at,
-            "leader_price": it.leader_price,
-            "slippage_bps": slippage_bps(t.side, it.leader_price, t.price),
-            "rebate": leader_rebate(fee) if fee > 0 else ZERO,
-            "copy_delay_ms": int((acked - leader_time).total_seconds() * 1000)
+        FollowerFillRow(
+            order_id=order_id,
+            copy_id=copy.copy_id,
+            leader_fill_id=it.leader_fill_id,
+            exchange_account_id=copy.account_id,
+            exchange_trade_id=t.trade_id,
+            symbol=t.symbol,
+            side=t.side,
+            price=t.price,
+            quantity=t.quantity,
+            fee=fee,
+            fee_asset=fee_asset,
+            realised_pnl=realised_rec,
+            traded_at=t.traded_at,
+            leader_price=it.leader_price,
+            slippage_bps=slippage_bps(t.side, it.leader_price, t.price),
+            rebate=leader_rebate(fee) if fee > 0 else ZERO,
+            copy_delay_ms=int((acked - leader_time).total_seconds() * 1000)
             if leader_time and acked
             else None,
-        }
+        )
     )
     out.transfers.extend(
         fill_transfers(
