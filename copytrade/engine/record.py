@@ -45,14 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DEFAULT_TAKER_FEE = Decimal("0.001")  # a symbol without market metadata (adopted leftovers)
-POSITION_COLUMNS = (
-    "quantity",
-    "average_price",
-    "realised_pnl",
-    "fees_paid",
-    "accumulated",
-    "updated_at",
-)
+POSITION_AMOUNTS = ("quantity", "average_price", "realised_pnl", "fees_paid", "accumulated")
+POSITION_COLUMNS = (*POSITION_AMOUNTS, "updated_at")
 ORDER_UPDATE_COLUMNS = (
     "exchange_order_id",
     "exchange_status",
@@ -60,6 +54,18 @@ ORDER_UPDATE_COLUMNS = (
     "average_price",
     "updated_at",
 )
+
+
+class IntentOutcome(NamedTuple):
+    """How an intent ended (R-COPY-7), in the order of ``_update_intents``' statement."""
+
+    status: str
+    outcome: str | None
+    reason_code: str | None
+    reason: str | None
+    sent_at: datetime | None
+    acked_at: datetime | None
+    intent_id: int
 
 
 class FillPlan(NamedTuple):
@@ -96,7 +102,13 @@ class FollowerFillRow(NamedTuple):
         """The row as the column types store it: amounts in 1e-8 units, the time as the driver
         takes it (what the ORM's per-row parameter processing did, once and by hand)."""
         return (
-            *self[:7],
+            self.order_id,
+            self.copy_id,
+            self.leader_fill_id,
+            self.exchange_account_id,
+            self.exchange_trade_id,
+            self.symbol,
+            self.side,
             units(self.price, "price"),
             units(self.quantity, "quantity"),
             units(self.fee, "fee"),
@@ -149,14 +161,7 @@ def record(
     intent_updates, order_rows, plans = _outcomes(intents, results)
     try:
         with engine.sf() as session, session.begin():
-            update_rows(
-                session,
-                FollowerOrderIntent.__table__,
-                intent_updates,
-                key="id",
-                key_param="iid",
-                columns=("status", "outcome", "reason_code", "reason", "sent_at", "acked_at"),
-            )
+            _update_intents(Raw(session), intent_updates)
             order_ids = upsert_orders(session, order_rows)
             record_fills(engine, session, ps, plans, order_ids)
     except Exception:
@@ -171,22 +176,14 @@ def record(
 
 def _outcomes(
     intents: list[Intent], results: list[SendResult]
-) -> tuple[list[dict], list[dict], list[FillPlan]]:
+) -> tuple[list[IntentOutcome], list[dict], list[FillPlan]]:
     """Each intent's outcome row, each answered order's row, and the orders that executed."""
     now = utcnow()
     intent_updates, order_rows, plans = [], [], []
     for it, res in zip(intents, results, strict=True):
         status, outcome, code, reason = outcome_of(res)
         intent_updates.append(
-            {
-                "iid": it.intent_id,
-                "status": status,
-                "outcome": outcome,
-                "reason_code": code,
-                "reason": reason,
-                "sent_at": res.sent_at,
-                "acked_at": res.acked_at,
-            }
+            IntentOutcome(status, outcome, code, reason, res.sent_at, res.acked_at, it.intent_id)
         )
         if res.state is None and res.rejected is None:
             continue
@@ -194,6 +191,19 @@ def _outcomes(
         if res.state is not None and res.state.filled_quantity > 0:
             plans.append(FillPlan(it, res, res.state, len(order_rows) - 1))
     return intent_updates, order_rows, plans
+
+
+def _update_intents(raw: Raw, updates: list[IntentOutcome]) -> None:
+    """One raw executemany: SQLAlchemy's per-row parameter processing cost more than the update."""
+    raw.execute_many(
+        f"UPDATE {FollowerOrderIntent.__tablename__} SET status = ?, outcome = ?, "
+        "reason_code = ?, reason = ?, sent_at = ?, acked_at = ? WHERE id = ?",
+        [
+            (u.status, u.outcome, u.reason_code, u.reason)
+            + (raw.stamp(u.sent_at), raw.stamp(u.acked_at), u.intent_id)
+            for u in updates
+        ],
+    )
 
 
 def _order_row(it: Intent, res: SendResult, now: datetime) -> dict:
@@ -442,14 +452,19 @@ def save_positions(session: Session, touched: dict[tuple[int, str], object]) -> 
             fresh.append(row)
     if fresh:
         session.execute(CopyPosition.__table__.insert(), fresh)
-    update_rows(
-        session,
-        CopyPosition.__table__,
-        changed,
-        key="id",
-        key_param="pid",
-        columns=POSITION_COLUMNS,
+    raw = Raw(session)
+    raw.execute_many(
+        f"UPDATE {CopyPosition.__tablename__} SET "
+        + ", ".join(f"{c} = ?" for c in POSITION_COLUMNS)
+        + " WHERE id = ?",
+        [_stored_position(raw, row) for row in changed],
     )
+
+
+def _stored_position(raw: Raw, row: dict) -> tuple:
+    """A position update's parameters as the column types store them (``POSITION_COLUMNS``, id)."""
+    amounts = [units(row[c], c) for c in POSITION_AMOUNTS]
+    return (*amounts, raw.stamp(row["updated_at"]), row["pid"])
 
 
 def aggregate_trade(it: Intent, state: OrderState) -> Trade:
