@@ -47,6 +47,19 @@ log = logging.getLogger(__name__)
 DEFAULT_TAKER_FEE = Decimal("0.001")  # a symbol without market metadata (adopted leftovers)
 POSITION_AMOUNTS = ("quantity", "average_price", "realised_pnl", "fees_paid", "accumulated")
 POSITION_COLUMNS = (*POSITION_AMOUNTS, "updated_at")
+ORDER_COLUMNS = (
+    "intent_id",
+    "copy_id",
+    "client_order_id",
+    "exchange_order_id",
+    "exchange_status",
+    "filled_quantity",
+    "average_price",
+    "error_code",
+    "error_message",
+    "created_at",
+    "updated_at",
+)
 ORDER_UPDATE_COLUMNS = (
     "exchange_order_id",
     "exchange_status",
@@ -236,13 +249,17 @@ def upsert_orders(session: Session, rows: list[dict]) -> list[int]:
     )
     fresh = [r for r in rows if r["client_order_id"] not in existing]
     if fresh:
-        new_ids = session.scalars(
-            FollowerOrder.__table__.insert().returning(
-                FollowerOrder.id, sort_by_parameter_order=True
-            ),
-            fresh,
-        ).all()
-        existing.update(zip((r["client_order_id"] for r in fresh), new_ids, strict=True))
+        raw = Raw(session)
+        raw.insert(
+            FollowerOrder.__tablename__, ORDER_COLUMNS, [_stored_order(raw, r) for r in fresh]
+        )
+        existing.update(
+            raw.select_in(
+                f"SELECT client_order_id, id FROM {FollowerOrder.__tablename__} "
+                "WHERE client_order_id IN ({in_})",
+                [r["client_order_id"] for r in fresh],
+            )
+        )
     stale = [r for r in rows if r not in fresh]
     update_rows(
         session,
@@ -253,6 +270,24 @@ def upsert_orders(session: Session, rows: list[dict]) -> list[int]:
         columns=ORDER_UPDATE_COLUMNS,
     )
     return [existing[r["client_order_id"]] for r in rows]
+
+
+def _stored_order(raw: Raw, row: dict) -> tuple:
+    """An order row as the column types store it, in ``ORDER_COLUMNS`` order."""
+    average = row["average_price"]
+    return (
+        row["intent_id"],
+        row["copy_id"],
+        row["client_order_id"],
+        row["exchange_order_id"],
+        row["exchange_status"],
+        units(row["filled_quantity"], "filled_quantity"),
+        None if average is None else units(average, "average_price"),
+        row["error_code"],
+        row["error_message"],
+        raw.stamp(row["created_at"]),
+        raw.stamp(row["updated_at"]),
+    )
 
 
 def record_fills(
