@@ -46,7 +46,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 DEFAULT_TAKER_FEE = Decimal("0.001")  # a symbol without market metadata (adopted leftovers)
 POSITION_AMOUNTS = ("quantity", "average_price", "realised_pnl", "fees_paid", "accumulated")
-POSITION_COLUMNS = (*POSITION_AMOUNTS, "updated_at")
+# column → PostgreSQL type of the stored value, for the one-statement updates (``_update_many``)
+POSITION_UPDATE_TYPES = {**dict.fromkeys(POSITION_AMOUNTS, "bigint"), "updated_at": "timestamptz"}
+INTENT_UPDATE_TYPES = {
+    "status": "text",
+    "outcome": "text",
+    "reason_code": "text",
+    "reason": "text",
+    "sent_at": "timestamptz",
+    "acked_at": "timestamptz",
+}
 ORDER_COLUMNS = (
     "intent_id",
     "copy_id",
@@ -208,14 +217,35 @@ def _outcomes(
 
 def _update_intents(raw: Raw, updates: list[IntentOutcome]) -> None:
     """One raw executemany: SQLAlchemy's per-row parameter processing cost more than the update."""
-    raw.execute_many(
-        f"UPDATE {FollowerOrderIntent.__tablename__} SET status = ?, outcome = ?, "
-        "reason_code = ?, reason = ?, sent_at = ?, acked_at = ? WHERE id = ?",
+    _update_many(
+        raw,
+        FollowerOrderIntent.__tablename__,
+        INTENT_UPDATE_TYPES,
         [
             (u.status, u.outcome, u.reason_code, u.reason)
             + (raw.stamp(u.sent_at), raw.stamp(u.acked_at), u.intent_id)
             for u in updates
         ],
+    )
+
+
+def _update_many(raw: Raw, table: str, types: dict[str, str], rows: list[tuple]) -> None:
+    """``UPDATE table SET column = … WHERE id = …`` for each row (the id last, after ``types``'
+    columns in order). On PostgreSQL one statement over ``unnest`` of one array per column: an
+    executemany there is a round of driver work per row."""
+    if not rows:
+        return
+    columns = list(types)
+    if not raw.postgres:
+        sets = ", ".join(f"{c} = ?" for c in columns)
+        raw.execute_many(f"UPDATE {table} SET {sets} WHERE id = ?", rows)
+        return
+    arrays = ", ".join(f"%s::{types[c]}[]" for c in columns) + ", %s::bigint[]"
+    sets = ", ".join(f"{c} = v.{c}" for c in columns)
+    raw.cursor().execute(
+        f"UPDATE {table} AS t SET {sets} FROM unnest({arrays}) AS v({', '.join(columns)}, id) "
+        "WHERE t.id = v.id",
+        [list(values) for values in zip(*rows, strict=True)],
     )
 
 
@@ -488,16 +518,16 @@ def save_positions(session: Session, touched: dict[tuple[int, str], object]) -> 
     if fresh:
         session.execute(CopyPosition.__table__.insert(), fresh)
     raw = Raw(session)
-    raw.execute_many(
-        f"UPDATE {CopyPosition.__tablename__} SET "
-        + ", ".join(f"{c} = ?" for c in POSITION_COLUMNS)
-        + " WHERE id = ?",
+    _update_many(
+        raw,
+        CopyPosition.__tablename__,
+        POSITION_UPDATE_TYPES,
         [_stored_position(raw, row) for row in changed],
     )
 
 
 def _stored_position(raw: Raw, row: dict) -> tuple:
-    """A position update's parameters as the column types store them (``POSITION_COLUMNS``, id)."""
+    """A position update's parameters as the column types store them (``POSITION_UPDATE_TYPES``, id)."""
     amounts = [units(row[c], c) for c in POSITION_AMOUNTS]
     return (*amounts, raw.stamp(row["updated_at"]), row["pid"])
 
