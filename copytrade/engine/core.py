@@ -133,10 +133,10 @@ class CopyEngine:
 
     def available_price(self, mode: str, symbol: str) -> Decimal | None:
         """The price a follower's order meets now (the latest mark), if fresh enough."""
-        found = self.available.get((mode, symbol))
-        if found is None or time.monotonic() - found[1] > AVAILABLE_MAX_AGE:
+        price, at = self.available.get((mode, symbol), (None, 0.0))
+        if price is None or time.monotonic() - at > AVAILABLE_MAX_AGE:
             return None
-        return found[0]
+        return price
 
     def markets(self, ps: PortfolioState) -> dict[str, Market]:
         return self.markets_by_kind.get(ps.mode, {})
