@@ -1,6 +1,7 @@
 """Copy latency on the paper exchange: leader fill → last follower order acknowledged.
 
     python benchmarks/copy_latency.py --followers 100 --followers 1000 [--fills 200] [--naive-fills 5]
+        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 For each N, prints one JSON line: latency p50/p99 over ``--fills`` leader fills (from the leader
 fill's exchange time to the last of the N follower orders acknowledged, real ccxt against the
@@ -8,7 +9,11 @@ paper exchange in its own process on loopback), sizing throughput (follower orde
 second by ``copytrade.domain.sizing`` for a book of N copies), CPU milliseconds per follower
 order in the engine process and in the exchange process, and the naive design (one Prefect task
 per follower order, same N, same gateways) over ``--naive-fills`` leader fills with the ratio of
-medians. Nothing here asserts a time; it measures and prints.
+medians. ``record_cpu_ms_per_order`` is the CPU of the record stage (``engine/record.py``:
+outcomes, orders, follower fills, ledger postings, positions in one transaction) per follower
+order, process CPU time around each call. The ledger is SQLite in a temporary directory, or with
+``--database-url`` a PostgreSQL server, in a fresh schema per N that is dropped afterwards.
+Nothing here asserts a time; it measures and prints.
 """
 
 from __future__ import annotations
@@ -22,12 +27,17 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlalchemy.orm import sessionmaker  # noqa: E402
 
 import models  # noqa: E402
@@ -134,8 +144,48 @@ async def naive_fill(gateways, n_orders: int, tag: str, quantity: Decimal, side:
     return elapsed
 
 
-async def run_one(paper, n: int, fills: int, naive_fills: int, db_dir: Path) -> dict:
-    db_url = f"sqlite:///{db_dir / f'bench-{n}.db'}"
+@contextmanager
+def ledger_url(database_url: str | None, db_dir: Path, n: int):
+    """A fresh ledger database URL: SQLite in ``db_dir``, or a new PostgreSQL schema (dropped)."""
+    if not database_url:
+        yield f"sqlite:///{db_dir / f'bench-{n}.db'}"
+        return
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(database_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'create schema "{schema}"'))
+    try:
+        url = make_url(database_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'drop schema "{schema}" cascade'))
+        admin.dispose()
+
+
+class RecordTimer:
+    """Process CPU time spent in the engine's record stage, and the orders it recorded."""
+
+    def __init__(self, engine: CopyEngine) -> None:
+        self.cpu, self.orders, self.active = 0.0, 0, False
+        real = engine.record
+
+        def timed(ps, intents, results):
+            cpu = time.process_time()
+            try:
+                real(ps, intents, results)
+            finally:
+                if self.active:
+                    self.cpu += time.process_time() - cpu
+                    self.orders += len(intents)
+
+        engine.record = timed
+
+    def ms_per_order(self) -> float | None:
+        return round(self.cpu * 1000 / self.orders, 4) if self.orders else None
+
+
+async def run_one(paper, n: int, fills: int, naive_fills: int, db_url: str) -> dict:
     eng = make_engine(db_url)
     models.Base.metadata.create_all(eng)
     sm = sessionmaker(eng, expire_on_commit=False)
@@ -147,6 +197,7 @@ async def run_one(paper, n: int, fills: int, naive_fills: int, db_dir: Path) -> 
     await directory.start()
     engine = CopyEngine(sm, directory, directory.markets_by_kind)
     engine.keep_reports = True
+    record_timer = RecordTimer(engine)
     runner = EngineRunner(engine, sweep_every=30.0, heartbeat_every=3600)
     task = asyncio.create_task(runner.run())
     await asyncio.wait_for(runner.ready.wait(), 120)
@@ -159,11 +210,13 @@ async def run_one(paper, n: int, fills: int, naive_fills: int, db_dir: Path) -> 
     for k in range(warm):
         await _leader_fill(bot, engine, k, "buy")
     engine.reports.clear()
+    record_timer.active = True
     cpu0, paper_cpu0 = time.process_time(), proc_cpu_seconds(paper.pid) if paper.pid else 0.0
     for k in range(fills):
         side = "buy" if k % 2 == 0 else "sell"
         await _leader_fill(bot, engine, warm + k, side)
     cpu = time.process_time() - cpu0
+    record_timer.active = False
     paper_cpu = (proc_cpu_seconds(paper.pid) if paper.pid else 0.0) - paper_cpu0
     reports = [r for r in engine.reports if r.last_ack_at and r.leader_time]
     latencies = [(r.last_ack_at - r.leader_time).total_seconds() * 1000 for r in reports]
@@ -196,6 +249,7 @@ async def run_one(paper, n: int, fills: int, naive_fills: int, db_dir: Path) -> 
     eng.dispose()
     result = {
         "followers": n,
+        "database": make_url(db_url).get_backend_name(),
         "leader_fills": len(latencies),
         "follower_orders": orders,
         "latency_ms_p50": round(statistics.median(latencies), 2),
@@ -210,6 +264,9 @@ async def run_one(paper, n: int, fills: int, naive_fills: int, db_dir: Path) -> 
         "exchange_cpu_ms_per_order": round(paper_cpu * 1000 / max(orders, 1), 4)
         if paper.pid
         else None,
+        "record_cpu_ms_per_order": record_timer.ms_per_order(),
+        "record_orders": record_timer.orders,
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
     if market is not None:
         per_wall, per_cpu = sizing_throughput(n, market, max(20, 200_000 // n))
@@ -253,7 +310,12 @@ def main() -> None:
     parser.add_argument("--fills", type=int, default=200)
     parser.add_argument("--naive-fills", type=int, default=3)
     parser.add_argument("--thread", action="store_true", help="run the paper exchange in-process")
+    parser.add_argument(
+        "--database-url", help="a PostgreSQL server URL (default: SQLite in a temporary directory)"
+    )
     args = parser.parse_args()
+    if args.database_url:
+        _check_database(args.database_url)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("prefect").setLevel(logging.ERROR)
     ns = args.followers or [100]
@@ -263,8 +325,33 @@ def main() -> None:
         with run_paper_exchange(mode=mode, start="2021-11-16T00:00:00Z", speed=0) as paper:
             paper.pid = _child_pid(paper)
             for n in ns:
-                result = asyncio.run(run_one(paper, n, args.fills, args.naive_fills, Path(tmp)))
+                with ledger_url(args.database_url, Path(tmp), n) as url:
+                    result = asyncio.run(run_one(paper, n, args.fills, args.naive_fills, url))
                 print(json.dumps(result), flush=True)
+
+
+def _check_database(url: str) -> None:
+    """Exit 2 for a URL that is not PostgreSQL, 3 (one line) when the server cannot be reached."""
+    try:
+        shown = make_url(url).render_as_string()  # the password hidden
+        backend = make_url(url).get_backend_name()
+    except Exception:
+        shown, backend = "the value given", None
+    if backend != "postgresql":
+        print(
+            f"--database-url: {shown} is not a PostgreSQL URL "
+            "(postgresql+psycopg://user@host:port/db)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    try:
+        probe = make_engine(url, connect_args={"connect_timeout": 3})
+        with probe.connect():
+            pass
+        probe.dispose()
+    except OperationalError as exc:
+        print(f"database {shown} unreachable: {str(exc.orig).splitlines()[0]}", file=sys.stderr)
+        sys.exit(3)
 
 
 def _child_pid(paper) -> int | None:

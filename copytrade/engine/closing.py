@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from copytrade.domain.money import UNIT
+from copytrade.domain.triggers import parse_trigger, stop_reason
+from copytrade.engine.persist import ExtraOrder
 from copytrade.engine.state import CopyState, PortfolioState
-from models import Copy
+from models import AuditEntry, Copy, CopyStopEvent
+from models.types import utcnow
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 20  # then the copy is left to the operator (logged; the sweep stops resending)
@@ -33,16 +38,84 @@ class Closing:
     attempts: int = 0
 
 
-def open_orders(ps: PortfolioState, copy: CopyState, engine) -> list[tuple]:
-    """One closing order per open position: ``(copy, None, symbol, side, qty, reduce_only)``."""
+def open_orders(ps: PortfolioState, copy: CopyState, engine) -> list[ExtraOrder]:
+    """One closing order per open position (reduce-only on futures)."""
     orders = []
     for symbol, pos in copy.positions.items():
         market = engine.markets(ps).get(symbol)
         qty = market.round_amount(abs(pos.quantity)) if market else abs(pos.quantity)
         if qty > 0:
             side = "sell" if pos.quantity > 0 else "buy"
-            orders.append((copy, None, symbol, side, qty, ps.mode == "futures"))
+            orders.append(ExtraOrder(copy, None, symbol, side, qty, ps.mode == "futures"))
     return orders
+
+
+async def close_position(
+    engine,
+    ps: PortfolioState,
+    index: int,
+    symbol: str,
+    kind: str,
+    quantity: Decimal | None,
+) -> list:
+    """Close (all or ``quantity`` of) a copy's position in ``symbol`` with a recorded order."""
+    copy = ps.copies[index]
+    pos = copy.positions.get(symbol)
+    if not pos or not pos.quantity:
+        return []
+    qty = abs(pos.quantity) if quantity is None else min(quantity, abs(pos.quantity))
+    market = engine.markets(ps).get(symbol)
+    if market is not None:
+        qty = market.round_amount(qty)
+    if qty <= 0:
+        return []
+    side = "sell" if pos.quantity > 0 else "buy"
+    order = ExtraOrder(copy, index, symbol, side, qty, ps.mode == "futures")
+    intents = engine._persist_extra(ps, [order], kind)
+    results = await engine._send(intents)
+    engine.record(ps, intents, results)
+    return intents
+
+
+def store_stop(
+    engine, copy_id: int, trigger: str, pnl: Decimal, threshold: Decimal | None
+) -> str | None:
+    """Mark the copy stopped with its stop event and audit entry; return the stop reason."""
+    rule = "R-COPY-3" if trigger in ("stop_loss", "take_profit") else "R-COPY-5"
+    reason = stop_reason(
+        parse_trigger(trigger),
+        f"result after fees and shares {pnl} (threshold {threshold})"
+        if threshold is not None
+        else None,
+    )
+    with engine.sf() as session, session.begin():
+        session.execute(
+            update(Copy)
+            .where(Copy.id == copy_id, Copy.status == "active")
+            .values(status="stopped", stopped_at=utcnow(), stop_reason=reason)
+        )
+        exists = session.scalar(select(CopyStopEvent.id).where(CopyStopEvent.copy_id == copy_id))
+        if exists is None:
+            session.add(
+                CopyStopEvent(
+                    copy_id=copy_id,
+                    trigger=trigger,
+                    cumulative_pnl=pnl.quantize(UNIT),
+                    threshold=threshold.quantize(UNIT) if threshold is not None else None,
+                    reason=reason,
+                )
+            )
+        session.add(
+            AuditEntry(
+                actor="system" if rule == "R-COPY-3" else "follower",
+                action="copy_stopped",
+                subject_type="copy",
+                subject_id=str(copy_id),
+                rule=rule,
+                reason=reason,
+            )
+        )
+    return reason
 
 
 async def flatten(engine, ps: PortfolioState, copy: CopyState) -> bool:

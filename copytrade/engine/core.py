@@ -1,15 +1,20 @@
-"""The copy engine: leader fill in → every active copy sized → intents persisted → sent → recorded.
+"""The copy engine's coordinator: one leader fill through the stages, in this order.
 
-Per leader fill (R-COPY-10, driven by fills, partial ones included), under the portfolio's lock:
+Per leader fill (R-COPY-10, driven by fills, partial ones included), under the portfolio's lock
+(``CopyEngine._handle``):
 
-1. ingest: validate or quarantine (R-IN-1), split into legs against the leader's position;
-2. size every active copy in one vectorised pass per leg (``copytrade.domain.sizing``);
-3. persist the leader fill and *all* its intents in one transaction, each with the deterministic
-   client order id ``c<fill>-<copy>-<leg>`` (R-COPY-11); skipped copies get their outcome here;
-4. send the orders concurrently, one gateway per account (``dispatch.send_all``);
-5. record in one transaction: intent outcomes, exchange orders, follower fills with fee, rebate,
-   leader price, follower price, slippage and copy delay (R-COPY-8, R-FEE-1/2/4), ledger postings,
-   positions; then the copy guards (daily loss, copy stop-loss/take-profit, position TP/SL).
+1. ``accept``  — stream event → ``LeaderFill``: validated or quarantined (R-IN-1), merged when
+   another source stored it (R-IN-3), split into legs against the leader's position;
+2. ``size``    — copy book + ``LeaderFill`` → ``IntentBatch``: every active copy in one
+   vectorised pass per leg (``copytrade.domain.sizing``);
+3. ``persist`` — the leader fill and *all* its intents in one transaction before any send, each
+   with the client order id ``c<fill>-<copy>-<leg>`` (R-COPY-11); skipped copies end here;
+4. ``send``    — the orders through the exchange port (``dispatch`` → ``place_many``), the
+   reductions answered before the openings;
+5. ``record``  — outcomes, orders, follower fills (R-COPY-8, R-FEE-1/2/4), ledger transfers
+   (``copytrade.ledger.fill_transfers``) and positions in one transaction;
+6. ``guards``  — daily loss (R-X-3), position TP/SL, copy stops (R-COPY-3, ``risk``), whose
+   orders go through ``closing``.
 
 Every leader fill × active copy thus has exactly one intent, and every intent ends in exactly one
 outcome (R-COPY-7); intents whose outcome is still unknown are resolved by ``reconcile``.
@@ -20,110 +25,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-import numpy as np
-from sqlalchemy import case, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from copytrade import clock
-from copytrade.db import update_rows
-from copytrade.domain.fees import leader_rebate
-from copytrade.domain.fills import slippage_bps
 from copytrade.domain.markets import Market
-from copytrade.domain.money import ZERO, to_units
-from copytrade.domain.sizing import SEND, SKIP_SLIPPAGE, FillSpec, size_fill
-from copytrade.domain.triggers import parse_trigger, stop_reason
-from copytrade.engine import closing, history, ingest, leader_leverage, risk
-from copytrade.engine.dispatch import SendResult, outcome_of, send_all
-from copytrade.engine.persist import insert_intents, stored_time
+from copytrade.engine import accept, closing, guards, persist, size
+from copytrade.engine import record as record_stage
+from copytrade.engine import send as send_stage
+from copytrade.engine.dispatch import SendResult
 from copytrade.engine.state import (
-    CopyState,
     PortfolioState,
     copies_signature,
     load_copies,
     load_portfolios,
-    next_utc_midnight,
 )
-from copytrade.exchange.protocol import ExchangeGateway, OrderRequest, OrderState, Trade
+from copytrade.engine.types import FillReport, Intent
+from copytrade.exchange.protocol import ExchangeGateway
 from copytrade.gcpause import GcPause
-from copytrade.ledger import Ledger
-from copytrade.ledger.errors import LedgerError
-from copytrade.ledger.fill_transfers import fill_transfers
-from models import (
-    AuditEntry,
-    Copy,
-    CopyPosition,
-    CopyStopEvent,
-    FollowerFill,
-    FollowerOrder,
-    FollowerOrderIntent,
-    LeaderFill,
-    LeaderWatermark,
-    QuarantinedEvent,
-)
 from models.types import utcnow
 
 log = logging.getLogger(__name__)
 STALE_AFTER_SECONDS = 60.0
 ABSENT_AFTER_SECONDS = 12.0  # beyond ccxt's 10 s recvWindow: an unfound order can no longer execute
-LEVERAGE_CONCURRENCY = 64
-LEVERAGE_RETRY_SECONDS = 30.0  # a never-sent intent older than this is not sent after a restart
 DB_RETRY_SECONDS = (0.2, 1.0, 3.0, 10.0)  # a dropped database session: try the event again
-NOT_YET_STREAMED_LIMIT = 100_000
 AVAILABLE_MAX_AGE = 30.0  # seconds: an older mark is not the price an order meets now
-
-
-def client_order_id(fill_id: int, copy_id: int, leg: int) -> str:
-    """Return the deterministic client order id of (leader fill, copy, leg) (R-COPY-11)."""
-    return f"c{fill_id}-{copy_id}-{leg}"
-
-
-def _dec(units: int) -> Decimal:
-    return Decimal(int(units)).scaleb(-8)
-
-
-@dataclass(slots=True)
-class Intent:
-    """An intent the engine is about to send, with what recording needs."""
-
-    intent_id: int
-    portfolio_id: int
-    copy: CopyState
-    index: int | None  # position in the portfolio's book (None: copy no longer active)
-    client_order_id: str
-    symbol: str
-    side: str
-    quantity: Decimal
-    reduce_only: bool
-    leverage: int | None
-    leader_fill_id: int | None
-    leader_price: Decimal | None
-    leader_time: datetime | None
-    kind: str = "copy"
-    leg: int = 0
-
-
-@dataclass(slots=True)
-class FillReport:
-    """What one leader event produced (for logs, tests and the benchmark)."""
-
-    leader_fill_id: int | None = None
-    quarantined: str | None = None
-    merged: bool = False  # already stored: the same trade from another source (R-IN-3)
-    intents: int = 0
-    sent: int = 0
-    skipped: int = 0
-    first_sent_at: datetime | None = None
-    last_ack_at: datetime | None = None
-    leader_time: datetime | None = None  # the leader fill's exchange time
-    received_at: datetime | None = None  # when the engine got the event
-    sized_at: datetime | None = None  # after sizing and persisting the intents
 
 
 class CopyEngine:
@@ -160,7 +89,8 @@ class CopyEngine:
         self.keep_reports = False
         # (mode, symbol) → (price, monotonic time): the mark feed's latest, what a follower's
         # order meets now (R-COPY-12's reference); older than AVAILABLE_MAX_AGE is not used.
-        self.available: dict[tuple[str, str], tuple[Decimal, float]] = {}
+        # (mode, symbol) → (price, monotonic fetch time, the exchange's quote time or None)
+        self.available: dict[tuple[str, str], tuple[Decimal, float, datetime | None]] = {}
         self.closing: dict[int, closing.Closing] = {}  # stopped copies not flat yet
         # Called with (copy id, stop reason) once a stopped copy is flat: the driver emits the
         # ``copytrade.copy.stopped`` event or settles directly (the engine imports neither).
@@ -233,8 +163,8 @@ class CopyEngine:
         """Handle one leader event end to end; never raises for a bad event (R-IN-1)."""
         ps = self.portfolios.get(portfolio_id)
         if ps is None:
-            self._quarantine(
-                portfolio_id, source, "unknown_portfolio", "no active lead portfolio", event
+            accept.quarantine(
+                self, portfolio_id, source, "unknown_portfolio", "no active lead portfolio", event
             )
             return FillReport(quarantined="unknown_portfolio")
         pause = GcPause()
@@ -244,8 +174,8 @@ class CopyEngine:
                 report = await self._handle_retrying(ps, event, source, pause)
             except Exception as exc:  # a bug on one event must not stop the leader's stream
                 log.exception("leader event of portfolio %s failed", portfolio_id)
-                self._quarantine(
-                    portfolio_id, source, "malformed", f"processing failed: {exc!r}", event
+                accept.quarantine(
+                    self, portfolio_id, source, "malformed", f"processing failed: {exc!r}", event
                 )
                 report = FillReport(quarantined="error")
             finally:
@@ -280,208 +210,25 @@ class CopyEngine:
                 ps.known_ids.pop(symbol, None)  # re-read: the database is the truth
         raise AssertionError("unreachable")
 
-    def _reload_leader(self, ps: PortfolioState, symbol: str) -> None:
-        """Re-derive the leader's positions and known trade ids of ``symbol`` from the database."""
-        with self.sf() as session:
-            ps.leader_positions, ps.baselines = history.derive_positions(
-                session, ps.portfolio_id, ps.mode
-            )
-            ps.known_ids.pop(symbol, None)
-            self._known_ids(session, ps, symbol)
-
-    def _known_ids(self, session: Session, ps: PortfolioState, symbol: str) -> set[str]:
-        ids = ps.known_ids.get(symbol)
-        if ids is None:
-            ids = ps.known_ids[symbol] = set(
-                session.scalars(
-                    select(LeaderFill.exchange_trade_id).where(
-                        LeaderFill.portfolio_id == ps.portfolio_id, LeaderFill.symbol == symbol
-                    )
-                )
-            )
-        return ids
-
     async def _handle(
         self, ps: PortfolioState, event: object, source: str, pause: GcPause
     ) -> FillReport:
+        """The pipeline for one event: accept → size → persist → send → record → guards."""
         if ps.copies_stale:
             self.refresh_copies([ps.portfolio_id], force=True)
             ps.copies_stale = False
-        markets = self.markets(ps)
-        symbol = getattr(event, "symbol", None)
-        with self.sf() as session:
-            known = self._known_ids(session, ps, symbol) if isinstance(symbol, str) else None
-        rejection = ingest.validate(event, markets, known, ps.baselines.get(symbol))
-        if rejection and rejection.reason_code == "duplicate" and ps.merge(source, event):
-            # The same trade from a backfill or a check and the stream: merged by trade id.
-            return FillReport(merged=True)
-        if rejection:
-            self._quarantine(
-                ps.portfolio_id, source, rejection.reason_code, rejection.reason, event
-            )
-            return FillReport(quarantined=rejection.reason_code)
-        trade: Trade = event  # type: ignore[assignment]
-        market = markets[trade.symbol]
-        # R-COPY-12: the follower meets the market's price now, not the leader's fill price
-        reference = self.available_price(ps.mode, trade.symbol, trade.traded_at) or trade.price
-        self.prices[trade.symbol] = trade.price
-        position = ps.leader_positions.get(trade.symbol, ZERO)
-        legs = ingest.split_legs(ps.mode, trade.side, trade.quantity, position)
-        first_of_order = trade.order_id not in ps.copied_orders
-        self._unpause_expired(ps)
-        book = ps.book
-        aum_capped = ps.aum_capped()
-        sizings = []
-        acc_before = {s: a.copy() for s, a in book.accumulated.items()}
-        for leg in legs:
-            spec = FillSpec(
-                symbol=trade.symbol,
-                side=trade.side,
-                opening=leg.opening,
-                quantity=leg.quantity,
-                price=trade.price,
-                leader_position_before=leg.position_before,
-                leader_equity=ps.leader_equity,
-                reference_price=reference,
-                market=market,
-                aum_capped=aum_capped,
-                first_fill_of_order=first_of_order,
-            )
-            paused = leg.opening and ps.ingest_paused  # close-only while incomplete (R-IN-3)
-            sizings.append((leg, history.paused_sizing(book) if paused else size_fill(book, spec)))
-        after = ingest.position_after(ps.mode, trade.side, trade.quantity, position)
-
-        # 3. persist the fill and every intent in one transaction
-        now = utcnow()
-        intents: list[Intent] = []
-        report = FillReport()
-        with self.sf() as session, session.begin():
-            try:
-                with session.begin_nested():
-                    fill_id = session.execute(
-                        LeaderFill.__table__.insert().returning(LeaderFill.id),
-                        {
-                            "portfolio_id": ps.portfolio_id,
-                            "exchange_trade_id": trade.trade_id,
-                            "exchange_order_id": trade.order_id,
-                            "symbol": trade.symbol,
-                            "side": trade.side,
-                            "position_side": None,
-                            "price": trade.price,
-                            "quantity": trade.quantity,
-                            "fee": trade.fee or ZERO,
-                            "fee_asset": trade.fee_asset,
-                            "realised_pnl": trade.realised_pnl,
-                            "traded_at": trade.traded_at,
-                            "is_opening": legs[0].opening,
-                            "position_before": position,
-                            "source": source,
-                            "received_at": now,
-                        },
-                    ).scalar_one()
-            except IntegrityError:
-                # Stored meanwhile by another process (a reconcile run): take its effect on the
-                # leader's position from the stored fills instead of counting it twice or never.
-                self._reload_leader(ps, trade.symbol)
-                if source != "stream":
-                    return FillReport(merged=True)
-                report.quarantined = "duplicate"
-                self._quarantine(
-                    ps.portfolio_id,
-                    source,
-                    "duplicate",
-                    f"trade {trade.symbol}#{trade.trade_id} already stored",
-                    trade,
-                )
-                return report
-            rows: list[tuple] = []
-            sends: list[tuple[int, int, object]] = []  # (row index, copy index, leg)
-            price_units = to_units(trade.price.quantize(Decimal("1e-8")))
-            created = stored_time(session, now)
-            futures = ps.mode == "futures"
-            for leg, sizing in sizings:
-                quantities = sizing.quantity_units.tolist()
-                computed = sizing.computed_units.tolist()
-                for i, (copy, code) in enumerate(
-                    zip(ps.copies, sizing.codes.tolist(), strict=True)
-                ):
-                    cid = copy.copy_id
-                    # persist.INTENT_COLUMNS order; amounts in 1e-8 units
-                    row = (
-                        fill_id,
-                        cid,
-                        leg.index,
-                        "copy",
-                        client_order_id(fill_id, cid, leg.index),
-                        trade.symbol,
-                        trade.side,
-                        quantities[i],
-                        computed[i],
-                        sizing.reduce_only,
-                        copy.leverage if futures else None,
-                        price_units,
-                        created,
-                    )
-                    if code == SEND:
-                        sends.append((len(rows), i, leg))
-                        row += ("pending", None, None, None)
-                    elif code == SKIP_SLIPPAGE:  # a skip records both prices
-                        why = history.skip_reason(code)
-                        row += (
-                            "done",
-                            "skipped",
-                            why[0],
-                            f"{why[1]}: leader {trade.price}, available {reference}",
-                        )
-                    else:
-                        row += ("done", "skipped", *history.skip_reason(code))
-                    rows.append(row)
-            ids = insert_intents(session, fill_id, rows)
-            self._save_watermark(session, ps, trade, after)
-            self._save_accumulators(session, ps, acc_before)
-        ps.leader_positions[trade.symbol] = after
-        if not position and after:  # the leader opened a position: its leverage (R-LEAD-8)
-            leader_leverage.opened(self, ps, trade.symbol, trade.trade_id, trade.traded_at)
-        ps.watermarks[trade.symbol] = max(ps.watermarks.get(trade.symbol, 0), int(trade.trade_id))
-        ps.known_ids.setdefault(trade.symbol, set()).add(trade.trade_id)
-        if source != "stream":
-            if len(ps.not_yet_streamed) >= NOT_YET_STREAMED_LIMIT:
-                ps.not_yet_streamed.clear()  # only a quarantine note is lost, never a fill
-            ps.not_yet_streamed.add((trade.symbol, trade.trade_id))
-        ps.copied_orders.add(trade.order_id)
-        if trade.realised_pnl:
-            ps.leader_realised += trade.realised_pnl
-        for row_index, copy_index, _leg in sends:
-            row = rows[row_index]
-            copy = ps.copies[copy_index]
-            intents.append(
-                Intent(
-                    intent_id=ids[row_index],
-                    portfolio_id=ps.portfolio_id,
-                    copy=copy,
-                    index=copy_index,
-                    client_order_id=row[4],
-                    symbol=trade.symbol,
-                    side=trade.side,
-                    quantity=_dec(row[7]),
-                    reduce_only=row[9],
-                    leverage=row[10],
-                    leader_fill_id=fill_id,
-                    leader_price=trade.price,
-                    leader_time=trade.traded_at,
-                    leg=row[2],
-                )
-            )
+        fill = accept.accept(self, ps, event, source)
+        if isinstance(fill, FillReport):
+            return fill
+        self.prices[fill.trade.symbol] = fill.trade.price
+        guards.unpause_expired(ps)
+        stored = persist.persist_fill(self, ps, size.size(ps, fill))
+        if isinstance(stored, FillReport):
+            return stored
+        accept.note_stored(self, ps, fill)
+        intents, report = stored.intents, stored.report
         self.inflight.update(it.intent_id for it in intents)
-        report.leader_fill_id = fill_id
-        report.leader_time = trade.traded_at
-        report.received_at = now
         report.sized_at = utcnow()
-        report.intents = len(rows)
-        report.skipped = len(rows) - len(intents)
-        report.sent = len(intents)
-
-        # 4-5. send concurrently, record in one transaction
         try:
             results = await self._send_by_leg(intents)
             pause.release()  # the orders are answered: collect during recording, not before
@@ -492,499 +239,25 @@ class CopyEngine:
             report.first_sent_at = min(r.sent_at for r in results if r.sent_at)
             acks = [r.acked_at for r in results if r.acked_at]
             report.last_ack_at = max(acks) if acks else None
-        await self._guards(ps, trade.symbol)
+        await self._guards(ps, fill.trade.symbol)
         return report
 
     # -- sending and recording -----------------------------------------------------------------
 
     async def _send_by_leg(self, intents: list[Intent]) -> list[SendResult]:
-        """Send a fill's orders, the reductions (leg 0) answered before the openings (leg 1).
-
-        Through zero (futures, one-way mode) a follower gets a reduce-only close and an opening on
-        the other side. Sent together, the opening could execute first; the close then meets a
-        position it would flip and is refused (-2022), leaving the follower long while the leader
-        is short (found by the fault campaign).
-        """
-        if all(it.leg == 0 for it in intents):
-            return await self._send(intents)
-        answers: dict[int, SendResult] = {}
-        for leg in sorted({it.leg for it in intents}):
-            batch = [it for it in intents if it.leg == leg]
-            answers.update(
-                zip((it.intent_id for it in batch), await self._send(batch), strict=True)
-            )
-        return [answers[it.intent_id] for it in intents]
+        return await send_stage.send_by_leg(self, intents)
 
     async def _send(self, intents: list[Intent]) -> list[SendResult]:
-        orders = [(self.gateway_for(it.copy.account_id), self._request(it), it) for it in intents]
-        if not orders:
-            return []
-        now = time.monotonic()
-        pending = []
-        for gw, _, it in orders:
-            if it.leverage and not it.reduce_only:
-                key = (it.copy.account_id, it.symbol, it.leverage)
-                if key not in self._leverage_set and self._leverage_retry.get(key, 0.0) <= now:
-                    pending.append((gw, it, key))
-        if pending:
-            # Leverage first, once per account, symbol and leverage, with bounded concurrency:
-            # a thousand at once queue long enough to fall outside Binance's recvWindow.
-            await self._set_leverage(pending)
-        return await send_all([(gw, req) for gw, req, _ in orders])
-
-    async def _set_leverage(self, pending) -> None:
-        sem = asyncio.Semaphore(LEVERAGE_CONCURRENCY)
-
-        async def one(gw, it, key):
-            async with sem:
-                try:
-                    await gw.set_leverage(it.symbol, it.leverage)
-                    self._leverage_set.add(key)
-                except Exception as exc:  # the order still goes; leverage is tried again later
-                    self._leverage_retry[key] = time.monotonic() + LEVERAGE_RETRY_SECONDS
-                    log.warning("set_leverage %s failed: %r", key, exc)
-
-        await asyncio.gather(*(one(*p) for p in pending))
-
-    @staticmethod
-    def _request(it: Intent) -> OrderRequest:
-        return OrderRequest(
-            symbol=it.symbol,
-            side=it.side,
-            quantity=it.quantity,
-            client_order_id=it.client_order_id,
-            reduce_only=it.reduce_only,
-        )
+        return await send_stage.send(self, intents)
 
     def record(
         self, ps: PortfolioState | None, intents: list[Intent], results: list[SendResult]
     ) -> None:
-        """Record send results: outcomes, orders, fills, ledger postings and positions."""
-        if not intents:
-            return
-        now = utcnow()
-        intent_updates, order_rows, fill_plans = [], [], []
-        for it, res in zip(intents, results, strict=True):
-            status, outcome, code, reason = outcome_of(res)
-            intent_updates.append(
-                {
-                    "iid": it.intent_id,
-                    "status": status,
-                    "outcome": outcome,
-                    "reason_code": code,
-                    "reason": reason,
-                    "sent_at": res.sent_at,
-                    "acked_at": res.acked_at,
-                }
-            )
-            if res.state is None and res.rejected is None:
-                continue
-            state = res.state
-            order_rows.append(
-                {
-                    "intent_id": it.intent_id,
-                    "copy_id": it.copy.copy_id,
-                    "client_order_id": it.client_order_id,
-                    "exchange_order_id": state.order_id if state else None,
-                    "exchange_status": state.status if state else "rejected",
-                    "filled_quantity": state.filled_quantity if state else ZERO,
-                    "average_price": state.average_price if state else None,
-                    "error_code": None if state else str(res.rejected.code),
-                    "error_message": None if state else str(res.rejected)[:2000],
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            if state is not None and state.filled_quantity > 0:
-                fill_plans.append((it, res, state, len(order_rows) - 1))
-        try:
-            with self.sf() as session, session.begin():
-                update_rows(
-                    session,
-                    FollowerOrderIntent.__table__,
-                    intent_updates,
-                    key="id",
-                    key_param="iid",
-                    columns=("status", "outcome", "reason_code", "reason", "sent_at", "acked_at"),
-                )
-                order_ids = self._upsert_orders(session, order_rows)
-                self._record_fills(session, ps, fill_plans, order_ids)
-        except Exception:
-            # The fills were already applied to the in-memory positions when the transaction
-            # failed (e.g. a dropped database session): reload the copies from the database
-            # before the next fill, so the sweep's adoption of these orders counts them once.
-            if ps is not None:
-                ps.copies_stale = True
-            raise
-        self.inflight.difference_update(it.intent_id for it in intents)
-
-    def _upsert_orders(self, session: Session, rows: list[dict]) -> list[int]:
-        if not rows:
-            return []
-        existing = dict(
-            session.execute(
-                select(FollowerOrder.client_order_id, FollowerOrder.id).where(
-                    FollowerOrder.client_order_id.in_([r["client_order_id"] for r in rows])
-                )
-            ).all()
-        )
-        fresh = [r for r in rows if r["client_order_id"] not in existing]
-        if fresh:
-            new_ids = session.scalars(
-                FollowerOrder.__table__.insert().returning(
-                    FollowerOrder.id, sort_by_parameter_order=True
-                ),
-                fresh,
-            ).all()
-            existing.update(zip((r["client_order_id"] for r in fresh), new_ids, strict=True))
-        stale = [r for r in rows if r not in fresh]
-        update_rows(
-            session,
-            FollowerOrder.__table__,
-            [{**r, "cid": r["client_order_id"]} for r in stale],
-            key="client_order_id",
-            key_param="cid",
-            columns=(
-                "exchange_order_id",
-                "exchange_status",
-                "filled_quantity",
-                "average_price",
-                "updated_at",
-            ),
-        )
-        return [existing[r["client_order_id"]] for r in rows]
-
-    def _record_fills(self, session: Session, ps: PortfolioState | None, plans, order_ids) -> None:
-        if not plans:
-            return
-        accounts = {it.copy.account_id for it, *_ in plans}
-        known = set()
-        trades_by_plan = []
-        for it, _res, state, _oi in plans:
-            trades = list(state.trades) or [self._aggregate_trade(it, state)]
-            trades_by_plan.append(trades)
-        ids = {t.trade_id for trades in trades_by_plan for t in trades}
-        if ids:
-            known = set(
-                session.execute(
-                    select(
-                        FollowerFill.exchange_account_id,
-                        FollowerFill.symbol,
-                        FollowerFill.exchange_trade_id,
-                    ).where(
-                        FollowerFill.exchange_account_id.in_(
-                            [a for a in accounts if a is not None] or [0]
-                        ),
-                        FollowerFill.exchange_trade_id.in_(list(ids)),
-                    )
-                ).all()
-            )
-        fill_rows, transfers, touched = [], [], {}
-        for (it, res, _state, oi), trades in zip(plans, trades_by_plan, strict=True):
-            copy = it.copy
-            market = self.markets_by_kind.get(copy.kind, {}).get(it.symbol)
-            base = market.base if market else it.symbol.removesuffix("USDT")
-            quote = market.quote if market else "USDT"
-            taker = market.taker_fee if market else Decimal("0.001")
-            pos = copy.position(it.symbol)
-            for t in trades:
-                if (copy.account_id, t.symbol, t.trade_id) in known:
-                    continue
-                known.add((copy.account_id, t.symbol, t.trade_id))
-                if t.fee_asset is None:  # no trade details: the fee at the follower's rate
-                    fee, fee_asset = (t.quantity * t.price * taker).quantize(Decimal("1e-8")), quote
-                else:
-                    fee, fee_asset = t.fee or ZERO, t.fee_asset
-                realised = pos.apply(t.side, t.quantity, t.price)
-                if copy.kind == "spot" and fee_asset == base and t.side == "buy":
-                    pos.quantity -= fee  # Binance takes a spot buy's fee from the bought asset
-                fee_quote = fee if fee_asset == quote else (fee * t.price).quantize(Decimal("1e-8"))
-                pos.fees_paid += fee_quote
-                copy.realised += realised
-                copy.fees += fee_quote
-                self._add_day_pnl(copy, realised - fee_quote)
-                if copy.kind == "spot":
-                    cost = (t.quantity * t.price).quantize(Decimal("1e-8"))
-                    copy.cash += -cost if t.side == "buy" else cost
-                else:
-                    copy.cash += realised
-                if fee_asset == quote:
-                    copy.cash -= fee
-                if t.realised_pnl is not None and copy.kind == "futures":
-                    realised_rec = t.realised_pnl
-                else:
-                    realised_rec = realised
-                rebate = leader_rebate(fee) if fee > 0 else ZERO
-                key = f"{copy.account_id}:{t.symbol}:{t.trade_id}"
-                delay = (
-                    int((res.acked_at - it.leader_time).total_seconds() * 1000)
-                    if it.leader_time and res.acked_at
-                    else None
-                )
-                fill_rows.append(
-                    {
-                        "order_id": order_ids[oi],
-                        "copy_id": copy.copy_id,
-                        "leader_fill_id": it.leader_fill_id,
-                        "exchange_account_id": copy.account_id,
-                        "exchange_trade_id": t.trade_id,
-                        "symbol": t.symbol,
-                        "side": t.side,
-                        "price": t.price,
-                        "quantity": t.quantity,
-                        "fee": fee,
-                        "fee_asset": fee_asset,
-                        "realised_pnl": realised_rec,
-                        "traded_at": t.traded_at,
-                        "leader_price": it.leader_price,
-                        "slippage_bps": slippage_bps(t.side, it.leader_price, t.price),
-                        "rebate": rebate,
-                        "copy_delay_ms": delay,
-                    }
-                )
-                transfers.extend(
-                    fill_transfers(
-                        key=key,
-                        copy_id=copy.copy_id,
-                        portfolio_id=it.portfolio_id,
-                        venue=self.venue,
-                        kind=copy.kind,
-                        base=base,
-                        quote=quote,
-                        side=t.side,
-                        quantity=t.quantity,
-                        price=t.price,
-                        fee=fee,
-                        fee_asset=fee_asset,
-                        realised_pnl=realised,
-                        refs={"copy_id": copy.copy_id, "client_order_id": it.client_order_id},
-                    )
-                )
-            touched[(copy.copy_id, it.symbol)] = pos
-            if ps is not None and it.index is not None and it.index < len(ps.copies):
-                ps.refresh_copy(it.index)
-        if fill_rows:
-            session.execute(FollowerFill.__table__.insert(), fill_rows)
-        self._post(session, transfers)
-        self._save_positions(session, touched)
-
-    def _post(self, session: Session, transfers) -> None:
-        if not transfers:
-            return
-        ledger = Ledger(session)
-        try:
-            with session.begin_nested():
-                ledger.post_many(transfers, self.ledger_stream)
-        except LedgerError as exc:
-            # One copy's ledger problem (e.g. a fill that cost more than its cash) must not lose
-            # the others' postings or the fills themselves: post one by one and log the refusal.
-            log.error("bulk ledger posting refused (%s); posting one by one", exc)
-            for spec in transfers:
-                try:
-                    with session.begin_nested():
-                        ledger.post(spec, self.ledger_stream)
-                except LedgerError as one:
-                    log.error("ledger refused %s: %s", spec.key, one)
-                    session.add(
-                        AuditEntry(
-                            actor="system",
-                            action="ledger_posting_refused",
-                            subject_type="transfer",
-                            subject_id=spec.key[:64],
-                            rule=getattr(one, "rule", None),
-                            reason=str(one)[:2000],
-                        )
-                    )
-
-    def _save_positions(self, session: Session, touched: dict[tuple[int, str], object]) -> None:
-        if not touched:
-            return
-        now = utcnow()
-        existing = {
-            (c, s): i
-            for i, c, s in session.execute(
-                select(CopyPosition.id, CopyPosition.copy_id, CopyPosition.symbol).where(
-                    CopyPosition.copy_id.in_({c for c, _ in touched})
-                )
-            )
-        }
-        fresh, changed = [], []
-        for (copy_id, symbol), pos in touched.items():
-            row = {
-                "copy_id": copy_id,
-                "symbol": symbol,
-                "quantity": pos.quantity,
-                "average_price": pos.average_price,
-                "realised_pnl": pos.realised_pnl,
-                "fees_paid": pos.fees_paid,
-                "accumulated": pos.accumulated,
-                "updated_at": now,
-            }
-            if (copy_id, symbol) in existing:
-                changed.append({**row, "pid": existing[(copy_id, symbol)]})
-            else:
-                fresh.append(row)
-        if fresh:
-            session.execute(CopyPosition.__table__.insert(), fresh)
-        update_rows(
-            session,
-            CopyPosition.__table__,
-            changed,
-            key="id",
-            key_param="pid",
-            columns=(
-                "quantity",
-                "average_price",
-                "realised_pnl",
-                "fees_paid",
-                "accumulated",
-                "updated_at",
-            ),
-        )
-
-    def _save_accumulators(self, session: Session, ps: PortfolioState, before: dict) -> None:
-        """Persist accumulate remainders that sizing changed (R-COPY-6 accumulate)."""
-        touched = {}
-        for symbol, acc in ps.book.accumulated.items():
-            old = before.get(symbol)
-            changed = (
-                np.nonzero(acc != old)[0]
-                if old is not None and len(old) == len(acc)
-                else np.nonzero(acc)[0]
-            )
-            for i in changed:
-                copy = ps.copies[int(i)]
-                pos = copy.position(symbol)
-                pos.accumulated = _dec(acc[int(i)])
-                touched[(copy.copy_id, symbol)] = pos
-        self._save_positions(session, touched)
-
-    def _save_watermark(
-        self, session: Session, ps: PortfolioState, trade: Trade, position: Decimal
-    ) -> None:
-        table = LeaderWatermark.__table__
-        tid = int(trade.trade_id)
-        # A late fill lies below the watermark: the watermark stays the highest stored id.
-        highest = case((table.c.last_trade_id < tid, tid), else_=table.c.last_trade_id)
-        updated = session.execute(
-            update(table)
-            .where(table.c.portfolio_id == ps.portfolio_id, table.c.symbol == trade.symbol)
-            .values(last_trade_id=highest, position=position, updated_at=utcnow())
-        ).rowcount
-        if not updated:
-            # First fill of a symbol never baselined: the leader started flat in it.
-            ps.baselines.setdefault(trade.symbol, 0)
-            session.execute(
-                table.insert(),
-                {
-                    "portfolio_id": ps.portfolio_id,
-                    "symbol": trade.symbol,
-                    "last_trade_id": tid,
-                    "position": position,
-                    "baseline_trade_id": 0,
-                    "baseline_position": ZERO,
-                    "updated_at": utcnow(),
-                },
-            )
-
-    @staticmethod
-    def _aggregate_trade(it: Intent, state: OrderState) -> Trade:
-        """One fill for an order the exchange answered without trade details (keyed by order id)."""
-        return Trade(
-            trade_id=f"o{state.order_id}",
-            order_id=state.order_id,
-            client_order_id=state.client_order_id,
-            symbol=state.symbol,
-            side=state.side,
-            price=state.average_price or it.leader_price or ZERO,
-            quantity=state.filled_quantity,
-            fee=ZERO,
-            fee_asset=None,  # type: ignore[arg-type]
-            realised_pnl=None,
-            is_maker=False,
-            traded_at=state.updated_at or clock.now(),
-        )
-
-    # -- quarantine ----------------------------------------------------------------------------
-
-    def _quarantine(
-        self, portfolio_id: int | None, source: str, code: str, reason: str, event: object
-    ) -> None:
-        log.warning("quarantined %s event of portfolio %s: %s", code, portfolio_id, reason)
-        with self.sf() as session, session.begin():
-            session.add(
-                QuarantinedEvent(
-                    source=source[:32],
-                    portfolio_id=portfolio_id if portfolio_id in self.portfolios else None,
-                    reason_code=code[:32],
-                    reason=reason,
-                    payload=ingest.payload_of(event),
-                )
-            )
-
-    # -- guards: daily loss (R-X-3), copy SL/TP (R-COPY-3), position TP/SL (R-COPY-12) ---------
-
-    def _add_day_pnl(self, copy: CopyState, amount: Decimal) -> None:
-        today = clock.now().date()
-        if copy.day != today:
-            copy.day, copy.day_pnl = today, ZERO
-        copy.day_pnl += amount
-
-    def _unpause_expired(self, ps: PortfolioState) -> None:
-        now = clock.now()
-        for i, c in enumerate(ps.copies):
-            if c.paused_until and c.paused_until <= now and ps.book.paused[i]:
-                ps.book.paused[i] = False
+        """Record send results (``record``): outcomes, orders, fills, ledger, positions."""
+        record_stage.record(self, ps, intents, results)
 
     async def _guards(self, ps: PortfolioState, symbols: str | Iterable[str]) -> None:
-        """Daily loss pause (R-X-3), per-position TP/SL and copy stops (R-COPY-3) at ``self.prices``.
-
-        Runs after every leader fill and on every mark update (``marks_feed``); the rules are in
-        ``copytrade.engine.risk``.
-        """
-        symbols = [symbols] if isinstance(symbols, str) else list(symbols)
-        now = clock.now()
-        pauses = []
-        for i, c in enumerate(ps.copies):
-            if c.daily_loss_limit and c.day_pnl <= -c.daily_loss_limit and not ps.book.paused[i]:
-                c.paused_until = next_utc_midnight(now)
-                ps.book.paused[i] = True
-                pauses.append(c)
-        closes = risk.position_closes(ps.copies, symbols, self.prices)
-        stops = []
-        watched = risk.watched(ps)
-        if watched:
-            with self.sf() as session:
-                paid = risk.shares_paid(session, watched)
-            stops = risk.copy_stops(watched, self.prices, paid)
-        stopping = {s.copy.copy_id for s in stops}
-        closes = [(c, sym) for c, sym in closes if c.copy_id not in stopping]
-        if pauses:
-            with self.sf() as session, session.begin():
-                for c in pauses:
-                    session.execute(
-                        update(Copy).where(Copy.id == c.copy_id).values(paused_until=c.paused_until)
-                    )
-                    session.add(
-                        AuditEntry(
-                            actor="system",
-                            action="copy_paused",
-                            subject_type="copy",
-                            subject_id=str(c.copy_id),
-                            rule="R-X-3",
-                            reason=f"daily loss {c.day_pnl} reached the limit {c.daily_loss_limit}",
-                        )
-                    )
-        for c, symbol_ in closes:
-            await self.close_position(c.copy_id, symbol_, kind="close", ps=ps)
-        for stop in stops:
-            await self.stop_copy(
-                stop.copy.copy_id,
-                stop.trigger.value,
-                pnl=stop.result,
-                threshold=stop.threshold,
-                ps=ps,
-            )
+        await guards.run(self, ps, symbols)
 
     # -- manual close, stop copying (R-COPY-5), stops (R-COPY-3) -------------------------------
 
@@ -1006,76 +279,10 @@ class CopyEngine:
     ) -> list[Intent]:
         """Close (all or ``quantity`` of) a copy's position in ``symbol`` with a recorded order."""
         ps, index = self._find(copy_id) if ps is None else (ps, self._find(copy_id)[1])
-        copy = ps.copies[index]
-        pos = copy.positions.get(symbol)
-        if not pos or not pos.quantity:
-            return []
-        qty = abs(pos.quantity) if quantity is None else min(quantity, abs(pos.quantity))
-        market = self.markets(ps).get(symbol)
-        if market is not None:
-            qty = market.round_amount(qty)
-        if qty <= 0:
-            return []
-        side = "sell" if pos.quantity > 0 else "buy"
-        intents = self._persist_extra(
-            ps, [(copy, index, symbol, side, qty, ps.mode == "futures")], kind
-        )
-        results = await self._send(intents)
-        self.record(ps, intents, results)
-        return intents
+        return await closing.close_position(self, ps, index, symbol, kind, quantity)
 
     def _persist_extra(self, ps: PortfolioState, orders, kind: str) -> list[Intent]:
-        """Persist intents that no leader fill caused (close, stop, resync) before sending them."""
-        now = utcnow()
-        rows = []
-        for copy, _index, symbol, side, qty, reduce_only in orders:
-            rows.append(
-                {
-                    "leader_fill_id": None,
-                    "copy_id": copy.copy_id,
-                    "leg": 0,
-                    "kind": kind,
-                    "client_order_id": f"{kind[0]}{copy.copy_id}-{uuid.uuid4().hex[:24]}",
-                    "symbol": symbol,
-                    "side": side,
-                    "quantity": qty,
-                    "computed_quantity": qty,
-                    "reduce_only": reduce_only,
-                    "leverage": copy.leverage if ps.mode == "futures" else None,
-                    "leader_price": self.prices.get(symbol),
-                    "created_at": now,
-                    "status": "pending",
-                }
-            )
-        with self.sf() as session, session.begin():
-            ids = session.scalars(
-                FollowerOrderIntent.__table__.insert().returning(
-                    FollowerOrderIntent.id, sort_by_parameter_order=True
-                ),
-                rows,
-            ).all()
-        self.inflight.update(ids)
-        return [
-            Intent(
-                intent_id=iid,
-                portfolio_id=ps.portfolio_id,
-                copy=copy,
-                index=index,
-                client_order_id=row["client_order_id"],
-                symbol=symbol,
-                side=side,
-                quantity=qty,
-                reduce_only=reduce_only,
-                leverage=row["leverage"],
-                leader_fill_id=None,
-                leader_price=row["leader_price"],
-                leader_time=None,
-                kind=kind,
-            )
-            for iid, row, (copy, index, symbol, side, qty, reduce_only) in zip(
-                ids, rows, orders, strict=True
-            )
-        ]
+        return persist.persist_extra(self, ps, orders, kind)
 
     async def stop_copy(
         self,
@@ -1092,44 +299,7 @@ class CopyEngine:
         copy = ps.copies[index]
         if pnl is None:
             pnl = copy.marked_pnl(self.prices)
-        rule = "R-COPY-3" if trigger in ("stop_loss", "take_profit") else "R-COPY-5"
-        reason = stop_reason(
-            parse_trigger(trigger),
-            f"result after fees and shares {pnl} (threshold {threshold})"
-            if threshold is not None
-            else None,
-        )
-        with self.sf() as session, session.begin():
-            session.execute(
-                update(Copy)
-                .where(Copy.id == copy_id, Copy.status == "active")
-                .values(status="stopped", stopped_at=utcnow(), stop_reason=reason)
-            )
-            exists = session.scalar(
-                select(CopyStopEvent.id).where(CopyStopEvent.copy_id == copy_id)
-            )
-            if exists is None:
-                session.add(
-                    CopyStopEvent(
-                        copy_id=copy_id,
-                        trigger=trigger,
-                        cumulative_pnl=pnl.quantize(Decimal("1e-8")),
-                        threshold=threshold.quantize(Decimal("1e-8"))
-                        if threshold is not None
-                        else None,
-                        reason=reason,
-                    )
-                )
-            session.add(
-                AuditEntry(
-                    actor="system" if rule == "R-COPY-3" else "follower",
-                    action="copy_stopped",
-                    subject_type="copy",
-                    subject_id=str(copy_id),
-                    rule=rule,
-                    reason=reason,
-                )
-            )
+        reason = closing.store_stop(self, copy_id, trigger, pnl, threshold)
         # The copy is no longer active: out of the sizing columns, closed and kept until flat.
         ps.copies = [c for c in ps.copies if c.copy_id != copy_id]
         ps.rebuild_book(self.markets(ps))

@@ -258,21 +258,22 @@ async def test_a_recording_lost_with_the_database_is_adopted_once_not_counted_tw
     from sqlalchemy.exc import OperationalError
 
     import copytrade.engine.core as core
+    from copytrade.engine import record
     from copytrade.engine.reconcile import resolve_open_intents
 
     w = rig.build([{"allocation": "1000", "leverage": 10}])
     eng = await _baselined(rig)
     eng.absent_after = 0.0
     monkeypatch.setattr(core, "DB_RETRY_SECONDS", (0.0,))
-    real = eng._record_fills
+    real = record.record_fills
 
-    def dropped(session, ps, plans, order_ids):
-        real(session, ps, plans, order_ids)  # positions move in memory, then the commit fails
+    def dropped(engine, session, ps, plans, order_ids):
+        real(engine, session, ps, plans, order_ids)  # positions move in memory, then commit fails
         raise OperationalError("INSERT", {}, Exception("terminating connection"))
 
-    eng._record_fills = dropped
+    monkeypatch.setattr(record, "record_fills", dropped)
     await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))
-    eng._record_fills = real
+    monkeypatch.setattr(record, "record_fills", real)
     report = await resolve_open_intents(eng)
     assert report.adopted == 1
     ps = eng.portfolios[w.portfolio_id]

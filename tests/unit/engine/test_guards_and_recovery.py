@@ -12,6 +12,7 @@ from sqlalchemy import select
 from copytrade.engine.reconcile import reconcile, resolve_open_intents
 from copytrade.engine.resync import resync
 from copytrade.engine.runner import EngineRunner
+from copytrade.engine.send import order_request
 from models import Copy, CopyStopEvent, FollowerOrderIntent, LeaderFill, QuarantinedEvent
 
 
@@ -112,7 +113,7 @@ async def test_restart_sends_persisted_intents_once_and_adopts_executed_ones_R_C
     async def crash(intents):  # the process dies after persisting: copy 0's order got through
         gw = rig.gateway(accounts[0])
         it = next(i for i in intents if i.copy.account_id == accounts[0])
-        await gw.place_order(eng._request(it))
+        await gw.place_order(order_request(it))
         raise SystemExit("killed")
 
     eng._send = crash
