@@ -87,9 +87,8 @@ class CopyEngine:
         self.reports: list[FillReport] = []
         self.inflight: set[int] = set()  # intent ids being sent now: sweeps leave them alone
         self.keep_reports = False
-        # (mode, symbol) → (price, monotonic time): the mark feed's latest, what a follower's
-        # order meets now (R-COPY-12's reference); older than AVAILABLE_MAX_AGE is not used.
-        # (mode, symbol) → (price, monotonic fetch time, the exchange's quote time or None)
+        # (mode, symbol) → (price, monotonic fetch time, the exchange's quote time or None): the
+        # mark feed's latest, what a follower's order meets now (R-COPY-12's reference).
         self.available: dict[tuple[str, str], tuple[Decimal, float, datetime | None]] = {}
         self.closing: dict[int, closing.Closing] = {}  # stopped copies not flat yet
         # Called with (copy id, stop reason) once a stopped copy is flat: the driver emits the
