@@ -324,9 +324,7 @@ class Scenario:
         )
         return row.id
 
-    def stop(
-        self, copy_id: int, reason: str = "stop_copy", at: datetime | None = None
-    ) -> None:
+    def stop(self, copy_id: int, reason: str = "stop_copy", at: datetime | None = None) -> None:
         self.session.execute(
             update(Copy)
             .where(Copy.id == copy_id)
