@@ -27,14 +27,6 @@ from tests.support.settlement import EPOCH, Scenario
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch: pytest.MonkeyPatch):
-    from copytrade.cli import common
-
-    monkeypatch.setattr(common.console, "width", 240)
-    monkeypatch.setattr(common.err_console, "width", 240)
-
-
 @pytest.fixture
 def cli_url(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Point the CLI at a fresh, migrated database (SQLite file or PostgreSQL schema)."""

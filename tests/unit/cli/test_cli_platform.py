@@ -22,15 +22,6 @@ from models import AuditEntry, CapacityRequest, Copy, LeadPortfolio, LedgerTrans
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch: pytest.MonkeyPatch):
-    """Render tables at full width (the runner is not a terminal, rich would truncate at 80)."""
-    from copytrade.cli import common
-
-    monkeypatch.setattr(common.console, "width", 240)
-    monkeypatch.setattr(common.err_console, "width", 240)
-
-
 @pytest.fixture
 def cli_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Point the CLI at a fresh, migrated SQLite database under a temporary home."""
