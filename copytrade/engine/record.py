@@ -351,7 +351,7 @@ def record_fills(
             FollowerFillRow._fields,
             [row.stored(raw) for row in out.fill_rows],
         )
-    post(session, out.transfers)
+    post(session, out.transfers, engine.ledger_stream)
     save_positions(session, out.touched)
 
 
@@ -456,14 +456,15 @@ def _apply_to_copy(
     return realised
 
 
-def post(session: Session, transfers: list) -> None:
-    """Post the batch's transfers in bulk; one refused posting must not lose the others."""
+def post(session: Session, transfers: list, stream: int = 0) -> None:
+    """Post the batch's transfers in bulk on the engine's ledger ``stream`` (its shard's chain);
+    one refused posting must not lose the others."""
     if not transfers:
         return
     ledger = Ledger(session)
     try:
         with session.begin_nested():
-            ledger.post_many(transfers)
+            ledger.post_many(transfers, stream)
     except LedgerError as exc:
         # One copy's ledger problem (e.g. a fill that cost more than its cash) must not lose
         # the others' postings or the fills themselves: post one by one and log the refusal.
@@ -471,7 +472,7 @@ def post(session: Session, transfers: list) -> None:
         for spec in transfers:
             try:
                 with session.begin_nested():
-                    ledger.post(spec)
+                    ledger.post(spec, stream)
             except LedgerError as one:
                 log.error("ledger refused %s: %s", spec.key, one)
                 session.add(
