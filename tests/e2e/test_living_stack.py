@@ -20,14 +20,11 @@ then one follower stops through `copytrade copies stop`, and checks what SPEC pr
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +33,7 @@ from sqlalchemy import create_engine, text
 from copytrade.config import PROJECT_ROOT
 from copytrade.ops.prefect_api import PrefectAPI
 from copytrade.ops.stack import Stack, leader_bot_available
+from tests.support.local_stack import local_stack
 from tests.support.paper_exchange import sync_ccxt_client
 
 pytestmark = pytest.mark.slow
@@ -44,12 +42,6 @@ SETTLE_WITHIN = 60.0  # seconds: a stopped copy is flat and settled within a min
 # Seeded followers without a stop-loss or take-profit: nothing but the test stops their copies.
 STOPPERS = ("ada", "di", "ed")
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -92,23 +84,7 @@ def living(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Living]:
     home = tmp_path_factory.mktemp("living") / "var"
     home.mkdir(parents=True)
     ledger_url = f"sqlite:///{home / 'ledger.db'}"
-    env = dict(os.environ)
-    env.update(
-        COPYTRADE_HOME=str(home),
-        COPYTRADE_DATABASE_URL=ledger_url,
-        COPYTRADE_WAREHOUSE_PATH=str(home / "warehouse.duckdb"),
-        PYTHONPATH=os.pathsep.join(
-            [str(PROJECT_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-        ),
-    )
-    env.pop("PREFECT_API_URL", None)
-    stack = Stack(
-        home=home,
-        project_dir=Path(env.get("COPYTRADE_PROJECT_DIR") or PROJECT_ROOT),
-        prefect_port=free_port(),
-        paper_port=free_port(),
-        ledger_url=ledger_url,
-    )
+    stack, env = local_stack(home, ledger_url)
     living = Living(stack, env)
     up = living.cli("up", "--port", str(stack.prefect_port), "--paper-port", str(stack.paper_port))
     try:

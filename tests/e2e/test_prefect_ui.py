@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from copytrade.ops.stack import (
     leader_bot_available,
     start_engine_run,
 )
+from tests.support.local_stack import local_stack
 
 pytestmark = pytest.mark.slow
 
@@ -63,12 +63,6 @@ SCHEDULES = {
     "validate-ledger-daily": re.compile(r"At 11:30 PM"),
     "build-metrics-hourly": re.compile(r"At 5 minutes past the hour"),
 }
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -154,23 +148,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     ledger_url = f"sqlite:///{home / 'ledger.db'}"
     home.mkdir(parents=True)
     seed_ledger(ledger_url)
-    env = dict(os.environ)
-    env.update(
-        COPYTRADE_HOME=str(home),
-        COPYTRADE_DATABASE_URL=ledger_url,
-        COPYTRADE_WAREHOUSE_PATH=str(home / "warehouse.duckdb"),
-        PYTHONPATH=os.pathsep.join(
-            [str(PROJECT_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-        ),
-    )
-    env.pop("PREFECT_API_URL", None)
-    stack = Stack(
-        home=home,
-        project_dir=Path(env.get("COPYTRADE_PROJECT_DIR") or PROJECT_ROOT),
-        prefect_port=free_port(),
-        paper_port=free_port(),
-        ledger_url=ledger_url,
-    )
+    stack, env = local_stack(home, ledger_url)
     ports = ["--port", str(stack.prefect_port), "--paper-port", str(stack.paper_port)]
     running = LocalStack(stack, env, [*ports, "--no-engine"])
     up = running.cli("up", *running.args)

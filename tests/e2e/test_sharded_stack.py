@@ -8,7 +8,6 @@ locks; `copytrade down` cancels both and the locks go with their sessions.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,14 +19,9 @@ from copytrade.db import make_engine
 from copytrade.engine.shards import lock_space
 from copytrade.ops.prefect_api import PrefectAPI
 from copytrade.ops.stack import WORK_POOL
+from tests.support.local_stack import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def shard_locks(pg_url: str) -> list[int]:
