@@ -44,13 +44,24 @@ def _first_line(exc: BaseException, limit: int = 200) -> str:
     return _QUERY.sub("", line)[:limit]
 
 
+def database_problem(exc: BaseException) -> str:
+    """Return the one line for a database error a command cannot go on from: the schema is
+    missing (run `copytrade db upgrade`) or the database is unreachable."""
+    from sqlalchemy.exc import ProgrammingError
+
+    detail = _first_line(exc)
+    if isinstance(exc, ProgrammingError) or "no such table" in detail:
+        return f"database not migrated: {database_url()} (run `copytrade db upgrade`): {detail}"
+    return f"database unreachable: {database_url()} ({detail})"
+
+
 def classify(exc: BaseException) -> tuple[int, str] | None:
     """Return (exit code, message) for an unreachable dependency, or None."""
     from sqlalchemy.exc import InterfaceError, OperationalError
 
     for link in _chain(exc):
         if isinstance(link, OperationalError | InterfaceError):
-            return EXIT_UNAVAILABLE, f"database unreachable: {database_url()} ({_first_line(link)})"
+            return EXIT_UNAVAILABLE, database_problem(link)
     for link in _chain(exc):
         if _is_exchange_failure(link):
             where = _URL.search(str(link))

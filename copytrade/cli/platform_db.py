@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from copytrade.cli.common import EXIT_UNAVAILABLE, err_console, refusals
-from copytrade.cli.failures import database_url
+from copytrade.cli.failures import database_problem
 from copytrade.db import session_scope
 
 
@@ -22,12 +22,9 @@ def transaction() -> Iterator[Session]:
         with refusals(), session_scope() as session:
             yield session
     except (OperationalError, ProgrammingError) as exc:
-        detail = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
-        missing_table = isinstance(exc, ProgrammingError) or "no such table" in detail
-        what = "database not migrated" if missing_table else "database unreachable"
-        hint = " (run `copytrade db upgrade`)" if missing_table else ""
+        # The entry point says the same for any command; this also serves in-process callers.
         # One line whatever the terminal's width (soft_wrap): operators grep these.
-        err_console.print(f"[bold red]{what}[/]: {database_url()}{hint}: {detail}", soft_wrap=True)
+        err_console.print(database_problem(exc), markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_UNAVAILABLE) from None
 
 
