@@ -4,8 +4,9 @@
    ``unknown``: a timeout nobody could resolve yet; ``acked``: an order still open) is looked up by
    its client order id. Found → the exchange's state is adopted and recorded. Absent → left for
    the next sweep while it could still be in flight (younger than ``absent_after``, beyond the
-   recvWindow), then sent if it was decided less than ``stale_after`` seconds ago, otherwise
-   closed as skipped (``not_sent``) with the reason. A resend the exchange refuses as a duplicate
+   recvWindow), then sent if it was decided less than ``stale_after`` seconds ago or only lowers
+   the follower's recorded position (a reduction or a close, however old), otherwise closed as
+   skipped (``not_sent``) with the reason. A resend the exchange refuses as a duplicate
    client id means the first one exists: it is adopted at the next sweep.
    A lookup that fails leaves the intent for the next sweep. Nothing is sent without a lookup.
 2. Leader fills missed while the stream was down are backfilled from ``myTrades`` by trade id,
@@ -93,6 +94,21 @@ def _copy_for(
     return None, state, None
 
 
+def _lowers_risk(intent: FollowerOrderIntent, copy: CopyState) -> bool:
+    """Whether an unsent intent only reduces the follower's recorded position (never reverses it).
+
+    Such an order is sent however old it is: dropping it would leave every later reduction, a pro
+    rata share of what the follower holds (R-COPY-4), working on a position the leader no longer
+    has (found by the fault campaign: followers ~11 % above ratio after a reduction killed in
+    flight aged past ``stale_after``). An opening that old is not sent: the market moved on.
+    """
+    held = copy.positions.get(intent.symbol)
+    quantity = held.quantity if held is not None else Decimal(0)
+    on_side = quantity if intent.side == "sell" else -quantity
+    reduces = intent.reduce_only or copy.kind == "spot" and intent.side == "sell"
+    return reduces and intent.quantity <= on_side
+
+
 def _rebind(ps: PortfolioState, intents: list[Intent]) -> None:
     """Point each intent at its copy's current state and book index."""
     live = {c.copy_id: (i, c) for i, c in enumerate(ps.copies)}
@@ -174,7 +190,7 @@ async def resolve_open_intents(
                 # The request may still be on its way or held by the exchange: absence is only
                 # final once it can no longer execute (its recvWindow has passed). Next sweep.
                 return it, None, "lookup_failed"
-            if age <= engine.stale_after:
+            if age <= engine.stale_after or _lowers_risk(intent, copy):
                 request = OrderRequest(
                     symbol=intent.symbol,
                     side=intent.side,
@@ -231,8 +247,8 @@ async def resolve_open_intents(
                     status="done",
                     outcome="skipped",
                     reason_code="not_sent",
-                    reason="never reached the exchange and too old to send after a restart; "
-                    "a re-sync restores the position (R-COPY-11, R-X-2)",
+                    reason="an opening that never reached the exchange and is too old to send "
+                    "after a restart; a re-sync restores the position (R-COPY-11, R-X-2)",
                 )
             )
         report.closed_not_sent += len(not_sent)

@@ -145,6 +145,32 @@ async def test_stale_unsent_intents_are_closed_not_sent_after_restart_R_COPY_11(
         assert s.scalars(select(FollowerOrderIntent)).one().reason_code == "not_sent"
 
 
+async def test_a_stale_unsent_reduction_is_still_sent_after_restart_R_COPY_4_R_COPY_11(rig):
+    """A reduction killed before it reached the exchange is sent however old it is: dropping it
+    leaves the follower above its ratio for good, since later reductions are pro rata of what
+    it holds (R-COPY-4). The fault campaign found followers ~11 % above ratio that way."""
+    w = rig.build([{"allocation": "1000", "leverage": 10}])
+    eng = rig.engine()
+    await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))  # 0.1 BTC
+    account = rig.fake.accounts[w.copy_accounts[w.copy_ids[0]]]
+    assert account.positions["BTCUSDT"] == D("0.1")
+
+    async def crash(intents):
+        raise SystemExit("killed")
+
+    eng._send = crash
+    with contextlib.suppress(SystemExit):
+        await eng.on_leader_event(w.portfolio_id, rig.leader_trade("sell", "0.5", "50000"))
+    report = await resolve_open_intents(rig.engine(stale_after=0.0, absent_after=0.0))
+    assert (report.resent, report.closed_not_sent) == (1, 0)
+    assert account.positions["BTCUSDT"] == D("0.05")  # half, as the leader
+    with rig.sm() as s:
+        intent = s.scalars(
+            select(FollowerOrderIntent).where(FollowerOrderIntent.side == "sell")
+        ).one()
+        assert (intent.reduce_only, intent.outcome) == (True, "filled")
+
+
 async def test_stream_drop_is_backfilled_and_duplicates_quarantined_R_IN_1(rig):
     w = rig.build([{"allocation": "1000", "leverage": 10}])
     eng = rig.engine()
