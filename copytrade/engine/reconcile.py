@@ -22,10 +22,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
@@ -39,11 +42,14 @@ from copytrade.engine.completeness import (
     resolve_gaps,
     trades_from,
 )
-from copytrade.engine.core import CopyEngine, Intent
 from copytrade.engine.dispatch import SendResult, send_one
 from copytrade.engine.state import CopyState, PortfolioState
+from copytrade.engine.types import Intent
 from copytrade.exchange.protocol import GatewayError, OrderRequest
 from models import Copy, CopyPosition, FollowerOrderIntent, LeaderFill, LeaderWatermark
+
+if TYPE_CHECKING:
+    from copytrade.engine.core import CopyEngine
 
 log = logging.getLogger(__name__)
 OPEN_STATUSES = ("pending", "sent", "unknown", "acked")
@@ -150,8 +156,9 @@ class _Open:
         )
 
 
-def _open_intents(engine: CopyEngine) -> list[_Open]:
-    """The intents without an outcome this engine may settle (not in flight, its shard's)."""
+def _open_intents(engine: CopyEngine, portfolio_id: int | None = None) -> list[_Open]:
+    """The intents without an outcome this engine may settle (not in flight, its shard's; only
+    ``portfolio_id``'s when given)."""
     with engine.sf() as session:
         rows = session.execute(
             select(
@@ -166,13 +173,15 @@ def _open_intents(engine: CopyEngine) -> list[_Open]:
             .order_by(FollowerOrderIntent.id)
         ).all()
         work = []
-        for intent, traded_at, portfolio_id, copy_portfolio in rows:
+        for intent, traded_at, fill_portfolio, copy_portfolio in rows:
             if intent.id in engine.inflight:
                 continue  # being sent right now by the engine: not ours to resolve
-            if not engine.owns(portfolio_id or copy_portfolio):
+            if not engine.owns(fill_portfolio or copy_portfolio):
                 continue  # another shard's copy: that shard's engine settles it
+            if portfolio_id is not None and (fill_portfolio or copy_portfolio) != portfolio_id:
+                continue
             ps, copy, index = _copy_for(engine, session, intent.copy_id)
-            pid = portfolio_id or (ps.portfolio_id if ps else None)
+            pid = fill_portfolio or (ps.portfolio_id if ps else None)
             work.append(_Open(intent, traded_at, pid, copy, index))
     return work
 
@@ -214,7 +223,10 @@ async def _settle_one(
 
 
 async def _record_settled(
-    engine: CopyEngine, results: list[tuple[Intent, SendResult | None, str]], report
+    engine: CopyEngine,
+    results: list[tuple[Intent, SendResult | None, str]],
+    report: ReconcileReport,
+    locked: PortfolioState | None = None,
 ) -> list[int]:
     """Record what was adopted or resent, per portfolio; return the intents to close not sent."""
     to_record: dict[int | None, tuple[PortfolioState | None, list, list]] = {}
@@ -236,7 +248,7 @@ async def _record_settled(
         if ps is None:
             engine.record(None, intents, sends)
             continue
-        async with ps.lock:
+        async with contextlib.nullcontext() if ps is locked else ps.lock:
             # The copies may have been reloaded while the lookups ran (changed settings, a failed
             # recording): record into the live state, not a replaced one.
             if ps.copies_stale:
@@ -266,11 +278,15 @@ def _close_not_sent(engine: CopyEngine, intent_ids: list[int]) -> None:
 
 
 async def resolve_open_intents(
-    engine: CopyEngine, report: ReconcileReport | None = None
+    engine: CopyEngine,
+    report: ReconcileReport | None = None,
+    *,
+    locked: PortfolioState | None = None,
 ) -> ReconcileReport:
-    """Settle every intent that has no outcome yet (see the module docstring)."""
+    """Settle every intent that has no outcome yet (see the module docstring); only those of
+    ``locked``, a portfolio whose lock the caller holds, when given."""
     report = report or ReconcileReport()
-    work = _open_intents(engine)
+    work = _open_intents(engine, locked.portfolio_id if locked else None)
     report.open_intents += len(work)
     if not work:
         return report
@@ -285,10 +301,13 @@ async def resolve_open_intents(
     results = []
     for leg in sorted({w.intent.leg for w in work}):
         results += await asyncio.gather(*(settle(w) for w in work if w.intent.leg == leg))
-    not_sent = await _record_settled(engine, results, report)
+    not_sent = await _record_settled(engine, results, report, locked)
     if not_sent:
         _close_not_sent(engine, not_sent)
         report.closed_not_sent += len(not_sent)
+    if locked is not None:
+        report.still_unknown = len(_open_intents(engine, locked.portfolio_id))
+        return report
     with engine.sf() as session:
         report.still_unknown = len(
             session.scalars(
@@ -296,6 +315,28 @@ async def resolve_open_intents(
             ).all()
         )
     return report
+
+
+async def settle_before_sizing(engine: CopyEngine, ps: PortfolioState) -> None:
+    """Adopt the orders of a fill whose recording failed before the portfolio's next fill is sized.
+
+    A dropped database session after the orders were answered leaves them executed but
+    unrecorded; the copies are reloaded without them. Sizing the next fill on those positions
+    gets its reductions wrong for good (a reduction is a share of what the follower holds,
+    R-COPY-4): the fault campaign ended with every follower 11 % above, or a third below, its
+    ratio. So, as on start, this portfolio's open orders are looked up and recorded first,
+    retried while one may still be in flight (up to ``absent_after`` + 5 s). The caller holds
+    ``ps.lock``; a database still down raises, and the caller retries the event.
+    """
+    deadline = time.monotonic() + engine.absent_after + 5.0
+    while True:
+        report = await resolve_open_intents(engine, locked=ps)
+        if not report.still_unknown or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(1.0)
+    if ps.copies_stale:
+        engine.refresh_copies([ps.portfolio_id], force=True)
+        ps.copies_stale = False
 
 
 async def baseline(
