@@ -33,7 +33,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from copytrade.domain.markets import Market
-from copytrade.engine import accept, closing, guards, persist, size
+from copytrade.engine import accept, closing, guards, persist, reconcile, size
 from copytrade.engine import record as record_stage
 from copytrade.engine import send as send_stage
 from copytrade.engine.dispatch import SendResult
@@ -213,9 +213,8 @@ class CopyEngine:
         self, ps: PortfolioState, event: object, source: str, pause: GcPause
     ) -> FillReport:
         """The pipeline for one event: accept → size → persist → send → record → guards."""
-        if ps.copies_stale:
-            self.refresh_copies([ps.portfolio_id], force=True)
-            ps.copies_stale = False
+        if ps.copies_stale:  # a recording failed: its orders are adopted before sizing anew
+            await reconcile.settle_before_sizing(self, ps)
         fill = accept.accept(self, ps, event, source)
         if isinstance(fill, FillReport):
             return fill

@@ -22,9 +22,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
@@ -38,11 +42,14 @@ from copytrade.engine.completeness import (
     resolve_gaps,
     trades_from,
 )
-from copytrade.engine.core import CopyEngine, Intent
 from copytrade.engine.dispatch import SendResult, send_one
 from copytrade.engine.state import CopyState, PortfolioState
+from copytrade.engine.types import Intent
 from copytrade.exchange.protocol import GatewayError, OrderRequest
 from models import Copy, CopyPosition, FollowerOrderIntent, LeaderFill, LeaderWatermark
+
+if TYPE_CHECKING:
+    from copytrade.engine.core import CopyEngine
 
 log = logging.getLogger(__name__)
 OPEN_STATUSES = ("pending", "sent", "unknown", "acked")
@@ -118,11 +125,40 @@ def _rebind(ps: PortfolioState, intents: list[Intent]) -> None:
             it.index, it.copy = found
 
 
-async def resolve_open_intents(
-    engine: CopyEngine, report: ReconcileReport | None = None
-) -> ReconcileReport:
-    """Settle every intent that has no outcome yet (see the module docstring)."""
-    report = report or ReconcileReport()
+@dataclass(slots=True)
+class _Open:
+    """An intent without an outcome, with the copy state it belongs to."""
+
+    intent: FollowerOrderIntent
+    traded_at: datetime | None  # the leader fill's time (None for a close, a stop or a resync)
+    portfolio_id: int | None
+    copy: CopyState
+    index: int | None
+
+    def as_intent(self) -> Intent:
+        row = self.intent
+        return Intent(
+            intent_id=row.id,
+            portfolio_id=self.portfolio_id,
+            copy=self.copy,
+            index=self.index,
+            client_order_id=row.client_order_id,
+            symbol=row.symbol,
+            side=row.side,
+            quantity=row.quantity,
+            reduce_only=row.reduce_only,
+            leverage=row.leverage,
+            leader_fill_id=row.leader_fill_id,
+            leader_price=row.leader_price,
+            leader_time=self.traded_at,
+            kind=row.kind,
+            leg=row.leg,
+        )
+
+
+def _open_intents(engine: CopyEngine, portfolio_id: int | None = None) -> list[_Open]:
+    """The intents without an outcome this engine may settle (not in flight, its shard's; only
+    ``portfolio_id``'s when given)."""
     with engine.sf() as session:
         rows = session.execute(
             select(
@@ -137,77 +173,62 @@ async def resolve_open_intents(
             .order_by(FollowerOrderIntent.id)
         ).all()
         work = []
-        for intent, traded_at, portfolio_id, copy_portfolio in rows:
+        for intent, traded_at, fill_portfolio, copy_portfolio in rows:
             if intent.id in engine.inflight:
                 continue  # being sent right now by the engine: not ours to resolve
-            if not engine.owns(portfolio_id or copy_portfolio):
+            if not engine.owns(fill_portfolio or copy_portfolio):
                 continue  # another shard's copy: that shard's engine settles it
+            if portfolio_id is not None and (fill_portfolio or copy_portfolio) != portfolio_id:
+                continue
             ps, copy, index = _copy_for(engine, session, intent.copy_id)
-            pid = portfolio_id or (ps.portfolio_id if ps else None)
-            work.append((intent, traded_at, pid, ps, copy, index))
-    report.open_intents += len(work)
-    if not work:
-        return report
-    sem = asyncio.Semaphore(64)
-    now = clock.now()
+            pid = fill_portfolio or (ps.portfolio_id if ps else None)
+            work.append(_Open(intent, traded_at, pid, copy, index))
+    return work
 
-    async def settle(intent, traded_at, pid, ps, copy, index):
-        gw = engine.gateway_for(copy.account_id)
-        it = Intent(
-            intent_id=intent.id,
-            portfolio_id=pid,
-            copy=copy,
-            index=index,
-            client_order_id=intent.client_order_id,
-            symbol=intent.symbol,
-            side=intent.side,
-            quantity=intent.quantity,
-            reduce_only=intent.reduce_only,
-            leverage=intent.leverage,
-            leader_fill_id=intent.leader_fill_id,
-            leader_price=intent.leader_price,
-            leader_time=traded_at,
-            kind=intent.kind,
-            leg=intent.leg,
-        )
-        async with sem:
-            try:
-                state = await gw.order_by_client_id(intent.symbol, intent.client_order_id)
-            except (GatewayError, OSError, TimeoutError) as exc:
-                log.info("lookup of %s failed: %s", intent.client_order_id, exc)
-                return it, None, "lookup_failed"
-            if state is not None:
-                return (
-                    it,
-                    SendResult(state=state, acked_at=clock.now(), sent_at=intent.sent_at),
-                    "adopted",
-                )
-            # Age from the engine's decision, not the leader's trade time: the decision already
-            # accepted the fill (a backfilled one may be older), and the paper exchange's
-            # trade times follow its simulated clock.
-            age = (now - intent.created_at).total_seconds()
-            if age < engine.absent_after:
-                # The request may still be on its way or held by the exchange: absence is only
-                # final once it can no longer execute (its recvWindow has passed). Next sweep.
-                return it, None, "lookup_failed"
-            if age <= engine.stale_after or _lowers_risk(intent, copy):
-                request = OrderRequest(
-                    symbol=intent.symbol,
-                    side=intent.side,
-                    quantity=intent.quantity,
-                    client_order_id=intent.client_order_id,
-                    reduce_only=intent.reduce_only,
-                )
-                result = await send_one(gw, request)
-                if result.rejected is not None and str(result.rejected.code) in DUPLICATE_ID_CODES:
-                    return it, None, "lookup_failed"  # it exists after all: adopted next sweep
-                return it, result, "resent"
-            return it, None, "not_sent"
 
-    # Reductions (leg 0) before openings on the other side (leg 1): see CopyEngine._send_by_leg.
-    results = []
-    for leg in sorted({w[0].leg for w in work}):
-        results += await asyncio.gather(*(settle(*w) for w in work if w[0].leg == leg))
+async def _settle_one(
+    engine: CopyEngine, w: _Open, now: datetime
+) -> tuple[Intent, SendResult | None, str]:
+    """Look one intent up; adopt it, send it, close it or leave it: (intent, result, what)."""
+    intent, it = w.intent, w.as_intent()
+    gw = engine.gateway_for(w.copy.account_id)
+    try:
+        state = await gw.order_by_client_id(intent.symbol, intent.client_order_id)
+    except (GatewayError, OSError, TimeoutError) as exc:
+        log.info("lookup of %s failed: %s", intent.client_order_id, exc)
+        return it, None, "lookup_failed"
+    if state is not None:
+        return it, SendResult(state=state, acked_at=clock.now(), sent_at=intent.sent_at), "adopted"
+    # Age from the engine's decision, not the leader's trade time: the decision already accepted
+    # the fill (a backfilled one may be older), and the paper exchange's trade times follow its
+    # simulated clock.
+    age = (now - intent.created_at).total_seconds()
+    if age < engine.absent_after:
+        # The request may still be on its way or held by the exchange: absence is only final
+        # once it can no longer execute (its recvWindow has passed). Next sweep.
+        return it, None, "lookup_failed"
+    if age > engine.stale_after and not _lowers_risk(intent, w.copy):
+        return it, None, "not_sent"
+    request = OrderRequest(
+        symbol=intent.symbol,
+        side=intent.side,
+        quantity=intent.quantity,
+        client_order_id=intent.client_order_id,
+        reduce_only=intent.reduce_only,
+    )
+    result = await send_one(gw, request)
+    if result.rejected is not None and str(result.rejected.code) in DUPLICATE_ID_CODES:
+        return it, None, "lookup_failed"  # it exists after all: adopted at the next sweep
+    return it, result, "resent"
+
+
+async def _record_settled(
+    engine: CopyEngine,
+    results: list[tuple[Intent, SendResult | None, str]],
+    report: ReconcileReport,
+    locked: PortfolioState | None = None,
+) -> list[int]:
+    """Record what was adopted or resent, per portfolio; return the intents to close not sent."""
     to_record: dict[int | None, tuple[PortfolioState | None, list, list]] = {}
     not_sent = []
     for it, res, what in results:
@@ -224,34 +245,69 @@ async def resolve_open_intents(
         bucket[1].append(it)
         bucket[2].append(res)
     for ps, intents, sends in to_record.values():
-        if ps is not None:
-            async with ps.lock:
-                # The copies may have been reloaded while the lookups ran (changed settings, a
-                # failed recording): record into the live state, not a replaced one.
-                if ps.copies_stale:
-                    engine.refresh_copies([ps.portfolio_id], force=True)
-                    ps.copies_stale = False
-                _rebind(ps, intents)
-                engine.record(ps, intents, sends)
-        else:
+        if ps is None:
             engine.record(None, intents, sends)
-    if not_sent:
-        with engine.sf() as session, session.begin():
-            session.execute(
-                update(FollowerOrderIntent)
-                .where(
-                    FollowerOrderIntent.id.in_(not_sent),
-                    FollowerOrderIntent.status.in_(OPEN_STATUSES),
-                )
-                .values(
-                    status="done",
-                    outcome="skipped",
-                    reason_code="not_sent",
-                    reason="an opening that never reached the exchange and is too old to send "
-                    "after a restart; a re-sync restores the position (R-COPY-11, R-X-2)",
-                )
+            continue
+        async with contextlib.nullcontext() if ps is locked else ps.lock:
+            # The copies may have been reloaded while the lookups ran (changed settings, a failed
+            # recording): record into the live state, not a replaced one.
+            if ps.copies_stale:
+                engine.refresh_copies([ps.portfolio_id], force=True)
+                ps.copies_stale = False
+            _rebind(ps, intents)
+            engine.record(ps, intents, sends)
+    return not_sent
+
+
+def _close_not_sent(engine: CopyEngine, intent_ids: list[int]) -> None:
+    with engine.sf() as session, session.begin():
+        session.execute(
+            update(FollowerOrderIntent)
+            .where(
+                FollowerOrderIntent.id.in_(intent_ids),
+                FollowerOrderIntent.status.in_(OPEN_STATUSES),
             )
+            .values(
+                status="done",
+                outcome="skipped",
+                reason_code="not_sent",
+                reason="an opening that never reached the exchange and is too old to send "
+                "after a restart; a re-sync restores the position (R-COPY-11, R-X-2)",
+            )
+        )
+
+
+async def resolve_open_intents(
+    engine: CopyEngine,
+    report: ReconcileReport | None = None,
+    *,
+    locked: PortfolioState | None = None,
+) -> ReconcileReport:
+    """Settle every intent that has no outcome yet (see the module docstring); only those of
+    ``locked``, a portfolio whose lock the caller holds, when given."""
+    report = report or ReconcileReport()
+    work = _open_intents(engine, locked.portfolio_id if locked else None)
+    report.open_intents += len(work)
+    if not work:
+        return report
+    sem = asyncio.Semaphore(64)
+    now = clock.now()
+
+    async def settle(w: _Open):
+        async with sem:
+            return await _settle_one(engine, w, now)
+
+    # Reductions (leg 0) before openings on the other side (leg 1): see CopyEngine._send_by_leg.
+    results = []
+    for leg in sorted({w.intent.leg for w in work}):
+        results += await asyncio.gather(*(settle(w) for w in work if w.intent.leg == leg))
+    not_sent = await _record_settled(engine, results, report, locked)
+    if not_sent:
+        _close_not_sent(engine, not_sent)
         report.closed_not_sent += len(not_sent)
+    if locked is not None:
+        report.still_unknown = len(_open_intents(engine, locked.portfolio_id))
+        return report
     with engine.sf() as session:
         report.still_unknown = len(
             session.scalars(
@@ -259,6 +315,28 @@ async def resolve_open_intents(
             ).all()
         )
     return report
+
+
+async def settle_before_sizing(engine: CopyEngine, ps: PortfolioState) -> None:
+    """Adopt the orders of a fill whose recording failed before the portfolio's next fill is sized.
+
+    A dropped database session after the orders were answered leaves them executed but
+    unrecorded; the copies are reloaded without them. Sizing the next fill on those positions
+    gets its reductions wrong for good (a reduction is a share of what the follower holds,
+    R-COPY-4): the fault campaign ended with every follower 11 % above, or a third below, its
+    ratio. So, as on start, this portfolio's open orders are looked up and recorded first,
+    retried while one may still be in flight (up to ``absent_after`` + 5 s). The caller holds
+    ``ps.lock``; a database still down raises, and the caller retries the event.
+    """
+    deadline = time.monotonic() + engine.absent_after + 5.0
+    while True:
+        report = await resolve_open_intents(engine, locked=ps)
+        if not report.still_unknown or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(1.0)
+    if ps.copies_stale:
+        engine.refresh_copies([ps.portfolio_id], force=True)
+        ps.copies_stale = False
 
 
 async def baseline(

@@ -285,6 +285,41 @@ async def test_a_recording_lost_with_the_database_is_adopted_once_not_counted_tw
         assert s.scalars(select(CopyPosition.quantity)).one() == exchange
 
 
+async def test_after_a_lost_recording_the_next_fill_is_sized_on_the_adopted_position_R_COPY_4(
+    rig, monkeypatch
+):
+    """The database drops while a fill's orders are recorded, and the leader's next fill (a
+    reduction) comes before any sweep: the lost recording's orders are adopted first, so the
+    follower reduces a share of what it really holds. Sized on the reloaded position without
+    them, the follower sold half of nothing and stayed above its ratio for good (the fault
+    campaign: every follower 11 % above ratio after a dropped session)."""
+    from sqlalchemy.exc import OperationalError
+
+    import copytrade.engine.core as core
+    from copytrade.engine import record
+
+    w = rig.build([{"allocation": "1000", "leverage": 10}])
+    eng = await _baselined(rig)
+    monkeypatch.setattr(core, "DB_RETRY_SECONDS", (0.0,))
+    real = record.record_fills
+
+    def dropped(engine, session, ps, plans, order_ids):
+        real(engine, session, ps, plans, order_ids)
+        raise OperationalError("INSERT", {}, Exception("terminating connection"))
+
+    monkeypatch.setattr(record, "record_fills", dropped)
+    await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))  # 0.1 BTC
+    monkeypatch.setattr(record, "record_fills", real)
+    await eng.on_leader_event(w.portfolio_id, rig.leader_trade("sell", "0.5", "50000"))
+    exchange = rig.fake.accounts[w.copy_accounts[w.copy_ids[0]]].positions["BTCUSDT"]
+    assert exchange == D("0.05")  # half, as the leader: not 0.1 (nothing to reduce)
+    ps = eng.portfolios[w.portfolio_id]
+    assert ps.copies[0].positions["BTCUSDT"].quantity == exchange
+    with rig.sm() as s:
+        outcomes = [i.outcome for i in s.scalars(select(FollowerOrderIntent))]
+    assert outcomes == ["filled", "filled"]
+
+
 async def test_through_zero_the_reductions_are_answered_before_the_openings_are_sent_R_COPY_4(rig):
     """A reduce-only close and an opening on the other side sent together could execute in the
     wrong order; the close would then be refused and the follower left on the wrong side."""
