@@ -17,6 +17,7 @@ SECTIONS = {
     "close_only": "Portfolios close-only until their history is complete",
     "unverified": "Not verified (the exchange could not answer; tried again next run)",
     "missing_found": "Fills found missing and stored now",
+    "left_to_engines": "Engine shards running: they check and reconcile their own portfolios",
 }
 
 

@@ -150,7 +150,11 @@ def reconcile(
     ),
 ) -> None:
     """Backfill leader fills, check them and the leader's position against the exchange over a
-    trailing window (R-IN-3), settle follower orders without an outcome; print what was found."""
+    trailing window (R-IN-3), settle follower orders without an outcome; print what was found.
+
+    The portfolios of a running `engine run` (or shard) are left to it: it does the same every
+    few seconds, and two processes would write orders for the same followers. Their open gaps
+    are still reported; `left_to_engines` names the running shards."""
     from copytrade.engine.service import reconcile_once
 
     report = asyncio.run(reconcile_once(exchange=exchange, window=window))

@@ -72,6 +72,7 @@ class ReconcileReport:
     drift: list[str] = field(default_factory=list)  # leader positions that differ (R-IN-3)
     unverified: list[str] = field(default_factory=list)  # what the exchange could not answer
     close_only: list[str] = field(default_factory=list)  # portfolios with an open gap
+    left_to_engines: list[str] = field(default_factory=list)  # running shards act for their own
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -437,11 +438,15 @@ async def backfill(
 
 
 async def reconcile(
-    engine: CopyEngine, *, window: int = WINDOW_FILLS, check: bool = True
+    engine: CopyEngine,
+    *,
+    window: int = WINDOW_FILLS,
+    check: bool = True,
+    report: ReconcileReport | None = None,
 ) -> ReconcileReport:
     """Run the whole sweep: resolve open intents, baseline new symbols, backfill every leader,
     then compare each portfolio's fills and position with the exchange (R-IN-3)."""
-    report = ReconcileReport()
+    report = report or ReconcileReport()
     await resolve_open_intents(engine, report)
     for ps in list(engine.portfolios.values()):
         if ps.leader_account_id is None:

@@ -10,13 +10,13 @@ from urllib.parse import urlsplit
 
 from copytrade.config import get_settings
 from copytrade.db import session_factory, session_scope
-from copytrade.engine.completeness import WINDOW_FILLS
+from copytrade.engine.completeness import WINDOW_FILLS, ingest_status
 from copytrade.engine.core import CopyEngine
 from copytrade.engine.importer import ImportReport, import_fills
 from copytrade.engine.reconcile import ReconcileReport, reconcile
 from copytrade.engine.resync import resync
 from copytrade.engine.runner import EngineRunner, RunStats
-from copytrade.engine.shards import Shard, ShardLock
+from copytrade.engine.shards import Shard, ShardLock, running_engines
 from copytrade.engine.wiring import GatewayDirectory, SecretSource
 
 log = logging.getLogger(__name__)
@@ -133,10 +133,32 @@ async def reconcile_once(
     secrets: SecretSource | None = None,
     window: int = WINDOW_FILLS,
 ) -> ReconcileReport:
-    """One backfill, completeness check and reconciliation sweep (the ingest flow, every minute)."""
-    engine, directory = await _open(database_url, exchange, secrets)
+    """One backfill, completeness check and reconciliation sweep (the ingest flow, every minute).
+
+    A running engine shard does all of this itself for the portfolios it owns (its sweep every
+    few seconds, its check every minute); a second process acting on them would write orders for
+    the same follower accounts beside it, on positions it does not hold in memory. So the
+    portfolios of running shards are left to them (their open gaps are still reported, from the
+    ledger), and this acts for the shards that are down, on each one's own ledger stream.
+    """
+    fleet = running_engines(database_url or get_settings().ledger_url)
+    if fleet.count is None:  # no engine runs: act for every portfolio
+        return await _reconcile_as(None, database_url, exchange, secrets, window)
+    report = ReconcileReport(left_to_engines=[str(fleet)])
+    for shard in fleet.free():
+        report = await _reconcile_as(shard, database_url, exchange, secrets, window, report)
+    with session_scope(database_url) as session:
+        owned_by_running = {p.portfolio_id: p for p in ingest_status(session)}
+    for pid, status in owned_by_running.items():
+        if status.gaps and any(Shard(i, fleet.count).owns(pid) for i in fleet.running):
+            report.close_only.append(f"portfolio {pid}: " + "; ".join(status.gaps))
+    return report
+
+
+async def _reconcile_as(shard, database_url, exchange, secrets, window, report=None):
+    engine, directory = await _open(database_url, exchange, secrets, shard)
     try:
-        return await reconcile(engine, window=window)
+        return await reconcile(engine, window=window, report=report)
     finally:
         await directory.close()
 

@@ -178,3 +178,69 @@ class ShardLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    """The engine shards running on a ledger now (read from PostgreSQL's lock table, or the
+    SQLite lock file): what the one-off ``engine reconcile`` must leave to them."""
+
+    count: int | None = None  # the running layout's N; None when no engine runs
+    running: frozenset[int] = frozenset()
+
+    def free(self) -> list[Shard]:
+        """The shards of the running layout that no process holds (none when nothing runs)."""
+        if self.count is None:
+            return []
+        return [Shard(i, self.count) for i in range(self.count) if i not in self.running]
+
+    def __str__(self) -> str:
+        return ", ".join(str(Shard(i, self.count or 1)) for i in sorted(self.running)) or "none"
+
+
+def running_engines(database_url: str) -> Fleet:
+    """Return which engine shards hold their lock on this ledger now, without taking any lock."""
+    url = make_url(database_url)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return _running_sqlite(url)
+    if backend != "postgresql":
+        return Fleet()
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            schema = conn.exec_driver_sql("select current_schema()").scalar()
+            held = conn.exec_driver_sql(
+                "select classid::bigint, objid::bigint, mode from pg_locks where locktype = 'advisory' "
+                "and objsubid = 2 and granted and classid::bigint in (%s, %s)",
+                (lock_space(schema, "layout"), lock_space(schema, "shard")),
+            ).all()
+    finally:
+        engine.dispose()
+    # A running engine holds its layout shared; an exclusive one is a starting engine's probe.
+    layouts = {
+        n
+        for space, n, mode in held
+        if space == lock_space(schema, "layout") and mode == "ShareLock"
+    }
+    shards = frozenset(i for space, i, _ in held if space == lock_space(schema, "shard"))
+    if not shards:
+        return Fleet()
+    return Fleet(max(layouts) if layouts else None, shards)
+
+
+def _running_sqlite(url) -> Fleet:
+    database = url.database
+    path = Path(f"{database}.engine.lock") if database and database != ":memory:" else None
+    if path is None or not path.exists():
+        return Fleet()
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return Fleet(1, frozenset({0}))
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return Fleet()
+    finally:
+        os.close(fd)

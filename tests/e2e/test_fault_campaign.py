@@ -18,15 +18,6 @@ from tests.support.campaign import FAULT_KINDS, CampaignConfig, run_campaign
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
-# Known defect, kept visible rather than hidden: in 1 of the last 4 runs every ONDO follower ended
-# ~11 % above its ratio of the leader's position (e.g. 577.8 against 0.6 × 864.5), with the engine
-# agreeing with the exchange and no fill lost or sent twice: a reduction was sized on a leader
-# position the engine saw too large. Until it is found the campaign runs in CI without blocking;
-# an XPASS is the usual result. docs/engine.md ("what is left open") tracks it.
-@pytest.mark.xfail(
-    strict=False,
-    reason="intermittent: followers above ratio after a reduction sized on a stale leader position",
-)
 def test_fault_campaign_loses_no_leader_fill_and_keeps_followers_proportional_R_IN_3(
     pg_url, pg_server_url, shared_data, tmp_path
 ):

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -15,7 +16,15 @@ from copytrade import migrate
 from copytrade.cli import app
 from copytrade.db import make_engine
 from copytrade.engine.core import CopyEngine
-from copytrade.engine.shards import MAX_SHARDS, Shard, ShardBusy, ShardLock, shard_of
+from copytrade.engine.shards import (
+    MAX_SHARDS,
+    Fleet,
+    Shard,
+    ShardBusy,
+    ShardLock,
+    running_engines,
+    shard_of,
+)
 from tests.support.engine_world import load_reference_markets, make_world
 
 
@@ -89,6 +98,50 @@ def test_sqlite_allows_one_engine_per_ledger_file(tmp_path):
         ShardLock(url, Shard()).acquire()
     with ShardLock(url, Shard()):
         pass
+
+
+def test_running_shards_are_read_from_their_locks_without_taking_any_R_IN_3(pg_url, tmp_path):
+    """``engine reconcile`` (and the ingest flow) leaves running shards' portfolios to them: it
+    must see which shards run, on PostgreSQL and on SQLite, without disturbing them."""
+    assert running_engines(pg_url) == Fleet()
+    with ShardLock(pg_url, Shard(1, 3)):
+        fleet = running_engines(pg_url)
+        assert fleet == Fleet(3, frozenset({1}))
+        assert fleet.free() == [Shard(0, 3), Shard(2, 3)]
+        with ShardLock(pg_url, Shard(0, 3)):  # reading took no lock: the shard still starts
+            assert running_engines(pg_url).running == {0, 1}
+    assert running_engines(pg_url) == Fleet()
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    assert running_engines(url) == Fleet()
+    with ShardLock(url, Shard()):
+        assert running_engines(url) == Fleet(1, frozenset({0}))
+        assert running_engines(url).free() == []
+    assert running_engines(url) == Fleet()
+
+
+def test_engine_reconcile_leaves_a_running_engines_portfolios_to_it_R_IN_3_R_COPY_11(
+    tmp_path, monkeypatch
+):
+    """While an engine runs, `copytrade engine reconcile` sends nothing for its portfolios (two
+    processes would write orders for the same follower accounts, one on positions the other
+    holds in memory); it says so and still reports their open gaps from the ledger."""
+    from copytrade.config import get_settings
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    migrate.upgrade(url)
+    monkeypatch.setenv("COPYTRADE_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        with ShardLock(url, Shard()):
+            # no exchange is reachable at this address: nothing may be asked of it either
+            result = CliRunner().invoke(
+                app, ["engine", "reconcile", "--exchange", "http://127.0.0.1:9"]
+            )
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["left_to_engines"] == ["0/1"] and report["open_intents"] == 0
 
 
 def test_a_shard_engine_loads_only_its_portfolios_with_their_copies(db_url, shared_data):

@@ -402,10 +402,12 @@ def _campaign(config, rng, op: _Operator, sm, paper, pw):
             if stored >= expected and not _open_intents(sm):
                 break
             time.sleep(0.5)
-        reconcile = op.cli("engine", "reconcile")
         op.engine.send_signal(signal.SIGTERM)
         if op.engine.wait(60) != 0:
             raise RuntimeError(op.log_path.read_text()[-3000:])
+        # With the engine stopped the operator's reconcile acts itself (a running engine's
+        # portfolios are left to it): every fill and position compared with the exchange.
+        reconcile = op.cli("engine", "reconcile")
         validate = op.cli("validate")
         return reconcile, validate
     finally:
