@@ -22,8 +22,12 @@ app = typer.Typer(
 
 @app.command()
 def serve(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
-    port: int = typer.Option(DEFAULT_PAPER_PORT, help="Port to listen on."),
+    host: str = typer.Option(
+        None, help="Address to listen on (default: COPYTRADE_PAPER_HOST, loopback)."
+    ),
+    port: int = typer.Option(
+        None, help=f"Port to listen on (default: COPYTRADE_PAPER_PORT, {DEFAULT_PAPER_PORT})."
+    ),
     start: str = typer.Option("2025-01-27T00:00:00Z", help="Simulated market time at start (UTC)."),
     speed: float = typer.Option(
         1.0, help="Simulated seconds per wall-clock second (0 freezes prices)."
@@ -47,6 +51,8 @@ def serve(
     from copytrade.paper.server import uvicorn_config
 
     settings = get_settings()
+    # The clients (engine, CLI, bots) find the exchange at COPYTRADE_PAPER_HOST/PORT: serve there.
+    host, port = host or settings.paper_host, port or settings.paper_port
     folder = data_dir or settings.data_dir
     if not (folder / "exchange" / "binance-markets.json").exists():
         raise refuse(

@@ -197,18 +197,26 @@ def _kill_mid_dispatch(op: _Operator, sm, admin, followers: int, timeout: float 
     op.kill_engine("no order in flight within the wait")
 
 
-def _drop_sessions(server_url: str, app_name: str) -> int:
+def _drop_sessions(server_url: str, app_name: str, wait: float = 60.0) -> int:
+    """Terminate the engine's database sessions; wait for one while a restarted engine (slow to
+    start on a loaded machine) has not connected yet."""
     admin = make_engine(server_url)
-    with admin.begin() as conn:
-        dropped = conn.execute(
-            text(
-                "select count(pg_terminate_backend(pid)) from pg_stat_activity "
-                "where application_name = :app"
-            ),
-            {"app": app_name},
-        ).scalar_one()
-    admin.dispose()
-    return dropped
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            with admin.begin() as conn:
+                dropped = conn.execute(
+                    text(
+                        "select count(pg_terminate_backend(pid)) from pg_stat_activity "
+                        "where application_name = :app"
+                    ),
+                    {"app": app_name},
+                ).scalar_one()
+            if dropped or time.monotonic() >= deadline:
+                return dropped
+            time.sleep(0.2)
+    finally:
+        admin.dispose()
 
 
 async def exchange_view(base_url: str, pw, keys: dict[int, str], followers: bool = True) -> dict:
@@ -403,8 +411,8 @@ def _campaign(config, rng, op: _Operator, sm, paper, pw):
                 break
             time.sleep(0.5)
         op.engine.send_signal(signal.SIGTERM)
-        if op.engine.wait(60) != 0:
-            raise RuntimeError(op.log_path.read_text()[-3000:])
+        if (code := op.engine.wait(60)) != 0:
+            raise RuntimeError(f"engine exit {code} on SIGTERM: {op.log_path.read_text()[-3000:]}")
         # With the engine stopped the operator's reconcile acts itself (a running engine's
         # portfolios are left to it): every fill and position compared with the exchange.
         reconcile = op.cli("engine", "reconcile")
