@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import faulthandler
 import logging
 from collections.abc import Callable
@@ -97,7 +98,8 @@ async def run_engine(
     shard = shard or Shard()
     # A long-running process: should a C extension ever crash it, the Python stacks go to stderr
     # (the CLI's or the flow run's log) instead of a silent exit.
-    faulthandler.enable()
+    with contextlib.suppress(ValueError, OSError, AttributeError):  # stderr without a descriptor
+        faulthandler.enable()
     with ShardLock(database_url or get_settings().ledger_url, shard):
         engine, directory = await _open(database_url, exchange, secrets, shard)
         engine.on_stopped = on_stopped
