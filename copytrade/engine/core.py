@@ -262,7 +262,11 @@ class CopyEngine:
         self, ps: PortfolioState | None, intents: list[Intent], results: list[SendResult]
     ) -> None:
         """Record send results (``record``): outcomes, orders, fills, ledger, positions."""
-        record_stage.record(self, ps, intents, results)
+        self.record_many([record_stage.Answered(ps, intents, results)])
+
+    def record_many(self, batches: list[record_stage.Answered]) -> None:
+        """Record several fills' send results in one transaction (``record.record_many``)."""
+        record_stage.record_many(self, batches)
 
     async def _record_off_loop(
         self, ps: PortfolioState, intents: list[Intent], results: list[SendResult]
@@ -303,7 +307,7 @@ class CopyEngine:
                     return
             error: BaseException | None = None
             try:
-                record_stage.record_many(self, [answered for answered, _ in taken])
+                self.record_many([answered for answered, _ in taken])
             except BaseException as exc:  # handed to every waiting fill, as ``record`` raises
                 error = exc
             try:
