@@ -11,7 +11,7 @@ order in the engine process and in the exchange process, and the naive design (o
 per follower order, same N, same gateways) over ``--naive-fills`` leader fills with the ratio of
 medians. ``record_cpu_ms_per_order`` is the CPU of the record stage (``engine/record.py``:
 outcomes, orders, follower fills, ledger postings, positions in one transaction) per follower
-order, process CPU time around each call. The ledger is SQLite in a temporary directory, or with
+order, the recording thread's CPU time around each call. The ledger is SQLite in a temporary directory, or with
 ``--database-url`` a PostgreSQL server, in a fresh schema per N that is dropped afterwards.
 Nothing here asserts a time; it measures and prints.
 """
@@ -164,22 +164,23 @@ def ledger_url(database_url: str | None, db_dir: Path, n: int):
 
 
 class RecordTimer:
-    """Process CPU time spent in the engine's record stage, and the orders it recorded."""
+    """CPU time spent in the engine's record stage, and the orders it recorded. The stage runs
+    on the engine's recording thread (several fills per transaction): that thread's CPU."""
 
     def __init__(self, engine: CopyEngine) -> None:
         self.cpu, self.orders, self.active = 0.0, 0, False
-        real = engine.record
+        real = engine.record_many
 
-        def timed(ps, intents, results):
-            cpu = time.process_time()
+        def timed(batches):
+            cpu = time.thread_time()
             try:
-                real(ps, intents, results)
+                real(batches)
             finally:
                 if self.active:
-                    self.cpu += time.process_time() - cpu
-                    self.orders += len(intents)
+                    self.cpu += time.thread_time() - cpu
+                    self.orders += sum(len(b.intents) for b in batches)
 
-        engine.record = timed
+        engine.record_many = timed
 
     def ms_per_order(self) -> float | None:
         return round(self.cpu * 1000 / self.orders, 4) if self.orders else None

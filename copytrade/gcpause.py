@@ -15,15 +15,18 @@ frees everything meanwhile.
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 
 class GcPause:
-    """One hold on automatic collection; ``release`` is idempotent."""
+    """One hold on automatic collection; ``release`` is idempotent. Thread-safe: the engine
+    records on worker threads (``paused_gc`` in the ledger) while its event loop holds too."""
 
     _holds = 0
     _was_enabled = False
+    _lock = threading.Lock()
 
     __slots__ = ("held",)
 
@@ -34,18 +37,20 @@ class GcPause:
         if self.held:
             return
         self.held = True
-        if GcPause._holds == 0:
-            GcPause._was_enabled = gc.isenabled()
-            gc.disable()
-        GcPause._holds += 1
+        with GcPause._lock:
+            if GcPause._holds == 0:
+                GcPause._was_enabled = gc.isenabled()
+                gc.disable()
+            GcPause._holds += 1
 
     def release(self) -> None:
         if not self.held:
             return
         self.held = False
-        GcPause._holds -= 1
-        if GcPause._holds == 0 and GcPause._was_enabled:
-            gc.enable()
+        with GcPause._lock:
+            GcPause._holds -= 1
+            if GcPause._holds == 0 and GcPause._was_enabled:
+                gc.enable()
 
 
 @contextmanager

@@ -118,7 +118,8 @@ def run(
 
     with refusals():
         try:
-            asyncio.run(main())
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                runner.run(main())
         except ShardBusy as exc:
             err_console.print(f"[bold red]shard busy:[/] {exc}", soft_wrap=True)  # one line
             raise typer.Exit(EXIT_UNAVAILABLE) from None
@@ -129,6 +130,16 @@ def run(
         except OSError as exc:
             err_console.print(f"[bold red]exchange unreachable:[/] {exc}")
             raise typer.Exit(EXIT_UNAVAILABLE) from None
+
+
+def _loop_factory():
+    """uvloop when installed (the paper exchange's server loop too): the engine's hot path is
+    thousands of socket writes and reads per leader fill, each a loop callback, cheaper there."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 RECONCILE_EPILOG = (

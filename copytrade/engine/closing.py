@@ -184,7 +184,8 @@ async def reload(engine, ps: PortfolioState, *, force: bool = False) -> None:
     """
     before = {c.copy_id: c for c in ps.copies}
     engine.refresh_copies([ps.portfolio_id], force=force)
-    gone = [c for cid, c in before.items() if cid not in {c.copy_id for c in ps.copies}]
+    active = {c.copy_id for c in ps.copies}
+    gone = [c for cid, c in before.items() if cid not in active]
     if not gone:
         return
     with engine.sf() as session:

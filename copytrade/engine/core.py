@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
 
@@ -53,6 +55,9 @@ STALE_AFTER_SECONDS = 60.0
 ABSENT_AFTER_SECONDS = 12.0  # beyond ccxt's 10 s recvWindow: an unfound order can no longer execute
 DB_RETRY_SECONDS = (0.2, 1.0, 3.0, 10.0)  # a dropped database session: try the event again
 AVAILABLE_MAX_AGE = 30.0  # seconds: an older mark is not the price an order meets now
+# Stage 5 runs on one recording thread, off the event loop; the answers of the leader fills
+# waiting meanwhile are recorded together, one transaction for up to this many orders.
+RECORD_BATCH_ORDERS = 2000
 
 
 class CopyEngine:
@@ -99,6 +104,10 @@ class CopyEngine:
         # Called (in a thread) with (copy id, funding payments, venue): the driver posts them.
         self.on_funding: Callable[[int, list, str], None] | None = None
         self.on_leader_opened: Callable[[int, str, int, str, datetime, Decimal], None] | None = None
+        self._recorder: ThreadPoolExecutor | None = None
+        self._to_record: list[tuple[record_stage.Answered, asyncio.Future]] = []
+        self._recording = False
+        self._record_lock = threading.Lock()
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -230,7 +239,7 @@ class CopyEngine:
         try:
             results = await self._send_by_leg(intents)
             pause.release()  # the orders are answered: collect during recording, not before
-            self.record(ps, intents, results)
+            await self._record_off_loop(ps, intents, results)
         finally:
             self.inflight.difference_update(it.intent_id for it in intents)
         if results:
@@ -252,7 +261,58 @@ class CopyEngine:
         self, ps: PortfolioState | None, intents: list[Intent], results: list[SendResult]
     ) -> None:
         """Record send results (``record``): outcomes, orders, fills, ledger, positions."""
-        record_stage.record(self, ps, intents, results)
+        self.record_many([record_stage.Answered(ps, intents, results)])
+
+    def record_many(self, batches: list[record_stage.Answered]) -> None:
+        """Record several fills' send results in one transaction (``record.record_many``)."""
+        record_stage.record_many(self, batches)
+
+    async def _record_off_loop(
+        self, ps: PortfolioState, intents: list[Intent], results: list[SendResult]
+    ) -> None:
+        """``record`` on the recording thread, the portfolio's lock still held by the caller.
+
+        Recording is one transaction of several statements; run on the event loop, every wait
+        on the database stopped every other portfolio's orders from going out and their
+        answers from being read (measured in ``benchmarks/scale_out.py``: the loop blocked on
+        PostgreSQL for most of a burst). One thread: recordings post on one ledger stream,
+        whose chain head serialises them anyway (several threads queued there, each holding
+        a connection); the fills that wait meanwhile go into the next transaction together.
+        The fill's in-memory copies are only touched under ``ps.lock``, which this coroutine
+        holds until its batch is recorded. Raises what recording raised.
+        """
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        with self._record_lock:
+            self._to_record.append((record_stage.Answered(ps, intents, results), done))
+            start, self._recording = not self._recording, True
+        if start:
+            if self._recorder is None:
+                self._recorder = ThreadPoolExecutor(1, thread_name_prefix="record")
+            self._recorder.submit(self._record_queued, loop)
+        await done
+
+    def _record_queued(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The recording thread: record what is queued, a transaction at a time, until empty."""
+        while True:
+            with self._record_lock:
+                taken, size = [], 0
+                while self._to_record and (not taken or size < RECORD_BATCH_ORDERS):
+                    answered, done = self._to_record.pop(0)
+                    taken.append((answered, done))
+                    size += len(answered.intents)
+                if not taken:
+                    self._recording = False
+                    return
+            error: BaseException | None = None
+            try:
+                self.record_many([answered for answered, _ in taken])
+            except BaseException as exc:  # handed to every waiting fill, as ``record`` raises
+                error = exc
+            try:
+                loop.call_soon_threadsafe(_settle, [done for _, done in taken], error)
+            except RuntimeError:  # the loop is closed (shutdown): nobody waits any more
+                return
 
     async def _guards(self, ps: PortfolioState, symbols: str | Iterable[str]) -> None:
         await guards.run(self, ps, symbols)
@@ -303,3 +363,13 @@ class CopyEngine:
         ps.rebuild_book(self.markets(ps))
         if close_positions:
             await closing.stopped(self, ps, copy, reason)
+
+
+def _settle(waiting: list[asyncio.Future], error: BaseException | None) -> None:
+    for done in waiting:
+        if done.done():  # its fill was cancelled (shutdown): nobody waits
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)

@@ -1,6 +1,8 @@
 """Stage 5, record: the exchange's answers → intent outcomes, orders, fills, ledger, positions.
 
-One transaction per batch of answers (R-COPY-7: every intent ends in exactly one outcome):
+One transaction per batch of answers — the engine's recording thread puts the answers of
+every leader fill waiting to be recorded into one (``record_many``) — R-COPY-7: every intent
+ends in exactly one outcome:
 
 1. each intent's outcome (``dispatch.outcome_of``) and its exchange order (inserted or updated
    by client order id);
@@ -171,6 +173,15 @@ class Recorded:
     touched: dict[tuple[int, str], object]
 
 
+class Answered(NamedTuple):
+    """One batch of send results to record: the portfolio (None: no longer active), the
+    intents and their results in the same order."""
+
+    ps: PortfolioState | None
+    intents: list[Intent]
+    results: list[SendResult]
+
+
 def record(
     engine: CopyEngine,
     ps: PortfolioState | None,
@@ -178,22 +189,43 @@ def record(
     results: list[SendResult],
 ) -> None:
     """Record send results: outcomes, orders, fills, ledger postings and positions."""
-    if not intents:
+    record_many(engine, [Answered(ps, intents, results)])
+
+
+def record_many(engine: CopyEngine, batches: list[Answered]) -> None:
+    """Record several batches (leader fills of different portfolios) in ONE transaction.
+
+    The statements are the same as for one batch, each over all their rows: one chain-head lock
+    and one commit for all. Measured (``benchmarks/scale_out.py``, 250 orders per fill): a
+    fill's recording took ~60 ms of CPU but ~250 ms of wall time, most of it ~15 round trips
+    to PostgreSQL and the commit, each waiting for a CPU on a loaded machine.
+    """
+    batches = [b for b in batches if b.intents]
+    if not batches:
         return
-    intent_updates, order_rows, plans = _outcomes(intents, results)
+    intent_updates, order_rows, plans, owners = [], [], [], []
+    for b in batches:
+        updates, rows, answered = _outcomes(b.intents, b.results)
+        offset = len(order_rows)
+        intent_updates += updates
+        order_rows += rows
+        plans += [p._replace(order_index=p.order_index + offset) for p in answered]
+        owners += [b.ps] * len(answered)
     try:
         with engine.sf() as session, session.begin():
             _update_intents(Raw(session), intent_updates)
             order_ids = upsert_orders(session, order_rows)
-            record_fills(engine, session, ps, plans, order_ids)
+            record_fills(engine, session, owners, plans, order_ids)
     except Exception:
         # The fills were already applied to the in-memory positions when the transaction
         # failed (e.g. a dropped database session): reload the copies from the database
         # before the next fill, so the sweep's adoption of these orders counts them once.
-        if ps is not None:
-            ps.copies_stale = True
+        for b in batches:
+            if b.ps is not None:
+                b.ps.copies_stale = True
         raise
-    engine.inflight.difference_update(it.intent_id for it in intents)
+    for b in batches:
+        engine.inflight.difference_update(it.intent_id for it in b.intents)
 
 
 def _outcomes(
@@ -323,17 +355,21 @@ def _stored_order(raw: Raw, row: dict) -> tuple:
 def record_fills(
     engine: CopyEngine,
     session: Session,
-    ps: PortfolioState | None,
+    owners: PortfolioState | list[PortfolioState | None] | None,
     plans: list[FillPlan],
     order_ids: list[int],
 ) -> None:
-    """Store each new follower trade as a fill, post its transfers, save the positions."""
+    """Store each new follower trade as a fill, post its transfers, save the positions.
+
+    ``owners``: the portfolio of every plan (a list in the plans' order), or one for all."""
     if not plans:
         return
+    if not isinstance(owners, list):
+        owners = [owners] * len(plans)
     trades_by_plan = [list(p.state.trades) or [aggregate_trade(p.intent, p.state)] for p in plans]
     known = _known_trades(session, plans, trades_by_plan)
     out = Recorded([], [], {})
-    for plan, trades in zip(plans, trades_by_plan, strict=True):
+    for plan, trades, ps in zip(plans, trades_by_plan, owners, strict=True):
         it, copy = plan.intent, plan.intent.copy
         terms = MarketTerms.of(engine.markets_by_kind.get(copy.kind, {}).get(it.symbol), it.symbol)
         for t in trades:

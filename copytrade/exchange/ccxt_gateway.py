@@ -143,6 +143,10 @@ class CcxtGateway:
         """
         if request.order_type != "market" or request.position_side:
             return None
+        return self._lean_account()
+
+    def _lean_account(self) -> LeanOrders | None:
+        """The account's lean signed-POST path (built on first use); None without an API key."""
         if not self._lean_checked:
             self._lean_checked = True
             if self.exchange.apiKey:
@@ -465,6 +469,10 @@ class CcxtGateway:
     async def set_leverage(self, symbol: str, leverage: int) -> None:
         if self.kind == SPOT:
             raise Rejected("leverage: spot accounts have no leverage", reason="invalid_order")
+        lean = self._lean_account()
+        if lean is not None:  # the signed POST on the account's kept-alive pool
+            await lean.set_leverage(self.market(symbol).symbol, leverage)
+            return
         await self._call(
             self.exchange.set_leverage(leverage, self._unified(symbol)), changes_state=False
         )

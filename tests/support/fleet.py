@@ -86,12 +86,14 @@ class ShardProcesses:
     env: dict[str, str]
     workdir: Path
     count: int
+    python_args: tuple[str, ...] = ()  # before ``-m`` (``-m cProfile -o FILE`` to profile)
     procs: dict[int, subprocess.Popen] = field(default_factory=dict)
     _offsets: dict[int, int] = field(default_factory=dict)
 
     def argv(self, index: int) -> list[str]:
         return [
             sys.executable,
+            *(arg.replace("{shard}", str(index)) for arg in self.python_args),
             "-m",
             "copytrade",
             "engine",

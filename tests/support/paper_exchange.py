@@ -43,12 +43,14 @@ def run_paper_exchange(
     speed: float = 1.0,
     host: str = "127.0.0.1",
     startup_timeout: float = 30.0,
+    python_args: tuple[str, ...] = (),
 ) -> Iterator[PaperHandle]:
     """Start a paper exchange and yield its handle; stop it on exit.
 
     ``mode="thread"`` runs uvicorn on its own event loop in a daemon thread (the handle's
     ``server`` gives direct read access to the state); ``mode="process"`` runs
-    ``python -m copytrade paper serve`` in a subprocess (its own core: use it for benchmarks).
+    ``python -m copytrade paper serve`` in a subprocess (its own core: use it for benchmarks);
+    ``python_args`` go before ``-m`` there (e.g. ``-m cProfile -o FILE`` to profile it).
     """
     from copytrade.config import get_settings
 
@@ -64,7 +66,9 @@ def run_paper_exchange(
         ) as handle:
             yield handle
     elif mode == "process":
-        with _run_in_process(data_dir, admin_token, start, speed, host, startup_timeout) as handle:
+        with _run_in_process(
+            data_dir, admin_token, start, speed, host, startup_timeout, python_args
+        ) as handle:
             yield handle
     else:
         raise ValueError(f"mode: {mode!r} is not 'thread' or 'process'")
@@ -72,7 +76,7 @@ def run_paper_exchange(
 
 @contextmanager
 def _run_in_process(
-    data_dir, admin_token, start, speed, host, startup_timeout
+    data_dir, admin_token, start, speed, host, startup_timeout, python_args=()
 ) -> Iterator[PaperHandle]:
     sock = bound_socket(host)
     port = sock.getsockname()[1]
@@ -82,6 +86,7 @@ def _run_in_process(
     )
     cmd = [
         sys.executable,
+        *python_args,
         "-m",
         "copytrade",
         "paper",

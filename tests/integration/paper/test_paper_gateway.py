@@ -91,6 +91,57 @@ async def test_spot_errors_translated(paper, spot_factory, account):
     assert "0" * 64 not in str(auth.value) and account.api_key not in str(auth.value)
 
 
+async def test_leverage_takes_the_lean_path_with_ccxts_effect_and_errors(
+    paper, futures_factory, account
+):
+    """set_leverage is one signed POST on the account's kept-alive pool (no ccxt request, the
+    first order reuses its connection); what the exchange keeps and every error are those of
+    ccxt's own set_leverage (R-COPY-11: only orders are unknown outcomes, not leverage)."""
+    g = futures_factory.gateway(account.api_key, account.api_secret)
+    unified = g._unified("ONDOUSDT")
+
+    async def through_ccxt(leverage: int):
+        return await g._call(g.exchange.set_leverage(leverage, unified), changes_state=False)
+
+    async def leverage_now() -> int:
+        [row] = await g.exchange.fapiPrivateGetSymbolConfig({"symbol": "ONDOUSDT"})
+        return int(row["leverage"])
+
+    requests = paper.server.requests
+    await g.set_leverage("ONDOUSDT", 7)
+    assert await leverage_now() == 7
+    assert len(g._lean.pool.idle) == 1  # the connection the first order will take
+    await g.place_order(OrderRequest("ONDOUSDT", "buy", Decimal("10"), "lev-1"))
+    assert len(g._lean.pool.idle) == 1  # ... and did: still one
+    assert paper.server.requests - requests == 3  # leverage, order, the symbolConfig read
+
+    def caught(exc: BaseException) -> tuple:
+        return type(exc), getattr(exc, "reason", None)
+
+    for leverage in (0, 126):  # refused before anything is sent, as ccxt does
+        with pytest.raises(Rejected) as lean:
+            await g.set_leverage("ONDOUSDT", leverage)
+        with pytest.raises(Rejected) as plain:
+            await through_ccxt(leverage)
+        assert caught(lean.value) == caught(plain.value)
+    for kind in ("rate_limit", "error_after"):  # the exchange's errors, translated alike
+        outcomes = []
+        for call in (lambda: g.set_leverage("ONDOUSDT", 3), lambda: through_ccxt(3)):
+            paper.admin.add_fault(kind, path="/fapi/v1/leverage", count=1)
+            with pytest.raises(Exception) as exc:
+                await call()
+            outcomes.append(caught(exc.value))
+        assert outcomes[0] == outcomes[1], kind
+    with pytest.raises(Rejected) as unknown:
+        await g.set_leverage("NOPEUSDT", 3)
+    assert unknown.value.reason == "invalid_order"
+    bad = futures_factory.gateway(account.api_key, "0" * 64)
+    with pytest.raises(AuthenticationFailed) as auth:
+        await bad.set_leverage("ONDOUSDT", 3)
+    assert "0" * 64 not in str(auth.value)
+    assert await leverage_now() == 3  # error_after: applied, then answered 503 (both paths)
+
+
 async def test_futures_protocol_and_errors(paper, futures_factory, account):
     g = futures_factory.gateway(account.api_key, account.api_secret)
     await g.set_leverage("ONDOUSDT", 3)

@@ -40,3 +40,25 @@ def test_a_bulk_step_inside_a_held_fan_out_leaves_the_hold_in_place():
     assert not gc.isenabled()
     hold.release()
     assert gc.isenabled()
+
+
+def test_holds_from_the_recording_thread_and_the_loop_restore_the_collector():
+    """The engine records on a worker thread (the ledger's ``paused_gc``) while its event loop
+    holds too: concurrent holds and releases never lose a count."""
+    import threading
+
+    assert gc.isenabled()
+    start = threading.Barrier(4)
+
+    def churn():
+        start.wait()
+        for _ in range(20_000):
+            with paused_gc():
+                pass
+
+    threads = [threading.Thread(target=churn) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert gc.isenabled() and GcPause._holds == 0
