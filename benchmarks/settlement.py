@@ -444,7 +444,8 @@ def main() -> None:
         return
     if args.drop_kept:
         kept = _admin(
-            args.database_url, "SELECT datname FROM pg_database WHERE datname LIKE 'settle_pop_%'"
+            args.database_url,
+            "SELECT datname FROM pg_database WHERE starts_with(datname, 'settle_pop_')",
         )
         drop_databases(args.database_url, [name for (name,) in kept])
         return
