@@ -3,6 +3,12 @@
     python benchmarks/settlement.py                       # 100,000 copies, ~1,000,000 fills
     python benchmarks/settlement.py --copies 5000 --naive-copies 1000   # quick look
     python benchmarks/settlement.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+    python benchmarks/settlement.py --copies 20000 --naive-copies 0 --reuse --database-url URL
+
+On PostgreSQL each run works in fresh schemas (or, with ``--reuse``, a fresh database cloned from
+the population kept on the server: generating 100,000 copies takes minutes), VACUUM ANALYZEd once
+populated, all dropped at the end. ``result_digest`` (every payout row, every transfer's key and
+content digest) is equal between runs that paid and posted the same.
 
 Three measurements, in one run:
 
@@ -122,12 +128,71 @@ def drop_schemas(server_url: str, schemas: list[str]) -> None:
     admin.dispose()
 
 
-def analyze(url: str) -> None:
-    if url.startswith("postgresql"):
-        engine = make_engine(url)
+def _database_url(server_url: str, database: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(server_url).set(database=database).render_as_string(hide_password=False)
+
+
+def _admin(server_url: str, *statements: str) -> list:
+    """Run statements outside a transaction (CREATE/DROP DATABASE); return the last one's rows."""
+    engine = make_engine(server_url).execution_options(isolation_level="AUTOCOMMIT")
+    rows: list = []
+    try:
         with engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
-            conn.commit()
+            for statement in statements:
+                result = conn.exec_driver_sql(statement)
+                rows = result.all() if result.returns_rows else []
+    finally:
+        engine.dispose()
+    return rows
+
+
+def pristine_postgres(server_url: str, copies: int, fills: int, databases: list[str]):
+    """Return the URL of a fresh database cloned from the kept unsettled population, and its spec.
+
+    The population (minutes to generate) is kept as database ``settle_pop_<copies>x<fills>`` on
+    the server and copied with ``CREATE DATABASE … TEMPLATE`` (a file copy, statistics included).
+    It is built under a temporary name and renamed when complete, so a killed run leaves none.
+    Drop it with ``--drop-kept``.
+    """
+    import uuid
+
+    kept = f"settle_pop_{copies}x{fills}"
+    exists = _admin(server_url, f"SELECT 1 FROM pg_database WHERE datname = '{kept}'")
+    generate_s = 0.0
+    if exists:
+        population = generate_population_spec(copies, fills)
+    else:
+        building = f"{kept}_building"
+        _admin(server_url, f'DROP DATABASE IF EXISTS "{building}"', f'CREATE DATABASE "{building}"')
+        url = _database_url(server_url, building)
+        engine = make_engine(url)
+        models.Base.metadata.create_all(engine)
+        engine.dispose()
+        population, generate_s = populate(url, copies, fills)
+        analyze(url)
+        _admin(server_url, f'ALTER DATABASE "{building}" RENAME TO "{kept}"')
+    clone = f"bench_{uuid.uuid4().hex[:10]}"
+    _admin(server_url, f'CREATE DATABASE "{clone}" TEMPLATE "{kept}"')
+    databases.append(clone)
+    return _database_url(server_url, clone), population, generate_s
+
+
+def drop_databases(server_url: str, databases: list[str]) -> None:
+    _admin(server_url, *(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in databases))
+
+
+def analyze(url: str) -> None:
+    """VACUUM ANALYZE a populated PostgreSQL ledger: what autovacuum does to an append-only ledger.
+
+    The shared test server runs with ``autovacuum = off``; without this the covering postings
+    indexes cannot be read alone (no page is all-visible) and every first read sets hint bits.
+    """
+    if url.startswith("postgresql"):
+        engine = make_engine(url).execution_options(isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
         engine.dispose()
 
 
@@ -317,6 +382,29 @@ def naive_settle(url: str, as_of: datetime, marks: StaticMarks) -> int:
     return len(copy_ids)
 
 
+def result_digest(url: str) -> str:
+    """Return a sha256 over every payout row and every transfer's key and content digest.
+
+    Equal digests mean identical payouts and postings (a transfer's digest covers its key, code
+    and postings, not its time), so runs before and after a change can be compared.
+    """
+    import hashlib
+
+    engine = make_engine(url)
+    digest = hashlib.sha256()
+    with Session(engine) as session:
+        for row in payouts_of(url):
+            digest.update(repr(row).encode())
+        for key, content in session.execute(
+            select(LedgerTransfer.idempotency_key, LedgerTransfer.digest).order_by(
+                LedgerTransfer.idempotency_key
+            )
+        ):
+            digest.update(f"{key}|{content}\n".encode())
+    engine.dispose()
+    return digest.hexdigest()[:16]
+
+
 def ledger_size(url: str) -> tuple[int, int]:
     engine = make_engine(url)
     with Session(engine) as session:
@@ -338,7 +426,13 @@ def main() -> None:
     parser.add_argument(
         "--reuse",
         action="store_true",
-        help="Start from the unsettled copy of the population a previous run kept in --workdir.",
+        help="Start from the unsettled copy of the population a previous run kept (SQLite: in "
+        "--workdir; PostgreSQL: as database settle_pop_<copies>x<fills> on the server).",
+    )
+    parser.add_argument(
+        "--drop-kept",
+        action="store_true",
+        help="PostgreSQL: drop the populations --reuse kept on the server, and exit.",
     )
     parser.add_argument(
         "--database-url", help="a PostgreSQL server to run on (default: SQLite files in --workdir)"
@@ -348,18 +442,36 @@ def main() -> None:
     if not args.database_url:
         run(args, "sqlite", lambda name: fresh_sqlite(args.workdir / f"{name}.db"))
         return
+    if args.drop_kept:
+        kept = _admin(
+            args.database_url,
+            "SELECT datname FROM pg_database WHERE starts_with(datname, 'settle_pop_')",
+        )
+        drop_databases(args.database_url, [name for (name,) in kept])
+        return
     schemas: list[str] = []
+    databases: list[str] = []
     try:
-        run(args, "postgresql", lambda name: fresh_postgres(args.database_url, schemas))
+        run(
+            args,
+            "postgresql",
+            lambda name: fresh_postgres(args.database_url, schemas),
+            databases,
+        )
     finally:
         drop_schemas(args.database_url, schemas)
+        drop_databases(args.database_url, databases)
 
 
-def run(args, database: str, fresh) -> None:
+def run(args, database: str, fresh, databases: list[str] | None = None) -> None:
     # 1. the bulk service on the full population
     path = args.workdir / "settlement.db"
     pristine = args.workdir / f"population-{args.copies}x{args.fills_per_copy}.db"
-    if database != "sqlite":
+    if database != "sqlite" and args.reuse:
+        url, population, generate_s = pristine_postgres(
+            args.database_url, args.copies, args.fills_per_copy, databases
+        )
+    elif database != "sqlite":
         url = fresh("settlement")
         population, generate_s = populate(url, args.copies, args.fills_per_copy)
         analyze(url)
@@ -399,6 +511,7 @@ def run(args, database: str, fresh) -> None:
             "shares_paid": str(report.shares_paid),
             "rebates_paid": str(report.rebates_paid),
             "counts": dict(report.counts),
+            "result_digest": result_digest(url),
             "target_s": 30,
             "ok": settle_s < 30,
             "load_avg_1m": round(os.getloadavg()[0], 2),
@@ -406,6 +519,14 @@ def run(args, database: str, fresh) -> None:
     )
 
     # 2. the naive loop on the first copies, in a database of their own
+    if args.naive_copies:
+        naive(args, fresh, url, population, marks, bulk_per_copy, settle_cpu, database)
+
+    # 3. the checkpoint on the settled full ledger
+    checkpoint(args, url, population, database)
+
+
+def naive(args, fresh, url, population, marks, bulk_per_copy, settle_cpu, database) -> None:
     naive_url = fresh("settlement_naive")
     populate(naive_url, args.naive_copies, args.fills_per_copy)
     analyze(naive_url)
@@ -432,7 +553,8 @@ def run(args, database: str, fresh) -> None:
         }
     )
 
-    # 3. the checkpoint on the settled full ledger
+
+def checkpoint(args, url, population, database) -> None:
     transfers, postings = ledger_size(url)
     started, cpu = time.perf_counter(), time.process_time()
     after = validate_ledger(url)

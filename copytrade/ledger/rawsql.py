@@ -116,6 +116,32 @@ class Raw:
                 sql = sql.replace("?", "%s")
             self.cursor().executemany(sql, rows)
 
+    def select_matching(
+        self, sql: str, column: str, values: Sequence, array_type: str
+    ) -> list[tuple]:
+        """Run ``sql`` (``… WHERE {column} IN ({in_})``) for every value in ``values``.
+
+        PostgreSQL gets one statement joining an array: a long ``IN`` list on a table whose
+        statistics lag behind (a ledger that grew since the last ANALYZE) was planned as a
+        sequential scan per list (measured: 0.5 s per 900 keys on a 30,000-transfer ledger), and
+        psycopg spends client CPU splitting a query of 900 placeholders. SQLite: lists of 900.
+        """
+        values = list(values)
+        if not values:
+            return []
+        if self.postgres:
+            joined = sql.replace(
+                f"WHERE {column} IN ({{in_}})",
+                f"JOIN unnest(?::{array_type}[]) AS wanted(v) ON {column} = wanted.v",
+            )
+            assert joined != sql, f"select_matching: no 'WHERE {column} IN ({{in_}})' in {sql!r}"
+            return self.rows(joined, (values,))
+        rows: list[tuple] = []
+        for start in range(0, len(values), 900):  # SQLite's bound-parameter limit
+            part = values[start : start + 900]
+            rows += self.rows(sql.format(in_=", ".join("?" * len(part))), part)
+        return rows
+
     def select_in(self, sql: str, values: Sequence, chunk: int = 900) -> list[tuple]:
         """Run ``sql`` — ending in ``IN ({in})`` — for ``values`` in chunks; return every row."""
         rows: list[tuple] = []

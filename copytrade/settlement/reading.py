@@ -200,7 +200,17 @@ def load_batch(
     fees: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     rebates: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     net: dict[tuple[int, str], int] = defaultdict(int)
-    for copy_id, symbol, fee_asset, s_realised, s_fee, s_rebate, s_qty in connection.execute(
+    fee_assets: dict[int, set[str]] = defaultdict(set)  # assets of fees > 0, per copy
+    for (
+        copy_id,
+        symbol,
+        fee_asset,
+        s_realised,
+        s_fee,
+        s_rebate,
+        s_qty,
+        max_fee,
+    ) in connection.execute(
         select(
             ff.c.copy_id,
             ff.c.symbol,
@@ -209,12 +219,15 @@ def load_batch(
             func.sum(raw_units(ff.c.fee)),
             func.sum(raw_units(ff.c.rebate)),
             func.sum(signed_qty),
+            func.max(raw_units(ff.c.fee)),
         )
         .where(ff.c.copy_id >= lo, ff.c.copy_id <= hi, ff.c.traded_at <= as_of)
         .group_by(ff.c.copy_id, ff.c.symbol, ff.c.fee_asset)
     ):
         if copy_id not in wanted:
             continue
+        if max_fee is not None and max_fee > 0:
+            fee_assets[copy_id].add(fee_asset)
         realised[copy_id] += int(s_realised or 0)
         fees[copy_id][fee_asset] += int(s_fee or 0)
         rebates[copy_id][fee_asset] += int(s_rebate or 0)
@@ -232,7 +245,15 @@ def load_batch(
 
     batch.cash = _follower_cash(session, batch.copies.values())
     assets = {copy_id: row.asset for copy_id, row in batch.copies.items()}
-    valued_fees = _fees_in_other_assets(session, assets, as_of)
+    # Only the copies with a fee > 0 in an asset that is none of the batch's settlement assets
+    # (the fills that query would find): most copies pay every fee in their settlement asset.
+    settlement_assets = set(assets.values())
+    valued_fees = _fees_in_other_assets(
+        session,
+        assets,
+        as_of,
+        [cid for cid in sorted(assets) if fee_assets.get(cid, set()) - settlement_assets],
+    )
     funding = funding_by_copy(session, assets, as_of)
 
     paid_rebates: dict[int, dict[str, Decimal]] = defaultdict(dict)
@@ -273,10 +294,12 @@ def _mark_open_positions(
         return {}, {}
     books: dict[int, dict[str, SymbolBook]] = defaultdict(lambda: defaultdict(SymbolBook))
     raw = Raw(session)
-    rows = raw.select_in(
+    rows = raw.select_matching(
         "SELECT copy_id, symbol, side, quantity, price, realised_pnl, traded_at FROM follower_fills "
         "WHERE copy_id IN ({in_})",
+        "copy_id",
         copy_ids,
+        "integer",
     )
     cutoff = raw.stamp(as_of)
     for copy_id, symbol, side, quantity, price, realised, traded_at in rows:
@@ -287,18 +310,21 @@ def _mark_open_positions(
 
 
 def _fees_in_other_assets(
-    session: Session, assets: dict[int, str], as_of: datetime
+    session: Session, assets: dict[int, str], as_of: datetime, copy_ids: list[int] | None = None
 ) -> dict[int, Decimal]:
     """Return each copy's fees paid outside its settlement asset, valued at their fills' prices.
 
     Only fees that can be valued at the fill count (the fill's base coin; see
-    ``fee_in_settlement_asset``); each is rounded up, so the basis is never overstated.
+    ``fee_in_settlement_asset``); each is rounded up, so the basis is never overstated. Fees in
+    any of ``assets``' settlement assets are left out; ``copy_ids`` (default: every copy of
+    ``assets``) are the copies whose fills are read.
     """
-    if not assets:
+    wanted = sorted(assets) if copy_ids is None else copy_ids
+    if not wanted:
         return {}
     ff = FollowerFill.__table__
     out: dict[int, Decimal] = defaultdict(lambda: ZERO)
-    for chunk in chunks(sorted(assets)):
+    for chunk in chunks(wanted):
         rows = session.connection().execute(
             select(
                 ff.c.copy_id,
@@ -326,9 +352,11 @@ def _follower_cash(session: Session, copies) -> dict[int, dict[str, Decimal]]:
     """Return each copy's cash per asset (its settlement asset is R-SET-7's available balance)."""
     by_address = {follower_cash(row.copy_id): row.copy_id for row in copies}
     out: dict[int, dict[str, Decimal]] = defaultdict(dict)
-    for address, asset, units in Raw(session).select_in(
+    for address, asset, units in Raw(session).select_matching(
         "SELECT address, asset, balance FROM ledger_accounts WHERE address IN ({in_})",
+        "address",
         sorted(by_address),
+        "text",
     ):
         out[by_address[address]][asset] = from_units(units)
     return out

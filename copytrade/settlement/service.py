@@ -586,29 +586,44 @@ def _payout_values(raw: Raw, r: dict) -> tuple:
     )
 
 
+_STATE_ARRAYS = ("int", "text", *["bigint"] * 4, "int", "int", "timestamptz", "timestamptz")
+
+
 def _upsert_states(raw: Raw, rows: list[dict]) -> None:
-    """Insert or update each copy's carried state (one statement, every row)."""
+    """Insert or update each copy's carried state (one statement, every row).
+
+    PostgreSQL gets the rows as one array per column (``unnest``): ``executemany`` ran the
+    upsert once per row, a tenth of a batch's time.
+    """
+    values = [
+        (
+            r["copy_id"],
+            r["asset"],
+            units(r["share_paid"]),
+            units(r["peak_profit"]),
+            units(r["outstanding"]),
+            units(r["rebate_paid"]),
+            r["last_cycle_id"],
+            r["final_cycle_id"],
+            raw.stamp(r["cash_released_at"]),
+            raw.stamp(r["updated_at"]),
+        )
+        for r in rows
+    ]
+    if not values:
+        return
+    columns = ", ".join(_STATE_COLUMNS)
     updates = ", ".join(f"{c} = excluded.{c}" for c in _STATE_COLUMNS[2:])
-    raw.insert(
-        "copy_settlement_states",
-        _STATE_COLUMNS,
-        [
-            (
-                r["copy_id"],
-                r["asset"],
-                units(r["share_paid"]),
-                units(r["peak_profit"]),
-                units(r["outstanding"]),
-                units(r["rebate_paid"]),
-                r["last_cycle_id"],
-                r["final_cycle_id"],
-                raw.stamp(r["cash_released_at"]),
-                raw.stamp(r["updated_at"]),
-            )
-            for r in rows
-        ],
-        suffix=f" ON CONFLICT (copy_id, asset) DO UPDATE SET {updates}",
-    )
+    conflict = f" ON CONFLICT (copy_id, asset) DO UPDATE SET {updates}"
+    if raw.postgres:
+        arrays = ", ".join(f"?::{t}[]" for t in _STATE_ARRAYS)
+        raw.rows(
+            f"INSERT INTO copy_settlement_states ({columns}) "
+            f"SELECT * FROM unnest({arrays}){conflict}",
+            [list(column) for column in zip(*values, strict=True)],
+        )
+        return
+    raw.insert("copy_settlement_states", _STATE_COLUMNS, values, suffix=conflict)
 
 
 def _open_cycles(session: Session, specs: Sequence[CycleSpec]) -> dict[str, tuple[int, str]]:
