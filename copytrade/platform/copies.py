@@ -26,6 +26,7 @@ from copytrade.domain.copies import (
 from copytrade.domain.errors import RuleViolation
 from copytrade.domain.leaders import check_leverage
 from copytrade.domain.triggers import Trigger, stop_reason
+from copytrade.engine.stop_events import add_stop_event
 from copytrade.ledger import Ledger, Leg
 from copytrade.ledger.accounts import follower_cash, person_spot
 from copytrade.platform.leaders import get_portfolio, portfolio_aum
@@ -145,6 +146,7 @@ def stop(session: Session, copy_id: object, handle: str, reason: str = STOPPED_B
     copy.status = "stopped"
     copy.stop_reason = reason
     copy.stopped_at = clock.now()
+    add_stop_event(session, copy.id, reason, at=copy.stopped_at)
     record(
         session,
         actor=person.handle,
