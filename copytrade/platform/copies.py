@@ -29,6 +29,7 @@ from copytrade.domain.triggers import Trigger, stop_reason
 from copytrade.engine.stop_events import add_stop_event
 from copytrade.ledger import Ledger, Leg
 from copytrade.ledger.accounts import follower_cash, person_spot
+from copytrade.platform.accounts import check_credentials, link_account
 from copytrade.platform.leaders import get_portfolio, portfolio_aum
 from copytrade.platform.people import check_handle, record, require_person
 from copytrade.platform.wallets import ASSET
@@ -44,14 +45,19 @@ def start(
     allocation: object,
     *,
     invitation_code: str | None = None,
+    exchange_key: tuple[str, str] | None = None,
     **settings,
 ) -> Copy:
     """Start copying a portfolio with ``allocation`` USDT from the follower's spot wallet.
 
     ``settings`` are the keyword arguments of ``validate_copy_settings`` (sizing mode, fixed
-    amount, below-minimum policy, stop-loss …). Everything is checked before anything is written.
+    amount, below-minimum policy, stop-loss …). ``exchange_key`` = (API key id, credentials
+    reference) of the follower's exchange account the engine trades the copy on (a copy without
+    one is not traded until linked). Everything is checked before anything is written.
     """
     check_handle(handle)
+    if exchange_key is not None:
+        check_credentials(*exchange_key)
     portfolio = get_portfolio(session, portfolio_id, lock=True)
     person = require_person(session, handle, lock=True)
     active_followers = session.scalar(
@@ -98,6 +104,10 @@ def start(
     )
     session.add(copy)
     session.flush()
+    if exchange_key is not None:
+        copy.exchange_account_id = link_account(
+            session, person.id, portfolio.mode, *exchange_key
+        ).id
     ledger.transfer(
         f"copy-allocation:{copy.id}",
         "copy_allocation",
