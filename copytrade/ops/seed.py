@@ -57,7 +57,16 @@ SPOT_APPLICATION = LeaderApplication(
 FOLLOWERS: tuple[tuple[str, str, dict], ...] = (
     ("ada", "2000", {"leverage": 5}),
     ("bo", "1500", {"leverage": 10, "stop_loss_pct": "5"}),
-    ("cy", "1000", {"leverage": 3, "take_profit_pct": "20", "below_min_policy": "round_up"}),
+    (
+        "cy",
+        "1000",
+        {
+            "leverage": 3,
+            "take_profit_pct": "20",
+            "below_min_policy": "round_up",
+            "symbols": ["ONDOUSDT"],
+        },
+    ),
     ("di", "800", {"leverage": 4, "sizing_mode": "fixed_amount", "fixed_amount": "100"}),
     ("ed", "1200", {"leverage": 2, "symbols": ["ONDOUSDT"], "slippage_limit_pct": "1"}),
 )

@@ -34,8 +34,8 @@ LEADER_BOT = "leader-bot"
 FINGERPRINT = "copytrade_deploy_fingerprint"
 LEADER_BOT_DEPOSIT = "20000"  # USDT in the bot's futures wallet, as `paper leader-bot` deposits
 # The replay waits at most this long per fill (sharing the clock with the spot bot), so the
-# futures leader trades for ~16 minutes after `up` instead of replaying everything in seconds.
-LEADER_BOT_PACE = "2"
+# futures leader trades for several minutes after `up` instead of replaying everything at once.
+LEADER_BOT_PACE = "1"
 # A spot leader too: a moving-average cross on the real ETH/BTC candles (ETHUSDT on the paper
 # exchange), one candle per SPOT_BOT_PACE seconds at most, so it keeps trading and the marks keep
 # moving when the replay is idle or over.
@@ -44,6 +44,7 @@ SPOT_BOT_CANDLES = "market/spot/ETH_BTC-5m.csv"
 SPOT_BOT_SYMBOL = "ETHUSDT"
 SPOT_BOT_ARGS = ("--fast", "3", "--slow", "12", "--notional", "2000", "--pace", "2")
 DEFAULT_PREFECT_PORT = 4200
+WORKER_POLL_SECONDS = "2"
 
 
 class StackError(RuntimeError):
@@ -217,8 +218,16 @@ class Stack:
             check=False,
         )
 
-    def start(self, name: str, argv: Sequence[str]) -> ProcessRecord:
-        record = spawn(name, argv, cwd=self.project_dir, env=self.env(), log_dir=self.run_dir)
+    def start(
+        self, name: str, argv: Sequence[str], env: dict[str, str] | None = None
+    ) -> ProcessRecord:
+        record = spawn(
+            name,
+            argv,
+            cwd=self.project_dir,
+            env={**self.env(), **(env or {})},
+            log_dir=self.run_dir,
+        )
         self.remember(record)
         return record
 
@@ -334,6 +343,9 @@ def start_worker(stack: Stack, timeout: float = 120) -> str:
         stack.prefect_argv(
             "worker", "start", "--pool", WORK_POOL, "--type", "process", "--name", WORKER_NAME
         ),
+        # Poll for scheduled runs every WORKER_POLL_SECONDS (Prefect's default 10 s would eat a
+        # sixth of the minute an event settlement has, R-SET-5).
+        env={"PREFECT_WORKER_QUERY_SECONDS": WORKER_POLL_SECONDS},
     )
     with stack.api() as api:
         wait_for(
