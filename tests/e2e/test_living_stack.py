@@ -270,14 +270,23 @@ def stop_event(living: Living, copy_id: int) -> CopyStopEvent | None:
     return found[0][0] if found else None
 
 
-def flat_and_settled(living: Living, handle: str, copy_id: int, market: str, trigger: str):
-    """Wait until the copy is flat on the exchange and its final event cycle completed."""
+def flat_and_settled(
+    living: Living,
+    handle: str,
+    copy_id: int,
+    market: str,
+    trigger: str,
+    since: float | None = None,
+) -> None:
+    """Wait until the copy is flat on the exchange and its final event cycle completed, within
+    SETTLE_WITHIN of ``since`` (``time.monotonic()`` of the stop; default now)."""
 
     def done() -> bool:
         settled = ("completed",) in [(s,) for t, s in event_cycles(living, copy_id) if t == trigger]
         return settled and not holdings_on_exchange(living, handle, market)
 
-    wait_for(f"copy {copy_id} flat and settled ({trigger})", done, SETTLE_WITHIN, living)
+    left = SETTLE_WITHIN - (time.monotonic() - since) if since is not None else SETTLE_WITHIN
+    wait_for(f"copy {copy_id} flat and settled ({trigger})", done, max(left, 1), living)
     assert event_cycles(living, copy_id) == [(trigger, "completed")], event_cycles(living, copy_id)
     # The ledger agrees: nothing left but, on spot, dust below one lot (unsellable, as on Binance).
     left = living.orm(
@@ -291,6 +300,7 @@ def flat_and_settled(living: Living, handle: str, copy_id: int, market: str, tri
     event = stop_event(living, copy_id)
     assert event is not None and event.trigger == trigger, event
     assert event.settled_at is not None, f"stop event of copy {copy_id} not marked settled"
+    assert event.settled_at - event.at <= timedelta(seconds=SETTLE_WITHIN), event
 
 
 def join(living: Living, handle: str, nickname: str, market: str, *options: str) -> int:
@@ -499,9 +509,10 @@ def test_closing_the_spot_portfolio_stops_flattens_and_settles_every_copy_R_LEAD
     copies = copies_of(living, SPOT)
     assert set(copies) == {"fay", "gus", "hal"}, copies
     said = living.ok("leaders", "close", str(portfolio_id(living, SPOT)), "--handle", "spotleader")
+    closed_at = time.monotonic()
     assert "closed" in said, said
     for handle, cid in copies.items():
-        flat_and_settled(living, handle, cid, "spot", "portfolio_closed")
+        flat_and_settled(living, handle, cid, "spot", "portfolio_closed", since=closed_at)
         (reason,) = living.rows("select stop_reason from copies where id = :c", c=cid)[0]
         assert reason == "portfolio_closed"
     living.story["closed"] = list(copies.values())
