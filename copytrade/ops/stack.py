@@ -42,7 +42,7 @@ LEADER_BOT_PACE = "1"
 SPOT_LEADER_BOT = "spot-leader-bot"
 SPOT_BOT_CANDLES = "market/spot/ETH_BTC-5m.csv"
 SPOT_BOT_SYMBOL = "ETHUSDT"
-SPOT_BOT_ARGS = ("--fast", "3", "--slow", "12", "--notional", "2000", "--pace", "2")
+SPOT_BOT_ARGS = ("--fast", "6", "--slow", "24", "--notional", "2000", "--pace", "2")
 DEFAULT_PREFECT_PORT = 4200
 WORKER_POLL_SECONDS = "2"
 
