@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from copytrade.cli.common import EXIT_PROBLEM, console, err_console, refusals
+from copytrade.cli.common import EXIT_PROBLEM, console, err_console, refusals, refuse
 from copytrade.cli.platform_db import money, transaction
 from copytrade.platform import copies, copy_funds
 from copytrade.platform.copy_statement import copy_statements
@@ -39,8 +39,25 @@ def start(
     symbol: list[str] = typer.Option(None, help="Allow-list symbol (repeat); default: all."),
     daily_loss_limit: str = typer.Option(None, help="Daily loss limit (USDT); pauses for the day."),
     close_only: bool = typer.Option(False, "--close-only", help="Follow reductions only."),
+    api_key: str = typer.Option(
+        None, help="API key id of the exchange account the copy trades on (with --credentials-ref)."
+    ),
+    credentials_ref: str = typer.Option(
+        None,
+        help="Where that key's secret lives: env:NAME, file:PATH or prefect:BLOCK (never the "
+        "secret itself).",
+    ),
 ) -> None:
-    """Start copying a portfolio (R-COPY-2, R-ACC-2/3, settings R-COPY-1/3/6/12, R-X-3)."""
+    """Start copying a portfolio (R-COPY-2, R-ACC-2/3, settings R-COPY-1/3/6/12, R-X-3).
+
+    With --api-key/--credentials-ref the copy is linked to the follower's exchange account and
+    the running engine starts copying it within seconds; without, it waits for an account.
+    """
+    if (api_key is None) != (credentials_ref is None):
+        raise refuse(
+            f"{'credentials_ref' if api_key else 'api_key'}: missing; --api-key and "
+            "--credentials-ref go together (R-IN-2)"
+        )
     with transaction() as session:
         copy = copies.start(
             session,
@@ -61,6 +78,7 @@ def start(
             symbols=symbol or None,
             daily_loss_limit=daily_loss_limit,
             close_only=close_only,
+            exchange_key=(api_key, credentials_ref) if api_key else None,
         )
         console.print(
             f"copy [bold]{copy.id}[/]: {handle} copies portfolio {portfolio} with "

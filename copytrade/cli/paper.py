@@ -245,6 +245,13 @@ def leader_bot(
         2.0,
         help="Longest wall-clock wait for the next trade; longer gaps jump the simulated clock.",
     ),
+    pace: float = typer.Option(
+        None,
+        min=0,
+        help="Share the simulated clock with other bots: wait for it at most this many seconds "
+        "per fill (replay) or candle (ma-cross), then move it on, never back (instead of "
+        "--max-wait).",
+    ),
 ) -> None:
     """Trade as a leader on the paper exchange: replay the real lead trader, or a moving-average cross.
 
@@ -286,6 +293,7 @@ def leader_bot(
                     scale=to_decimal(scale, "--scale"),
                     limit=limit,
                     max_wait=max_wait,
+                    pace=pace,
                     on_fill=lambda f, status: console.print(
                         f"{f.time:%Y-%m-%d %H:%M:%S} {f.symbol} {f.action} {f.quantity} → {status}"
                     ),
@@ -310,6 +318,7 @@ def leader_bot(
                     deposit=to_decimal(deposit, "--deposit"),
                     max_trades=max_trades,
                     max_wait=max_wait,
+                    pace=pace,
                     on_trade=lambda signal, status: console.print(f"{symbol} {signal} → {status}"),
                 )
             )

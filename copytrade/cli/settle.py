@@ -8,7 +8,7 @@ without it (R-LED-7). Exit codes: 0 done; 1 validation failed (nothing paid); 2 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from copytrade import clock
 from copytrade.cli.common import EXIT_PROBLEM, EXIT_UNAVAILABLE, console, err_console, refusals
 from copytrade.config import get_settings
 from copytrade.domain.errors import RuleViolation
@@ -29,7 +30,7 @@ WEEKLY_HELP = "Settle the weekly cycle (R-SET-4): every copy, once per ISO week.
 
 def _parse_at(value: str | None) -> datetime:
     if not value:
-        return datetime.now(UTC)
+        return clock.now()
     try:
         at = datetime.fromisoformat(value)
     except ValueError:

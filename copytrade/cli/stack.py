@@ -59,7 +59,15 @@ def up(
     seed: bool = typer.Option(
         True,
         "--seed/--no-seed",
-        help="Link the leader bot as a futures lead portfolio and start five followers (once).",
+        help="Link the leader bots as a futures and a spot lead portfolio and start their "
+        "followers (once).",
+    ),
+    replay_limit: int = typer.Option(
+        None,
+        "--replay-limit",
+        min=1,
+        help="The replay leader sends only its first N fills, then holds its positions, idle "
+        "(default: all, one every 2 s at most).",
     ),
 ) -> None:
     """Start the local stack: ledger, Prefect server, worker, paper exchange, deployments, bot.
@@ -111,13 +119,18 @@ def up(
         if engine:
             _step("copy engine", lambda: ops.start_engine_run(stack), _engine_outcome)
         if paper and leader_bot:
-            _step("leader bot", lambda: ops.start_leader_bot(stack))
+            _step("leader bot", lambda: ops.start_leader_bot(stack, replay_limit))
+            _step("spot leader bot", lambda: ops.start_spot_leader_bot(stack))
             if seed and ops.leader_bot_available():
                 from copytrade.ops.seed import seed as seed_platform
 
                 _step(
                     "platform seed",
-                    lambda: seed_platform(stack, ops.leader_bot_account(stack)),
+                    lambda: seed_platform(
+                        stack,
+                        ops.leader_bot_account(stack),
+                        ops.leader_bot_account(stack, ops.SPOT_LEADER_BOT, "spot"),
+                    ),
                 )
     except ops.StackError as exc:
         err_console.print(f"[bold red]copytrade up failed:[/] {exc}")

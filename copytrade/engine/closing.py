@@ -19,11 +19,11 @@ from decimal import Decimal
 
 from sqlalchemy import select, update
 
-from copytrade.domain.money import UNIT
 from copytrade.domain.triggers import parse_trigger, stop_reason
 from copytrade.engine.persist import ExtraOrder
 from copytrade.engine.state import CopyState, PortfolioState
-from models import AuditEntry, Copy, CopyStopEvent
+from copytrade.engine.stop_events import add_stop_event
+from models import AuditEntry, Copy
 from models.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -94,17 +94,7 @@ def store_stop(
             .where(Copy.id == copy_id, Copy.status == "active")
             .values(status="stopped", stopped_at=utcnow(), stop_reason=reason)
         )
-        exists = session.scalar(select(CopyStopEvent.id).where(CopyStopEvent.copy_id == copy_id))
-        if exists is None:
-            session.add(
-                CopyStopEvent(
-                    copy_id=copy_id,
-                    trigger=trigger,
-                    cumulative_pnl=pnl.quantize(UNIT),
-                    threshold=threshold.quantize(UNIT) if threshold is not None else None,
-                    reason=reason,
-                )
-            )
+        add_stop_event(session, copy_id, reason, pnl=pnl, threshold=threshold)
         session.add(
             AuditEntry(
                 actor="system" if rule == "R-COPY-3" else "follower",

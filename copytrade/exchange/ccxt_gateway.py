@@ -299,7 +299,7 @@ class CcxtGateway:
                 fee_asset=f["commissionAsset"],
                 realised_pnl=None,
                 is_maker=False,
-                traded_at=updated or datetime.now(UTC),
+                traded_at=updated or clock.now(),
             )
             for f in info.get("fills") or ()
         )
@@ -463,7 +463,7 @@ class CcxtGateway:
             fee_asset=info["commissionAsset"],
             realised_pnl=pnl,
             is_maker=maker,
-            traded_at=_ms(info["time"]) or datetime.now(UTC),
+            traded_at=_ms(info["time"]) or clock.now(),
         )
 
     async def set_leverage(self, symbol: str, leverage: int) -> None:

@@ -20,6 +20,7 @@ from decimal import Decimal
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from copytrade import clock
 from copytrade.domain.money import round_down, to_units
 from models.market import MARKETS, MarkPrice
 
@@ -115,7 +116,7 @@ def record(session: Session, marks: Iterable[Mark]) -> Recorded:
                         "price": mark.price,
                         "quote_volume": mark.quote_volume,
                         "source": mark.source[:128],
-                        "recorded_at": datetime.now(UTC),
+                        "recorded_at": clock.now(),
                     }
                 )
                 inserted += 1
@@ -196,7 +197,7 @@ def prune(session: Session, policy: PrunePolicy, now: datetime | None = None) ->
     Daily closes (what the metrics read) are kept for ever; the day's quote volume is folded into
     the kept mark first, so capacity (R-X-5) reads the same after pruning.
     """
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = (now or clock.now()).astimezone(UTC)
     cutoff = (now - timedelta(days=policy.keep_minutes_days)).replace(
         hour=0, minute=0, second=0, microsecond=0
     )

@@ -9,7 +9,10 @@ any user):
   ``credentials_ref`` = ``file:<home>/run/leader-bot.secret``);
 - five followers with varied settings (``FOLLOWERS``: leverage, a stop-loss, a take-profit,
   fixed amount, a symbol list, a slippage limit), each with a paper futures account funded with
-  its allocation, key pairs generated once and kept in ``<home>/run/seed-<handle>.secret``.
+  its allocation, key pairs generated once and kept in ``<home>/run/seed-<handle>.secret``;
+- when the spot leader bot runs too (``ops.stack.start_spot_leader_bot``): ``spotleader``
+  applies with a public spot portfolio "CrossBot" (capital 10,000) linked to that bot's paper
+  spot account, and ``SPOT_FOLLOWERS`` copy it from paper spot accounts.
 
 Idempotent: the paper exchange keeps accounts in memory, so every ``up`` re-creates missing
 paper accounts with the same keys; the platform rows are written once (a lead portfolio already
@@ -30,6 +33,7 @@ from copytrade.config import get_settings
 from copytrade.db import session_factory
 from copytrade.domain.leaders import LeaderApplication
 from copytrade.platform import copies, leaders, wallets
+from copytrade.platform.accounts import link_account
 from models import ExchangeAccount, LeadPortfolio
 
 LEADER = "botleader"
@@ -41,13 +45,34 @@ APPLICATION = LeaderApplication(
     "10000",
     True,
 )
+SPOT_LEADER = "spotleader"
+SPOT_APPLICATION = LeaderApplication(
+    "spot",
+    "CrossBot",
+    "A moving-average cross on real ETH/BTC candles, ETHUSDT on the paper exchange",
+    "10000",
+    True,
+)
 # (handle, allocation USDT, copy settings): varied, as the demo's followers
 FOLLOWERS: tuple[tuple[str, str, dict], ...] = (
     ("ada", "2000", {"leverage": 5}),
     ("bo", "1500", {"leverage": 10, "stop_loss_pct": "5"}),
-    ("cy", "1000", {"leverage": 3, "take_profit_pct": "20", "below_min_policy": "round_up"}),
+    (
+        "cy",
+        "1000",
+        {
+            "leverage": 3,
+            "take_profit_pct": "20",
+            "below_min_policy": "round_up",
+            "symbols": ["ONDOUSDT"],
+        },
+    ),
     ("di", "800", {"leverage": 4, "sizing_mode": "fixed_amount", "fixed_amount": "100"}),
     ("ed", "1200", {"leverage": 2, "symbols": ["ONDOUSDT"], "slippage_limit_pct": "1"}),
+)
+SPOT_FOLLOWERS: tuple[tuple[str, str, dict], ...] = (
+    ("fay", "1500", {}),
+    ("gus", "1000", {"below_min_policy": "round_up"}),
 )
 
 
@@ -66,8 +91,8 @@ def _keys(run_dir: Path, name: str) -> tuple[dict, Path]:
     return creds, secret_path
 
 
-def _paper_accounts(paper_url: str, wanted: dict[str, tuple[dict, str]]) -> None:
-    """Create the paper accounts ``name → (keys, futures USDT)`` the exchange does not hold."""
+def _paper_accounts(paper_url: str, wanted: dict[str, tuple[dict, str, str]]) -> None:
+    """Create the paper accounts ``name → (keys, market, USDT)`` the exchange does not hold."""
     from copytrade.paper.admin_token import resolve
 
     token = resolve(get_settings())
@@ -75,14 +100,14 @@ def _paper_accounts(paper_url: str, wanted: dict[str, tuple[dict, str]]) -> None
         listed = admin.get("/admin/accounts")
         listed.raise_for_status()
         known = {a["name"] for a in listed.json()["accounts"]}
-        for name, (creds, funds) in wanted.items():
+        for name, (creds, market, funds) in wanted.items():
             if name in known:
                 continue
             created = admin.post(
                 "/admin/accounts",
                 json={
                     "name": name,
-                    "futures": {"USDT": funds},
+                    market: {"USDT": funds},
                     "api_key": creds["api_key"],
                     "api_secret": creds["api_secret"],
                 },
@@ -90,17 +115,37 @@ def _paper_accounts(paper_url: str, wanted: dict[str, tuple[dict, str]]) -> None
             created.raise_for_status()
 
 
-def seed(stack, leader_credentials: Path) -> str:
+def seed(stack, leader_credentials: Path, spot_credentials: Path | None = None) -> str:
     """Seed the platform for ``stack`` (see the module docstring); return what was done."""
+    done = [_seed_portfolio(stack, leader_credentials, LEADER, APPLICATION, FOLLOWERS)]
+    if spot_credentials is not None:
+        done.append(
+            _seed_portfolio(stack, spot_credentials, SPOT_LEADER, SPOT_APPLICATION, SPOT_FOLLOWERS)
+        )
+    return "; ".join(done)
+
+
+def _seed_portfolio(
+    stack,
+    leader_credentials: Path,
+    leader: str,
+    application: LeaderApplication,
+    followers_spec: tuple[tuple[str, str, dict], ...],
+) -> str:
+    """Link one bot as a lead portfolio and start its followers, once."""
+    market = application.mode
     bot = json.loads(leader_credentials.read_text())
     bot_secret = leader_credentials.with_suffix(".secret")
     followers = {
         handle: (*_keys(stack.run_dir, f"seed-{handle}"), allocation, settings)
-        for handle, allocation, settings in FOLLOWERS
+        for handle, allocation, settings in followers_spec
     }
     _paper_accounts(
         stack.paper_url,
-        {f"seed-{h}": (creds, allocation) for h, (creds, _, allocation, _) in followers.items()},
+        {
+            f"seed-{h}": (creds, market, allocation)
+            for h, (creds, _, allocation, _) in followers.items()
+        },
     )
     sessions = session_factory(stack.ledger_url)
     with sessions() as session, session.begin():
@@ -110,32 +155,19 @@ def seed(stack, leader_credentials: Path) -> str:
             .where(ExchangeAccount.api_key_id == bot["api_key"])
         )
         if linked is not None:
-            return f"already seeded (portfolio {linked})"
-        wallets.deposit(session, LEADER, LEADER_DEPOSIT, key=f"seed-{LEADER}")
-        portfolio = leaders.apply(session, LEADER, APPLICATION)
-        portfolio.exchange_account_id = _account(
-            session, portfolio.leader_person_id, bot["api_key"], bot_secret
-        )
+            return f"{application.nickname} already seeded (portfolio {linked})"
+        wallets.deposit(session, leader, LEADER_DEPOSIT, key=f"seed-{leader}")
+        portfolio = leaders.apply(session, leader, application)
+        portfolio.exchange_account_id = link_account(
+            session, portfolio.leader_person_id, market, bot["api_key"], f"file:{bot_secret}"
+        ).id
         started = []
         for handle, (creds, secret_path, allocation, settings) in followers.items():
             wallets.deposit(session, handle, allocation, key=f"seed-{handle}")
             copy = copies.start(session, handle, portfolio.id, allocation, **settings)
-            copy.exchange_account_id = _account(
-                session, copy.follower_person_id, creds["api_key"], secret_path
-            )
+            copy.exchange_account_id = link_account(
+                session, copy.follower_person_id, market, creds["api_key"], f"file:{secret_path}"
+            ).id
             started.append(copy.id)
         pid = portfolio.id
-    return f"portfolio {pid} ReplayBot linked to the leader bot, copies {started}"
-
-
-def _account(session, person_id: int, api_key: str, secret_path: Path) -> int:
-    account = ExchangeAccount(
-        person_id=person_id,
-        venue="paper",
-        market="futures",
-        api_key_id=api_key,
-        credentials_ref=f"file:{secret_path}",
-    )
-    session.add(account)
-    session.flush()
-    return account.id
+    return f"portfolio {pid} {application.nickname} ({market}) linked to its bot, copies {started}"

@@ -33,7 +33,18 @@ LEADER_BOT = "leader-bot"
 # A Prefect variable holding the digest of what was last deployed (see deploy_fingerprint).
 FINGERPRINT = "copytrade_deploy_fingerprint"
 LEADER_BOT_DEPOSIT = "20000"  # USDT in the bot's futures wallet, as `paper leader-bot` deposits
+# The replay waits at most this long per fill (sharing the clock with the spot bot), so the
+# futures leader trades for several minutes after `up` instead of replaying everything at once.
+LEADER_BOT_PACE = "1"
+# A spot leader too: a moving-average cross on the real ETH/BTC candles (ETHUSDT on the paper
+# exchange), one candle per SPOT_BOT_PACE seconds at most, so it keeps trading and the marks keep
+# moving when the replay is idle or over.
+SPOT_LEADER_BOT = "spot-leader-bot"
+SPOT_BOT_CANDLES = "market/spot/ETH_BTC-5m.csv"
+SPOT_BOT_SYMBOL = "ETHUSDT"
+SPOT_BOT_ARGS = ("--fast", "6", "--slow", "24", "--notional", "2000", "--pace", "2")
 DEFAULT_PREFECT_PORT = 4200
+WORKER_POLL_SECONDS = "2"
 
 
 class StackError(RuntimeError):
@@ -207,8 +218,16 @@ class Stack:
             check=False,
         )
 
-    def start(self, name: str, argv: Sequence[str]) -> ProcessRecord:
-        record = spawn(name, argv, cwd=self.project_dir, env=self.env(), log_dir=self.run_dir)
+    def start(
+        self, name: str, argv: Sequence[str], env: dict[str, str] | None = None
+    ) -> ProcessRecord:
+        record = spawn(
+            name,
+            argv,
+            cwd=self.project_dir,
+            env={**self.env(), **(env or {})},
+            log_dir=self.run_dir,
+        )
         self.remember(record)
         return record
 
@@ -324,6 +343,9 @@ def start_worker(stack: Stack, timeout: float = 120) -> str:
         stack.prefect_argv(
             "worker", "start", "--pool", WORK_POOL, "--type", "process", "--name", WORKER_NAME
         ),
+        # Poll for scheduled runs every WORKER_POLL_SECONDS (Prefect's default 10 s would eat a
+        # sixth of the minute an event settlement has, R-SET-5).
+        env={"PREFECT_WORKER_QUERY_SECONDS": WORKER_POLL_SECONDS},
     )
     with stack.api() as api:
         wait_for(
@@ -372,7 +394,7 @@ def leader_bot_available() -> bool:
     return importlib.util.find_spec("copytrade.paper.leader_bot") is not None
 
 
-def leader_bot_account(stack: Stack, name: str = LEADER_BOT) -> Path:
+def leader_bot_account(stack: Stack, name: str = LEADER_BOT, market: str = "futures") -> Path:
     """Return the credentials file of the leader bot's paper account, creating the account if the
     paper exchange does not have it (it keeps accounts in memory, so after every restart).
 
@@ -404,7 +426,7 @@ def leader_bot_account(stack: Stack, name: str = LEADER_BOT) -> Path:
                 "/admin/accounts",
                 json={
                     "name": name,
-                    "futures": {"USDT": LEADER_BOT_DEPOSIT},
+                    market: {"USDT": LEADER_BOT_DEPOSIT},
                     "api_key": creds["api_key"],
                     "api_secret": creds["api_secret"],
                 },
@@ -421,20 +443,23 @@ def leader_bot_account(stack: Stack, name: str = LEADER_BOT) -> Path:
     return path
 
 
-def start_leader_bot(stack: Stack) -> str:
-    """Start a leader bot replaying the real lead trader's fills on the paper exchange."""
+def start_leader_bot(stack: Stack, limit: int | None = None) -> str:
+    """Start a leader bot replaying the real lead trader's fills on the paper exchange (the first
+    ``limit`` fills only, if given: then the leader holds what it holds and goes idle)."""
     if not leader_bot_available():
         return "skipped (`copytrade paper leader-bot` is not in this version)"
     if stack.running(LEADER_BOT):
         return "running"
     credentials = leader_bot_account(stack)
+    argv = ["--strategy", "replay", "--pace", LEADER_BOT_PACE]
+    if limit is not None:
+        argv += ["--limit", str(limit)]
     record = stack.start(
         LEADER_BOT,
         stack.copytrade_argv(
             "paper",
             "leader-bot",
-            "--strategy",
-            "replay",
+            *argv,
             "--url",
             stack.paper_url,
             "--credentials-file",
@@ -443,6 +468,36 @@ def start_leader_bot(stack: Stack) -> str:
     )
     api_key = json.loads(credentials.read_text())["api_key"]
     return f"started (pid {record.pid}, api key {api_key[:12]}…, credentials {credentials})"
+
+
+def start_spot_leader_bot(stack: Stack) -> str:
+    """Start a spot leader bot: a moving-average cross on real candles (``SPOT_BOT_*``)."""
+    if not leader_bot_available():
+        return "skipped (`copytrade paper leader-bot` is not in this version)"
+    if stack.running(SPOT_LEADER_BOT):
+        return "running"
+    credentials = leader_bot_account(stack, SPOT_LEADER_BOT, "spot")
+    record = stack.start(
+        SPOT_LEADER_BOT,
+        stack.copytrade_argv(
+            "paper",
+            "leader-bot",
+            "--strategy",
+            "ma-cross",
+            "--kind",
+            "spot",
+            "--candles",
+            str(stack.data_dir / SPOT_BOT_CANDLES),
+            "--symbol",
+            SPOT_BOT_SYMBOL,
+            *SPOT_BOT_ARGS,
+            "--url",
+            stack.paper_url,
+            "--credentials-file",
+            str(credentials),
+        ),
+    )
+    return f"started (pid {record.pid}, ma-cross {SPOT_BOT_SYMBOL} spot, credentials {credentials})"
 
 
 def stack_variables(stack: Stack) -> dict[str, Any]:

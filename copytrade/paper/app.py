@@ -867,7 +867,10 @@ class PaperServer:
             ):
                 raise ValueError(f"speed: {speed!r} must be a number ≥ 0")
             if "time" in data:
-                clock.set(parse_time_ms(str(data["time"])), speed)
+                target = parse_time_ms(str(data["time"]))
+                # forward_only: several bots pace one clock; none may send it back in time
+                if not data.get("forward_only") or target > clock.now_ms():
+                    clock.set(target, speed)
             elif "advance_seconds" in data:
                 seconds = _amount(data["advance_seconds"], "advance_seconds")
                 if seconds < 0:

@@ -187,10 +187,13 @@ class AsyncAdminClient:
         time: str | None = None,
         speed: float | None = None,
         advance_seconds: float | None = None,
+        forward_only: bool = False,
     ) -> dict:
         body: dict = {}
         if time is not None:
             body["time"] = time
+            if forward_only:
+                body["forward_only"] = True
         if speed is not None:
             body["speed"] = speed
         if advance_seconds is not None:

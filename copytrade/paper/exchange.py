@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_UP, Decimal
 
+from copytrade import clock as platform_clock
 from copytrade.domain.markets import FilterFailure, Market
 from copytrade.domain.money import UNIT, ZERO, to_decimal
 from copytrade.paper import errors as E
@@ -1034,8 +1035,11 @@ class PaperExchange:
     # -- time ----------------------------------------------------------------------------------
 
     def stamp_ms(self) -> int:
-        """Return the time to stamp an order, a trade or an event with (epoch ms)."""
-        return self.clock.now_ms() if self.simulated_timestamps else wall_ms()
+        """Return the time to stamp an order, a trade or an event with (epoch ms): the wall clock
+        as the platform's (``copytrade.clock``, shifted when a rehearsal sets an offset)."""
+        if self.simulated_timestamps:
+            return self.clock.now_ms()
+        return int(platform_clock.now().timestamp() * 1000)
 
     def tick(self) -> None:
         """Advance to the simulated now: cross resting limit orders, settle funding."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ log = logging.getLogger("copytrade.paper.leader_bot")
 LEADER_FILE = "leaders/binance-lead-trader-fills-2025-01-27_2025-03-21.csv"
 LEADER_UTC_OFFSET = timedelta(hours=3)
 REPLAYABLE = ("1000PEPEUSDT", "ONDOUSDT")  # real candles exist for these only
+PACE_POLL = 0.25  # seconds between looks at a shared clock (another bot may move it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +151,17 @@ async def _leader_account(
     return await admin.create_account(name="leader-bot", **wallet)
 
 
-async def _wait_until(admin: AsyncAdminClient, target_ms: int, max_wait: float) -> None:
-    """Wait for the exchange's simulated clock to reach ``target_ms``; jump it if that takes too long."""
+async def _wait_until(
+    admin: AsyncAdminClient, target_ms: int, max_wait: float, pace: float | None = None
+) -> None:
+    """Wait for the exchange's simulated clock to reach ``target_ms``; jump it if that takes too long.
+
+    With ``pace`` the bot shares the clock: it waits up to ``pace`` seconds for the clock (which
+    another bot may move meanwhile) and then moves it to ``target_ms``, never back in time.
+    """
+    if pace is not None:
+        await _pace_until(admin, target_ms, pace)
+        return
     clock = await admin.clock()
     gap_ms = target_ms - clock["sim_time_ms"]
     if gap_ms <= 0:
@@ -161,6 +172,21 @@ async def _wait_until(admin: AsyncAdminClient, target_ms: int, max_wait: float) 
         await admin.set_clock(time=_iso(target_ms))
         return
     await asyncio.sleep(wall)
+
+
+async def _pace_until(admin: AsyncAdminClient, target_ms: int, pace: float) -> None:
+    deadline = time.monotonic() + pace
+    while True:
+        clock = await admin.clock()
+        gap_ms = target_ms - clock["sim_time_ms"]
+        if gap_ms <= 0:
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            await admin.set_clock(time=_iso(target_ms), forward_only=True)
+            return
+        speed = clock["speed"] or 0
+        await asyncio.sleep(min(left, PACE_POLL, gap_ms / 1000 / speed if speed else left))
 
 
 def _iso(ms: int) -> str:
@@ -178,9 +204,13 @@ async def replay_leader(
     scale: Decimal = Decimal(1),
     limit: int | None = None,
     max_wait: float = 2.0,
+    pace: float | None = None,
     on_fill: Callable[[LeaderFill, str], None] | None = None,
 ) -> BotReport:
-    """Replay the real leader's fills on the paper exchange (USDⓈ-M), in time order."""
+    """Replay the real leader's fills on the paper exchange (USDⓈ-M), in time order.
+
+    ``pace``: at most that many seconds per fill, sharing the clock (``_wait_until``).
+    """
     fills = load_leader_fills(data_dir / LEADER_FILE)[:limit]
     admin = AsyncAdminClient(base_url, admin_token)
     report = BotReport()
@@ -196,7 +226,7 @@ async def replay_leader(
             for symbol in {f.symbol for f in fills}:
                 await gateway.set_leverage(symbol, leverage)
             for n, fill in enumerate(fills):
-                await _wait_until(admin, int(fill.time.timestamp() * 1000), max_wait)
+                await _wait_until(admin, int(fill.time.timestamp() * 1000), max_wait, pace)
                 market = gateway.market(fill.symbol)
                 quantity = market.round_amount(fill.quantity * scale)
                 if quantity <= 0:
@@ -243,6 +273,7 @@ async def run_ma_cross(
     deposit: Decimal = Decimal(20000),
     max_trades: int | None = None,
     max_wait: float = 2.0,
+    pace: float | None = None,
     on_trade: Callable[[str, str], None] | None = None,
     after_trade: Callable[[], Awaitable[None]] | None = None,
 ) -> BotReport:
@@ -264,14 +295,24 @@ async def run_ma_cross(
         async with GatewayFactory(kind, base_url) as factory:
             gateway = factory.gateway(account.api_key, account.api_secret, "ma-cross-bot")
             market = gateway.market(symbol)
-            now = (await admin.clock())["sim_time_ms"]
-            # Candle i closes at its own time shifted by whole repeats of the file (like the path).
-            cycle, _ = divmod(now - closes[0][0], span)
-            i = next((k for k, (t, _) in enumerate(closes) if t + cycle * span > now), 0)
+
+            def candle_after(now: int) -> tuple[int, int]:
+                # Candle i closes at its own time shifted by whole repeats of the file (like the
+                # path).
+                cycle, _ = divmod(now - closes[0][0], span)
+                i = next((k for k, (t, _) in enumerate(closes) if t + cycle * span > now), 0)
+                return i, cycle
+
+            i, cycle = candle_after((await admin.clock())["sim_time_ms"])
             sequence = 0
             while max_trades is None or report.sent < max_trades:
+                if pace is not None:  # a shared clock another bot may have set back: follow it
+                    now = (await admin.clock())["sim_time_ms"]
+                    previous = closes[i - 1][0] + cycle * span if i else None
+                    if previous is not None and now < previous:
+                        i, cycle = candle_after(now)
                 close_time, close = closes[i]
-                await _wait_until(admin, close_time + cycle * span, max_wait)
+                await _wait_until(admin, close_time + cycle * span, max_wait, pace)
                 signal = strategy.update(close)
                 i += 1
                 if i == len(closes):

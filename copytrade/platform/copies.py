@@ -26,8 +26,10 @@ from copytrade.domain.copies import (
 from copytrade.domain.errors import RuleViolation
 from copytrade.domain.leaders import check_leverage
 from copytrade.domain.triggers import Trigger, stop_reason
+from copytrade.engine.stop_events import add_stop_event
 from copytrade.ledger import Ledger, Leg
 from copytrade.ledger.accounts import follower_cash, person_spot
+from copytrade.platform.accounts import check_credentials, link_account
 from copytrade.platform.leaders import get_portfolio, portfolio_aum
 from copytrade.platform.people import check_handle, record, require_person
 from copytrade.platform.wallets import ASSET
@@ -43,14 +45,19 @@ def start(
     allocation: object,
     *,
     invitation_code: str | None = None,
+    exchange_key: tuple[str, str] | None = None,
     **settings,
 ) -> Copy:
     """Start copying a portfolio with ``allocation`` USDT from the follower's spot wallet.
 
     ``settings`` are the keyword arguments of ``validate_copy_settings`` (sizing mode, fixed
-    amount, below-minimum policy, stop-loss …). Everything is checked before anything is written.
+    amount, below-minimum policy, stop-loss …). ``exchange_key`` = (API key id, credentials
+    reference) of the follower's exchange account the engine trades the copy on (a copy without
+    one is not traded until linked). Everything is checked before anything is written.
     """
     check_handle(handle)
+    if exchange_key is not None:
+        check_credentials(*exchange_key)
     portfolio = get_portfolio(session, portfolio_id, lock=True)
     person = require_person(session, handle, lock=True)
     active_followers = session.scalar(
@@ -97,6 +104,10 @@ def start(
     )
     session.add(copy)
     session.flush()
+    if exchange_key is not None:
+        copy.exchange_account_id = link_account(
+            session, person.id, portfolio.mode, *exchange_key
+        ).id
     ledger.transfer(
         f"copy-allocation:{copy.id}",
         "copy_allocation",
@@ -145,6 +156,7 @@ def stop(session: Session, copy_id: object, handle: str, reason: str = STOPPED_B
     copy.status = "stopped"
     copy.stop_reason = reason
     copy.stopped_at = clock.now()
+    add_stop_event(session, copy.id, reason, at=copy.stopped_at)
     record(
         session,
         actor=person.handle,

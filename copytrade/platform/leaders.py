@@ -20,6 +20,7 @@ from copytrade.domain import leaders as rules
 from copytrade.domain.accounts import check_leader_identity
 from copytrade.domain.errors import RuleViolation
 from copytrade.domain.triggers import Trigger, stop_reason
+from copytrade.engine.stop_events import add_stop_event
 from copytrade.ledger import Ledger, Leg
 from copytrade.ledger.accounts import follower_cash, leader_capital, person_spot
 from copytrade.platform.people import check_handle, find_person, get_or_create_person, record
@@ -262,6 +263,7 @@ def close(session: Session, portfolio_id: object, handle: str, reason: str = "")
         copy.status = "stopped"
         copy.stop_reason = STOPPED_BY_CLOSE
         copy.stopped_at = now
+        add_stop_event(session, copy.id, STOPPED_BY_CLOSE, at=now)
     portfolio.status = "closed"
     portfolio.closed_at = now
     portfolio.is_listed = False

@@ -67,7 +67,7 @@ from copytrade.settlement.sqlutil import chunks, raw_units
 from models.ledger import LedgerAccount
 from models.platform import AuditEntry, Copy, LeadPortfolio
 from models.settlement import CopySettlementState, SettlementCycle, SettlementPayout
-from models.trading import LeaderFill
+from models.trading import CopyStopEvent, LeaderFill
 
 SHARE_CODE, REBATE_CODE = "profit_share", "rebate_payout"
 RELEASE_CODE, CAPITAL_CODE = "copy_release", "capital_release"
@@ -454,6 +454,13 @@ class SettlementService:
         raw = Raw(session)
         raw.insert("settlement_payouts", _PAYOUT_COLUMNS, [_payout_values(raw, p) for p in payouts])
         _upsert_states(raw, list(states.values()))
+        finals = [cid for cid, spec in items if spec.is_final]
+        if finals:  # the stop events these final cycles settle (copytrade.engine.stop_events)
+            session.execute(
+                update(CopyStopEvent)
+                .where(CopyStopEvent.copy_id.in_(finals), CopyStopEvent.settled_at.is_(None))
+                .values(settled_at=now)
+            )
 
     @staticmethod
     def _tally(report: RunReport, spec: CycleSpec, facts, share: ShareDecision) -> None:

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from copytrade.domain.fees import leader_rebate
 from copytrade.domain.money import ZERO, round_down, to_decimal, to_units
+from copytrade.engine.stop_events import add_stop_event
 from copytrade.ledger import Ledger, Leg, PostResult, TransferSpec
 from copytrade.ledger.accounts import (
     external,
@@ -330,6 +331,7 @@ class Scenario:
             .where(Copy.id == copy_id)
             .values(status="stopped", stop_reason=reason, stopped_at=at or self.now)
         )
+        add_stop_event(self.session, copy_id, reason, at=at or self.now)
 
     def close_portfolio(self, portfolio_id: int, at: datetime | None = None) -> None:
         """Close a lead portfolio and stop every copy of it (R-LEAD-10)."""
@@ -339,11 +341,14 @@ class Scenario:
             .where(LeadPortfolio.id == portfolio_id)
             .values(status="closed", closed_at=at)
         )
-        self.session.execute(
+        stopped = self.session.scalars(
             update(Copy)
             .where(Copy.portfolio_id == portfolio_id, Copy.status == "active")
             .values(status="stopped", stop_reason="portfolio_closed", stopped_at=at)
-        )
+            .returning(Copy.id)
+        ).all()
+        for copy_id in stopped:
+            add_stop_event(self.session, copy_id, "portfolio_closed", at=at)
 
 
 def _fill_transfers(

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from copytrade.domain.errors import RuleViolation
 from copytrade.settlement import StaticMarks
-from models import Copy, CopySettlementState, LeadPortfolio, SettlementCycle
+from models import Copy, CopySettlementState, CopyStopEvent, LeadPortfolio, SettlementCycle
 from tests.support.settlement import EPOCH
 
 DAY = timedelta(days=1)
@@ -116,7 +116,9 @@ def test_final_trigger_on_an_active_copy_is_refused_and_changes_nothing_R_IN_2(
     assert view.transfers() == transfers and view.payouts() == []
 
 
-def test_closing_a_portfolio_settles_every_copy_of_it_R_LEAD_10(build, service, view):
+def test_closing_a_portfolio_settles_every_copy_of_it_R_LEAD_10(
+    build, service, view, session_maker
+):
     def case(s):
         closing = s.portfolio(mode="futures", ratio="0.1")
         other = s.portfolio(mode="futures", ratio="0.1")
@@ -133,9 +135,25 @@ def test_closing_a_portfolio_settles_every_copy_of_it_R_LEAD_10(build, service, 
     assert view.shares(untouched) == []
     again = service().settle_pending_events(at=EPOCH + 4 * DAY)
     assert again.status == "nothing_to_do"
+    assert stop_events(session_maker, [*copies, untouched]) == {
+        c: ("portfolio_closed", True) for c in copies
+    }
 
 
-def test_stop_loss_stop_settles_with_the_stop_loss_trigger_R_COPY_3(build, service, view):
+def stop_events(session_maker, copy_ids) -> dict:
+    """copy id → (trigger, whether settlement marked it settled) of the copies' stop events."""
+    with session_maker() as session:
+        rows = session.execute(
+            select(CopyStopEvent.copy_id, CopyStopEvent.trigger, CopyStopEvent.settled_at).where(
+                CopyStopEvent.copy_id.in_(copy_ids)
+            )
+        )
+        return {cid: (trigger, settled is not None) for cid, trigger, settled in rows}
+
+
+def test_stop_loss_stop_settles_with_the_stop_loss_trigger_and_marks_its_event_R_COPY_3(
+    build, service, view, session_maker
+):
     def case(s):
         c = profitable_copy(s, s.portfolio(mode="futures", ratio="0.1"), gain="300")
         s.stop(c, "stop_loss", at=EPOCH + 2 * DAY)
@@ -145,6 +163,7 @@ def test_stop_loss_stop_settles_with_the_stop_loss_trigger_R_COPY_3(build, servi
     report = service().settle_pending_events(at=EPOCH + 2 * DAY)
     assert report.cycle_keys == [f"event:stop_loss:copy:{c}"]
     assert view.shares(c)[0].amount == D("30")
+    assert stop_events(session_maker, [c]) == {c: ("stop_loss", True)}
 
 
 def test_each_profit_withdrawal_settles_once_R_SET_5_R_SET_9(build, service, view):

@@ -17,7 +17,15 @@ from copytrade.cli import app
 from copytrade.config import get_settings
 from copytrade.db import make_engine
 from copytrade.ledger import Ledger
-from models import AuditEntry, CapacityRequest, Copy, LeadPortfolio, LedgerTransfer, Person
+from models import (
+    AuditEntry,
+    CapacityRequest,
+    Copy,
+    ExchangeAccount,
+    LeadPortfolio,
+    LedgerTransfer,
+    Person,
+)
 
 runner = CliRunner()
 
@@ -452,6 +460,18 @@ BAD = [
         "R-X-3",
     ),
     (["copies", "stop", "1", "--handle", "erik"], "copy_id", "R-IN-2"),
+    (
+        ["copies", "start", "--handle", "erik", "--portfolio", "1", "--allocation", "100"]
+        + ["--api-key", "k1"],
+        "credentials_ref",
+        "R-IN-2",
+    ),
+    (
+        ["copies", "start", "--handle", "erik", "--portfolio", "1", "--allocation", "100"]
+        + ["--api-key", "k1", "--credentials-ref", "the-secret-itself"],
+        "credentials_ref",
+        "R-IN-2",
+    ),
 ]
 
 
@@ -532,3 +552,52 @@ def test_demo_sign_up_refuses_with_reasons_and_starts_fresh_R_LEAD_1_R_COPY_2(tm
         assert result.copies["sam->pepe"] and "stop_loss_pct=1" in text
         outcomes.append((result.portfolios, result.copies))
     assert outcomes[0] == outcomes[1]
+
+
+def test_copy_start_links_the_followers_exchange_account_once_R_COPY_2_R_IN_2(cli_db):
+    """The account the engine trades a copy on: linked by key and reference (never the secret);
+    another person's key is refused and nothing changes."""
+    seed()
+    ok(
+        "copies",
+        "start",
+        "--handle",
+        "erik",
+        "--portfolio",
+        "1",
+        "--allocation",
+        "100",
+        "--api-key",
+        "erik-key",
+        "--credentials-ref",
+        "env:ERIK_SECRET",
+    )
+    engine = make_engine(cli_db)
+    with Session(engine) as session:
+        copy = session.scalars(select(Copy)).one()
+        account = session.get(ExchangeAccount, copy.exchange_account_id)
+        assert (account.market, account.api_key_id, account.credentials_ref) == (
+            "spot",
+            "erik-key",
+            "env:ERIK_SECRET",
+        )
+        assert account.person_id == copy.follower_person_id
+    engine.dispose()
+    ok("wallets", "deposit", "--handle", "fay", "--amount", "500", "--key", "f1")
+    before = state(cli_db)
+    taken = run(
+        "copies",
+        "start",
+        "--handle",
+        "fay",
+        "--portfolio",
+        "1",
+        "--allocation",
+        "100",
+        "--api-key",
+        "erik-key",
+        "--credentials-ref",
+        "env:FAY_SECRET",
+    )
+    assert taken.exit_code == 2 and "api_key" in taken.text and "(R-IN-2)" in taken.text
+    assert state(cli_db) == before

@@ -65,3 +65,35 @@ def test_moving_average_cross_signals_once_per_cross():
     assert signals.index("buy") < signals.index("sell")
     with pytest.raises(ValueError, match="fast/slow"):
         MovingAverageCross(5, 5)
+
+
+def test_paced_bots_share_the_clock_and_never_send_it_back():
+    """Two bots pace one simulated clock (`--pace`): a bot waits at most its pace for the clock
+    to reach its next moment, then moves it there; a clock another bot moved further is never
+    set back (``forward_only``)."""
+    import asyncio
+    import time
+
+    from copytrade.paper.client import AsyncAdminClient
+    from copytrade.paper.leader_bot import _iso, _pace_until
+    from tests.support.paper_exchange import TEST_ADMIN_TOKEN, run_paper_exchange
+
+    async def scenario(base_url: str) -> tuple[int, int, float]:
+        admin = AsyncAdminClient(base_url, TEST_ADMIN_TOKEN)
+        try:
+            now = (await admin.clock())["sim_time_ms"]
+            ahead = now + 3_600_000
+            started = time.monotonic()
+            await _pace_until(admin, ahead, 0.3)  # a frozen clock: moved there after 0.3 s
+            waited = time.monotonic() - started
+            moved = (await admin.clock())["sim_time_ms"]
+            await admin.set_clock(time=_iso(now), forward_only=True)  # back in time: refused
+            kept = (await admin.clock())["sim_time_ms"]
+            return moved - ahead, kept - ahead, waited
+        finally:
+            await admin.close()
+
+    with run_paper_exchange(speed=0) as paper:
+        moved, kept, waited = asyncio.run(scenario(paper.base_url))
+    assert moved == 0 and kept == 0
+    assert 0.25 <= waited < 5

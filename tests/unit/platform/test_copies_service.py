@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from copytrade.ledger import Ledger
 from copytrade.platform import copies, wallets
-from models import AuditEntry, Copy
+from models import AuditEntry, Copy, CopyStopEvent
 
 
 def test_start_copy_moves_allocation_and_stores_settings_R_COPY_2(session):
@@ -150,6 +150,10 @@ def test_stop_by_follower_only_once_R_COPY_5(session):
         assert session.scalars(
             select(AuditEntry.action).where(AuditEntry.rule == "R-COPY-5")
         ).all() == ["copy_stopped"]
+        # the stop event in the settlement vocabulary, as every stop path writes it (R-SET-5)
+        event = session.scalars(select(CopyStopEvent)).one()
+        assert (event.copy_id, event.trigger, event.reason) == (c.id, "stop_copy", "stop_copy")
+        assert event.settled_at is None
     assert refused_unchanged(session, copies.stop, c.id, "erik").rule == "R-COPY-5"
     assert refused_unchanged(session, copies.stop, 12345, "erik").field == "copy_id"
 

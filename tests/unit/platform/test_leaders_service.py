@@ -10,7 +10,7 @@ from sqlalchemy import select
 from copytrade.domain.leaders import LeaderApplication
 from copytrade.ledger import Ledger
 from copytrade.platform import copies, leaders
-from models import AuditEntry, CapacityRequest, Copy, LeadPortfolio, Person
+from models import AuditEntry, CapacityRequest, Copy, CopyStopEvent, LeadPortfolio, Person
 
 
 def application(mode="spot", nickname="AlphaAlice", capital="1000", **kw) -> LeaderApplication:
@@ -233,7 +233,7 @@ def test_scan_takes_imitators_of_advanced_leader_offline_and_records_R_LEAD_9(se
     assert (err.field, err.rule) == ("nickname", "R-LEAD-9")
 
 
-def test_close_stops_every_copy_and_records_R_LEAD_10(session):
+def test_close_stops_every_copy_and_records_its_stop_event_R_LEAD_10_R_SET_5(session):
     p = open_portfolio(session, "alice")
     for handle in ("erik", "fatima"):
         fund(session, handle, "100")
@@ -247,6 +247,11 @@ def test_close_stops_every_copy_and_records_R_LEAD_10(session):
         for copy in session.scalars(select(Copy)):
             assert (copy.status, copy.stop_reason) == ("stopped", "portfolio_closed")
             assert copy.stopped_at is not None
+        # one stop event per copy, named by the settlement trigger (R-SET-5)
+        events = session.scalars(select(CopyStopEvent).order_by(CopyStopEvent.copy_id)).all()
+        assert [(e.copy_id, e.trigger) for e in events] == [
+            (cid, "portfolio_closed") for cid in closed.stopped_copy_ids
+        ]
         portfolio = session.get(LeadPortfolio, p.id)
         assert portfolio.status == "closed" and portfolio.closed_at is not None
         entry = session.scalars(
