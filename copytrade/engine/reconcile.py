@@ -43,9 +43,10 @@ from copytrade.engine.completeness import (
     trades_from,
 )
 from copytrade.engine.dispatch import SendResult, send_one
+from copytrade.engine.send import order_request
 from copytrade.engine.state import CopyState, PortfolioState
 from copytrade.engine.types import Intent
-from copytrade.exchange.protocol import GatewayError, OrderRequest
+from copytrade.exchange.protocol import GatewayError
 from models import Copy, CopyPosition, FollowerOrderIntent, LeaderFill, LeaderWatermark
 
 if TYPE_CHECKING:
@@ -210,14 +211,7 @@ async def _settle_one(
         return it, None, "lookup_failed"
     if age > engine.stale_after and not _lowers_risk(intent, w.copy):
         return it, None, "not_sent"
-    request = OrderRequest(
-        symbol=intent.symbol,
-        side=intent.side,
-        quantity=intent.quantity,
-        client_order_id=intent.client_order_id,
-        reduce_only=intent.reduce_only,
-    )
-    result = await send_one(gw, request)
+    result = await send_one(gw, order_request(it))
     if result.rejected is not None and str(result.rejected.code) in DUPLICATE_ID_CODES:
         return it, None, "lookup_failed"  # it exists after all: adopted at the next sweep
     return it, result, "resent"
