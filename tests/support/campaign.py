@@ -98,6 +98,7 @@ class _Operator:
         self.log_path = workdir / "engine.log"
         self.engine: subprocess.Popen | None = None
         self.starts = 0
+        self.log_mark = 0
         self.kills: list[str] = []
         self.faults: list[str] = []
         self.db_sessions_dropped = 0
@@ -118,6 +119,7 @@ class _Operator:
         self.faults.append(kind)
 
     def start_engine(self) -> None:
+        self.log_mark = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.engine = subprocess.Popen(
                 [sys.executable, "-m", "copytrade", "engine", "run", "-v"],
@@ -126,6 +128,24 @@ class _Operator:
                 stderr=subprocess.STDOUT,
             )
         self.starts += 1
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        """Wait until the engine started last says it is ready (following every leader).
+
+        The last kill may come after the replay ended, and the restarted engine is then still
+        starting when the catch-up is complete; a SIGTERM before its signal handler is set
+        ends it like any starting process (-15), which is not what an operator's stop tests.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as log:
+                log.seek(self.log_mark)
+                if b"ready:" in log.read():
+                    return
+            if self.engine.poll() is not None:
+                raise RuntimeError(f"engine exit {self.engine.returncode} while starting")
+            time.sleep(0.2)
+        raise RuntimeError(f"engine not ready after {timeout:.0f} s")
 
     def kill_engine(self, why: str) -> None:
         self.engine.send_signal(signal.SIGKILL)
@@ -410,6 +430,7 @@ def _campaign(config, rng, op: _Operator, sm, paper, pw):
             if stored >= expected and not _open_intents(sm):
                 break
             time.sleep(0.5)
+        op.wait_ready()
         op.engine.send_signal(signal.SIGTERM)
         if (code := op.engine.wait(60)) != 0:
             raise RuntimeError(f"engine exit {code} on SIGTERM: {op.log_path.read_text()[-3000:]}")
