@@ -312,6 +312,19 @@ async def resolve_open_intents(
     return report
 
 
+async def settle_while_in_flight(
+    engine: CopyEngine, *, locked: PortfolioState | None = None
+) -> ReconcileReport:
+    """``resolve_open_intents`` again every second while an order may still be in flight, for up
+    to ``absent_after`` + 5 s (bounded: an unreachable exchange must not hold the engine)."""
+    deadline = time.monotonic() + engine.absent_after + 5.0
+    while True:
+        report = await resolve_open_intents(engine, locked=locked)
+        if not report.still_unknown or time.monotonic() >= deadline:
+            return report
+        await asyncio.sleep(1.0)
+
+
 async def settle_before_sizing(engine: CopyEngine, ps: PortfolioState) -> None:
     """Adopt the orders of a fill whose recording failed before the portfolio's next fill is sized.
 
@@ -323,12 +336,7 @@ async def settle_before_sizing(engine: CopyEngine, ps: PortfolioState) -> None:
     retried while one may still be in flight (up to ``absent_after`` + 5 s). The caller holds
     ``ps.lock``; a database still down raises, and the caller retries the event.
     """
-    deadline = time.monotonic() + engine.absent_after + 5.0
-    while True:
-        report = await resolve_open_intents(engine, locked=ps)
-        if not report.still_unknown or time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(1.0)
+    await settle_while_in_flight(engine, locked=ps)
     if ps.copies_stale:
         engine.refresh_copies([ps.portfolio_id], force=True)
         ps.copies_stale = False

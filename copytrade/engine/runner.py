@@ -33,6 +33,7 @@ from copytrade.engine.reconcile import (
     backfill,
     baseline,
     resolve_open_intents,
+    settle_while_in_flight,
 )
 
 log = logging.getLogger(__name__)
@@ -155,16 +156,9 @@ class EngineRunner:
         """Settle the orders a killed run left open before any new fill is sized.
 
         A new reduction sized on a position that lacks an executed but unrecorded order would be
-        too large and refused (found by the fault campaign). Orders that may still be in flight
-        are retried until ``absent_after`` has passed (bounded: an unreachable exchange must not
-        hold the start forever).
+        too large and refused (found by the fault campaign).
         """
-        deadline = time.monotonic() + self.engine.absent_after + 5.0
-        while True:
-            report = await resolve_open_intents(self.engine)
-            if not report.still_unknown or time.monotonic() >= deadline:
-                return report
-            await asyncio.sleep(1.0)
+        return await settle_while_in_flight(self.engine)
 
     def _warm(self) -> None:
         """Build every follower gateway now and freeze the start-up heap.

@@ -147,10 +147,9 @@ class ShardLock:
                 f"--shard {self.shard}: a SQLite ledger has one writer, so one engine; "
                 "shards need a PostgreSQL ledger (COPYTRADE_DATABASE_URL)"
             )
-        database = self.url.database
-        if not database or database == ":memory:":
+        path = _sqlite_lock_file(self.url)
+        if path is None:
             return
-        path = Path(f"{database}.engine.lock")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -158,7 +157,7 @@ class ShardLock:
         except BlockingIOError:
             os.close(fd)
             raise ShardBusy(
-                f"copy engine: another engine process holds the SQLite ledger {database} "
+                f"copy engine: another engine process holds the SQLite ledger {self.url.database} "
                 f"(lock file {path}); SQLite has one writer, shards need PostgreSQL"
             ) from None
         self._file = fd
@@ -229,9 +228,14 @@ def running_engines(database_url: str) -> Fleet:
     return Fleet(max(layouts) if layouts else None, shards)
 
 
-def _running_sqlite(url) -> Fleet:
+def _sqlite_lock_file(url) -> Path | None:
+    """The lock file of a SQLite ledger's one engine (none for an in-memory database)."""
     database = url.database
-    path = Path(f"{database}.engine.lock") if database and database != ":memory:" else None
+    return Path(f"{database}.engine.lock") if database and database != ":memory:" else None
+
+
+def _running_sqlite(url) -> Fleet:
+    path = _sqlite_lock_file(url)
     if path is None or not path.exists():
         return Fleet()
     fd = os.open(path, os.O_RDWR)
