@@ -6,9 +6,10 @@ The hash is stable across processes, hosts and Python versions (unlike ``hash()`
 keeps its shard for as long as N does not change; changing N is resharding (docs/operations.md).
 
 On PostgreSQL a shard holds two session-level advisory locks for as long as it runs (keyed by the
-ledger's schema, since locks are per database): an exclusive one on its index, so a second process for the same shard is refused at once, and a shared one on
-its layout N, so that processes started with another N (whose shards would overlap these) are
-refused too. The locks go with the connection: a process killed with ``kill -9`` frees its shard
+ledger's schema, since locks are per database): an exclusive one on its index, so a second
+process for the same shard is refused at once, and a shared one on its layout N, so that
+processes started with another N (whose shards would overlap these) are refused too; a starting
+shard reads the others' layouts from ``pg_locks``. The locks go with the connection: a process killed with ``kill -9`` frees its shard
 as soon as PostgreSQL notices the connection is gone. On SQLite there is one writer per ledger
 file anyway: one engine process at a time, held by an ``flock`` on a file next to the database.
 """
@@ -27,7 +28,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.pool import NullPool
 
-# Large enough for any fleet; small enough that a layout check at start stays cheap.
+# Large enough for any fleet.
 MAX_SHARDS = 64
 SHARD_RULE = f"I/N with 0 ≤ I < N ≤ {MAX_SHARDS}, e.g. 0/2"
 _FORM = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -112,18 +113,16 @@ class ShardLock:
             schema = one("select current_schema()").scalar()
             shards, layouts = lock_space(schema, "shard"), lock_space(schema, "layout")
             one("select pg_advisory_lock_shared(%s::int, %s::int)", (layouts, self.shard.count))
-            for other in range(1, MAX_SHARDS + 1):
-                if other == self.shard.count:
-                    continue
-                # An exclusive try succeeds only if nobody runs layout `other`; give it back.
-                if not one(
-                    "select pg_try_advisory_lock(%s::int, %s::int)", (layouts, other)
-                ).scalar():
-                    raise ShardBusy(
-                        f"copy engine shard {self.shard}: engines with {other} shards are running "
-                        "on this ledger; stop every shard before resharding (docs/operations.md)"
-                    )
-                one("select pg_advisory_unlock(%s::int, %s::int)", (layouts, other))
+            # Read, never probe: an exclusive try on another layout would make two shards
+            # starting together see each other's probe as a running engine. Each takes its own
+            # layout before it reads, so of two starters with different N one sees the other.
+            others = _held(conn, schema).layouts - {self.shard.count}
+            if others:
+                raise ShardBusy(
+                    f"copy engine shard {self.shard}: engines with {min(others)} shards are "
+                    "running on this ledger; stop every shard before resharding "
+                    "(docs/operations.md)"
+                )
             got = one(
                 "select pg_try_advisory_lock(%s::int, %s::int)", (shards, self.shard.index)
             ).scalar()
@@ -208,24 +207,32 @@ def running_engines(database_url: str) -> Fleet:
     engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            schema = conn.exec_driver_sql("select current_schema()").scalar()
-            held = conn.exec_driver_sql(
-                "select classid::bigint, objid::bigint, mode from pg_locks where locktype = 'advisory' "
-                "and objsubid = 2 and granted and classid::bigint in (%s, %s)",
-                (lock_space(schema, "layout"), lock_space(schema, "shard")),
-            ).all()
+            held = _held(conn, conn.exec_driver_sql("select current_schema()").scalar())
     finally:
         engine.dispose()
-    # A running engine holds its layout shared; an exclusive one is a starting engine's probe.
-    layouts = {
-        n
-        for space, n, mode in held
-        if space == lock_space(schema, "layout") and mode == "ShareLock"
-    }
-    shards = frozenset(i for space, i, _ in held if space == lock_space(schema, "shard"))
-    if not shards:
+    if not held.shards:
         return Fleet()
-    return Fleet(max(layouts) if layouts else None, shards)
+    return Fleet(max(held.layouts) if held.layouts else None, held.shards)
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    layouts: frozenset[int]  # the N of every layout held (shared) by a running engine
+    shards: frozenset[int]  # the shard indexes held
+
+
+def _held(conn: Connection, schema: str) -> _Held:
+    """The engine locks granted on the ledger in ``schema`` now, read from ``pg_locks``."""
+    layout, shard = lock_space(schema, "layout"), lock_space(schema, "shard")
+    rows = conn.exec_driver_sql(
+        "select classid::bigint, objid::bigint from pg_locks where locktype = 'advisory' "
+        "and objsubid = 2 and granted and classid::bigint in (%s, %s)",
+        (layout, shard),
+    ).all()
+    return _Held(
+        frozenset(n for space, n in rows if space == layout),
+        frozenset(i for space, i in rows if space == shard),
+    )
 
 
 def _sqlite_lock_file(url) -> Path | None:

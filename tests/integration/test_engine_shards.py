@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
 import pytest
 from sqlalchemy.orm import sessionmaker
@@ -84,6 +85,35 @@ def test_postgresql_shard_lock_is_held_once_and_freed_with_its_session(pg_url):
         pass
     with ShardLock(pg_url, Shard(0, 3)):  # and the layout with it
         pass
+
+
+def test_shards_of_one_layout_started_together_all_start(pg_url):
+    """Operators start every shard at once; one shard's start-up check must never take another
+    for a different layout (CI saw "engines with 1 shards are running" from such a race)."""
+    count = 4
+
+    def start(index: int, barrier: threading.Barrier, locks: list, errors: list) -> None:
+        barrier.wait()
+        try:
+            locks.append(ShardLock(pg_url, Shard(index, count)).acquire())
+        except ShardBusy as exc:
+            errors.append(str(exc))
+
+    for _ in range(5):
+        barrier, locks, errors = threading.Barrier(count), [], []
+        threads = [
+            threading.Thread(target=start, args=(i, barrier, locks, errors)) for i in range(count)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        try:
+            assert errors == []
+            assert running_engines(pg_url) == Fleet(count, frozenset(range(count)))
+        finally:
+            for lock in locks:
+                lock.release()
 
 
 def test_shard_locks_of_ledgers_in_other_schemas_do_not_meet(pg_url, pg_server_url):
