@@ -264,6 +264,8 @@ def main() -> None:
             parser.error(f"--{name} {getattr(args, name)}: must be ≥ 1")
     if any(not 1 <= n <= 64 for n in args.shards) or args.pause < 0:
         parser.error(f"--shards {args.shards}: each must be 1..64; --pause must be ≥ 0")
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)  # cProfile -o does not make it
     with tempfile.TemporaryDirectory(prefix="scale-out-") as tmp:
         for n in args.shards:
             result = run(
