@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -21,7 +21,7 @@ import ccxt.async_support as ccxt
 from copytrade import clock
 from copytrade.domain.markets import Market
 from copytrade.domain.money import ZERO
-from copytrade.exchange.binance_fastpath import LeanOrders, Pending, timestamp
+from copytrade.exchange.binance_fastpath import LeanOrders, Pending, SigningKey, timestamp
 from copytrade.exchange.errors import translate
 from copytrade.exchange.protocol import (
     FundingPayment,
@@ -65,11 +65,17 @@ def _ms(value: object) -> datetime | None:
 
 
 class CcxtGateway:
-    """One exchange account (one API key) on Binance or the paper exchange, through ccxt."""
+    """One exchange account (one API key) on Binance or the paper exchange, through ccxt.
+
+    The account's ccxt client is built on first use (``build_client``): a copy that only sends
+    market orders and sets leverage (the lean path, signed with ``key``) never needs one, and a
+    shard of thousands of followers then starts in seconds, not minutes.
+    """
 
     def __init__(
         self,
-        exchange: ccxt.binance,
+        build_client: Callable[[], ccxt.binance],
+        key: SigningKey | None,
         kind: str,
         markets: dict[str, Market],
         stream_url: str,
@@ -77,7 +83,9 @@ class CcxtGateway:
     ) -> None:
         if kind not in (SPOT, FUTURES):
             raise ValueError(f"kind: {kind!r} is not spot or futures")
-        self.exchange = exchange
+        self._build_client = build_client
+        self._exchange: ccxt.binance | None = None
+        self._key = key
         self.kind = kind
         self.markets = markets
         self.stream_url = stream_url
@@ -89,6 +97,16 @@ class CcxtGateway:
 
     def __repr__(self) -> str:  # never shows the key
         return f"CcxtGateway({self.kind}, {self.label})"
+
+    @property
+    def exchange(self) -> ccxt.binance:
+        """The account's ccxt client (built now if it was not yet)."""
+        if self._exchange is None:
+            self._exchange = self._build_client()
+        return self._exchange
+
+    def _client(self, build: bool = True) -> ccxt.binance | None:
+        return self.exchange if build else self._exchange
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -149,8 +167,10 @@ class CcxtGateway:
         """The account's lean signed-POST path (built on first use); None without an API key."""
         if not self._lean_checked:
             self._lean_checked = True
-            if self.exchange.apiKey:
-                self._lean = LeanOrders(self.exchange, self.kind == FUTURES, self._order_state)
+            if self._key is not None:
+                self._lean = LeanOrders(
+                    self._key, self._client, self.kind == FUTURES, self._order_state
+                )
         return self._lean
 
     async def place_order(self, request: OrderRequest) -> OrderState:
@@ -512,7 +532,8 @@ class CcxtGateway:
             self._lean.close()
         if self._stream is not None:
             await self._stream.close()
-        await self.exchange.close()
+        if self._exchange is not None:
+            await self._exchange.close()
 
 
 async def _placed(sending) -> Placement:

@@ -31,10 +31,15 @@ def binance_error(message: str) -> tuple[str | None, str | None]:
     return (found.group(1), found.group(2)) if found else (None, None)
 
 
-def ccxt_class_for(exchange: ccxt.Exchange, market_type: str, exc: Exception) -> type[Exception]:
-    """Return the ccxt error class Binance's answer maps to for ``market_type`` (spot | linear)."""
+def ccxt_class_for(
+    exchange: ccxt.Exchange | None, market_type: str, exc: Exception
+) -> type[Exception]:
+    """Return the ccxt error class Binance's answer maps to for ``market_type`` (spot | linear).
+
+    ``exchange`` None (no client built: the error had no answer) leaves the class as raised.
+    """
     code, msg = binance_error(str(exc))
-    if code is None:
+    if code is None or exchange is None:
         return type(exc)
     tables = exchange.exceptions
     if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
@@ -50,7 +55,7 @@ def ccxt_class_for(exchange: ccxt.Exchange, market_type: str, exc: Exception) ->
 
 def translate(
     exc: Exception,
-    exchange: ccxt.Exchange,
+    exchange: ccxt.Exchange | None,
     market_type: str,
     *,
     outcome_unknown_on_failure: bool,
@@ -88,7 +93,7 @@ def translate(
     return UnknownOutcome(text) if outcome_unknown_on_failure else Retryable(text)
 
 
-def _retry_after(exchange: ccxt.Exchange) -> float | None:
+def _retry_after(exchange: ccxt.Exchange | None) -> float | None:
     headers = getattr(exchange, "last_response_headers", None) or {}
     for name, value in headers.items():
         if name.lower() == "retry-after":

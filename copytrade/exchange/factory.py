@@ -16,6 +16,7 @@ import aiohttp
 import ccxt.async_support as ccxt
 
 from copytrade.domain.markets import Market
+from copytrade.exchange.binance_fastpath import SigningKey
 from copytrade.exchange.ccxt_gateway import FUTURES, SPOT, CcxtGateway
 from copytrade.exchange.errors import translate
 from copytrade.exchange.urls import paper_urls, stream_urls
@@ -180,7 +181,8 @@ class GatewayFactory:
     def gateway(
         self, api_key: str, secret: str, label: str = "", *, client_rate_limit: bool = True
     ) -> CcxtGateway:
-        """Return a gateway for one account (its own ccxt instance and rate limiter).
+        """Return a gateway for one account (its own ccxt client and rate limiter, built when
+        first needed; market orders and leverage are signed with the key alone).
 
         ``client_rate_limit=False`` turns off ccxt's client-side leaky bucket: for an account
         that sends one order per leader fill it only adds sleeps, and the exchange's own 429/418
@@ -188,13 +190,24 @@ class GatewayFactory:
         """
         if self.session is None or self._loader is None:
             raise RuntimeError("GatewayFactory.start() first")
-        exchange = new_client(
-            self.kind, self.base_url, api_key, secret, self.session, self.timeout_ms
+        loader = self._loader
+
+        def build_client() -> ccxt.binance:
+            exchange = new_client(
+                self.kind, self.base_url, api_key, secret, self.session, self.timeout_ms
+            )
+            exchange.enableRateLimit = client_rate_limit
+            exchange.set_markets_from_exchange(loader)
+            return exchange
+
+        # Every client of this factory has the loader's endpoint URLs (same kind and base URL).
+        key = (
+            SigningKey(api_key, secret, loader.urls["api"], self.timeout_ms, loader.id)
+            if api_key
+            else None
         )
-        exchange.enableRateLimit = client_rate_limit
-        exchange.set_markets_from_exchange(self._loader)
         stream = stream_urls(self.base_url)["spot" if self.kind == SPOT else "futures"]
-        gateway = CcxtGateway(exchange, self.kind, self.markets, stream, label)
+        gateway = CcxtGateway(build_client, key, self.kind, self.markets, stream, label)
         self._gateways.append(gateway)
         return gateway
 
