@@ -9,8 +9,10 @@ from functools import wraps
 from typing import TypeVar
 
 import typer
+from rich import table as rich_table
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from copytrade.domain.errors import RuleViolation
 
@@ -27,6 +29,16 @@ EXIT_OK, EXIT_PROBLEM, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
 ID_MAX = 2**31 - 1
 
 F = TypeVar("F", bound=Callable)
+
+
+class Table(rich_table.Table):
+    """rich's table whose text cells are shown as they are: a stored nickname, description or
+    symbol like "[/]" is text, not rich markup (a MarkupError would end the listing, for every
+    user who lists it). A cell meant as markup is passed as ``Text.from_markup(...)``."""
+
+    def add_row(self, *renderables, **kwargs) -> None:
+        cells = (Text(cell) if isinstance(cell, str) else cell for cell in renderables)
+        super().add_row(*cells, **kwargs)
 
 
 def refuse(message: str) -> typer.Exit:

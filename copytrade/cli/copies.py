@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from copytrade.cli.common import (
     EXIT_PROBLEM,
+    Table,
     check_id,
     console,
     err_console,
@@ -141,7 +141,7 @@ def edit(
             below_min_policy=below_min,
         )
     for field, (old, new) in changed.items():
-        console.print(f"copy {copy_id}: {field} {old or '-'} → {new or '-'}")
+        console.print(f"copy {copy_id}: {field} {old or '-'} → {new or '-'}", markup=False)
 
 
 @app.command("add-funds")
@@ -278,7 +278,7 @@ def show(
         w = st.withdrawable()
         lines.append(("withdrawable now", no_mark if w is None else f"{money(w)} {st.asset}"))
     for label, value in lines:
-        console.print(f"{label}: {value}")
+        console.print(f"{label}: {value}", markup=False)
     if st.positions:
         table = Table(
             "symbol", "quantity", "average price", "mark", "unrealised", title="Positions"

@@ -9,11 +9,12 @@ import logging
 import signal
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
 from copytrade.cli.common import (
     EXIT_PROBLEM,
     EXIT_UNAVAILABLE,
+    Table,
     check_id,
     console,
     err_console,
@@ -197,7 +198,7 @@ def status() -> None:
             row.mode,
             str(row.symbols),
             str(row.fills),
-            "[bold red]close-only[/]" if row.gaps else "normal",
+            Text("close-only", style="bold red") if row.gaps else "normal",
             "; ".join(row.gaps) or "-",
         )
     console.print(table)
@@ -225,7 +226,9 @@ def resync(
         console.print(f"copy {copy_id} is in sync")
         return
     for it in intents:
-        console.print(f"re-sync {it.client_order_id}: {it.side} {it.quantity} {it.symbol}")
+        console.print(
+            f"re-sync {it.client_order_id}: {it.side} {it.quantity} {it.symbol}", markup=False
+        )
 
 
 @app.command("close-position")
@@ -241,7 +244,7 @@ def close_position(
         asyncio.run(close_or_stop(copy_id, symbol.upper(), stop_copying=False, exchange=exchange))
     except KeyError:
         raise refuse(f"copy_id {copy_id} is not an active copy (R-COPY-5)") from None
-    console.print(f"closed copy {copy_id} {symbol.upper()}")
+    console.print(f"closed copy {copy_id} {symbol.upper()}", markup=False)
 
 
 def _settle_now(copy_id: int, stop_reason: str | None) -> None:

@@ -7,9 +7,8 @@ from datetime import date
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from copytrade.cli.common import ID_MAX, check_id, console, refusals, refuse
+from copytrade.cli.common import ID_MAX, Table, check_id, console, refusals, refuse
 from copytrade.cli.platform_db import money, transaction
 from copytrade.domain.leaders import LeaderApplication
 from copytrade.platform import leaders
@@ -81,7 +80,7 @@ def edit(
             description=description,
             profit_share_ratio=profit_share,
         )
-        console.print(f"portfolio {p.id} now listed as {p.nickname!r}")
+        console.print(f"portfolio {p.id} now listed as {p.nickname!r}", markup=False)
 
 
 @app.command()
@@ -152,7 +151,8 @@ def show(
         row.status if row.is_listed or row.status != "active" else f"offline ({row.offline_reason})"
     )
     console.print(
-        f"portfolio {row.id}: {row.nickname} by {row.leader} ({row.mode}, {row.visibility})"
+        f"portfolio {row.id}: {row.nickname} by {row.leader} ({row.mode}, {row.visibility})",
+        markup=False,  # the nickname is the leader's text, not rich markup
     )
     console.print(f"status: {state}")
     console.print(f"profit share: {money(row.ratio * 100)} %")
@@ -295,7 +295,9 @@ def report(
         err_console.print(f"[bold red]no warehouse:[/] {exc}")
         raise typer.Exit(EXIT_UNAVAILABLE) from None
     written = leader_report.write(data, output)
-    console.print(f"report of portfolio {portfolio_id} ({data.nickname}) written to {written}")
+    console.print(
+        f"report of portfolio {portfolio_id} ({data.nickname}) written to {written}", markup=False
+    )
 
 
 def _portfolio_of(handle: str, portfolio: int | None) -> int:

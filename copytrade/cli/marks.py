@@ -7,9 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from copytrade.cli.common import console, refuse
+from copytrade.cli.common import Table, console, refuse
 from copytrade.cli.engine import EXCHANGE
 from copytrade.cli.failures import reported
 from copytrade.cli.platform_db import transaction

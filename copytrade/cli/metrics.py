@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from copytrade.cli.common import (
     EXIT_PROBLEM,
     EXIT_UNAVAILABLE,
+    Table,
     console,
     err_console,
     handles_refusals,

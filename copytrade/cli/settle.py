@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.text import Text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -22,6 +22,7 @@ from copytrade import clock
 from copytrade.cli.common import (
     EXIT_PROBLEM,
     EXIT_UNAVAILABLE,
+    Table,
     check_id,
     console,
     err_console,
@@ -270,7 +271,7 @@ def validate(
                 row["rule"],
                 row["check"],
                 row["table"],
-                f"[{style}]{row['result']}[/]",
+                Text(row["result"], style=style),
                 str(row["offending_rows"]),
             )
         console.print(table)

@@ -6,9 +6,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import typer
-from rich.table import Table
 
-from copytrade.cli.common import EXIT_UNAVAILABLE, console, err_console, finite, refuse
+from copytrade.cli.common import EXIT_UNAVAILABLE, Table, console, err_console, finite, refuse
 
 T = TypeVar("T")
 
