@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
-from copytrade.cli.common import EXIT_PROBLEM, console, err_console, refusals, refuse
+from copytrade.cli.common import (
+    EXIT_PROBLEM,
+    Table,
+    check_id,
+    console,
+    err_console,
+    refusals,
+    refuse,
+)
 from copytrade.cli.platform_db import money, transaction
 from copytrade.platform import copies, copy_funds
 from copytrade.platform.copy_statement import copy_statements
@@ -19,7 +26,7 @@ app = typer.Typer(
 @app.command()
 def start(
     handle: str = typer.Option(..., help="The follower's handle."),
-    portfolio: int = typer.Option(..., help="Lead portfolio id to copy."),
+    portfolio: int = typer.Option(..., help="Lead portfolio id to copy.", callback=check_id),
     allocation: str = typer.Option(..., help="USDT moved from the spot wallet into the copy."),
     code: str = typer.Option(None, help="Invitation code (private portfolios)."),
     sizing: str = typer.Option("fixed_ratio", help="fixed_ratio (proportional) or fixed_amount."),
@@ -90,7 +97,7 @@ def start(
 
 @app.command()
 def stop(
-    copy_id: int = typer.Argument(..., help="Copy id."),
+    copy_id: int = typer.Argument(..., help="Copy id.", callback=check_id),
     handle: str = typer.Option(..., help="The follower's handle."),
 ) -> None:
     """Stop copying (R-COPY-5); settlement (R-SET-5) follows."""
@@ -101,7 +108,7 @@ def stop(
 
 @app.command()
 def edit(
-    copy_id: int = typer.Argument(..., help="Copy id."),
+    copy_id: int = typer.Argument(..., help="Copy id.", callback=check_id),
     handle: str = typer.Option(..., help="The follower's handle."),
     stop_loss: str = typer.Option(
         None, help="Copy stop-loss, % of the principal; 'off' removes it."
@@ -134,12 +141,12 @@ def edit(
             below_min_policy=below_min,
         )
     for field, (old, new) in changed.items():
-        console.print(f"copy {copy_id}: {field} {old or '-'} → {new or '-'}")
+        console.print(f"copy {copy_id}: {field} {old or '-'} → {new or '-'}", markup=False)
 
 
 @app.command("add-funds")
 def add_funds(
-    copy_id: int = typer.Argument(..., help="Copy id."),
+    copy_id: int = typer.Argument(..., help="Copy id.", callback=check_id),
     handle: str = typer.Option(..., help="The follower's handle."),
     amount: str = typer.Option(..., help="USDT moved from the spot wallet into the copy."),
     key: str = typer.Option(None, help="Idempotency key: repeating with it changes nothing."),
@@ -152,7 +159,7 @@ def add_funds(
 
 @app.command("withdraw-profit")
 def withdraw_profit(
-    copy_id: int = typer.Argument(..., help="Copy id."),
+    copy_id: int = typer.Argument(..., help="Copy id.", callback=check_id),
     handle: str = typer.Option(..., help="The follower's handle."),
     amount: str = typer.Option(None, help="USDT to withdraw (default: all that is withdrawable)."),
     ref: str = typer.Option(
@@ -209,7 +216,7 @@ def withdraw_profit(
 
 @app.command()
 def show(
-    copy_id: int = typer.Argument(..., help="Copy id."),
+    copy_id: int = typer.Argument(..., help="Copy id.", callback=check_id),
     mark: list[str] = typer.Option(
         [],
         "--mark",
@@ -271,7 +278,7 @@ def show(
         w = st.withdrawable()
         lines.append(("withdrawable now", no_mark if w is None else f"{money(w)} {st.asset}"))
     for label, value in lines:
-        console.print(f"{label}: {value}")
+        console.print(f"{label}: {value}", markup=False)
     if st.positions:
         table = Table(
             "symbol", "quantity", "average price", "mark", "unrealised", title="Positions"
@@ -292,7 +299,7 @@ def show(
 @app.command("list")
 def list_(
     handle: str = typer.Option(None, help="Only this follower's copies."),
-    portfolio: int = typer.Option(None, help="Only copies of this portfolio."),
+    portfolio: int = typer.Option(None, help="Only copies of this portfolio.", callback=check_id),
     all_: bool = typer.Option(False, "--all", help="Include stopped copies."),
 ) -> None:
     """List copies with their allocation and cash."""

@@ -9,13 +9,16 @@ import logging
 import signal
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
 from copytrade.cli.common import (
     EXIT_PROBLEM,
     EXIT_UNAVAILABLE,
+    Table,
+    check_id,
     console,
     err_console,
+    finite,
     refusals,
     refuse,
 )
@@ -30,6 +33,8 @@ def _check_exchange(value: str) -> str:
     """Refuse an --exchange that is not paper, binance or an http(s) URL (exit 2, R-IN-2)."""
     from copytrade.engine.service import exchange_url
 
+    if not value.strip():
+        raise typer.BadParameter("'' is empty: give paper, binance or a URL (R-IN-2)")
     try:
         exchange_url(value)
     except ValueError as exc:
@@ -43,12 +48,6 @@ EXCHANGE = typer.Option(
     help="paper (the configured paper exchange), binance, or an http(s)://host[:port] URL.",
     callback=_check_exchange,
 )
-
-
-def _check_id(name: str, value: int) -> int:
-    if value < 1:
-        raise refuse(f"{name} {value} must be a positive id (R-IN-2)")
-    return value
 
 
 def _check_shard(value: str) -> str:
@@ -79,7 +78,9 @@ def run(
         "with every copy of them). 0/1, the default, is the whole platform.",
         callback=_check_shard,
     ),
-    heartbeat_every: float = typer.Option(30.0, help="Seconds between heartbeat lines."),
+    heartbeat_every: float = typer.Option(
+        30.0, help="Seconds between heartbeat lines.", callback=finite(0, above=True)
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every leader event."),
 ) -> None:
     """Run the copy engine until SIGTERM or Ctrl-C (clean shutdown: the current fill finishes)."""
@@ -157,6 +158,7 @@ def reconcile(
         WINDOW_FILLS,
         "--window",
         min=1,
+        max=1_000_000,
         help="Compare the exchange's trades after the N newest stored fills of each symbol.",
     ),
 ) -> None:
@@ -196,7 +198,7 @@ def status() -> None:
             row.mode,
             str(row.symbols),
             str(row.fills),
-            "[bold red]close-only[/]" if row.gaps else "normal",
+            Text("close-only", style="bold red") if row.gaps else "normal",
             "; ".join(row.gaps) or "-",
         )
     console.print(table)
@@ -207,7 +209,7 @@ def status() -> None:
 @app.command()
 def resync(
     copy_id: int = typer.Argument(
-        ..., help="The copy to bring back to the leader's proportional position."
+        ..., help="The copy to bring back to the leader's proportional position.", callback=check_id
     ),
     symbol: list[str] = typer.Option(None, "--symbol", help="Only these symbols (repeatable)."),
     exchange: str = EXCHANGE,
@@ -215,7 +217,6 @@ def resync(
     """Re-sync a drifted copy: every correcting order is recorded as a re-sync (R-X-2)."""
     from copytrade.engine.service import resync_copy
 
-    _check_id("copy_id", copy_id)
     with refusals():
         try:
             intents = asyncio.run(resync_copy(copy_id, symbol or None, exchange=exchange))
@@ -225,24 +226,25 @@ def resync(
         console.print(f"copy {copy_id} is in sync")
         return
     for it in intents:
-        console.print(f"re-sync {it.client_order_id}: {it.side} {it.quantity} {it.symbol}")
+        console.print(
+            f"re-sync {it.client_order_id}: {it.side} {it.quantity} {it.symbol}", markup=False
+        )
 
 
 @app.command("close-position")
 def close_position(
-    copy_id: int = typer.Argument(..., help="The copy whose position to close."),
+    copy_id: int = typer.Argument(..., help="The copy whose position to close.", callback=check_id),
     symbol: str = typer.Argument(..., help="Exchange symbol, e.g. BTCUSDT."),
     exchange: str = EXCHANGE,
 ) -> None:
     """Close one copied position by hand (R-COPY-5)."""
     from copytrade.engine.service import close_or_stop
 
-    _check_id("copy_id", copy_id)
     try:
         asyncio.run(close_or_stop(copy_id, symbol.upper(), stop_copying=False, exchange=exchange))
     except KeyError:
         raise refuse(f"copy_id {copy_id} is not an active copy (R-COPY-5)") from None
-    console.print(f"closed copy {copy_id} {symbol.upper()}")
+    console.print(f"closed copy {copy_id} {symbol.upper()}", markup=False)
 
 
 def _settle_now(copy_id: int, stop_reason: str | None) -> None:
@@ -269,13 +271,12 @@ def _settle_now(copy_id: int, stop_reason: str | None) -> None:
 
 @app.command("stop-copy")
 def stop_copy(
-    copy_id: int = typer.Argument(..., help="The copy to stop."),
+    copy_id: int = typer.Argument(..., help="The copy to stop.", callback=check_id),
     exchange: str = EXCHANGE,
 ) -> None:
     """Stop copying: positions closed, settlement trigger recorded (R-COPY-5, R-SET-5)."""
     from copytrade.engine.service import close_or_stop
 
-    _check_id("copy_id", copy_id)
     try:
         asyncio.run(
             close_or_stop(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from copytrade.cli.common import EXIT_PROBLEM, EXIT_UNAVAILABLE
 
@@ -57,10 +58,12 @@ def database_problem(exc: BaseException) -> str:
 
 def classify(exc: BaseException) -> tuple[int, str] | None:
     """Return (exit code, message) for an unreachable dependency, or None."""
-    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
     for link in _chain(exc):
-        if isinstance(link, OperationalError | InterfaceError):
+        if isinstance(link, OperationalError | InterfaceError) or (
+            isinstance(link, ProgrammingError) and _missing_table(link)
+        ):
             return EXIT_UNAVAILABLE, database_problem(link)
     for link in _chain(exc):
         if _is_exchange_failure(link):
@@ -68,6 +71,13 @@ def classify(exc: BaseException) -> tuple[int, str] | None:
             target = _QUERY.sub("", where.group(0)) if where else "the exchange"
             return EXIT_UNAVAILABLE, f"exchange unreachable: {target} ({type(link).__name__})"
     return None
+
+
+def _missing_table(exc: BaseException) -> bool:
+    """A schema that is not there (PostgreSQL's UndefinedTable): the database is not migrated."""
+    return type(getattr(exc, "orig", None)).__name__ == "UndefinedTable" or (
+        "does not exist" in _first_line(exc) and "relation" in _first_line(exc)
+    )
 
 
 def _is_exchange_failure(exc: BaseException) -> bool:
@@ -86,6 +96,25 @@ def _is_exchange_failure(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover
         return False
     return isinstance(exc, aiohttp.ClientConnectionError)
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Give in-process callers (the CLI runner, flows) the entry point's answer: an unreachable
+    dependency is its one line and exit 3; anything else propagates."""
+    import typer
+
+    from copytrade.cli.common import err_console
+
+    try:
+        yield
+    except Exception as exc:
+        known = classify(exc)
+        if known is None:
+            raise
+        code, line = known
+        err_console.print(line, markup=False, highlight=False)
+        raise typer.Exit(code) from None
 
 
 def describe(exc: BaseException) -> tuple[int, str]:

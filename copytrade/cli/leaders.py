@@ -7,9 +7,8 @@ from datetime import date
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from copytrade.cli.common import console, refusals, refuse
+from copytrade.cli.common import ID_MAX, Table, check_id, console, refusals, refuse
 from copytrade.cli.platform_db import money, transaction
 from copytrade.domain.leaders import LeaderApplication
 from copytrade.platform import leaders
@@ -63,7 +62,7 @@ def apply(
 
 @app.command()
 def edit(
-    portfolio_id: int = typer.Argument(..., help="Lead portfolio id."),
+    portfolio_id: int = typer.Argument(..., help="Lead portfolio id.", callback=check_id),
     handle: str = typer.Option(..., help="The leader's handle."),
     nickname: str = typer.Option(
         None, help="New nickname (applies to all of the leader's portfolios)."
@@ -81,12 +80,12 @@ def edit(
             description=description,
             profit_share_ratio=profit_share,
         )
-        console.print(f"portfolio {p.id} now listed as {p.nickname!r}")
+        console.print(f"portfolio {p.id} now listed as {p.nickname!r}", markup=False)
 
 
 @app.command()
 def close(
-    portfolio_id: int = typer.Argument(..., help="Lead portfolio id."),
+    portfolio_id: int = typer.Argument(..., help="Lead portfolio id.", callback=check_id),
     handle: str = typer.Option(..., help="The leader's handle."),
     reason: str = typer.Option("", help="Reason recorded in the audit log."),
 ) -> None:
@@ -137,7 +136,9 @@ def list_(
 
 
 @app.command()
-def show(portfolio_id: int = typer.Argument(..., help="Lead portfolio id.")) -> None:
+def show(
+    portfolio_id: int = typer.Argument(..., help="Lead portfolio id.", callback=check_id),
+) -> None:
     """Show a lead portfolio: terms, followers, AUM and leader leverage violations (R-LEAD-8)."""
     from copytrade.platform.leaders import portfolio_aum
 
@@ -150,7 +151,8 @@ def show(portfolio_id: int = typer.Argument(..., help="Lead portfolio id.")) -> 
         row.status if row.is_listed or row.status != "active" else f"offline ({row.offline_reason})"
     )
     console.print(
-        f"portfolio {row.id}: {row.nickname} by {row.leader} ({row.mode}, {row.visibility})"
+        f"portfolio {row.id}: {row.nickname} by {row.leader} ({row.mode}, {row.visibility})",
+        markup=False,  # the nickname is the leader's text, not rich markup
     )
     console.print(f"status: {state}")
     console.print(f"profit share: {money(row.ratio * 100)} %")
@@ -180,7 +182,7 @@ def show(portfolio_id: int = typer.Argument(..., help="Lead portfolio id.")) -> 
 
 @app.command("capacity-request")
 def capacity_request(
-    portfolio_id: int = typer.Argument(..., help="Lead portfolio id."),
+    portfolio_id: int = typer.Argument(..., help="Lead portfolio id.", callback=check_id),
     handle: str = typer.Option(..., help="The leader's handle."),
     cap: str = typer.Option(
         ..., help="Requested follower cap (above the current one, at most 1000)."
@@ -196,7 +198,7 @@ def capacity_request(
 
 @app.command("capacity-decide")
 def capacity_decide(
-    request_id: int = typer.Argument(..., help="Capacity request id."),
+    request_id: int = typer.Argument(..., help="Capacity request id.", callback=check_id),
     approve: bool = typer.Option(..., "--approve/--reject", help="The operator's decision."),
     operator: str = typer.Option(..., help="The deciding operator's name."),
     reason: str = typer.Option("", help="Reason recorded with the decision."),
@@ -229,7 +231,9 @@ def import_fills(
     file: Path = typer.Argument(
         ..., help="Leader fills: the Binance copy-trading export or the plain CSV."
     ),
-    portfolio: int = typer.Option(..., "--portfolio", help="Lead portfolio the fills belong to."),
+    portfolio: int = typer.Option(
+        ..., "--portfolio", help="Lead portfolio the fills belong to.", callback=check_id
+    ),
     fmt: str = typer.Option(
         None, "--format", help="binance-copy-trading or plain (default: detected)."
     ),
@@ -246,8 +250,6 @@ def import_fills(
     """
     from copytrade.engine.importer import import_fills as run_import
 
-    if portfolio < 1:
-        raise refuse(f"--portfolio {portfolio} must be a positive id (R-IN-2)")
     if not file.is_file():
         raise refuse(f"file {file} does not exist (R-IN-2)")
     if fmt not in (None, "binance-copy-trading", "plain"):
@@ -268,7 +270,10 @@ def report(
     handle: str = typer.Argument(..., help="The leader's handle, or a lead portfolio id."),
     output: Path = typer.Option(..., "--output", help="FILE.html or FILE.png to write."),
     portfolio: int = typer.Option(
-        None, "--portfolio", help="Which of the leader's portfolios (when there are several)."
+        None,
+        "--portfolio",
+        help="Which of the leader's portfolios (when there are several).",
+        callback=check_id,
     ),
 ) -> None:
     """Draw a leader's equity, drawdown and monthly returns over 7/30/90 days and all time, with
@@ -280,6 +285,8 @@ def report(
 
     if output.suffix.lower() not in (".html", ".png"):
         raise refuse(f"--output {output.name!r} must end in .html or .png")
+    if not output.parent.is_dir():
+        raise refuse(f"--output {str(output)!r}: folder {str(output.parent)!r} does not exist")
     portfolio_id = _portfolio_of(handle, portfolio)
     try:
         with refusals():
@@ -288,7 +295,9 @@ def report(
         err_console.print(f"[bold red]no warehouse:[/] {exc}")
         raise typer.Exit(EXIT_UNAVAILABLE) from None
     written = leader_report.write(data, output)
-    console.print(f"report of portfolio {portfolio_id} ({data.nickname}) written to {written}")
+    console.print(
+        f"report of portfolio {portfolio_id} ({data.nickname}) written to {written}", markup=False
+    )
 
 
 def _portfolio_of(handle: str, portfolio: int | None) -> int:
@@ -298,6 +307,8 @@ def _portfolio_of(handle: str, portfolio: int | None) -> int:
     from models import LeadPortfolio, Person
 
     if handle.isdigit():
+        if not 1 <= int(handle) <= ID_MAX:
+            raise refuse(f"handle: {handle} must be a positive portfolio id ≤ {ID_MAX} (R-IN-2)")
         return int(handle)
     with transaction() as session:
         ids = list(

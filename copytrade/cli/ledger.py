@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
-from copytrade.cli.common import console
+from copytrade.cli.common import Table, console
 from copytrade.db import session_scope
 from copytrade.ledger import Ledger
 

@@ -7,9 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from copytrade.cli.common import EXIT_UNAVAILABLE, console, err_console, refuse
+from copytrade.cli.common import Table, console, refuse
+from copytrade.cli.engine import EXCHANGE
+from copytrade.cli.failures import reported
 from copytrade.cli.platform_db import transaction
 
 app = typer.Typer(
@@ -58,9 +59,7 @@ def fetch(
     since: str = typer.Option(..., "--since", help="First UTC day (YYYY-MM-DD)."),
     until: str = typer.Option(None, "--until", help="Last UTC day (default: today)."),
     interval: str = typer.Option("1d", "--interval", help="1d (daily closes) or 1m (minutes)."),
-    exchange: str = typer.Option(
-        "paper", "--exchange", help="paper (the configured paper exchange), binance, or a URL."
-    ),
+    exchange: str = EXCHANGE,
 ) -> None:
     """Fetch candles from the exchange's klines endpoint and record them as marks (idempotent)."""
     from copytrade.marks.fetch import INTERVALS
@@ -77,11 +76,8 @@ def fetch(
         raise refuse(f"--since {first} is after --until {last}")
     start = datetime(first.year, first.month, first.day, tzinfo=UTC)
     end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
-    try:
+    with reported():  # an unreachable exchange: one line (no query string), exit 3
         results = asyncio.run(_fetch(exchange, market, symbol, start, end, interval))
-    except OSError as exc:
-        err_console.print(f"[bold red]exchange unreachable:[/] {exc}")
-        raise typer.Exit(EXIT_UNAVAILABLE) from None
     table = Table("symbol", "inserted", "updated", "unchanged", title=f"Marks fetched ({interval})")
     for name, r in results.items():
         table.add_row(name, f"{r.inserted:,}", f"{r.updated:,}", f"{r.unchanged:,}")
@@ -104,8 +100,6 @@ async def _fetch(exchange: str, market: str, symbols: list[str], start, end, int
                 results[symbol] = await fetch_marks(
                     source, session, symbol, market, start, end, interval
                 )
-    except (ccxt.NetworkError, ccxt.ExchangeNotAvailable) as exc:
-        raise OSError(str(exc).splitlines()[0][:200]) from None
     except ccxt.BadRequest as exc:
         raise refuse(f"the exchange refused the request: {str(exc)[:200]}") from None
     finally:
@@ -116,7 +110,10 @@ async def _fetch(exchange: str, market: str, symbols: list[str], start, end, int
 @app.command()
 def prune(
     keep_minutes_days: int = typer.Option(
-        30, "--keep-minutes-days", help="Keep every minute of the last N days (N ≥ 1)."
+        30,
+        "--keep-minutes-days",
+        max=36_500,
+        help="Keep every minute of the last N days (N ≥ 1).",
     ),
 ) -> None:
     """Delete minute marks older than N days, keeping each day's close and its summed volume."""

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from copytrade.cli.common import (
     EXIT_PROBLEM,
     EXIT_UNAVAILABLE,
+    Table,
     console,
     err_console,
     handles_refusals,
+    refuse,
 )
 
 app = typer.Typer(
@@ -77,8 +78,11 @@ def build(
     from copytrade.analytics.warehouse import build as run_build
 
     dbt_vars = {}
-    if as_of:
-        dbt_vars["as_of_date"] = date.fromisoformat(as_of).isoformat()
+    if as_of is not None:
+        try:
+            dbt_vars["as_of_date"] = date.fromisoformat(as_of).isoformat()
+        except ValueError:
+            raise refuse(f"--as-of {as_of!r} is not a day YYYY-MM-DD") from None
     warehouse = _warehouse()
     with console.status(f"building {warehouse.describe()}"):
         report = run_build(
@@ -126,7 +130,9 @@ def _say_unmarked(warehouse) -> None:
 @handles_refusals
 def docs(
     output: Path = typer.Option(
-        None, help="Copy the generated site (index.html, manifest, catalog) here."
+        None,
+        file_okay=False,
+        help="Copy the generated site (index.html, manifest, catalog) to this folder.",
     ),
 ) -> None:
     """Generate the dbt documentation site of the warehouse for analysts (`dbt docs generate`)."""
@@ -158,7 +164,7 @@ def top_command(
     sort: str = typer.Option(
         "sharpe", help="sharpe (default), pnl, roi, mdd or copiers (R-MET-4)."
     ),
-    limit: int = typer.Option(20, help="How many listings."),
+    limit: int = typer.Option(20, max=10_000, help="How many listings (at most 10,000)."),
 ) -> None:
     """Print the top of the leaderboard (offline listings hidden, full ones marked)."""
     from copytrade.analytics.leaderboard import NoWarehouse, WarehouseUnavailable, top

@@ -11,8 +11,40 @@ from pathlib import Path
 
 import typer
 
-from copytrade.cli.common import EXIT_UNAVAILABLE, console, err_console, handles_refusals, refuse
+from copytrade.cli.common import (
+    EXIT_UNAVAILABLE,
+    console,
+    err_console,
+    finite,
+    handles_refusals,
+    refuse,
+)
 from copytrade.config import DEFAULT_PAPER_PORT, get_settings
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def _check_url(value: str | None) -> str | None:
+    """Refuse a --url that is not http(s)://host[:port] before anything is sent (exit 2, R-IN-2)."""
+    from urllib.parse import urlsplit
+
+    if value is None:
+        return value
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in 0-65535
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise typer.BadParameter(f"{value!r} is not an http(s)://host[:port] URL (R-IN-2)")
+    return value
+
+
+URL = typer.Option(
+    None,
+    help="Paper exchange URL (default: COPYTRADE_PAPER_HOST/PORT).",
+    callback=_check_url,
+)
 
 app = typer.Typer(
     help="The paper exchange: a local Binance-compatible exchange (spot and USDⓈ-M) for tests, demo and benchmarks.",
@@ -26,11 +58,16 @@ def serve(
         None, help="Address to listen on (default: COPYTRADE_PAPER_HOST, loopback)."
     ),
     port: int = typer.Option(
-        None, help=f"Port to listen on (default: COPYTRADE_PAPER_PORT, {DEFAULT_PAPER_PORT})."
+        None,
+        min=1,
+        max=65535,
+        help=f"Port to listen on (default: COPYTRADE_PAPER_PORT, {DEFAULT_PAPER_PORT}).",
     ),
     start: str = typer.Option("2025-01-27T00:00:00Z", help="Simulated market time at start (UTC)."),
     speed: float = typer.Option(
-        1.0, help="Simulated seconds per wall-clock second (0 freezes prices)."
+        1.0,
+        help="Simulated seconds per wall-clock second (0 freezes prices).",
+        callback=finite(0),
     ),
     data_dir: Path = typer.Option(
         None, help="Reference data folder (default: COPYTRADE_DATA_DIR)."
@@ -48,6 +85,7 @@ def serve(
 
     from copytrade.paper import admin_token
     from copytrade.paper.app import PaperServer
+    from copytrade.paper.prices import parse_time_ms
     from copytrade.paper.server import uvicorn_config
 
     settings = get_settings()
@@ -58,8 +96,12 @@ def serve(
         raise refuse(
             f"data_dir: {folder} has no exchange/binance-markets.json (set COPYTRADE_DATA_DIR)"
         )
-    if speed < 0:
-        raise refuse(f"speed: {speed} must be ≥ 0")
+    try:
+        parse_time_ms(start)
+    except ValueError:
+        raise refuse(f"start: {start!r} is not an instant like 2025-01-27T00:00:00Z") from None
+    if log_level.lower() not in LOG_LEVELS:
+        raise refuse(f"log_level: {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
     token = admin_token.configured(settings)
     if token is None:
         token_file = settings.paper_admin_token_file
@@ -73,7 +115,7 @@ def serve(
             soft_wrap=True,
         )
     paper = PaperServer(folder, token, start=start, speed=speed)
-    config = uvicorn_config(paper.app(), host=host, port=port, log_level=log_level)
+    config = uvicorn_config(paper.app(), host=host, port=port, log_level=log_level.lower())
     err_console.print(
         f"paper exchange on http://{host}:{port} (spot /api/v3, futures /fapi; loop {config.loop})"
     )
@@ -141,9 +183,10 @@ def create_account(
     ),
     credentials_file: Path = typer.Option(
         None,
+        dir_okay=False,
         help="Write the API key and secret to this file (mode 0600); the secret is never printed.",
     ),
-    url: str = typer.Option(None, help="Paper exchange URL (default: COPYTRADE_PAPER_HOST/PORT)."),
+    url: str = URL,
 ) -> None:
     """Create a paper account with an API key; print its id and key, write the secret to a file.
 
@@ -183,7 +226,7 @@ def fault(
     ),
     delay: float = typer.Option(None, help="Seconds of delay (slow, timeout_after)."),
     retry_after: int = typer.Option(1, help="Retry-After seconds (rate_limit, ban)."),
-    url: str = typer.Option(None, help="Paper exchange URL."),
+    url: str = URL,
 ) -> None:
     """Arm a fault on the paper exchange.
 
@@ -214,7 +257,7 @@ def fault(
 
 
 @app.command("clear-faults")
-def clear_faults(url: str = typer.Option(None, help="Paper exchange URL.")) -> None:
+def clear_faults(url: str = URL) -> None:
     """Disarm every fault. Exit 3: the exchange is unreachable."""
     with _reaching(url), _admin(url) as admin:
         console.print(f"cleared {admin.clear_faults()} faults")
@@ -226,28 +269,34 @@ def leader_bot(
     strategy: str = typer.Option(
         "replay", help="replay (the real lead trader's fills) or ma-cross."
     ),
-    url: str = typer.Option(None, help="Paper exchange URL (default: COPYTRADE_PAPER_HOST/PORT)."),
+    url: str = URL,
     credentials_file: Path = typer.Option(
-        None, help="Trade from this account (JSON from create-account); default: a new account."
+        None,
+        exists=True,
+        dir_okay=False,
+        help="Trade from this account (JSON from create-account); default: a new account.",
     ),
     deposit: str = typer.Option("20000", help="USDT deposited into a new leader account."),
-    limit: int = typer.Option(None, help="replay: only the first N fills."),
+    limit: int = typer.Option(None, min=1, help="replay: only the first N fills."),
     scale: str = typer.Option("1", help="replay: multiply every fill's quantity."),
-    leverage: int = typer.Option(10, help="replay: leverage on each symbol."),
-    candles: Path = typer.Option(None, help="ma-cross: the candle CSV to trade on."),
+    leverage: int = typer.Option(10, min=1, max=125, help="replay: leverage on each symbol."),
+    candles: Path = typer.Option(
+        None, exists=True, dir_okay=False, help="ma-cross: the candle CSV to trade on."
+    ),
     symbol: str = typer.Option("ETHUSDT", help="ma-cross: the exchange symbol to trade."),
     kind: str = typer.Option("spot", help="ma-cross: spot or futures."),
-    fast: int = typer.Option(12, help="ma-cross: fast moving average (candles)."),
-    slow: int = typer.Option(48, help="ma-cross: slow moving average (candles)."),
+    fast: int = typer.Option(12, min=1, help="ma-cross: fast moving average (candles)."),
+    slow: int = typer.Option(48, min=1, help="ma-cross: slow moving average (candles)."),
     notional: str = typer.Option("500", help="ma-cross: quote amount per buy."),
-    max_trades: int = typer.Option(None, help="ma-cross: stop after N orders."),
+    max_trades: int = typer.Option(None, min=1, help="ma-cross: stop after N orders."),
     max_wait: float = typer.Option(
         2.0,
         help="Longest wall-clock wait for the next trade; longer gaps jump the simulated clock.",
+        callback=finite(0),
     ),
     pace: float = typer.Option(
         None,
-        min=0,
+        callback=finite(0),
         help="Share the simulated clock with other bots: wait for it at most this many seconds "
         "per fill (replay) or candle (ma-cross), then move it on, never back (instead of "
         "--max-wait).",
@@ -269,17 +318,31 @@ def leader_bot(
     from copytrade.paper import leader_bot as bot
     from copytrade.paper.client import PaperAccount
 
-    settings = get_settings()
-    base_url = url or settings.paper_url
-    token = _admin_token()
-    credentials = None
-    if credentials_file:
-        data = json.loads(credentials_file.read_text())
-        credentials = PaperAccount(data["account_id"], data["api_key"], data["api_secret"])
     if strategy not in ("replay", "ma-cross"):
         raise refuse(f"strategy: {strategy!r} is not replay or ma-cross")
     if kind not in ("spot", "futures"):
         raise refuse(f"kind: {kind!r} is not spot or futures")
+    # Every value checked before the exchange is asked anything (exit 2, R-IN-2).
+    amounts = {
+        name: to_decimal(value, name)
+        for name, value in (("--deposit", deposit), ("--scale", scale), ("--notional", notional))
+    }
+    for name, value in amounts.items():
+        if value <= 0:
+            raise refuse(f"{name}: {value} must be positive")
+    settings = get_settings()
+    base_url = url or settings.paper_url
+    credentials = None
+    if credentials_file:
+        try:
+            data = json.loads(credentials_file.read_text())
+            credentials = PaperAccount(data["account_id"], data["api_key"], data["api_secret"])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise refuse(
+                f"--credentials-file: {credentials_file} is not the JSON of `paper create-account` "
+                f"({type(exc).__name__})"
+            ) from None
+    token = _admin_token()
     try:
         if strategy == "replay":
             report = asyncio.run(
@@ -288,9 +351,9 @@ def leader_bot(
                     token,
                     settings.data_dir,
                     credentials=credentials,
-                    deposit=to_decimal(deposit, "--deposit"),
+                    deposit=amounts["--deposit"],
                     leverage=leverage,
-                    scale=to_decimal(scale, "--scale"),
+                    scale=amounts["--scale"],
                     limit=limit,
                     max_wait=max_wait,
                     pace=pace,
@@ -313,9 +376,9 @@ def leader_bot(
                     kind=kind,
                     fast=fast,
                     slow=slow,
-                    notional=to_decimal(notional, "--notional"),
+                    notional=amounts["--notional"],
                     credentials=credentials,
-                    deposit=to_decimal(deposit, "--deposit"),
+                    deposit=amounts["--deposit"],
                     max_trades=max_trades,
                     max_wait=max_wait,
                     pace=pace,

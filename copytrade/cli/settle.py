@@ -14,12 +14,20 @@ from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.text import Text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from copytrade import clock
-from copytrade.cli.common import EXIT_PROBLEM, EXIT_UNAVAILABLE, console, err_console, refusals
+from copytrade.cli.common import (
+    EXIT_PROBLEM,
+    EXIT_UNAVAILABLE,
+    Table,
+    check_id,
+    console,
+    err_console,
+    refusals,
+)
 from copytrade.config import get_settings
 from copytrade.domain.errors import RuleViolation
 from copytrade.domain.money import to_decimal
@@ -29,7 +37,7 @@ WEEKLY_HELP = "Settle the weekly cycle (R-SET-4): every copy, once per ISO week.
 
 
 def _parse_at(value: str | None) -> datetime:
-    if not value:
+    if value is None:
         return clock.now()
     try:
         at = datetime.fromisoformat(value)
@@ -76,7 +84,7 @@ def settle(
         None, help="ISO week of the weekly cycle, e.g. 2025-W03 (default: this week)."
     ),
     copy_id: int = typer.Option(
-        None, "--copy", help="Settle one copy for an event trigger (R-SET-5)."
+        None, "--copy", help="Settle one copy for an event trigger (R-SET-5).", callback=check_id
     ),
     trigger: str = typer.Option(None, help=f"Event trigger: {', '.join(EVENT_TRIGGERS)}."),
     ref: str = typer.Option(None, help="Reference of a profit withdrawal (withdraw_profit only)."),
@@ -136,7 +144,7 @@ def settle(
             raise RuleViolation("copy", None, "R-SET-5", "--trigger needs --copy ID")
         url = get_settings().ledger_url
         marks = _parse_marks(mark, marks_file, session_factory(url))
-        when = parse_week(week) if week else _parse_at(at)
+        when = parse_week(week) if week is not None else _parse_at(at)
         if isinstance(marks, RecordedMarks):  # read before settlement's transaction opens
             marks.preload(when, weekly_cycle(when).as_of)
     progress = Progress(
@@ -263,7 +271,7 @@ def validate(
                 row["rule"],
                 row["check"],
                 row["table"],
-                f"[{style}]{row['result']}[/]",
+                Text(row["result"], style=style),
                 str(row["offending_rows"]),
             )
         console.print(table)

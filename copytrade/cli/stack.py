@@ -6,9 +6,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import typer
-from rich.table import Table
 
-from copytrade.cli.common import EXIT_UNAVAILABLE, console, err_console, refuse
+from copytrade.cli.common import EXIT_UNAVAILABLE, Table, console, err_console, finite, refuse
 
 T = TypeVar("T")
 
@@ -161,7 +160,9 @@ def _where_to_look(stack, deployed: list[str]) -> None:
 
 
 def down(
-    timeout: float = typer.Option(15.0, help="Seconds to wait for each process before SIGKILL."),
+    timeout: float = typer.Option(
+        15.0, help="Seconds to wait for each process before SIGKILL.", callback=finite(0)
+    ),
 ) -> None:
     """Stop what `copytrade up` started (and only that): runs are cancelled, processes stopped.
 

@@ -29,7 +29,8 @@ def check_credentials(api_key_id: object, credentials_ref: object) -> tuple[str,
     if scheme not in REF_SCHEMES or not name or len(ref) > 256:
         raise RuleViolation(
             "credentials_ref",
-            credentials_ref,
+            # Not a reference: perhaps the secret itself, pasted by mistake; never echo it.
+            f"<hidden, {len(ref)} characters>" if ref and scheme not in REF_SCHEMES else ref,
             "R-IN-2",
             "where the secret lives: env:NAME, file:PATH or prefect:BLOCK (never the secret)",
         )
