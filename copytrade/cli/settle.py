@@ -30,7 +30,7 @@ from copytrade.cli.common import (
 )
 from copytrade.config import get_settings
 from copytrade.domain.errors import RuleViolation
-from copytrade.domain.money import to_decimal
+from copytrade.domain.inputs import decimal_field
 from copytrade.settlement.cycles import EVENT_TRIGGERS, parse_week
 
 WEEKLY_HELP = "Settle the weekly cycle (R-SET-4): every copy, once per ISO week."
@@ -65,7 +65,10 @@ def _parse_marks(marks: list[str], marks_file: Path | None, sessions=None):
         symbol, sep, price = item.partition("=")
         if not sep or not symbol.strip():
             raise RuleViolation("mark", item, "R-SET-3", "a mark looks like BTCUSDT=61000.5")
-        value = to_decimal(price, f"mark {symbol}")
+        try:  # a price the ledger can hold: finite, at most 8 decimals, bounded
+            value = decimal_field(f"mark of {symbol.strip()}", price, "R-SET-3")
+        except RuleViolation as exc:
+            raise RuleViolation("mark", item, "R-SET-3", exc.message) from None
         if value <= 0:
             raise RuleViolation("mark", item, "R-SET-3", "a mark price must be positive")
         prices[symbol.strip().upper()] = value

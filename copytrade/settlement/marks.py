@@ -30,7 +30,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from copytrade.domain.errors import RuleViolation
-from copytrade.domain.money import SCALE, from_units, to_decimal, to_units
+from copytrade.domain.inputs import decimal_field
+from copytrade.domain.money import SCALE, from_units, to_units
 from copytrade.marks.store import MARK_FRESHNESS, marks_at
 from copytrade.settlement.sqlutil import chunks, raw_units
 from models.trading import LeaderFill
@@ -144,7 +145,10 @@ class SnapshotMarks:
         try:
             raw = json.loads(Path(path).read_text())
             taken_at = datetime.fromisoformat(raw["taken_at"])
-            prices = {str(k): to_decimal(v, f"mark price of {k}") for k, v in raw["prices"].items()}
+            prices = {
+                str(k): decimal_field(f"mark price of {k}", v, "R-SET-3")
+                for k, v in raw["prices"].items()
+            }
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise RuleViolation(
                 "marks_file", str(path), "R-SET-3", f"not a readable mark snapshot: {exc}"

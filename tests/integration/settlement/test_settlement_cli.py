@@ -81,6 +81,9 @@ def test_validate_passes_then_fails_after_an_edit_and_settle_is_blocked_R_LED_7(
         (("--trigger", "stop_copy"), "cycle"),
         (("--cycle", "weekly", "--mark", "BTCUSDT"), "mark"),
         (("--cycle", "weekly", "--mark", "BTCUSDT=-1"), "mark"),
+        (("--cycle", "weekly", "--mark", "BTCUSDT=1e999"), "mark"),  # finite, but beyond any
+        (("--cycle", "weekly", "--mark", "BTCUSDT=nan"), "mark"),  # amount the ledger holds
+        (("--cycle", "weekly", "--mark", "BTCUSDT=0.000000001"), "mark"),  # 9 decimals
         (("--cycle", "weekly", "--week", "2025-13"), "week"),
         (("--copy", "1", "--trigger", "stop_copy", "--at", "2025-01-13T00:00:00"), "at"),
         (("--copy", "99", "--trigger", "stop_copy"), "copy"),
