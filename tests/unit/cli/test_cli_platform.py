@@ -606,26 +606,11 @@ def test_copy_start_links_the_followers_exchange_account_once_R_COPY_2_R_IN_2(cl
 def test_a_nickname_that_looks_like_markup_is_shown_as_typed_R_IN_2(cli_db):
     """A leader's text is shown, never read as rich markup: "[/]" in a nickname or description
     ended every listing that showed it with a MarkupError (exit 1), for every user."""
+    spot, _, _ = seed()
     odd = "[/]Alpha[bold]"
-    ok("wallets", "deposit", "--handle", "alice", "--amount", "5000", "--key", "a1")
-    ok(
-        "leaders",
-        "apply",
-        "--handle",
-        "alice",
-        "--mode",
-        "spot",
-        "--nickname",
-        odd,
-        "--description",
-        "[red]swings[/]",
-        "--capital",
-        "1000",
-        "--accept-agreement",
-    )
-    ok("wallets", "deposit", "--handle", "erik", "--amount", "1000", "--key", "e1")
-    ok("copies", "start", "--handle", "erik", "--portfolio", "1", "--allocation", "300")
+    edit = ("leaders", "edit", str(spot), "--handle", "alice")
+    assert odd in ok(*edit, "--nickname", odd, "--description", "[red]swings[/]").output
+    ok("copies", "start", "--handle", "erik", "--portfolio", str(spot), "--allocation", "300")
     assert odd in ok("leaders", "list").output
-    assert odd in ok("leaders", "show", "1").output
+    assert odd in ok("leaders", "show", str(spot)).output
     assert odd in ok("copies", "list", "--handle", "erik").output
-    assert odd in ok("leaders", "edit", "1", "--handle", "alice", "--nickname", odd).output
