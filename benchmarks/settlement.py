@@ -98,14 +98,10 @@ def fresh_postgres(server_url: str, schemas: list[str]) -> str:
     """Create an empty schema on the PostgreSQL server, the ledger's tables in it; return its URL."""
     import uuid
 
-    from sqlalchemy import text
     from sqlalchemy.engine import make_url
 
     schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(server_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'create schema "{schema}"'))
-    admin.dispose()
+    _admin(server_url, f'create schema "{schema}"')
     schemas.append(schema)
     url = (
         make_url(server_url)
@@ -119,13 +115,7 @@ def fresh_postgres(server_url: str, schemas: list[str]) -> str:
 
 
 def drop_schemas(server_url: str, schemas: list[str]) -> None:
-    from sqlalchemy import text
-
-    admin = make_engine(server_url)
-    with admin.begin() as conn:
-        for schema in schemas:
-            conn.execute(text(f'drop schema if exists "{schema}" cascade'))
-    admin.dispose()
+    _admin(server_url, *(f'drop schema if exists "{schema}" cascade' for schema in schemas))
 
 
 def _database_url(server_url: str, database: str) -> str:
@@ -135,7 +125,8 @@ def _database_url(server_url: str, database: str) -> str:
 
 
 def _admin(server_url: str, *statements: str) -> list:
-    """Run statements outside a transaction (CREATE/DROP DATABASE); return the last one's rows."""
+    """Run statements outside a transaction (CREATE/DROP DATABASE, schemas); return the last
+    one's rows."""
     engine = make_engine(server_url).execution_options(isolation_level="AUTOCOMMIT")
     rows: list = []
     try:

@@ -139,6 +139,12 @@ class CopyEngine:
                 load_copies(session, changed, self.markets_by_kind)
         return bool(changed)
 
+    def reload_if_stale(self, ps: PortfolioState) -> None:
+        """Reload ``ps``'s copies if a recording failed since (``copies_stale``); under its lock."""
+        if ps.copies_stale:
+            self.refresh_copies([ps.portfolio_id], force=True)
+            ps.copies_stale = False
+
     def note_marks(
         self, mode: str, prices: Mapping[str, Decimal], at: datetime | None = None
     ) -> None:

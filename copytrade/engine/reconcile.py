@@ -178,9 +178,10 @@ def _open_intents(engine: CopyEngine, portfolio_id: int | None = None) -> list[_
         for intent, traded_at, fill_portfolio, copy_portfolio in rows:
             if intent.id in engine.inflight:
                 continue  # being sent right now by the engine: not ours to resolve
-            if not engine.owns(fill_portfolio or copy_portfolio):
+            owner = fill_portfolio or copy_portfolio
+            if not engine.owns(owner):
                 continue  # another shard's copy: that shard's engine settles it
-            if portfolio_id is not None and (fill_portfolio or copy_portfolio) != portfolio_id:
+            if portfolio_id is not None and owner != portfolio_id:
                 continue
             ps, copy, index = _copy_for(engine, session, intent.copy_id)
             pid = fill_portfolio or (ps.portfolio_id if ps else None)
@@ -246,9 +247,7 @@ async def _record_settled(
         async with contextlib.nullcontext() if ps is locked else ps.lock:
             # The copies may have been reloaded while the lookups ran (changed settings, a failed
             # recording): record into the live state, not a replaced one.
-            if ps.copies_stale:
-                engine.refresh_copies([ps.portfolio_id], force=True)
-                ps.copies_stale = False
+            engine.reload_if_stale(ps)
             _rebind(ps, intents)
             engine.record(ps, intents, sends)
     return not_sent
@@ -337,9 +336,7 @@ async def settle_before_sizing(engine: CopyEngine, ps: PortfolioState) -> None:
     ``ps.lock``; a database still down raises, and the caller retries the event.
     """
     await settle_while_in_flight(engine, locked=ps)
-    if ps.copies_stale:
-        engine.refresh_copies([ps.portfolio_id], force=True)
-        ps.copies_stale = False
+    engine.reload_if_stale(ps)
 
 
 async def baseline(

@@ -161,11 +161,12 @@ class EngineRunner:
         return await settle_while_in_flight(self.engine)
 
     def _warm(self) -> None:
-        """Build every follower gateway now and freeze the start-up heap.
+        """Build every follower gateway now (credentials resolved, a bad one logged here, not in
+        a fan-out; each account's ccxt client is built on first use) and freeze the start-up heap.
 
-        A ccxt client holds tens of thousands of objects; with a thousand of them the cyclic
-        garbage collector's full passes took tens of milliseconds in the middle of a fan-out.
-        ``gc.freeze`` moves everything alive after start-up out of the collector's sight.
+        The loaded state holds many objects; the cyclic garbage collector's full passes over them
+        took tens of milliseconds in the middle of a fan-out. ``gc.freeze`` moves everything
+        alive after start-up out of the collector's sight.
         """
         for ps in self.engine.portfolios.values():
             for c in ps.copies:

@@ -127,11 +127,7 @@ class ShardLock:
                 "select pg_try_advisory_lock(%s::int, %s::int)", (shards, self.shard.index)
             ).scalar()
             if not got:
-                holder = one(
-                    "select pid from pg_locks where locktype = 'advisory' and objsubid = 2 and "
-                    "classid::bigint = %s and objid::bigint = %s and granted limit 1",
-                    (shards, self.shard.index),
-                ).scalar()
+                holder = _held(conn, schema).shards.get(self.shard.index)
                 raise ShardBusy(
                     f"copy engine shard {self.shard} is already running (PostgreSQL advisory "
                     f"lock held by backend pid {holder})"
@@ -212,26 +208,26 @@ def running_engines(database_url: str) -> Fleet:
         engine.dispose()
     if not held.shards:
         return Fleet()
-    return Fleet(max(held.layouts) if held.layouts else None, held.shards)
+    return Fleet(max(held.layouts) if held.layouts else None, frozenset(held.shards))
 
 
 @dataclass(frozen=True, slots=True)
 class _Held:
     layouts: frozenset[int]  # the N of every layout held (shared) by a running engine
-    shards: frozenset[int]  # the shard indexes held
+    shards: dict[int, int]  # shard index → backend pid of the process holding it
 
 
 def _held(conn: Connection, schema: str) -> _Held:
     """The engine locks granted on the ledger in ``schema`` now, read from ``pg_locks``."""
     layout, shard = lock_space(schema, "layout"), lock_space(schema, "shard")
     rows = conn.exec_driver_sql(
-        "select classid::bigint, objid::bigint from pg_locks where locktype = 'advisory' "
+        "select classid::bigint, objid::bigint, pid from pg_locks where locktype = 'advisory' "
         "and objsubid = 2 and granted and classid::bigint in (%s, %s)",
         (layout, shard),
     ).all()
     return _Held(
-        frozenset(n for space, n in rows if space == layout),
-        frozenset(i for space, i in rows if space == shard),
+        frozenset(n for space, n, _ in rows if space == layout),
+        {i: pid for space, i, pid in rows if space == shard},
     )
 
 

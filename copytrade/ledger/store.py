@@ -74,9 +74,6 @@ class LedgerStore:
             rows = self._cursor_rows(sql, (stream,))
         return rows[0][0], rows[0][1]
 
-    def _select_matching(self, sql: str, column: str, values: list, array_type: str) -> list:
-        return self.raw.select_matching(sql, column, values, array_type)
-
     def existing(
         self, keys: Iterable[str], ids: int = 0
     ) -> tuple[dict[str, tuple[int, str]], list[int]]:
@@ -87,7 +84,7 @@ class LedgerStore:
         """
         wanted = list(dict.fromkeys(keys))
         if not self.raw.postgres:
-            rows = self._select_matching(
+            rows = self.raw.select_matching(
                 "SELECT idempotency_key, id, digest FROM ledger_transfers "
                 "WHERE idempotency_key IN ({in_})",
                 "idempotency_key",
@@ -125,7 +122,7 @@ class LedgerStore:
         return ids
 
     def _lookup(self, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        rows = self._select_matching(
+        rows = self.raw.select_matching(
             "SELECT address, asset, id FROM ledger_accounts WHERE address IN ({in_})",
             "address",
             sorted({a for a, _ in wanted}),
@@ -142,7 +139,7 @@ class LedgerStore:
         """
         lock = " ORDER BY id FOR UPDATE OF ledger_accounts" if self.raw.postgres else ""
         return dict(
-            self._select_matching(
+            self.raw.select_matching(
                 "SELECT id, balance FROM ledger_accounts WHERE id IN ({in_})" + lock,
                 "id",
                 sorted(account_ids),
@@ -153,7 +150,7 @@ class LedgerStore:
     def stripes(self, account_ids: Iterable[int], stream: int) -> dict[int, int]:
         """Return ``stream``'s part (integer units) of the shared accounts ``account_ids``."""
         wanted = sorted(account_ids)
-        rows = self._select_matching(
+        rows = self.raw.select_matching(
             "SELECT account_id, balance FROM ledger_balance_stripes "
             f"WHERE account_id IN ({{in_}}) AND stream = {int(stream)}",
             "account_id",

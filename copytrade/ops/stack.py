@@ -446,16 +446,30 @@ def leader_bot_account(stack: Stack, name: str = LEADER_BOT, market: str = "futu
 def start_leader_bot(stack: Stack, limit: int | None = None) -> str:
     """Start a leader bot replaying the real lead trader's fills on the paper exchange (the first
     ``limit`` fills only, if given: then the leader holds what it holds and goes idle)."""
-    if not leader_bot_available():
-        return "skipped (`copytrade paper leader-bot` is not in this version)"
-    if stack.running(LEADER_BOT):
-        return "running"
-    credentials = leader_bot_account(stack)
     argv = ["--strategy", "replay", "--pace", LEADER_BOT_PACE]
     if limit is not None:
         argv += ["--limit", str(limit)]
+    return _start_bot(stack, LEADER_BOT, "futures", argv, "replay")
+
+
+def start_spot_leader_bot(stack: Stack) -> str:
+    """Start a spot leader bot: a moving-average cross on real candles (``SPOT_BOT_*``)."""
+    argv = ["--strategy", "ma-cross", "--kind", "spot"]
+    argv += ["--candles", str(stack.data_dir / SPOT_BOT_CANDLES), "--symbol", SPOT_BOT_SYMBOL]
+    return _start_bot(
+        stack, SPOT_LEADER_BOT, "spot", [*argv, *SPOT_BOT_ARGS], f"ma-cross {SPOT_BOT_SYMBOL}"
+    )
+
+
+def _start_bot(stack: Stack, name: str, market: str, argv: list[str], what: str) -> str:
+    """Start `copytrade paper leader-bot ARGV` as ``name`` on its paper account, unless running."""
+    if not leader_bot_available():
+        return "skipped (`copytrade paper leader-bot` is not in this version)"
+    if stack.running(name):
+        return "running"
+    credentials = leader_bot_account(stack, name, market)
     record = stack.start(
-        LEADER_BOT,
+        name,
         stack.copytrade_argv(
             "paper",
             "leader-bot",
@@ -467,37 +481,10 @@ def start_leader_bot(stack: Stack, limit: int | None = None) -> str:
         ),
     )
     api_key = json.loads(credentials.read_text())["api_key"]
-    return f"started (pid {record.pid}, api key {api_key[:12]}…, credentials {credentials})"
-
-
-def start_spot_leader_bot(stack: Stack) -> str:
-    """Start a spot leader bot: a moving-average cross on real candles (``SPOT_BOT_*``)."""
-    if not leader_bot_available():
-        return "skipped (`copytrade paper leader-bot` is not in this version)"
-    if stack.running(SPOT_LEADER_BOT):
-        return "running"
-    credentials = leader_bot_account(stack, SPOT_LEADER_BOT, "spot")
-    record = stack.start(
-        SPOT_LEADER_BOT,
-        stack.copytrade_argv(
-            "paper",
-            "leader-bot",
-            "--strategy",
-            "ma-cross",
-            "--kind",
-            "spot",
-            "--candles",
-            str(stack.data_dir / SPOT_BOT_CANDLES),
-            "--symbol",
-            SPOT_BOT_SYMBOL,
-            *SPOT_BOT_ARGS,
-            "--url",
-            stack.paper_url,
-            "--credentials-file",
-            str(credentials),
-        ),
+    return (
+        f"started (pid {record.pid}, {what} {market}, api key {api_key[:12]}…, "
+        f"credentials {credentials})"
     )
-    return f"started (pid {record.pid}, ma-cross {SPOT_BOT_SYMBOL} spot, credentials {credentials})"
 
 
 def stack_variables(stack: Stack) -> dict[str, Any]:

@@ -558,20 +558,8 @@ def test_copy_start_links_the_followers_exchange_account_once_R_COPY_2_R_IN_2(cl
     """The account the engine trades a copy on: linked by key and reference (never the secret);
     another person's key is refused and nothing changes."""
     seed()
-    ok(
-        "copies",
-        "start",
-        "--handle",
-        "erik",
-        "--portfolio",
-        "1",
-        "--allocation",
-        "100",
-        "--api-key",
-        "erik-key",
-        "--credentials-ref",
-        "env:ERIK_SECRET",
-    )
+    start = ("copies", "start", "--portfolio", "1", "--allocation", "100")
+    ok(*start, "--handle", "erik", "--api-key", "erik-key", "--credentials-ref", "env:ERIK_SECRET")
     engine = make_engine(cli_db)
     with Session(engine) as session:
         copy = session.scalars(select(Copy)).one()
@@ -586,18 +574,7 @@ def test_copy_start_links_the_followers_exchange_account_once_R_COPY_2_R_IN_2(cl
     ok("wallets", "deposit", "--handle", "fay", "--amount", "500", "--key", "f1")
     before = state(cli_db)
     taken = run(
-        "copies",
-        "start",
-        "--handle",
-        "fay",
-        "--portfolio",
-        "1",
-        "--allocation",
-        "100",
-        "--api-key",
-        "erik-key",
-        "--credentials-ref",
-        "env:FAY_SECRET",
+        *start, "--handle", "fay", "--api-key", "erik-key", "--credentials-ref", "env:FAY_SECRET"
     )
     assert taken.exit_code == 2 and "api_key" in taken.text and "(R-IN-2)" in taken.text
     assert state(cli_db) == before

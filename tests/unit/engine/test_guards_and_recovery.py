@@ -129,16 +129,21 @@ async def test_restart_sends_persisted_intents_once_and_adopts_executed_ones_R_C
         assert {i.outcome for i in s.scalars(select(FollowerOrderIntent))} == {"filled"}
 
 
-async def test_stale_unsent_intents_are_closed_not_sent_after_restart_R_COPY_11(rig):
-    w = rig.build([{"allocation": "1000", "leverage": 10}])
-    eng = rig.engine(stale_after=0.0, absent_after=0.0)
+async def _killed_before_sending(eng, portfolio_id: int, trade) -> None:
+    """The engine persists the fill's intents, then dies before sending any (``kill -9``)."""
 
     async def crash(intents):
         raise SystemExit("killed")
 
     eng._send = crash
     with contextlib.suppress(SystemExit):
-        await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))
+        await eng.on_leader_event(portfolio_id, trade)
+
+
+async def test_stale_unsent_intents_are_closed_not_sent_after_restart_R_COPY_11(rig):
+    w = rig.build([{"allocation": "1000", "leverage": 10}])
+    eng = rig.engine(stale_after=0.0, absent_after=0.0)
+    await _killed_before_sending(eng, w.portfolio_id, rig.leader_trade("buy", "1", "50000"))
     report = await resolve_open_intents(rig.engine(stale_after=0.0, absent_after=0.0))
     assert report.closed_not_sent == 1 and rig.fake.order_log == []
     with rig.sm() as s:
@@ -154,13 +159,7 @@ async def test_a_stale_unsent_reduction_is_still_sent_after_restart_R_COPY_4_R_C
     await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))  # 0.1 BTC
     account = rig.fake.accounts[w.copy_accounts[w.copy_ids[0]]]
     assert account.positions["BTCUSDT"] == D("0.1")
-
-    async def crash(intents):
-        raise SystemExit("killed")
-
-    eng._send = crash
-    with contextlib.suppress(SystemExit):
-        await eng.on_leader_event(w.portfolio_id, rig.leader_trade("sell", "0.5", "50000"))
+    await _killed_before_sending(eng, w.portfolio_id, rig.leader_trade("sell", "0.5", "50000"))
     report = await resolve_open_intents(rig.engine(stale_after=0.0, absent_after=0.0))
     assert (report.resent, report.closed_not_sent) == (1, 0)
     assert account.positions["BTCUSDT"] == D("0.05")  # half, as the leader
@@ -206,13 +205,7 @@ async def test_an_order_not_found_is_not_resent_while_it_may_still_be_in_flight_
     only after the recvWindow, so the restart waits instead of sending a second order."""
     w = rig.build([{"allocation": "1000", "leverage": 10}])
     eng = rig.engine()
-
-    async def crash(intents):
-        raise SystemExit("killed")
-
-    eng._send = crash
-    with contextlib.suppress(SystemExit):
-        await eng.on_leader_event(w.portfolio_id, rig.leader_trade("buy", "1", "50000"))
+    await _killed_before_sending(eng, w.portfolio_id, rig.leader_trade("buy", "1", "50000"))
     report = await resolve_open_intents(rig.engine())  # absent_after: 12 s
     assert (report.resent, report.still_unknown) == (0, 1) and rig.fake.order_log == []
     report = await resolve_open_intents(rig.engine(absent_after=0.0))  # later: sent once
